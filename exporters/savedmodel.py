@@ -1,0 +1,104 @@
+"""SavedModel export in the TensorFlow Serving layout: ``<base>/<version>/``.
+
+Signatures:
+
+- ``serving_default``: ``text`` (string ``[None]``; plus ``text_pair`` for pair models) ->
+  ``label`` (string), ``label_id`` (int64), ``probabilities``, ``logits`` (float32). Tokenization
+  runs inside the graph with the same tf-text ops used in training.
+- ``serve_token_ids``: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32
+  ``[None, None]``) -> ``probabilities``, ``logits``.
+
+Loading needs ``import tensorflow_text`` first (it registers the tokenizer ops).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfsft.runs import TrainedRun
+from tfsft.tokenization import pad_encoded
+
+SERVING_SIGNATURE = "serving_default"
+TOKEN_IDS_SIGNATURE = "serve_token_ids"
+
+
+def next_version(base: Path) -> int:
+    """One more than the highest integer version folder under ``base`` (1 for none)."""
+    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)]
+    return max(versions, default=0) + 1
+
+
+def export_savedmodel(run: TrainedRun, base: str | os.PathLike) -> Path:
+    """Write the next version of ``run``'s model under ``base``; returns the version folder.
+
+    The version is written to a hidden temporary folder and renamed into place, so a server
+    watching ``base`` never sees a half-written version; existing versions are never touched.
+    """
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=base))
+    try:
+        _write_savedmodel(run, tmp)
+        while True:
+            target = base / str(next_version(base))
+            try:
+                os.rename(tmp, target)  # fails if another export took this version meanwhile
+                return target
+            except OSError:
+                if not target.exists():
+                    raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_savedmodel(run: TrainedRun, path: Path) -> None:
+    model, tokenizer = run.model, run.tokenizer
+    labels = tf.constant(list(run.labels))
+    max_length = run.max_length
+
+    def outputs(logits: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        label_id = tf.argmax(logits, axis=-1)
+        return {"label": tf.gather(labels, label_id), "label_id": label_id,
+                "probabilities": probabilities, "logits": logits}
+
+    def classify(features: dict[str, tf.Tensor]) -> tf.Tensor:
+        return tf.cast(model(features, training=False), tf.float32)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer)
+    text_spec = tf.TensorSpec([None], tf.string, name="text")
+    if run.text_pair:
+        def serve_text(text, text_pair):
+            return outputs(classify(pad_encoded(tokenizer.encode(text, text_pair, max_length))))
+
+        signature = [text_spec, tf.TensorSpec([None], tf.string, name="text_pair")]
+    else:
+        def serve_text(text):
+            return outputs(classify(pad_encoded(tokenizer.encode(text, max_length=max_length))))
+
+        signature = [text_spec]
+    archive.add_endpoint(SERVING_SIGNATURE, serve_text, input_signature=signature)
+
+    def serve_token_ids(input_ids, attention_mask, token_type_ids):
+        logits = classify({"token_ids": input_ids, "padding_mask": attention_mask,
+                           "segment_ids": token_type_ids})
+        return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
+
+    id_spec = [tf.TensorSpec([None, None], tf.int32, name=n)
+               for n in ("input_ids", "attention_mask", "token_type_ids")]
+    archive.add_endpoint(TOKEN_IDS_SIGNATURE, serve_token_ids, input_signature=id_spec)
+    archive.write_out(str(path), verbose=False)
+    assets = path / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "vocab.txt").write_text("\n".join(tokenizer.vocabulary) + "\n", encoding="utf-8")
+    (assets / "labels.txt").write_text("\n".join(run.labels) + "\n", encoding="utf-8")

@@ -1,0 +1,251 @@
+"""Read tables of labelled text from files, DataFrames and Hugging Face datasets.
+
+Every reader returns a :class:`Table`: the column names, the rows as dicts and, for each row, where
+it came from (``line 12``, ``row 3``), so that later checks can point the user at the exact place.
+
+>>> import pandas as pd
+>>> table = read_table(pd.DataFrame({"text": ["good", "bad"], "label": [1, 0]}))
+>>> table.columns, table.rows[1], table.locations[1]
+(['text', 'label'], {'text': 'bad', 'label': 0}, 'row with index 1')
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import lzma
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfsft.errors import DataError
+
+_COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+FILE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+
+
+@dataclass
+class Table:
+    """Rows read from one source, with the location of each row for error messages."""
+
+    source: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    locations: list[str]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def read_table(source: Any, file_format: str | None = None, encoding: str = "utf-8") -> Table:
+    """Read a CSV/TSV/JSONL/Parquet file (optionally .gz/.bz2/.xz), a DataFrame or a HF Dataset.
+
+    ``file_format`` overrides the format guessed from the file extension. A folder written by
+    ``datasets.Dataset.save_to_disk`` is read as a Hugging Face dataset.
+    """
+    if _is_dataframe(source):
+        return _read_dataframe(source)
+    if _is_hf_dataset(source):
+        return _read_hf_dataset(source, name="Hugging Face dataset")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "Data must be a file path, a pandas DataFrame or a datasets.Dataset; "
+            f"got {type(source).__name__}"
+        )
+    path = Path(source)
+    if not path.exists():
+        raise DataError(str(path), None, "file not found", "check the path")
+    if path.is_dir():
+        return _read_hf_dataset_folder(path)
+    fmt = file_format or guess_format(path)
+    if fmt == "parquet":
+        return _read_parquet(path)
+    text = _decode(path, _read_bytes(path), encoding)
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, text, delimiter="," if fmt == "csv" else "\t")
+    if fmt == "jsonl":
+        return _read_jsonl(path, text)
+    raise DataError(
+        str(path), None, f"unknown file format {fmt!r}", f"use one of {', '.join(FILE_FORMATS)}"
+    )
+
+
+def guess_format(path: Path) -> str:
+    """Format name from a file name: ``reviews.tsv.gz`` -> ``tsv``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1].lstrip(".") if suffixes else ""
+    aliases = {"csv": "csv", "tsv": "tsv", "tab": "tsv", "jsonl": "jsonl", "ndjson": "jsonl",
+               "json": "jsonl", "parquet": "parquet", "pq": "parquet"}
+    if ext not in aliases:
+        raise DataError(
+            str(path), None, f"cannot tell the file format from the extension {ext!r}",
+            f"rename the file to .csv, .tsv, .jsonl or .parquet, or pass the format "
+            f"(--format {'/'.join(FILE_FORMATS)})",
+        )
+    return aliases[ext]
+
+
+def _read_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix in _COMPRESSIONS:
+        try:
+            raw = _COMPRESSIONS[suffix](raw)
+        except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+            raise DataError(
+                str(path), None, f"cannot decompress the {suffix} file ({exc})",
+                "check that the file is complete and not corrupted",
+            ) from exc
+    return raw
+
+
+def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            str(path), f"line {line}, column {column}",
+            f"bytes {raw[exc.start:exc.end]!r} are not valid {encoding}",
+            f"re-save the file as {encoding}, or pass its encoding (--encoding latin-1, ...)",
+        ) from exc
+    return text.removeprefix("\ufeff")
+
+
+def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting,
+                        strict=True)
+    try:
+        header = next(reader, None)
+        while header is not None and not header:
+            header = next(reader, None)
+        if header is None:
+            raise DataError(str(path), None, "the file is empty", "add a header row and data rows")
+        header = [name.strip() for name in header]
+        _check_header(path, header)
+        rows, locations = [], []
+        for fields in reader:
+            line = reader.line_num
+            if not fields:
+                continue  # blank line: holds no data
+            if len(fields) != len(header):
+                raise DataError(
+                    str(path), f"line {line}",
+                    f"expected {len(header)} fields ({', '.join(header)}) but found {len(fields)}",
+                    "quote fields that contain the delimiter, or fix the row"
+                    if delimiter == ","
+                    else "tab-separated files cannot hold tabs inside a field; fix the row",
+                )
+            rows.append(dict(zip(header, fields, strict=True)))
+            locations.append(f"line {line}")
+    except csv.Error as exc:
+        raise DataError(
+            str(path), f"line {reader.line_num}", f"malformed CSV ({exc})",
+            "check the quotes on this line",
+        ) from exc
+    return Table(str(path), header, rows, locations)
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(str(path), "line 1", f"column {index} of the header has no name",
+                            "name every column in the header row")
+        if name in seen:
+            raise DataError(str(path), "line 1", f"column name {name!r} appears twice",
+                            "give every column a unique name")
+        seen.add(name)
+
+
+def _read_jsonl(path: Path, text: str) -> Table:
+    rows, locations, columns = [], [], {}
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(str(path), f"line {line_number}", f"invalid JSON ({exc.msg})",
+                            "write one JSON object per line") from exc
+        if not isinstance(record, dict):
+            raise DataError(str(path), f"line {line_number}",
+                            f"expected a JSON object, found {type(record).__name__}",
+                            "write one JSON object per line, e.g. {\"text\": ..., \"label\": ...}")
+        rows.append(record)
+        locations.append(f"line {line_number}")
+        columns.update(dict.fromkeys(record))
+    if not rows:
+        raise DataError(str(path), None, "the file holds no records", "add one JSON object per line")
+    return Table(str(path), list(columns), rows, locations)
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow.parquet as pq
+
+    try:
+        arrow_table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises many types for unreadable files
+        raise DataError(str(path), None, f"cannot read the Parquet file ({exc})",
+                        "check that it is a complete Parquet file") from exc
+    rows = arrow_table.to_pylist()
+    return Table(str(path), arrow_table.column_names, rows,
+                 [f"row {i}" for i in range(1, len(rows) + 1)])
+
+
+def _is_dataframe(source: Any) -> bool:
+    return type(source).__name__ == "DataFrame" and hasattr(source, "to_dict")
+
+
+def _is_hf_dataset(source: Any) -> bool:
+    return type(source).__name__ == "Dataset" and hasattr(source, "features")
+
+
+def _read_dataframe(frame: Any) -> Table:
+    rows = frame.to_dict("records")
+    columns = [str(c) for c in frame.columns]
+    rows = [{str(k): _none_if_nan(v) for k, v in row.items()} for row in rows]
+    return Table("DataFrame", columns, rows, [f"row with index {i!r}" for i in frame.index])
+
+
+def _none_if_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and value != value else value
+
+
+def _read_hf_dataset(dataset: Any, name: str) -> Table:
+    columns = list(dataset.column_names)
+    rows = dataset.to_list()
+    # ClassLabel columns hold ints; give them their names so labels read as the user wrote them.
+    for column, feature in dataset.features.items():
+        names = getattr(feature, "names", None)
+        if names:
+            for row in rows:
+                if row[column] is not None and row[column] >= 0:
+                    row[column] = names[row[column]]
+    return Table(name, columns, rows, [f"example {i}" for i in range(len(rows))])
+
+
+def _read_hf_dataset_folder(path: Path) -> Table:
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a dependency
+        raise DataError(str(path), None, "reading a dataset folder needs `datasets`",
+                        "pip install datasets") from exc
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except FileNotFoundError as exc:
+        raise DataError(str(path), None, "this folder is not a saved Hugging Face dataset",
+                        "pass a data file, or a folder written by Dataset.save_to_disk") from exc
+    if isinstance(dataset, datasets.DatasetDict):
+        splits = ", ".join(str(path / s) for s in dataset)
+        raise DataError(str(path), None, "this folder holds several splits",
+                        f"pass one of them: {splits}")
+    return _read_hf_dataset(dataset, name=str(path))

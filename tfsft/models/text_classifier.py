@@ -1,0 +1,110 @@
+"""A text classifier: BERT backbone, pooling, dropout and a dense head that outputs logits.
+
+It is a plain ``keras.Model``: ``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``save`` and
+``keras.saving.load_model`` work as usual. Inputs are the dict of int32 tensors that
+:func:`tfsft.data.pipeline.make_dataset` yields (``token_ids``, ``segment_ids``, ``padding_mask``).
+
+>>> import keras_hub
+>>> backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2,
+...     hidden_dim=8, intermediate_dim=16, max_sequence_length=32)
+>>> model = TextClassifier(backbone, num_classes=3)
+>>> model.output_shape
+(None, 3)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from tfsft.models.checkpoints import load_backbone, use_exact_gelu
+
+POOLINGS = ("mean", "cls", "pooled")
+
+
+@keras.saving.register_keras_serializable(package="tfsft")
+class MeanPooling(keras.layers.Layer):
+    """Average of the token vectors where ``padding_mask`` is 1."""
+
+    def call(self, sequence, padding_mask):
+        mask = keras.ops.cast(keras.ops.expand_dims(padding_mask, -1), sequence.dtype)
+        total = keras.ops.sum(sequence * mask, axis=1)
+        count = keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        return total / count
+
+
+@keras.saving.register_keras_serializable(package="tfsft")
+class TextClassifier(keras.Model):
+    """Backbone + pooling + dropout + ``Dense(num_classes)`` (logits).
+
+    Args:
+        backbone: a keras-hub BERT backbone (outputs ``sequence_output`` and ``pooled_output``).
+        num_classes: number of labels.
+        pooling: ``"mean"`` (masked mean of the last layer), ``"cls"`` (the ``[CLS]`` vector) or
+            ``"pooled"`` (BERT's tanh pooler on ``[CLS]``).
+        dropout: dropout rate before the head.
+        exact_gelu: use exact (erf) GELU in the backbone, as BERT checkpoints with
+            ``hidden_act: gelu`` were trained.
+    """
+
+    def __init__(self, backbone: keras.Model, num_classes: int, pooling: str = "mean",
+                 dropout: float = 0.1, exact_gelu: bool = False, **kwargs):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if exact_gelu:
+            use_exact_gelu(backbone)
+        inputs = backbone.input
+        outputs = backbone(inputs)
+        if pooling == "mean":
+            pooled = MeanPooling(name="mean_pooling")(outputs["sequence_output"],
+                                                      inputs["padding_mask"])
+        elif pooling == "cls":
+            pooled = outputs["sequence_output"][:, 0, :]
+        else:
+            pooled = outputs["pooled_output"]
+        if pooling != "pooled":  # BERT's pooler is unused: keep it out of training
+            backbone.get_layer("pooled_dense").trainable = False
+        pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
+        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        logits = keras.layers.Dense(num_classes, kernel_initializer=initializer,
+                                    name="logits", dtype="float32")(pooled)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.dropout = dropout
+        self.exact_gelu = exact_gelu
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path, num_classes: int, pooling: str = "mean",
+                        dropout: float = 0.1, **kwargs) -> TextClassifier:
+        """Build on a pretrained backbone: a checkpoint folder or a known name (``minilm-l6``)."""
+        backbone, info = load_backbone(checkpoint)
+        return cls(backbone, num_classes, pooling=pooling, dropout=dropout,
+                   exact_gelu=info["exact_gelu"], **kwargs)
+
+    def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
+        """Like ``keras.Model.compile``, with the loss and metric a classifier needs by default."""
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if metrics is None:
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "pooling": self.pooling,
+            "dropout": self.dropout,
+            "exact_gelu": self.exact_gelu,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

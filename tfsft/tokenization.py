@@ -1,0 +1,167 @@
+"""WordPiece tokenization that runs the same in training and inside exported graphs.
+
+The tokenizer is built from TensorFlow ops only (tf-text ``FastBertTokenizer`` plus packing with
+ragged ops), so the ids a model is trained on are the ids an exported SavedModel computes from raw
+strings.
+
+>>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world"])
+>>> encoded = tokenizer.encode(["Hello world", "world"])
+>>> encoded["token_ids"].to_list()
+[[2, 4, 5, 3], [2, 5, 3]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from tfsft.errors import CheckpointError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+class WordPieceTokenizer(tf.Module):
+    """BERT WordPiece tokenizer: text (and optional second text) -> ragged token and segment ids.
+
+    Args:
+        vocabulary: the WordPiece vocabulary, one token per id.
+        lowercase: lower-case, NFD-normalise and strip accents first (uncased checkpoints).
+        max_length: default length limit, counting ``[CLS]`` and ``[SEP]``.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], lowercase: bool = True, max_length: int = 512):
+        super().__init__(name="wordpiece_tokenizer")
+        self.vocabulary = list(vocabulary)
+        missing = [t for t in SPECIAL_TOKENS if t not in self.vocabulary]
+        if missing:
+            raise CheckpointError(f"the vocabulary lacks the special tokens {missing}")
+        self.lowercase = bool(lowercase)
+        self.max_length = int(max_length)
+        index = {token: i for i, token in enumerate(self.vocabulary)}
+        self.pad_id, self.unk_id = index["[PAD]"], index["[UNK]"]
+        self.cls_id, self.sep_id = index["[CLS]"], index["[SEP]"]
+        self._wordpiece = tf_text.FastBertTokenizer(
+            vocab=self.vocabulary,
+            token_out_type=tf.int32,
+            unknown_token="[UNK]",
+            lower_case_nfd_strip_accents=self.lowercase,
+        )
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, max_length: int = 512) -> WordPieceTokenizer:
+        """Load from a checkpoint folder holding ``vocab.txt`` (or a WordPiece ``tokenizer.json``).
+
+        Lower-casing follows ``tokenizer_config.json`` (``do_lower_case``) or ``tokenizer.json``.
+        """
+        folder = Path(folder)
+        vocab_file = folder / "vocab.txt"
+        tokenizer_json = folder / "tokenizer.json"
+        if vocab_file.exists():
+            vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
+        elif tokenizer_json.exists():
+            vocabulary = _vocabulary_from_tokenizer_json(tokenizer_json)
+        else:
+            raise CheckpointError(
+                f"{folder}: no vocab.txt or tokenizer.json; a WordPiece vocabulary is needed"
+            )
+        return cls(vocabulary, lowercase=_lowercase_setting(folder), max_length=max_length)
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``vocab.txt`` and ``tokenizer_config.json`` (readable by ``from_pretrained``)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
+        config = {"do_lower_case": self.lowercase, "model_max_length": self.max_length,
+                  "tokenizer_class": "BertTokenizer"}
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def wordpieces(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Ids of the word pieces of each text, without special tokens: ``[batch, (pieces)]``."""
+        return self._wordpiece.tokenize(texts)
+
+    def encode(
+        self,
+        texts: tf.Tensor | Sequence[str],
+        text_pairs: tf.Tensor | Sequence[str] | None = None,
+        max_length: int | None = None,
+    ) -> dict[str, tf.RaggedTensor]:
+        """Tokenize and pack ``[CLS] a [SEP] (b [SEP])``, truncated to ``max_length``.
+
+        Pairs are truncated round-robin: the longer text loses tokens first. Returns ragged
+        ``token_ids`` and ``segment_ids`` (int32). Works eagerly and inside ``tf.function``.
+        """
+        max_length = int(max_length or self.max_length)
+        first = self.wordpieces(tf.convert_to_tensor(texts, tf.string))
+        if text_pairs is None:
+            first = first[:, : max_length - 2]
+            cls = tf.fill([first.nrows(), 1], self.cls_id)
+            sep = tf.fill([first.nrows(), 1], self.sep_id)
+            token_ids = tf.concat([cls, first, sep], axis=1)
+            segment_ids = tf.zeros_like(token_ids)
+            return {"token_ids": token_ids, "segment_ids": segment_ids}
+        second = self.wordpieces(tf.convert_to_tensor(text_pairs, tf.string))
+        first, second = _truncate_pair(first, second, max_length - 3)
+        cls = tf.fill([first.nrows(), 1], self.cls_id)
+        sep = tf.fill([first.nrows(), 1], self.sep_id)
+        token_ids = tf.concat([cls, first, sep, second, sep], axis=1)
+        segment_ids = tf.concat(
+            [tf.zeros_like(cls), tf.zeros_like(first), tf.zeros_like(sep),
+             tf.ones_like(second), tf.ones_like(sep)], axis=1)
+        return {"token_ids": token_ids, "segment_ids": segment_ids}
+
+
+def pad_encoded(encoded: dict[str, tf.RaggedTensor], pad_id: int = 0) -> dict[str, tf.Tensor]:
+    """Dense ``token_ids`` / ``segment_ids`` / ``padding_mask`` (int32), padded to the longest row."""
+    token_ids = encoded["token_ids"].to_tensor(pad_id)
+    segment_ids = encoded["segment_ids"].to_tensor(0)
+    padding_mask = tf.ones_like(encoded["token_ids"]).to_tensor(0)
+    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
+
+
+def _truncate_pair(
+    first: tf.RaggedTensor, second: tf.RaggedTensor, budget: int
+) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    """Round-robin truncation of two ragged batches to ``budget`` tokens per row in total."""
+    len_a = first.row_lengths()
+    len_b = second.row_lengths()
+    budget = tf.constant(budget, len_a.dtype)
+    half = (budget + 1) // 2
+    keep_a = tf.minimum(len_a, tf.maximum(half, budget - len_b))
+    keep_b = tf.minimum(len_b, budget - keep_a)
+    return _keep_first(first, keep_a), _keep_first(second, keep_b)
+
+
+def _keep_first(values: tf.RaggedTensor, counts: tf.Tensor) -> tf.RaggedTensor:
+    positions = tf.ragged.range(values.row_lengths())
+    return tf.ragged.boolean_mask(values, positions < tf.expand_dims(counts, 1))
+
+
+def _lowercase_setting(folder: Path) -> bool:
+    config_file = folder / "tokenizer_config.json"
+    if config_file.exists():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if "do_lower_case" in config:
+            return bool(config["do_lower_case"])
+    tokenizer_json = folder / "tokenizer.json"
+    if tokenizer_json.exists():
+        normalizer = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("normalizer") or {}
+        if "lowercase" in normalizer:
+            return bool(normalizer["lowercase"])
+    return True  # BertTokenizer's default
+
+
+def _vocabulary_from_tokenizer_json(path: Path) -> list[str]:
+    model = json.loads(path.read_text(encoding="utf-8")).get("model", {})
+    if model.get("type") != "WordPiece":
+        raise CheckpointError(f"{path}: the tokenizer is {model.get('type')!r}, not WordPiece")
+    vocab = model["vocab"]
+    return [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]

@@ -1,0 +1,208 @@
+"""One training run from a :class:`~tfsft.config.TrainConfig`: read, tokenize, fit, evaluate, save.
+
+>>> from tfsft.config import TrainConfig
+>>> config = TrainConfig(train="train.tsv", model="minilm-l6", output_dir="runs/sst2",
+...                      text_column="sentence", epochs=1)
+>>> result = train(config)                      # doctest: +SKIP
+>>> result.metrics["accuracy"]                  # doctest: +SKIP
+0.89
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfsft.config import TrainConfig
+from tfsft.data.examples import TextClassificationData, read_text_classification, stratified_split
+from tfsft.data.pipeline import encode, make_dataset, predict_logits
+from tfsft.errors import ConfigError
+from tfsft.evaluation.metrics import softmax
+from tfsft.evaluation.reports import plot_training_curves, read_history, write_evaluation
+from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
+from tfsft.models.checkpoints import resolve_checkpoint
+from tfsft.models.text_classifier import TextClassifier
+from tfsft.runs import LABELS_FILE, MODEL_FILE, TOKENIZER_DIR
+from tfsft.tokenization import WordPieceTokenizer
+from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
+from tfsft.training.optimizers import adamw
+from tfsft.training.schedules import WarmupDecay
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class ThroughputMeter(keras.callbacks.Callback):
+    """Training time per epoch, from its first batch to its last (validation excluded)."""
+
+    def __init__(self, examples_per_epoch: int):
+        super().__init__()
+        self.examples_per_epoch = examples_per_epoch
+        self.epoch_seconds: list[float] = []
+        self._start = self._last = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(self._last - self._start)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.train`` and write a run folder (see tfsft.runs)."""
+    started = time.perf_counter()
+    run_dir = Path(config.output_dir)
+    _prepare_run_dir(run_dir, config)
+    keras.utils.set_random_seed(config.seed)
+
+    checkpoint = resolve_checkpoint(config.model)
+    train_data, validation_data = load_training_data(config)
+    logger.info("%d training and %d validation examples, labels %s", len(train_data),
+                len(validation_data), list(train_data.labels))
+    tokenizer = WordPieceTokenizer.from_pretrained(checkpoint, max_length=config.max_length)
+    tokenize_start = time.perf_counter()
+    train_encoded = encode(tokenizer, train_data, config.max_length)
+    validation_encoded = encode(tokenizer, validation_data, config.max_length)
+    tokenize_seconds = time.perf_counter() - tokenize_start
+
+    train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed)
+    validation_ds = make_dataset(validation_encoded, config.batch_size)
+    steps_per_epoch = int(train_ds.cardinality())
+    total_steps = steps_per_epoch * config.epochs
+
+    model = TextClassifier.from_pretrained(checkpoint, num_classes=len(train_data.labels),
+                                           pooling=config.pooling, dropout=config.dropout)
+    schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
+                           warmup_steps=math.ceil(config.warmup_ratio * total_steps),
+                           decay=config.lr_schedule)
+    learning_rate = config.learning_rate if config.reduce_lr_on_plateau else schedule
+    model.compile(optimizer=adamw(learning_rate, config.weight_decay, config.clipnorm))
+
+    meter = ThroughputMeter(len(train_data))
+    callbacks = standard_callbacks(
+        run_dir, monitor=config.monitor, patience=config.early_stopping_patience,
+        reduce_lr_on_plateau=config.reduce_lr_on_plateau,
+        backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
+    ) + [meter]
+    resume = backup_state(run_dir)
+    if resume:
+        logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",
+                       run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
+    fit_start = time.perf_counter()
+    model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
+              callbacks=callbacks, class_weight=class_weights(config, train_data), shuffle=False,
+              verbose="auto")
+    fit_seconds = time.perf_counter() - fit_start
+
+    probabilities = softmax(predict_logits(model, validation_encoded, verbose=0))
+    metrics = write_evaluation(run_dir, validation_data.label_ids, probabilities,
+                               train_data.labels)
+    history = read_history(run_dir / HISTORY_CSV)
+    plot_training_curves(history, run_dir / "training_curves.png")
+    _save_model_files(run_dir, model, tokenizer, train_data, config)
+
+    epoch_seconds = meter.epoch_seconds
+    summary = {
+        "checkpoint": str(checkpoint),
+        "train_examples": len(train_data),
+        "validation_examples": len(validation_data),
+        "skipped_rows": {"train": train_data.skipped, "validation": validation_data.skipped},
+        "resumed_from": resume,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs_run": len(epoch_seconds),
+        "tokenize_seconds": round(tokenize_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),
+        "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
+        "train_examples_per_second": [round(len(train_data) / s, 2) for s in epoch_seconds if s],
+        "train_tokens": int(train_encoded.lengths.sum()),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "validation_accuracy": metrics["accuracy"],
+    }
+    atomic_write_json(run_dir / "run.json", summary)
+    return TrainResult(run_dir, metrics, history, summary)
+
+
+def load_training_data(config: TrainConfig) -> tuple[TextClassificationData, TextClassificationData]:
+    """Training data and validation data (a file, or a seeded stratified split of the training data)."""
+    options = dict(text_column=config.text_column, label_column=config.label_column,
+                   text_pair_column=config.text_pair_column, exclude_labels=config.exclude_labels,
+                   file_format=config.file_format, encoding=config.encoding)
+    train_data = read_text_classification(config.train, max_rows=config.max_train_rows, **options)
+    if config.validation:
+        validation_data = read_text_classification(
+            config.validation, labels=train_data.labels, max_rows=config.max_validation_rows,
+            **options)
+    else:
+        train_data, validation_data = stratified_split(train_data, config.validation_fraction,
+                                                       config.seed)
+    return train_data, validation_data
+
+
+def class_weights(config: TrainConfig, data: TextClassificationData) -> dict[int, float] | None:
+    """Keras ``class_weight`` from ``balanced`` or a label -> weight mapping."""
+    if config.class_weight is None:
+        return None
+    if config.class_weight == "balanced":
+        counts = np.bincount(data.label_ids, minlength=len(data.labels))
+        return {i: float(len(data) / (len(data.labels) * c)) if c else 0.0
+                for i, c in enumerate(counts)}
+    weights = {str(k): float(v) for k, v in config.class_weight.items()}
+    unknown = sorted(set(weights) - set(data.labels))
+    if unknown:
+        raise ConfigError(f"class_weight names labels {unknown} that the training data lacks; "
+                          f"the labels are {list(data.labels)}")
+    return {i: weights.get(label, 1.0) for i, label in enumerate(data.labels)}
+
+
+def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    config_file = run_dir / "config.yaml"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if config.overwrite:
+            shutil.rmtree(run_dir)
+        elif backup_state(run_dir) is not None:
+            saved = config_file.read_text() if config_file.exists() else ""
+            if saved and saved != config.to_yaml():
+                raise ConfigError(
+                    f"{run_dir} holds an interrupted run with other options; to resume it use "
+                    "the same options, or pass --overwrite to start over")
+        elif (run_dir / MODEL_FILE).exists():
+            raise ConfigError(f"{run_dir} already holds a finished run; choose another "
+                              "--output-dir or pass --overwrite")
+        elif not config_file.exists():
+            raise ConfigError(f"{run_dir} is not empty and is not a tfsft run folder; choose "
+                              "another --output-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_file, config.to_yaml())
+
+
+def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: WordPieceTokenizer,
+                      data: TextClassificationData, config: TrainConfig) -> None:
+    with atomic_directory(run_dir / TOKENIZER_DIR, overwrite=True) as tmp:
+        tokenizer.save(tmp)
+    atomic_write_json(run_dir / LABELS_FILE, {
+        "task": config.task,
+        "labels": list(data.labels),
+        "max_length": config.max_length,
+        "text_pair": data.text_pairs is not None,
+    })
+    with atomic_file(run_dir / MODEL_FILE) as tmp:
+        model.save(tmp)
+
