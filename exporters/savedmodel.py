@@ -7,6 +7,8 @@ Signatures:
   runs inside the graph with the same tf-text ops used in training.
 - ``serve_token_ids``: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32
   ``[None, None]``) -> ``probabilities``, ``logits``.
+- ``tokenize``: the same text inputs as ``serving_default`` -> the three id tensors above, for
+  clients of ``serve_token_ids`` and other runtimes.
 
 Loading needs ``import tensorflow_text`` first (it registers the tokenizer ops).
 """
@@ -27,6 +29,7 @@ from tfsft.tokenization import pad_encoded
 
 SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
+TOKENIZE_SIGNATURE = "tokenize"
 
 
 def next_version(base: Path) -> int:
@@ -78,16 +81,26 @@ def _write_savedmodel(run: TrainedRun, path: Path) -> None:
     archive.track(tokenizer)
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     if run.text_pair:
-        def serve_text(text, text_pair):
-            return outputs(classify(pad_encoded(tokenizer.encode(text, text_pair, max_length))))
+        def features(text, text_pair):
+            return pad_encoded(tokenizer.encode(text, text_pair, max_length))
 
         signature = [text_spec, tf.TensorSpec([None], tf.string, name="text_pair")]
     else:
-        def serve_text(text):
-            return outputs(classify(pad_encoded(tokenizer.encode(text, max_length=max_length))))
+        def features(text):
+            return pad_encoded(tokenizer.encode(text, max_length=max_length))
 
         signature = [text_spec]
+
+    def serve_text(*texts):
+        return outputs(classify(features(*texts)))
+
+    def tokenize(*texts):
+        encoded = features(*texts)
+        return {"input_ids": encoded["token_ids"], "attention_mask": encoded["padding_mask"],
+                "token_type_ids": encoded["segment_ids"]}
+
     archive.add_endpoint(SERVING_SIGNATURE, serve_text, input_signature=signature)
+    archive.add_endpoint(TOKENIZE_SIGNATURE, tokenize, input_signature=signature)
 
     def serve_token_ids(input_ids, attention_mask, token_type_ids):
         logits = classify({"token_ids": input_ids, "padding_mask": attention_mask,

@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-fraction", type=float)
     train.add_argument("--output-dir", help="run folder to write")
     _column_options(train)
+    train.add_argument("--validation-text-column", help="text column of the validation file, "
+                       "when it differs from --text-column")
+    train.add_argument("--validation-text-pair-column")
+    train.add_argument("--validation-label-column")
     train.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
     train.add_argument("--max-validation-rows", type=int)
     train.add_argument("--epochs", type=int)

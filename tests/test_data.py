@@ -1,0 +1,133 @@
+"""Readers agree across formats; labels, skips, splits and the tf.data pipeline behave."""
+
+from __future__ import annotations
+
+import bz2
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfsft.data.examples import (
+    TextClassificationData,
+    read_text_classification,
+    stratified_split,
+)
+from tfsft.data.pipeline import count_batches, encode, make_dataset, predict_logits
+from tfsft.tokenization import WordPieceTokenizer
+
+from .conftest import TINY_VOCAB, sentiment_rows
+
+ROWS = [("a good film", "pos"), ("a dull, \"boring\" film", "neg"), ("really fun", "pos")]
+
+
+@pytest.fixture
+def files(tmp_path):
+    frame = pd.DataFrame(ROWS, columns=["text", "label"])
+    paths = {
+        "csv": tmp_path / "d.csv", "tsv": tmp_path / "d.tsv", "jsonl": tmp_path / "d.jsonl",
+        "parquet": tmp_path / "d.parquet", "csv.bz2": tmp_path / "d.csv.bz2",
+    }
+    frame.to_csv(paths["csv"], index=False)
+    paths["tsv"].write_text("text\tlabel\n" + "".join(f"{t}\t{lab}\n" for t, lab in ROWS))
+    paths["jsonl"].write_text("".join(json.dumps({"text": t, "label": lab}) + "\n"
+                                      for t, lab in ROWS))
+    frame.to_parquet(paths["parquet"])
+    paths["csv.bz2"].write_bytes(bz2.compress(paths["csv"].read_bytes()))
+    return paths
+
+
+def test_every_source_reads_the_same_examples(files):
+    import datasets
+
+    frame = pd.DataFrame(ROWS, columns=["text", "label"])
+    sources = list(files.values()) + [frame, datasets.Dataset.from_pandas(frame)]
+    for source in sources:
+        data = read_text_classification(source)
+        assert data.texts == [t for t, _ in ROWS], source
+        assert data.labels == ("neg", "pos")
+        assert data.label_ids.tolist() == [1, 0, 1]
+
+
+def test_saved_hf_dataset_folder_with_class_labels(tmp_path):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    dataset = datasets.Dataset.from_dict({"text": ["bad", "good"], "label": [0, 1]},
+                                         features=features)
+    dataset.save_to_disk(str(tmp_path / "ds"))
+    data = read_text_classification(tmp_path / "ds")
+    assert data.labels == ("neg", "pos") and data.label_ids.tolist() == [0, 1]
+
+
+def test_numeric_labels_sort_by_value_and_text_pairs(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("q,a,y\nhi,there,10\nyes,no,2\nx,y,2.0\n")
+    data = read_text_classification(path, text_column="q", text_pair_column="a", label_column="y")
+    assert data.labels == ("2", "10")
+    assert data.text_pairs == ["there", "no", "y"]
+    assert data.label_ids.tolist() == [1, 0, 0]
+
+
+def test_excluded_labels_are_counted_and_max_rows(tmp_path, caplog):
+    path = tmp_path / "rt.csv"
+    path.write_text("text,label\nplot one,plot\ngood,fresh\nbad,rotten\nplot two,plot\nok,fresh\n")
+    data = read_text_classification(path, exclude_labels=["plot"])
+    assert data.skipped == {"excluded_labels": 2}
+    assert "skipped 2 rows" in caplog.text
+    assert data.labels == ("fresh", "rotten")
+    assert len(read_text_classification(path, exclude_labels=["plot"], max_rows=2)) == 2
+
+
+def test_stratified_split_is_seeded_and_keeps_proportions():
+    labels = np.array([0] * 80 + [1] * 20, dtype=np.int32)
+    data = TextClassificationData([f"t{i}" for i in range(100)], None, labels, ("a", "b"))
+    train_a, val_a = stratified_split(data, 0.1, seed=3)
+    train_b, val_b = stratified_split(data, 0.1, seed=3)
+    assert val_a.texts == val_b.texts and len(train_a) == 90
+    assert np.bincount(val_a.label_ids).tolist() == [8, 2]
+    assert not set(val_a.texts) & set(train_a.texts)
+
+
+def test_pipeline_buckets_pads_per_batch_and_keeps_every_example():
+    tokenizer = WordPieceTokenizer(TINY_VOCAB)
+    rows = sentiment_rows(100)
+    data = TextClassificationData([t for t, _ in rows], None,
+                                  np.array([int(lab == "pos") for _, lab in rows], np.int32),
+                                  ("neg", "pos"))
+    encoded = encode(tokenizer, data, max_length=16)
+    dataset = make_dataset(encoded, batch_size=8, shuffle=True, seed=1, boundaries=[6, 9])
+    batches = list(dataset)
+    assert len(batches) == count_batches(encoded.lengths, 8, [6, 9]) == int(dataset.cardinality())
+    seen = 0
+    for features, labels in batches:
+        mask = features["padding_mask"].numpy()
+        assert mask[:, -1].max() == 1  # padded to the longest row of the batch, no further
+        lengths = mask.sum(axis=1)
+        assert lengths.max() - lengths.min() <= 3  # one length bucket per batch
+        seen += len(labels)
+    assert seen == 100
+    first_epoch = [b[1].numpy().tolist() for b in batches]
+    second_epoch = [b[1].numpy().tolist() for b in dataset]
+    assert first_epoch != second_epoch  # reshuffled every epoch
+    again = [b[1].numpy().tolist() for b in make_dataset(encoded, 8, shuffle=True, seed=1,
+                                                         boundaries=[6, 9])]
+    assert first_epoch == again  # same seed, same order
+
+
+def test_predict_logits_returns_input_order():
+    import keras
+
+    tokenizer = WordPieceTokenizer(TINY_VOCAB)
+    texts = ["good", "the film was really quite boring and dull", "fun", "a b c d e f g"]
+    data = TextClassificationData(texts, None, None, ("x",))
+    encoded = encode(tokenizer, data, max_length=32)
+    inputs = {name: keras.Input((None,), dtype="int32", name=name)
+              for name in ("token_ids", "segment_ids", "padding_mask")}
+    length = keras.layers.Lambda(lambda m: keras.ops.sum(m, axis=1, keepdims=True))(
+        inputs["padding_mask"])
+    model = keras.Model(inputs, keras.ops.cast(length, "float32"))
+    logits = predict_logits(model, encoded, batch_size=2, verbose=0)
+    assert logits[:, 0].tolist() == encoded.lengths.tolist()

@@ -1,0 +1,106 @@
+"""Backbones load faithfully from checkpoints; the classifier is a standard, savable keras.Model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfsft.errors import CheckpointError
+from tfsft.models.checkpoints import load_backbone, resolve_checkpoint
+from tfsft.models.text_classifier import TextClassifier
+from tfsft.tokenization import WordPieceTokenizer, pad_encoded
+
+from .conftest import TINY_CONFIG, TINY_VOCAB, requires_minilm
+
+MINILM_REFERENCE = [0.067657, 0.063496, 0.048713, 0.079305, 0.037448]
+
+
+def sentence_embedding(backbone, tokenizer, text):
+    features = pad_encoded(tokenizer.encode([text]))
+    sequence = backbone(features)["sequence_output"]
+    mask = tf.cast(features["padding_mask"][..., None], tf.float32)
+    pooled = tf.reduce_sum(sequence * mask, axis=1) / tf.reduce_sum(mask, axis=1)
+    return tf.math.l2_normalize(pooled, axis=-1).numpy()[0]
+
+
+def test_minilm_sentence_embedding_matches_the_reference():
+    folder = requires_minilm()
+    backbone, info = load_backbone("minilm-l6")
+    model = TextClassifier(backbone, num_classes=2, exact_gelu=info["exact_gelu"])
+    assert info["exact_gelu"] and model.exact_gelu
+    embedding = sentence_embedding(backbone, WordPieceTokenizer.from_pretrained(folder),
+                                   "This is an example sentence")
+    np.testing.assert_allclose(embedding[:5], MINILM_REFERENCE, atol=1e-4)
+
+
+def test_classifier_save_and_load_round_trip(tiny_checkpoint, tmp_path):
+    model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=3, pooling="mean")
+    features = pad_encoded(WordPieceTokenizer(TINY_VOCAB).encode(["good film", "a dull plot"]))
+    before = model.predict(features, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    after = loaded.predict(features, verbose=0)
+    assert isinstance(loaded, TextClassifier) and loaded.exact_gelu and loaded.pooling == "mean"
+    np.testing.assert_allclose(before, after, atol=1e-6)
+    # The exact GELU survives saving: with the approximate one the logits would move.
+    dense = loaded.backbone.get_layer("transformer_layer_0")._feedforward_intermediate_dense
+    assert dense.activation is keras.activations.gelu
+
+
+@pytest.mark.parametrize("pooling", ["cls", "pooled"])
+def test_other_poolings_build(tiny_checkpoint, pooling):
+    model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2, pooling=pooling)
+    trainable = {v.path for v in model.trainable_variables}
+    assert ("pooled_dense/kernel" in trainable) == (pooling == "pooled")
+
+
+def test_unknown_names_and_bad_folders(tmp_path):
+    with pytest.raises(CheckpointError, match="minilm-l6"):
+        resolve_checkpoint("bert-base-nowhere")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(CheckpointError, match="model_type 'gpt2' is not supported"):
+        load_backbone(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(dict(TINY_CONFIG, vocab_size=10)))
+    with pytest.raises(CheckpointError, match="no weights found"):
+        load_backbone(tmp_path)
+
+
+HF_TF_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import numpy as np
+    from transformers import BertConfig, TFBertModel
+    folder, config = sys.argv[1], json.loads(sys.argv[2])
+    model = TFBertModel(BertConfig(**config))
+    ids = np.array([[2, 7, 9, 11, 3, 0]], dtype=np.int32)
+    mask = np.array([[1, 1, 1, 1, 1, 0]], dtype=np.int32)
+    out = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+    model.save_pretrained(folder)
+    np.save(os.path.join(folder, "reference.npy"), out)
+""")
+
+
+def test_transformers_tf_checkpoint_loads_with_the_same_outputs(tmp_path):
+    """A legacy ``tf_model.h5`` written by transformers gives the outputs transformers computes."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("tf_keras")
+    config = dict(TINY_CONFIG, vocab_size=len(TINY_VOCAB))
+    subprocess.run([sys.executable, "-c", HF_TF_SCRIPT, str(tmp_path), json.dumps(config)],
+                   check=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""), timeout=300)
+    assert (tmp_path / "tf_model.h5").exists()
+    backbone, info = load_backbone(tmp_path)
+    TextClassifier(backbone, num_classes=2, exact_gelu=info["exact_gelu"])
+    features = {"token_ids": np.array([[2, 7, 9, 11, 3, 0]], np.int32),
+                "padding_mask": np.array([[1, 1, 1, 1, 1, 0]], np.int32),
+                "segment_ids": np.zeros((1, 6), np.int32)}
+    ours = backbone(features)["sequence_output"].numpy()
+    reference = np.load(tmp_path / "reference.npy")
+    np.testing.assert_allclose(ours[:, :5], reference[:, :5], atol=1e-5)

@@ -1,0 +1,111 @@
+"""Learning-rate schedules, AdamW weight-decay exclusions, class weights, metrics."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from tfsft.config import TrainConfig
+from tfsft.data.examples import TextClassificationData
+from tfsft.errors import ConfigError
+from tfsft.evaluation.metrics import classification_metrics
+from tfsft.models.text_classifier import TextClassifier
+from tfsft.training.optimizers import adamw
+from tfsft.training.schedules import WarmupDecay
+from tfsft.training.trainer import class_weights
+
+
+def values(schedule, steps):
+    return [float(schedule(s)) for s in steps]
+
+
+def test_warmup_then_each_decay():
+    steps = [0, 9, 10, 55, 99, 100]
+    linear = values(WarmupDecay(1.0, 100, 10, "linear"), steps)
+    np.testing.assert_allclose(linear, [0.1, 1.0, 1.0, 0.5, 0.011111, 0.0], atol=1e-5)
+    cosine = values(WarmupDecay(1.0, 100, 10, "cosine"), [10, 55, 100])
+    np.testing.assert_allclose(cosine, [1.0, 0.5, 0.0], atol=1e-6)
+    exponential = values(WarmupDecay(1.0, 100, 10, "exponential", final_ratio=0.01), [10, 55, 100])
+    np.testing.assert_allclose(exponential, [1.0, 0.1, 0.01], rtol=1e-5)
+    assert values(WarmupDecay(2.0, 100, 0, "constant"), [0, 50, 100]) == [2.0, 2.0, 2.0]
+
+
+def test_schedule_serializes():
+    schedule = WarmupDecay(3e-5, 200, 20, "cosine")
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert values(again, [5, 100]) == values(schedule, [5, 100])
+
+
+def test_adamw_skips_layer_norm_and_bias(tiny_checkpoint):
+    model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2)
+    optimizer = adamw(1e-3, weight_decay=0.1)
+    optimizer.build(model.trainable_variables)
+    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    assert "transformer_layer_0/self_attention_layer/query/kernel" in decayed
+    assert "logits/kernel" in decayed
+    assert not any(p.endswith(("/bias", "/gamma", "/beta")) for p in decayed)
+
+
+def test_class_weights_balanced_and_explicit():
+    data = TextClassificationData(["a"] * 4, None, np.array([0, 0, 0, 1], np.int32), ("neg", "pos"))
+    config = TrainConfig(train="x", model="m", output_dir="o", class_weight="balanced")
+    assert class_weights(config, data) == {0: pytest.approx(2 / 3), 1: 2.0}
+    config.class_weight = {"pos": 3}
+    assert class_weights(config, data) == {0: 1.0, 1: 3.0}
+    config.class_weight = {"neutral": 3}
+    with pytest.raises(ConfigError, match="neutral"):
+        class_weights(config, data)
+
+
+def test_config_validation_messages(tmp_path):
+    with pytest.raises(ConfigError, match="missing required option.*--output-dir"):
+        TrainConfig.from_dict({"train": "t", "model": "m"})
+    with pytest.raises(ConfigError, match="unknown option.*'epoch'"):
+        TrainConfig.from_dict({"train": "t", "model": "m", "output_dir": "o", "epoch": 1})
+    with pytest.raises(ConfigError, match="reduce_lr_on_plateau needs lr_schedule: constant"):
+        TrainConfig.from_dict({"train": "t", "model": "m", "output_dir": "o",
+                               "reduce_lr_on_plateau": True})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: a\nmodel: [b\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line \d"):
+        TrainConfig.from_yaml(bad)
+
+
+def test_yaml_options_and_flag_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train: a.csv\nmodel: minilm-l6\noutput-dir: runs/x\nepochs: 4\nbatch_size: 8\n")
+    config = TrainConfig.from_yaml(path, {"epochs": 2, "batch_size": None})
+    assert (config.epochs, config.batch_size, config.output_dir) == (2, 8, "runs/x")
+
+
+def test_metrics_multiclass():
+    labels = np.array([0, 1, 2, 2])
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.5, 0.1, 0.4]])
+    metrics = classification_metrics(labels, probabilities, ("a", "b", "c"))
+    assert metrics["accuracy"] == 0.75
+    assert metrics["per_class"]["c"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
+                                         "support": 2}
+    assert metrics["f1_macro"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert metrics["roc_auc"] == pytest.approx(1.0)
+    assert metrics["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    # A label absent from the data leaves ROC-AUC undefined rather than wrong.
+    assert classification_metrics(labels[:2], probabilities[:2], ("a", "b", "c"))["roc_auc"] is None
+
+
+def test_compiled_model_reloads_with_its_optimizer(tiny_checkpoint, tmp_path):
+    import tfsft.training.optimizers as optimizers
+
+    model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2)
+    model.compile(optimizer=adamw(WarmupDecay(1e-3, 10, 2), weight_decay=0.05))
+    features = {"token_ids": np.array([[2, 8, 3]], np.int32),
+                "segment_ids": np.zeros((1, 3), np.int32),
+                "padding_mask": np.ones((1, 3), np.int32)}
+    model.fit(features, np.array([1]), epochs=3, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, optimizers.AdamW)
+    assert int(loaded.optimizer.iterations) == 3
+    assert loaded.optimizer.weight_decay == pytest.approx(0.05)
+    gamma = next(v for v in loaded.trainable_variables if v.path.endswith("gamma"))
+    assert not loaded.optimizer._use_weight_decay(gamma)

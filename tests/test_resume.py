@@ -1,0 +1,62 @@
+"""A run killed with SIGKILL mid-epoch resumes from its backup when the same command runs again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+
+from .conftest import sentiment_rows, write_csv
+
+
+def test_sigkill_mid_epoch_then_resume(tiny_checkpoint, tmp_path):
+    import tfsft.models  # noqa: F401  (registers the classes model.keras names)
+
+    train_file = write_csv(tmp_path / "train.csv", sentiment_rows(3000, seed=3))
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tfsft.cli", "train", "--model", str(tiny_checkpoint),
+               "--train", str(train_file), "--output-dir", str(run_dir), "--epochs", "2",
+               "--batch-size", "4", "--max-length", "16", "--learning-rate", "1e-3",
+               "--backup-every-steps", "5", "--no-early-stopping", "--no-tensorboard"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    metadata = run_dir / "backup" / "training_metadata.json"
+
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and first.poll() is None:
+            try:
+                state = json.loads(metadata.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                state = None
+            if state and state["epoch"] == 0 and state["batch"] >= 30:
+                os.kill(first.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.wait()
+    assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-2000:]
+    assert not (run_dir / "model.keras").exists()
+    killed_at = json.loads(metadata.read_text())  # the backup the restart will find
+    assert killed_at["epoch"] == 0 and killed_at["batch"] >= 30
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming from the backup" in second.stderr
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["resumed_from"] == killed_at
+    # The optimizer continued from the backup's step count instead of starting again at 0.
+    model = keras.saving.load_model(run_dir / "model.keras")
+    steps_per_epoch = summary["steps_per_epoch"]
+    expected_steps = killed_at["batch"] + 1 + 2 * steps_per_epoch
+    assert summary["optimizer_steps"] == expected_steps
+    assert int(model.optimizer.iterations) == expected_steps
+    assert not (run_dir / "backup").exists()

@@ -1,0 +1,148 @@
+"""Training runs end to end on a tiny model: outputs, repeatability, CLI, SavedModel export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from tfsft.cli import main as cli
+from tfsft.config import TrainConfig
+from tfsft.errors import ConfigError
+from tfsft.runs import TrainedRun
+from tfsft.training.trainer import train
+
+from .conftest import sentiment_rows, write_csv
+
+RUN_FILES = ["config.yaml", "labels.json", "tokenizer/vocab.txt", "model.keras", "metrics.json",
+             "classification_report.txt", "confusion_matrix.png", "training_curves.png",
+             "history.csv", "run.json", "checkpoints/best.weights.h5"]
+
+
+def tiny_config(tiny_checkpoint, train_file, output_dir, **overrides) -> TrainConfig:
+    options = dict(train=str(train_file), model=str(tiny_checkpoint), output_dir=str(output_dir),
+                   epochs=6, batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, max_length=16,
+                   seed=7, backup_every_steps=None, tensorboard=False)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    train_file = write_csv(folder / "train.csv", sentiment_rows(512, seed=1))
+    result = train(tiny_config(tiny_checkpoint, train_file, folder / "run", tensorboard=True))
+    return result
+
+
+def test_training_learns_and_writes_the_run_folder(trained_run):
+    run_dir = trained_run.run_dir
+    for name in RUN_FILES:
+        assert (run_dir / name).exists(), name
+    assert (run_dir / "logs").is_dir()  # TensorBoard
+    assert not (run_dir / "backup").exists()  # removed once training finished
+    assert trained_run.metrics["accuracy"] >= 0.9
+    assert trained_run.summary["train_examples"] == 460 and trained_run.summary["epochs_run"] >= 1
+    assert json.loads((run_dir / "labels.json").read_text())["labels"] == ["neg", "pos"]
+    for png in ("confusion_matrix.png", "training_curves.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"accuracy", "f1_macro", "f1_weighted", "per_class", "roc_auc"} <= set(metrics)
+
+
+def test_reloaded_run_predicts_like_the_trained_model(trained_run):
+    run = TrainedRun(trained_run.run_dir)
+    predictions = run.predict(["the film was superb", "a boring and tedious plot"])
+    assert [p["label"] for p in predictions] == ["pos", "neg"]
+    assert set(predictions[0]["probabilities"]) == {"neg", "pos"}
+    assert predictions[0]["score"] == max(predictions[0]["probabilities"].values())
+
+
+def test_same_seed_same_weights(tiny_checkpoint, tmp_path):
+    train_file = write_csv(tmp_path / "train.csv", sentiment_rows(96, seed=2))
+    weights = []
+    for name in ("a", "b"):
+        config = tiny_config(tiny_checkpoint, train_file, tmp_path / name, epochs=1,
+                             class_weight="balanced", early_stopping_patience=None)
+        train(config)
+        model = keras.saving.load_model(tmp_path / name / "model.keras", compile=False)
+        weights.append(model.get_weights())
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_finished_run_is_not_overwritten_by_accident(trained_run, tiny_checkpoint):
+    config = tiny_config(tiny_checkpoint, "unused.csv", trained_run.run_dir)
+    with pytest.raises(ConfigError, match="already holds a finished run"):
+        train(config)
+
+
+def test_cli_evaluate_and_predict(trained_run, tmp_path, capsys):
+    data = write_csv(tmp_path / "eval.tsv", [], header=("review", "y"))
+    data.write_text("review\ty\n" + "".join(f"{t}\t{y}\n" for t, y in sentiment_rows(40, seed=5)))
+    assert cli(["evaluate", str(trained_run.run_dir), "--data", str(data), "--text-column",
+                "review", "--label-column", "y", "--output-dir", str(tmp_path / "eval")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 40 and metrics["accuracy"] >= 0.85
+    assert (tmp_path / "eval" / "confusion_matrix.png").exists()
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("really dull\n\nsuperb and moving\n")
+    assert cli(["predict", str(trained_run.run_dir), "quite awful", "--input", str(texts)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == ["neg", "neg", "pos"]
+
+
+def test_cli_reports_bad_data_without_a_traceback(trained_run, tmp_path, capsys):
+    data = tmp_path / "eval.csv"
+    data.write_text("text,label\nfine,pos\nok,neutral\n")
+    assert cli(["evaluate", str(trained_run.run_dir), "--data", str(data)]) == 2
+    error = capsys.readouterr().err
+    assert f"{data}, line 3: label 'neutral' was not seen in training" in error
+
+
+SERVE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    import tensorflow_text  # registers the tokenizer ops
+    from tensorflow_serving.apis import predict_pb2
+    loaded = tf.saved_model.load(sys.argv[1])
+    texts = json.loads(sys.argv[2])
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "tiny"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
+    inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    out = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+    ids = loaded.signatures["tokenize"](text=tf.constant(texts))
+    print(json.dumps({"labels": [x.decode() for x in out["label"].numpy()],
+                      "probabilities": out["probabilities"].numpy().tolist(),
+                      "input_ids": ids["input_ids"].numpy().tolist()}))
+""")
+
+
+def test_export_savedmodel_serves_raw_text_in_a_fresh_process(trained_run, tmp_path, capsys):
+    base = tmp_path / "saved_models" / "tiny"
+    assert cli(["export", str(trained_run.run_dir), "--format", "savedmodel",
+                "--output", str(base)]) == 0
+    assert cli(["export", str(trained_run.run_dir), "--output", str(base)]) == 0
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # a new version, never overwrite
+    assert (base / "1" / "assets" / "labels.txt").read_text().split() == ["neg", "pos"]
+    texts = ["the acting was brilliant", "a clumsy , weak story", "fun"]
+    served = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(base / "2"), json.dumps(texts)],
+                            capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(served.stdout.strip().splitlines()[-1])
+    run = TrainedRun(trained_run.run_dir)
+    expected = run.predict(texts)
+    assert result["labels"] == [p["label"] for p in expected]
+    for row, prediction in zip(result["probabilities"], expected, strict=True):
+        np.testing.assert_allclose(row, [prediction["probabilities"][k] for k in run.labels],
+                                   atol=1e-5)
+    encoded = run.tokenizer.encode(texts, max_length=run.max_length)["token_ids"].to_list()
+    pad = run.tokenizer.pad_id
+    assert [[i for i in row if i != pad] for row in result["input_ids"]] == encoded
