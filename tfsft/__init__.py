@@ -2,7 +2,7 @@
 
 >>> import tfsft
 >>> sorted(name for name in tfsft.__all__ if name[0].isupper())[:3]
-['DataError', 'TextClassificationData', 'TextClassifier']
+['CheckpointError', 'ConfigError', 'DataError']
 """
 
 import os as _os

@@ -123,7 +123,9 @@ def _train(args: argparse.Namespace) -> int:
         try:
             overrides["class_weight"] = json.loads(args.class_weight)
         except json.JSONDecodeError as exc:
-            raise SystemExit(f"tfsft train: --class-weight is neither 'balanced' nor JSON: {exc}")
+            from tfsft.errors import ConfigError
+
+            raise ConfigError(f"--class-weight is neither 'balanced' nor JSON ({exc})") from exc
     if args.config:
         config = TrainConfig.from_yaml(args.config, overrides)
     else:

@@ -9,7 +9,7 @@
 >>> encoded = encode(tokenizer, data, max_length=16)
 >>> dataset = make_dataset(encoded, batch_size=2)
 >>> [x["token_ids"].shape.as_list() for x, y in dataset]
-[[2, 3], [1, 4]]
+[[2, 4], [1, 3]]
 """
 
 from __future__ import annotations

