@@ -104,3 +104,20 @@ def test_transformers_tf_checkpoint_loads_with_the_same_outputs(tmp_path):
     ours = backbone(features)["sequence_output"].numpy()
     reference = np.load(tmp_path / "reference.npy")
     np.testing.assert_allclose(ours[:, :5], reference[:, :5], atol=1e-5)
+
+
+def test_keras_hub_preset_folder_loads_backbone_and_tokenizer(tmp_path):
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(TINY_VOCAB), num_layers=1, num_heads=2, hidden_dim=8,
+        intermediate_dim=16, max_sequence_length=32)
+    backbone.save_to_preset(str(tmp_path))
+    keras_hub.models.BertTokenizer(vocabulary=TINY_VOCAB, lowercase=True).save_to_preset(
+        str(tmp_path))
+    tokenizer = WordPieceTokenizer.from_pretrained(tmp_path)
+    assert tokenizer.vocabulary == TINY_VOCAB and tokenizer.lowercase
+    model = TextClassifier.from_pretrained(tmp_path, num_classes=2)
+    features = pad_encoded(tokenizer.encode(["good film"]))
+    np.testing.assert_allclose(model.backbone(features)["sequence_output"],
+                               backbone(features)["sequence_output"], atol=1e-6)

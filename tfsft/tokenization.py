@@ -23,6 +23,7 @@ import tensorflow_text as tf_text
 from tfsft.errors import CheckpointError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+KERAS_HUB_VOCABULARY = "assets/tokenizer/vocabulary.txt"
 
 
 class WordPieceTokenizer(tf.Module):
@@ -71,9 +72,12 @@ class WordPieceTokenizer(tf.Module):
 
         folder = Path(folder) if Path(folder).is_dir() else resolve_checkpoint(folder)
         vocab_file = folder / "vocab.txt"
+        keras_hub_vocab = folder / KERAS_HUB_VOCABULARY
         tokenizer_json = folder / "tokenizer.json"
         if vocab_file.exists():
             vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
+        elif keras_hub_vocab.exists():
+            vocabulary = keras_hub_vocab.read_text(encoding="utf-8").splitlines()
         elif tokenizer_json.exists():
             vocabulary = _vocabulary_from_tokenizer_json(tokenizer_json)
         else:
@@ -160,9 +164,11 @@ def _lowercase_setting(folder: Path) -> bool:
             return bool(config["do_lower_case"])
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.exists():
-        normalizer = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("normalizer") or {}
-        if "lowercase" in normalizer:
-            return bool(normalizer["lowercase"])
+        saved = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+        # Hugging Face tokenizer.json: normalizer.lowercase; keras-hub preset: config.lowercase.
+        for section in (saved.get("normalizer") or {}, saved.get("config") or {}):
+            if "lowercase" in section:
+                return bool(section["lowercase"])
     return True  # BertTokenizer's default
 
 
