@@ -3,7 +3,7 @@
 >>> config = TrainConfig.from_dict({"train": "train.csv", "model": "minilm-l6",
 ...                                 "output_dir": "runs/a", "epochs": 2})
 >>> config.epochs, config.batch_size
-(2, 32)
+(2, 16)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class TrainConfig:
     file_format: str | None = None
     encoding: str = "utf-8"
     epochs: int = 3
-    batch_size: int = 32
+    batch_size: int = 16
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1

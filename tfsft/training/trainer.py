@@ -48,22 +48,33 @@ class TrainResult:
 
 
 class ThroughputMeter(keras.callbacks.Callback):
-    """Training time per epoch, from its first batch to its last (validation excluded)."""
+    """Training time per epoch, from its first batch to its last (validation excluded).
 
-    def __init__(self, examples_per_epoch: int):
+    ``steady_seconds`` leaves out each epoch's first step, which includes graph tracing.
+    """
+
+    def __init__(self):
         super().__init__()
-        self.examples_per_epoch = examples_per_epoch
         self.epoch_seconds: list[float] = []
-        self._start = self._last = 0.0
+        self.steady_seconds: list[float] = []
+        self.epoch_steps: list[int] = []
+        self._start = self._first = self._last = 0.0
+        self._steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._last = time.perf_counter()
+        self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self._last = time.perf_counter()
+        self._steps += 1
+        if self._steps == 1:
+            self._first = self._last
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(self._last - self._start)
+        self.steady_seconds.append(self._last - self._first)
+        self.epoch_steps.append(self._steps)
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -96,7 +107,7 @@ def train(config: TrainConfig) -> TrainResult:
     learning_rate = config.learning_rate if config.reduce_lr_on_plateau else schedule
     model.compile(optimizer=adamw(learning_rate, config.weight_decay, config.clipnorm))
 
-    meter = ThroughputMeter(len(train_data))
+    meter = ThroughputMeter()
     callbacks = standard_callbacks(
         run_dir, monitor=config.monitor, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
@@ -133,6 +144,11 @@ def train(config: TrainConfig) -> TrainResult:
         "fit_seconds": round(fit_seconds, 3),
         "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
         "train_examples_per_second": [round(len(train_data) / s, 2) for s in epoch_seconds if s],
+        # Without each epoch's first (tracing) step: examples in the remaining steps / their time.
+        "train_examples_per_second_after_first_step": [
+            round(len(train_data) * (steps - 1) / steps / seconds, 2)
+            for steps, seconds in zip(meter.epoch_steps, meter.steady_seconds, strict=True)
+            if steps > 1 and seconds > 0],
         "train_tokens": int(train_encoded.lengths.sum()),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "validation_accuracy": metrics["accuracy"],
