@@ -22,4 +22,4 @@ echo "== Exporting to saved_models/rotten_tomatoes"
 .venv/bin/tfsft export runs/rotten_tomatoes --format savedmodel --output saved_models/rotten_tomatoes
 echo "== Asking the exported SavedModel (tf.saved_model.load) about two reviews"
 .venv/bin/python examples/query_savedmodel.py saved_models/rotten_tomatoes \
-  "A witty, warm and wonderfully acted film." "Two hours of my life I will never get back."
+  "A witty, warm and wonderfully acted film." "A dull, lifeless and badly acted mess."
