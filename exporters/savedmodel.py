@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 
 from tfsft.runs import TrainedRun
-from tfsft.tokenization import pad_encoded
 
 SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
@@ -82,12 +81,12 @@ def _write_savedmodel(run: TrainedRun, path: Path) -> None:
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     if run.text_pair:
         def features(text, text_pair):
-            return pad_encoded(tokenizer.encode(text, text_pair, max_length))
+            return tokenizer.encode(text, text_pair, max_length)
 
         signature = [text_spec, tf.TensorSpec([None], tf.string, name="text_pair")]
     else:
         def features(text):
-            return pad_encoded(tokenizer.encode(text, max_length=max_length))
+            return tokenizer.encode(text, max_length=max_length)
 
         signature = [text_spec]
 

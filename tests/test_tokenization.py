@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfsft.errors import CheckpointError
-from tfsft.tokenization import WordPieceTokenizer, pad_encoded
+from tfsft.tokenization import WordPieceTokenizer, unpad
 
 from .conftest import TINY_VOCAB, requires_minilm, requires_shared_data
 
@@ -25,11 +25,11 @@ def ids(tokenizer, word):
 def test_single_text_is_wrapped_and_truncated(tokenizer):
     cls, sep = tokenizer.cls_id, tokenizer.sep_id
     encoded = tokenizer.encode(["The FILM was good", "fun " * 20], max_length=6)
-    rows = encoded["token_ids"].to_list()
+    rows = unpad(encoded)
     assert rows[0] == [cls, ids(tokenizer, "the"), ids(tokenizer, "film"), ids(tokenizer, "was"),
                        ids(tokenizer, "good"), sep]
     assert len(rows[1]) == 6 and rows[1][-1] == sep
-    assert encoded["segment_ids"].to_list()[0] == [0] * 6
+    assert unpad(encoded, "segment_ids")[0] == [0] * 6
 
 
 @pytest.mark.parametrize("len_a, len_b, keep_a, keep_b", [
@@ -42,15 +42,15 @@ def test_single_text_is_wrapped_and_truncated(tokenizer):
 def test_pairs_are_truncated_round_robin(tokenizer, len_a, len_b, keep_a, keep_b):
     encoded = tokenizer.encode([" ".join(["good"] * len_a)], [" ".join(["bad"] * len_b)],
                                max_length=11)
-    segments = encoded["segment_ids"].to_list()[0]
-    tokens = encoded["token_ids"].to_list()[0]
+    segments = unpad(encoded, "segment_ids")[0]
+    tokens = unpad(encoded)[0]
     assert tokens.count(ids(tokenizer, "good")) == keep_a
     assert tokens.count(ids(tokenizer, "bad")) == keep_b
     assert segments == [0] * (keep_a + 2) + [1] * (keep_b + 1)
 
 
 def test_unknown_words_and_padding(tokenizer):
-    encoded = pad_encoded(tokenizer.encode(["good", "qqq$ film"]))
+    encoded = tokenizer.encode(["good", "qqq$ film"])
     assert encoded["padding_mask"].numpy().tolist() == [[1, 1, 1, 0, 0, 0, 0], [1] * 7]
     assert tokenizer.unk_id in encoded["token_ids"].numpy()[1]
 
@@ -58,9 +58,9 @@ def test_unknown_words_and_padding(tokenizer):
 def test_encode_inside_tf_function(tokenizer):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def graph_encode(texts):
-        return pad_encoded(tokenizer.encode(texts, max_length=8))["token_ids"]
+        return tokenizer.encode(texts, max_length=8)["token_ids"]
 
-    eager = pad_encoded(tokenizer.encode(["good film", "a"], max_length=8))["token_ids"]
+    eager = tokenizer.encode(["good film", "a"], max_length=8)["token_ids"]
     assert graph_encode(tf.constant(["good film", "a"])).numpy().tolist() == eager.numpy().tolist()
 
 
@@ -94,6 +94,13 @@ def test_ids_match_the_checkpoint_tokenizer_on_sst2_dev():
     reference.no_truncation()
     reference.no_padding()
     expected = [e.ids for e in reference.encode_batch(sentences)]
-    ours = WordPieceTokenizer.from_pretrained(folder).encode(sentences)["token_ids"].to_list()
+    ours = unpad(WordPieceTokenizer.from_pretrained(folder).encode(sentences))
     assert len(ours) == 872
     assert ours == expected
+
+
+def test_pair_with_an_empty_second_text(tokenizer):
+    encoded = tokenizer.encode(["good film"], [""], max_length=16)
+    assert unpad(encoded) == [[tokenizer.cls_id, ids(tokenizer, "good"), ids(tokenizer, "film"),
+                               tokenizer.sep_id, tokenizer.sep_id]]
+    assert unpad(encoded, "segment_ids") == [[0, 0, 0, 0, 1]]

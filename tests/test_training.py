@@ -15,6 +15,7 @@ from tfsft.cli import main as cli
 from tfsft.config import TrainConfig
 from tfsft.errors import ConfigError
 from tfsft.runs import TrainedRun
+from tfsft.tokenization import unpad
 from tfsft.training.trainer import train
 
 from .conftest import sentiment_rows, write_csv
@@ -143,6 +144,6 @@ def test_export_savedmodel_serves_raw_text_in_a_fresh_process(trained_run, tmp_p
     for row, prediction in zip(result["probabilities"], expected, strict=True):
         np.testing.assert_allclose(row, [prediction["probabilities"][k] for k in run.labels],
                                    atol=1e-5)
-    encoded = run.tokenizer.encode(texts, max_length=run.max_length)["token_ids"].to_list()
+    encoded = unpad(run.tokenizer.encode(texts, max_length=run.max_length))
     pad = run.tokenizer.pad_id
     assert [[i for i in row if i != pad] for row in result["input_ids"]] == encoded

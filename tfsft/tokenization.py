@@ -6,7 +6,9 @@ strings.
 
 >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world"])
 >>> encoded = tokenizer.encode(["Hello world", "world"])
->>> encoded["token_ids"].to_list()
+>>> encoded["token_ids"].numpy().tolist()
+[[2, 4, 5, 3], [2, 5, 3, 0]]
+>>> unpad(encoded)
 [[2, 4, 5, 3], [2, 5, 3]]
 """
 
@@ -17,6 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -104,56 +107,65 @@ class WordPieceTokenizer(tf.Module):
         texts: tf.Tensor | Sequence[str],
         text_pairs: tf.Tensor | Sequence[str] | None = None,
         max_length: int | None = None,
-    ) -> dict[str, tf.RaggedTensor]:
+    ) -> dict[str, tf.Tensor]:
         """Tokenize and pack ``[CLS] a [SEP] (b [SEP])``, truncated to ``max_length``.
 
-        Pairs are truncated round-robin: the longer text loses tokens first. Returns ragged
-        ``token_ids`` and ``segment_ids`` (int32). Works eagerly and inside ``tf.function``.
+        Pairs are truncated round-robin: the longer text loses tokens first. Returns int32
+        ``token_ids``, ``segment_ids`` and ``padding_mask`` of shape ``[batch, longest row]``.
+
+        Packing uses plain tensor ops (gather, where), no ragged ops, so the same function runs
+        eagerly, in ``tf.function``, in SavedModels and in TFLite with the tf-text custom ops.
         """
         max_length = int(max_length or self.max_length)
         first = self.wordpieces(tf.convert_to_tensor(texts, tf.string))
+        len_a = tf.cast(first.row_lengths(), tf.int32)
         if text_pairs is None:
-            first = first[:, : max_length - 2]
-            cls = tf.fill([first.nrows(), 1], self.cls_id)
-            sep = tf.fill([first.nrows(), 1], self.sep_id)
-            token_ids = tf.concat([cls, first, sep], axis=1)
-            segment_ids = tf.zeros_like(token_ids)
-            return {"token_ids": token_ids, "segment_ids": segment_ids}
-        second = self.wordpieces(tf.convert_to_tensor(text_pairs, tf.string))
-        first, second = _truncate_pair(first, second, max_length - 3)
-        cls = tf.fill([first.nrows(), 1], self.cls_id)
-        sep = tf.fill([first.nrows(), 1], self.sep_id)
-        token_ids = tf.concat([cls, first, sep, second, sep], axis=1)
-        segment_ids = tf.concat(
-            [tf.zeros_like(cls), tf.zeros_like(first), tf.zeros_like(sep),
-             tf.ones_like(second), tf.ones_like(sep)], axis=1)
-        return {"token_ids": token_ids, "segment_ids": segment_ids}
+            keep_a = tf.minimum(len_a, max_length - 2)
+            keep_b = tf.zeros_like(keep_a)
+            second = None
+        else:
+            second = self.wordpieces(tf.convert_to_tensor(text_pairs, tf.string))
+            keep_a, keep_b = _round_robin(len_a, tf.cast(second.row_lengths(), tf.int32),
+                                          max_length - 3)
+        pair_tokens = 0 if second is None else 1
+        total = keep_a + 2 + tf.where(keep_b > 0, keep_b + 1, pair_tokens)
+        width = tf.reduce_max(total)
+        position = tf.range(width)[tf.newaxis, :] + tf.zeros_like(keep_a)[:, tf.newaxis]
+        ka, kb = keep_a[:, tf.newaxis], keep_b[:, tf.newaxis]
+        token_ids = tf.where(position == 0, self.cls_id, self.pad_id)
+        token_ids = tf.where((position >= 1) & (position <= ka),
+                             self._take(first, position - 1, max_length), token_ids)
+        token_ids = tf.where(position == ka + 1, self.sep_id, token_ids)
+        segment_ids = tf.zeros_like(token_ids)
+        if second is not None:
+            in_b = (position >= ka + 2) & (position < ka + 2 + kb)
+            token_ids = tf.where(in_b, self._take(second, position - ka - 2, max_length),
+                                 token_ids)
+            token_ids = tf.where(position == ka + kb + 2, self.sep_id, token_ids)
+            segment_ids = tf.cast((position >= ka + 2) & (position <= ka + kb + 2), tf.int32)
+        padding_mask = tf.cast(position < total[:, tf.newaxis], tf.int32)
+        return {"token_ids": token_ids, "segment_ids": segment_ids * padding_mask,
+                "padding_mask": padding_mask}
+
+    def _take(self, pieces: tf.RaggedTensor, index: tf.Tensor, max_length: int) -> tf.Tensor:
+        """``pieces[row, index[row, j]]`` (indices clipped into range; callers mask the rest)."""
+        dense = pieces.to_tensor(default_value=self.pad_id, shape=[None, max_length])
+        return tf.gather(dense, tf.clip_by_value(index, 0, max_length - 1), batch_dims=1)
 
 
-def pad_encoded(encoded: dict[str, tf.RaggedTensor], pad_id: int = 0) -> dict[str, tf.Tensor]:
-    """Dense ``token_ids`` / ``segment_ids`` / ``padding_mask`` (int32), padded to the longest row."""
-    token_ids = encoded["token_ids"].to_tensor(pad_id)
-    segment_ids = encoded["segment_ids"].to_tensor(0)
-    padding_mask = tf.ones_like(encoded["token_ids"]).to_tensor(0)
-    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
+def unpad(encoded: dict[str, tf.Tensor], key: str = "token_ids") -> list[list[int]]:
+    """Rows of ``encoded[key]`` without padding, as lists (for inspection and tests)."""
+    values = np.asarray(encoded[key])
+    mask = np.asarray(encoded["padding_mask"]).astype(bool)
+    return [row[keep].tolist() for row, keep in zip(values, mask, strict=True)]
 
 
-def _truncate_pair(
-    first: tf.RaggedTensor, second: tf.RaggedTensor, budget: int
-) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
-    """Round-robin truncation of two ragged batches to ``budget`` tokens per row in total."""
-    len_a = first.row_lengths()
-    len_b = second.row_lengths()
-    budget = tf.constant(budget, len_a.dtype)
+def _round_robin(len_a: tf.Tensor, len_b: tf.Tensor, budget: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Tokens kept of each text when two texts share ``budget`` tokens, taken alternately."""
     half = (budget + 1) // 2
     keep_a = tf.minimum(len_a, tf.maximum(half, budget - len_b))
     keep_b = tf.minimum(len_b, budget - keep_a)
-    return _keep_first(first, keep_a), _keep_first(second, keep_b)
-
-
-def _keep_first(values: tf.RaggedTensor, counts: tf.Tensor) -> tf.RaggedTensor:
-    positions = tf.ragged.range(values.row_lengths())
-    return tf.ragged.boolean_mask(values, positions < tf.expand_dims(counts, 1))
+    return keep_a, keep_b
 
 
 def _lowercase_setting(folder: Path) -> bool:

@@ -52,9 +52,10 @@ def encode(tokenizer: WordPieceTokenizer, data: TextClassificationData,
         stop = start + _ENCODE_CHUNK
         pairs = None if data.text_pairs is None else data.text_pairs[start:stop]
         encoded = tokenizer.encode(data.texts[start:stop], pairs, max_length=max_length)
-        ids.append(encoded["token_ids"].flat_values.numpy())
-        segments.append(encoded["segment_ids"].flat_values.numpy())
-        lengths.append(encoded["token_ids"].row_lengths().numpy().astype(np.int32))
+        mask = encoded["padding_mask"].numpy().astype(bool)
+        ids.append(encoded["token_ids"].numpy()[mask])  # row-major: rows stay in order
+        segments.append(encoded["segment_ids"].numpy()[mask])
+        lengths.append(mask.sum(axis=1).astype(np.int32))
     return EncodedData(
         token_ids=np.concatenate(ids).astype(np.int32),
         segment_ids=np.concatenate(segments).astype(np.int32),

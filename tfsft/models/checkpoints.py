@@ -100,12 +100,22 @@ def load_backbone(name_or_path: str | Path) -> tuple[keras.Model, dict]:
     return backbone, {"folder": str(folder), "exact_gelu": exact_gelu}
 
 
+@keras.saving.register_keras_serializable(package="tfsft")
+def exact_gelu(x):
+    """GELU with ``erf``: ``0.5 x (1 + erf(x / sqrt 2))``.
+
+    Written out rather than ``keras.activations.gelu``, whose TensorFlow form uses ``Erfc``:
+    tf2onnx cannot convert ``Erfc``, and ONNX Runtime's Gelu fusion looks for this pattern.
+    """
+    return 0.5 * x * (1.0 + keras.ops.erf(x / 1.4142135623730951))
+
+
 def use_exact_gelu(backbone: keras.Model) -> None:
     """Switch every transformer layer's feed-forward activation to exact (erf) GELU."""
     for layer in backbone.layers:
         dense = getattr(layer, "_feedforward_intermediate_dense", None)
         if dense is not None:
-            dense.activation = keras.activations.gelu
+            dense.activation = exact_gelu
 
 
 def _tf_h5_to_safetensors(folder: Path, target: Path) -> None:
