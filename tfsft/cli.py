@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -90,10 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     _column_options(predict, label_default=None)
 
-    export = commands.add_parser("export", help="export a trained run for serving")
+    export = commands.add_parser(
+        "export", help="export a trained run (SavedModel, TFLite, ONNX), verified on held-out data")
     export.add_argument("run_dir")
-    export.add_argument("--format", default="savedmodel", help="savedmodel")
+    export.add_argument("--format", default="savedmodel",
+                        help="comma-separated: savedmodel,tflite,onnx (default savedmodel)")
+    export.add_argument("--quantize", default="",
+                        help="comma-separated extra variants: fp16,int8-dynamic,int8")
     export.add_argument("--output", required=True, help="model base folder, e.g. saved_models/NAME")
+    export.add_argument("--allow-mismatch", action="store_true",
+                        help="publish even if an artifact fails its parity check")
+    export.add_argument("--data", help="held-out data to verify on (default: the run's own)")
+    export.add_argument("--max-examples", type=int, default=1000,
+                        help="held-out examples to verify on (default 1000)")
+    _column_options(export, label_default="label")
     return parser
 
 
@@ -188,10 +199,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from exporters import export
+    from tfsft.runs import TrainedRun
 
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    result = export(args.run_dir, args.output, formats=formats)
-    print(json.dumps(result, indent=2))
+    def listed(value: str) -> list[str]:
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    run = TrainedRun(args.run_dir)
+    data = run.read(args.data, **_data_options(args)) if args.data else None
+    result = export(run, args.output, formats=listed(args.format), quantize=listed(args.quantize),
+                    allow_mismatch=args.allow_mismatch, data=data, max_examples=args.max_examples)
+    print(json.dumps({"published": result["published"], "passed": result["passed"],
+                      "report": str(Path(args.output) / "export_report.json")}))
     return 0
 
 

@@ -23,12 +23,14 @@ import numpy as np
 
 from tfsft.data.examples import TextClassificationData, read_text_classification
 from tfsft.data.pipeline import encode, predict_logits
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, TfsftError
 from tfsft.evaluation.metrics import softmax
 from tfsft.evaluation.reports import write_evaluation
 from tfsft.tokenization import WordPieceTokenizer
 
 MODEL_FILE = "model.keras"
+HELDOUT_FILE = "heldout.jsonl"  # validation examples, for checking exports
+CALIBRATION_FILE = "calibration.jsonl"  # a sample of training texts, for int8 calibration
 LABELS_FILE = "labels.json"
 TOKENIZER_DIR = "tokenizer"
 
@@ -72,6 +74,28 @@ class TrainedRun:
                                          label_column=label_column,
                                          text_pair_column=text_pair_column,
                                          labels=self.labels, **options)
+
+    def saved_examples(self, name: str = HELDOUT_FILE,
+                       fallback: TextClassificationData | None = None) -> TextClassificationData:
+        """Examples saved with the run (``heldout.jsonl`` or ``calibration.jsonl``).
+
+        Runs without them re-read the data named in ``config.yaml`` when it is still there.
+        """
+        path = self.run_dir / name
+        if path.exists():
+            return self.read(path, text_pair_column="text_pair" if self.text_pair else None)
+        if fallback is not None:
+            return fallback
+        from tfsft.config import TrainConfig
+        from tfsft.training.trainer import load_training_data
+
+        config = TrainConfig.from_yaml(self.run_dir / "config.yaml")
+        try:
+            train_data, validation_data = load_training_data(config)
+        except TfsftError as exc:
+            raise ConfigError(f"{self.run_dir} holds no {name} and its training data cannot "
+                              f"be read ({exc}); pass held-out data (--data FILE)") from exc
+        return validation_data if name == HELDOUT_FILE else train_data
 
     def logits(self, data: TextClassificationData, batch_size: int = 64,
                verbose: int | str = "auto") -> np.ndarray:

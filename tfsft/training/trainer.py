@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -30,13 +31,22 @@ from tfsft.evaluation.reports import plot_training_curves, read_history, write_e
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
 from tfsft.models.checkpoints import resolve_checkpoint
 from tfsft.models.text_classifier import TextClassifier
-from tfsft.runs import LABELS_FILE, MODEL_FILE, TOKENIZER_DIR
+from tfsft.runs import (
+    CALIBRATION_FILE,
+    HELDOUT_FILE,
+    LABELS_FILE,
+    MODEL_FILE,
+    TOKENIZER_DIR,
+)
 from tfsft.tokenization import WordPieceTokenizer
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.optimizers import adamw
 from tfsft.training.schedules import WarmupDecay
 
 logger = logging.getLogger(__name__)
+
+MAX_SAVED_EXAMPLES = 2000  # validation examples kept in the run folder to check exports
+CALIBRATION_EXAMPLES = 256  # training texts kept for int8 calibration
 
 
 @dataclass
@@ -128,7 +138,7 @@ def train(config: TrainConfig) -> TrainResult:
                                train_data.labels)
     history = read_history(run_dir / HISTORY_CSV)
     plot_training_curves(history, run_dir / "training_curves.png")
-    _save_model_files(run_dir, model, tokenizer, train_data, config)
+    _save_model_files(run_dir, model, tokenizer, train_data, validation_data, config)
 
     epoch_seconds = meter.epoch_seconds
     summary = {
@@ -214,10 +224,28 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
     atomic_write_text(config_file, config.to_yaml())
 
 
+def write_examples(path: Path, data: TextClassificationData) -> None:
+    """Examples as JSON lines (``text``, ``text_pair``, ``label``), readable by the readers."""
+    lines = []
+    for i, text in enumerate(data.texts):
+        record = {"text": text}
+        if data.text_pairs is not None:
+            record["text_pair"] = data.text_pairs[i]
+        if data.label_ids is not None:
+            record["label"] = data.labels[data.label_ids[i]]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
 def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: WordPieceTokenizer,
-                      data: TextClassificationData, config: TrainConfig) -> None:
+                      data: TextClassificationData, validation_data: TextClassificationData,
+                      config: TrainConfig) -> None:
     with atomic_directory(run_dir / TOKENIZER_DIR, overwrite=True) as tmp:
         tokenizer.save(tmp)
+    write_examples(run_dir / HELDOUT_FILE, validation_data.subset(np.arange(
+        min(len(validation_data), MAX_SAVED_EXAMPLES))))
+    sample = np.random.default_rng(config.seed).permutation(len(data))[:CALIBRATION_EXAMPLES]
+    write_examples(run_dir / CALIBRATION_FILE, data.subset(np.sort(sample)))
     atomic_write_json(run_dir / LABELS_FILE, {
         "task": config.task,
         "labels": list(data.labels),

@@ -1,0 +1,201 @@
+"""Export a trained run to SavedModel / TFLite / ONNX, verify every artifact, publish atomically.
+
+Everything is built in a hidden staging folder under the output folder and checked against the
+Keras model on held-out texts; only when every check passes (or ``allow_mismatch``) is it moved
+into place::
+
+    saved_models/NAME/<version>/      SavedModel (TF Serving); a new version every export
+    saved_models/NAME/models.config   ModelServerConfig for tensorflow_model_server
+    saved_models/NAME/batching_parameters.txt
+    saved_models/NAME/tflite/         .tflite models + labels.txt, vocab.txt
+    saved_models/NAME/onnx/           .onnx models + tokenizer.json, labels.txt
+    saved_models/NAME/export_report.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters import onnx_model, savedmodel, tflite
+from exporters.report import markdown_table, report
+from exporters.verify import Check, make_batches, single_examples, verify
+from tfsft.data.examples import TextClassificationData
+from tfsft.errors import ConfigError, TfsftError
+from tfsft.io_utils import atomic_directory, atomic_write_json
+from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
+
+logger = logging.getLogger(__name__)
+logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("fp16", "int8-dynamic", "int8")
+
+
+class ExportMismatchError(TfsftError):
+    """An exported artifact does not predict what the Keras model predicts."""
+
+
+def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike,
+           formats: Sequence[str] = ("savedmodel",), quantize: Sequence[str] = (),
+           allow_mismatch: bool = False, data: TextClassificationData | None = None,
+           max_examples: int = 1000, latency_examples: int = 20) -> dict[str, Any]:
+    """Export, verify and publish; returns the report (also written as ``export_report.json``).
+
+    ``data`` is the held-out set to verify on (default: the run's saved validation examples).
+    Raises :class:`ExportMismatchError` (and publishes nothing) when an fp32 artifact's logits
+    differ by more than 1e-4 or a quantized one agrees on fewer than 98 % of argmaxes.
+    """
+    _check_choices(formats, FORMATS, "format")
+    _check_choices(quantize, QUANTIZATIONS, "quantization")
+    run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
+    base = Path(output)
+    base.mkdir(parents=True, exist_ok=True)
+    heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
+    heldout = heldout.subset(np.arange(min(max_examples, len(heldout))))
+    batches = make_batches(run.tokenizer, heldout, run.max_length)
+    timing = {"batch_1": single_examples(batches, latency_examples),
+              "batch_32": [b for b in batches if len(b["texts"]) == 32][:5]}
+    staging = savedmodel.stage_dir(base)
+    try:
+        checks = _build_and_check(run, staging, formats, quantize, heldout, batches, timing)
+        summary = report(checks, {"run_dir": str(run.run_dir), "examples": len(heldout),
+                                  "formats": list(formats), "quantize": list(quantize)})
+        print(markdown_table(checks))
+        if not summary["passed"] and not allow_mismatch:
+            atomic_write_json(base / "export_report.failed.json", summary)
+            raise ExportMismatchError(
+                "an artifact does not match the Keras model (see the table above and "
+                f"{base / 'export_report.failed.json'}); nothing was published. Pass "
+                "--allow-mismatch to publish anyway")
+        published = _publish(staging, base, formats)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for artifact in summary["artifacts"]:
+        artifact["path"] = _final_path(artifact["path"], staging, published)
+    summary["published"] = {k: str(v) for k, v in published.items()}
+    atomic_write_json(base / "export_report.json", summary)
+    return summary
+
+
+def _check_choices(given: Sequence[str], allowed: Sequence[str], what: str) -> None:
+    unknown = [g for g in given if g not in allowed]
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {unknown}; choose from {', '.join(allowed)}")
+
+
+def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
+                     quantize: Sequence[str], heldout: TextClassificationData,
+                     batches: list[dict], timing: dict) -> list[Check]:
+    model = run.model
+
+    def keras_runner(batch):
+        return model.predict_on_batch({"token_ids": batch["input_ids"],
+                                       "padding_mask": batch["attention_mask"],
+                                       "segment_ids": batch["token_type_ids"]})
+
+    reference = np.concatenate([np.asarray(keras_runner(b), np.float32) for b in batches])
+
+    def check(artifact, variant, path, runner, **notes):
+        logger.info("verifying %s %s on %d held-out examples", artifact, variant, len(heldout))
+        return verify(artifact, variant, path, runner, reference, batches, heldout.label_ids,
+                      timing, notes)
+
+    checks = [check("keras", "fp32", run.run_dir / "model.keras", keras_runner)]
+    saved = staging / "savedmodel"
+    saved.mkdir()
+    logger.info("writing SavedModel")
+    pairs = None if heldout.text_pairs is None else heldout.text_pairs[:32]
+    savedmodel.write_savedmodel(run, saved, heldout.texts[:32], pairs)
+    if "savedmodel" in formats:
+        checks.append(check("savedmodel", "fp32", saved, savedmodel.savedmodel_runner(saved)))
+    if "tflite" in formats:
+        checks += _tflite(run, saved, staging / "tflite", quantize, heldout, check)
+    if "onnx" in formats:
+        checks += _onnx(run, staging / "onnx", quantize, check)
+    return checks
+
+
+def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
+            heldout: TextClassificationData, check) -> list[Check]:
+    folder.mkdir()
+    tflite.write_sidecars(folder, run.tokenizer.vocabulary, run.labels, run.tokenizer.lowercase,
+                          run.max_length)
+    calibration = []
+    if "int8" in quantize:
+        texts = run.saved_examples(CALIBRATION_FILE, fallback=heldout)
+        calibration = make_batches(run.tokenizer, texts, run.max_length, batch_size=1)[:200]
+    checks = []
+    for variant in ["fp32", *[q for q in QUANTIZATIONS if q in quantize]]:
+        logger.info("converting TFLite %s", variant)
+        path = folder / tflite.TOKEN_ID_VARIANTS[variant]
+        path.write_bytes(tflite.convert_token_ids(saved, variant, calibration))
+        checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
+    logger.info("converting TFLite raw-text model")
+    path = folder / tflite.TEXT_MODEL
+    path.write_bytes(tflite.convert_text(saved))
+    checks.append(check("tflite", "text", path, tflite.text_runner(path)))
+    return checks
+
+
+def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list[Check]:
+    import onnxruntime as ort
+
+    folder.mkdir()
+    onnx_model.write_sidecars(folder, run.tokenizer.vocabulary, run.labels,
+                              run.tokenizer.lowercase, run.max_length)
+    paths = {variant: folder / name for variant, name in onnx_model.FILES.items()}
+    logger.info("converting to ONNX (tf2onnx, opset %d)", onnx_model.OPSET)
+    onnx_model.convert(run.model, paths["fp32"])
+    checks = [check("onnx", "fp32", paths["fp32"], onnx_model.session_runner(paths["fp32"]))]
+    backbone = run.model.backbone
+    logger.info("optimizing with the ONNX Runtime transformer optimizer")
+    fused = onnx_model.optimize(paths["fp32"], paths["optimized"], backbone.num_heads,
+                                backbone.hidden_dim)
+    checks.append(check("onnx", "optimized", paths["optimized"],
+                        onnx_model.session_runner(paths["optimized"]), fused_operators=fused))
+    if "int8-dynamic" in quantize or "int8" in quantize:
+        onnx_model.quantize_int8(paths["optimized"], paths["int8-dynamic"])
+        checks.append(check("onnx", "int8-dynamic", paths["int8-dynamic"],
+                            onnx_model.session_runner(paths["int8-dynamic"])))
+    if "fp16" in quantize:
+        onnx_model.to_fp16(paths["optimized"], paths["fp16"])
+        checks.append(check("onnx", "fp16", paths["fp16"],
+                            onnx_model.session_runner(paths["fp16"]), provider="CPU"))
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            runner = onnx_model.session_runner(paths["fp16"], ("CUDAExecutionProvider",))
+            checks.append(check("onnx", "fp16", paths["fp16"], runner, provider="CUDA"))
+    return checks
+
+
+def _publish(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
+    published: dict[str, Path] = {}
+    if "savedmodel" in formats:
+        published["savedmodel"] = savedmodel.publish_version(staging / "savedmodel", base)
+        savedmodel.write_serving_config(base, base.name)
+    for name in ("tflite", "onnx"):
+        if name in formats:
+            with atomic_directory(base / name, overwrite=True) as tmp:
+                os.rmdir(tmp)
+                os.rename(staging / name, tmp)
+            published[name] = base / name
+    return published
+
+
+def _final_path(path: str, staging: Path, published: dict[str, Path]) -> str:
+    for name, target in published.items():
+        prefix = str(staging / name)
+        if path.startswith(prefix):
+            return str(target) + path[len(prefix):]
+    return path
+
+
+def load_report(base: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(base) / "export_report.json").read_text())

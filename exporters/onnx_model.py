@@ -1,0 +1,134 @@
+"""ONNX export for onnxruntime / onnxruntime-gpu.
+
+Files written into the output folder::
+
+    model.onnx            tf2onnx conversion (opset 17): input_ids, attention_mask, token_type_ids
+                          (int32 [batch, sequence], both axes dynamic) -> logits
+    model_optimized.onnx  ONNX Runtime transformer optimizer (fused Attention, LayerNorm, Gelu, ...)
+    model_int8.onnx       dynamic int8 quantization of the optimized model
+    model_fp16.onnx       float16 weights and compute (for CUDAExecutionProvider), float32 I/O
+    tokenizer.json        Hugging Face tokenizers file for the same WordPiece vocabulary
+    labels.txt            label of each logit
+
+>>> import onnxruntime as ort                                          # doctest: +SKIP
+>>> session = ort.InferenceSession("model_optimized.onnx")             # doctest: +SKIP
+>>> session.run(["logits"], {"input_ids": ids, "attention_mask": mask,
+...                          "token_type_ids": types})                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+OPSET = 17
+ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8.onnx",
+         "fp16": "model_fp16.onnx"}
+FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
+             "EmbedLayerNormalization", "Gelu", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization")
+
+
+def convert(model: keras.Model, path: Path) -> None:
+    """tf2onnx conversion of the token-id function of ``model`` to ``path`` (checked by onnx)."""
+    import onnx
+    import tf2onnx
+
+    spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_INPUTS]
+
+    @tf.function(input_signature=spec)
+    def token_ids(input_ids, attention_mask, token_type_ids):
+        logits = model({"token_ids": input_ids, "padding_mask": attention_mask,
+                        "segment_ids": token_type_ids}, training=False)
+        return {"logits": tf.cast(logits, tf.float32)}
+
+    proto, _ = tf2onnx.convert.from_function(token_ids, input_signature=spec, opset=OPSET)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """ONNX Runtime's BERT optimizer; returns the count of each fused operator type.
+
+    First ONNX Runtime's basic graph optimizations (constant folding, redundant node removal),
+    then the transformer fusions. The two steps are run separately because
+    ``optimize_model(opt_level>=1)`` in onnxruntime 1.30 imports torch.
+    """
+    import onnxruntime as ort
+    from onnxruntime.transformers import optimizer
+
+    basic = target.with_name(target.stem + ".basic.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(basic)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    try:
+        optimized = optimizer.optimize_model(str(basic), model_type="bert", num_heads=num_heads,
+                                             hidden_size=hidden_size, opt_level=0)
+    finally:
+        basic.unlink(missing_ok=True)
+    optimized.save_model_to_file(str(target))
+    return fused_operators(target)
+
+
+def fused_operators(path: Path) -> dict[str, int]:
+    import onnx
+
+    counts = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+    return {op: counts[op] for op in FUSED_OPS if counts[op]}
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def to_fp16(source: Path, target: Path) -> None:
+    """float16 weights and compute with float32 inputs and outputs (for GPUs)."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(source)))
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(target))
+
+
+def write_sidecars(folder: Path, vocabulary: Sequence[str], labels: Sequence[str],
+                   lowercase: bool, max_length: int) -> None:
+    """``tokenizer.json`` (Hugging Face tokenizers) and ``labels.txt`` beside the models."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = {token: i for i, token in enumerate(vocabulary)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase,
+                                                      strip_accents=None if lowercase else False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tokenizer.enable_truncation(max_length)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+
+def session_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",),
+                   threads: int | None = None) -> Callable[[dict], np.ndarray]:
+    """A verify runner: an ``onnxruntime.InferenceSession`` on the token-id inputs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=list(providers))
+
+    def run(batch: dict) -> np.ndarray:
+        return session.run(["logits"], {name: batch[name].astype(np.int32)
+                                        for name in ID_INPUTS})[0]
+
+    return run

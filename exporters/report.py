@@ -1,0 +1,42 @@
+"""The export table printed after an export, and ``export_report.json``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from exporters.verify import Check
+
+COLUMNS = ("artifact", "variant", "size MB", "max |Δlogit|", "agree %", "acc %",
+           "b1 ms", "b32 ms", "ok")
+
+
+def rows(checks: Sequence[Check]) -> list[list[str]]:
+    table = []
+    for check in checks:
+        accuracy = check.accuracy
+        table.append([
+            check.artifact, check.variant, f"{check.size_bytes / 1e6:.1f}",
+            f"{check.max_abs_diff:.2e}", f"{100 * check.agreement:.2f}",
+            "-" if accuracy is None else f"{100 * accuracy:.2f}",
+            f"{check.latency_ms.get('batch_1', float('nan')):.1f}",
+            f"{check.latency_ms.get('batch_32', float('nan')):.1f}",
+            "yes" if check.passed else "NO",
+        ])
+    return table
+
+
+def markdown_table(checks: Sequence[Check]) -> str:
+    """The checks as a Markdown table (also readable in a terminal).
+
+    >>> print(markdown_table([]).splitlines()[0])
+    | artifact | variant | size MB | max |Δlogit| | agree % | acc % | b1 ms | b32 ms | ok |
+    """
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(checks)]
+    return "\n".join(lines)
+
+
+def report(checks: Sequence[Check], extra: dict[str, Any]) -> dict[str, Any]:
+    return {**extra, "passed": all(c.passed for c in checks),
+            "artifacts": [c.summary() for c in checks]}

@@ -1,0 +1,116 @@
+"""TFLite / LiteRT export: token-id models (fp32, fp16, int8 dynamic-range, full int8) and a
+raw-text model with the tf-text tokenizer in the graph.
+
+Files written into the output folder::
+
+    model.tflite              token ids -> logits (fp32); inputs input_ids, attention_mask,
+                              token_type_ids (int32 [batch, length], any length)
+    model_fp16.tflite         weights in float16
+    model_int8_dynamic.tflite weights in int8, activations float (dynamic-range quantization)
+    model_int8.tflite         weights and activations int8, calibrated on training texts
+    model_text.tflite         raw strings -> label, probabilities, logits (tf-text custom ops)
+    labels.txt, vocab.txt, tokenizer_config.json   what a mobile app needs beside the model
+
+Run the raw-text model with LiteRT and the tf-text op resolver::
+
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
+    import tensorflow_text
+    interpreter = InterpreterWithCustomOps(
+        model_path="model_text.tflite",
+        custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)
+    outputs = interpreter.get_signature_runner("serving_default")(text=np.array(["great film"]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from exporters.savedmodel import SERVING_SIGNATURE, TOKEN_IDS_SIGNATURE
+
+TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
+                     "int8-dynamic": "model_int8_dynamic.tflite", "int8": "model_int8.tflite"}
+TEXT_MODEL = "model_text.tflite"
+ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def convert_token_ids(savedmodel: Path, variant: str,
+                      calibration: Sequence[dict[str, np.ndarray]] = ()) -> bytes:
+    """The ``serve_token_ids`` signature as a TFLite flatbuffer, quantized per ``variant``."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel),
+                                                         signature_keys=[TOKEN_IDS_SIGNATURE])
+    if variant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8-dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        if not calibration:
+            raise ValueError("full int8 quantization needs calibration examples")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+        def representative() -> Iterator[dict[str, np.ndarray]]:
+            for features in calibration:
+                yield {name: features[name] for name in ID_INPUTS}
+
+        converter.representative_dataset = representative
+    elif variant != "fp32":
+        raise ValueError(f"unknown TFLite variant {variant!r}")
+    return converter.convert()
+
+
+def convert_text(savedmodel: Path) -> bytes:
+    """The raw-text ``serving_default`` signature, tokenizer included (tf-text custom ops)."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel),
+                                                         signature_keys=[SERVING_SIGNATURE])
+    converter.allow_custom_ops = True
+    return converter.convert()
+
+
+def write_sidecars(folder: Path, vocabulary: Sequence[str], labels: Sequence[str],
+                   lowercase: bool, max_length: int) -> None:
+    import json
+
+    (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"do_lower_case": lowercase, "model_max_length": max_length,
+         "tokenizer_class": "BertTokenizer"}, indent=2) + "\n")
+
+
+def token_ids_runner(path: Path) -> Callable[[dict], np.ndarray]:
+    """A verify runner for a token-id ``.tflite`` (LiteRT interpreter, any batch and length)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner(TOKEN_IDS_SIGNATURE)
+
+    def run(batch: dict) -> np.ndarray:
+        return runner(**{name: batch[name].astype(np.int32) for name in ID_INPUTS})["logits"]
+
+    return run
+
+
+def text_runner(path: Path) -> Callable[[dict], np.ndarray]:
+    """A verify runner for the raw-text ``.tflite`` (LiteRT with the tf-text custom ops)."""
+    import tensorflow_text
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
+
+    interpreter = InterpreterWithCustomOps(
+        model_path=str(path),
+        custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)
+    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
+
+    def run(batch: dict) -> np.ndarray:
+        inputs = {"text": _utf8(batch["texts"])}
+        if batch["text_pairs"] is not None:
+            inputs["text_pair"] = _utf8(batch["text_pairs"])
+        return runner(**inputs)["logits"]
+
+    return run
+
+
+def _utf8(texts: np.ndarray) -> np.ndarray:
+    return np.array([text.encode("utf-8") for text in texts], dtype=object)
