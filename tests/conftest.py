@@ -122,3 +122,24 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label"))
 @pytest.fixture
 def sentiment_csv(tmp_path) -> Path:
     return write_csv(tmp_path / "train.csv", sentiment_rows(256))
+
+
+def tiny_config(tiny_checkpoint, train_file, output_dir, **overrides):
+    from tfsft.config import TrainConfig
+
+    options = dict(train=str(train_file), model=str(tiny_checkpoint), output_dir=str(output_dir),
+                   epochs=6, batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, max_length=16,
+                   seed=7, backup_every_steps=None, tensorboard=False)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_checkpoint, tmp_path_factory):
+    """A tiny model trained on synthetic reviews (labels neg/pos), shared by the tests."""
+    folder = tmp_path_factory.mktemp("trained")
+    train_file = write_csv(folder / "train.csv", sentiment_rows(512, seed=1))
+    from tfsft.training.trainer import train
+
+    result = train(tiny_config(tiny_checkpoint, train_file, folder / "run", tensorboard=True))
+    return result

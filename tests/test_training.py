@@ -18,27 +18,11 @@ from tfsft.runs import TrainedRun
 from tfsft.tokenization import unpad
 from tfsft.training.trainer import train
 
-from .conftest import sentiment_rows, write_csv
+from .conftest import sentiment_rows, tiny_config, write_csv
 
 RUN_FILES = ["config.yaml", "labels.json", "tokenizer/vocab.txt", "model.keras", "metrics.json",
              "classification_report.txt", "confusion_matrix.png", "training_curves.png",
              "history.csv", "run.json", "checkpoints/best.weights.h5"]
-
-
-def tiny_config(tiny_checkpoint, train_file, output_dir, **overrides) -> TrainConfig:
-    options = dict(train=str(train_file), model=str(tiny_checkpoint), output_dir=str(output_dir),
-                   epochs=6, batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, max_length=16,
-                   seed=7, backup_every_steps=None, tensorboard=False)
-    options.update(overrides)
-    return TrainConfig(**options)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_checkpoint, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    train_file = write_csv(folder / "train.csv", sentiment_rows(512, seed=1))
-    result = train(tiny_config(tiny_checkpoint, train_file, folder / "run", tensorboard=True))
-    return result
 
 
 def test_training_learns_and_writes_the_run_folder(trained_run):

@@ -21,13 +21,14 @@ from tfsft.errors import TfsftError  # noqa: E402
 logger = logging.getLogger("tfsft")
 
 
-def _column_options(parser: argparse.ArgumentParser, label_default: str | None = None) -> None:
+def _column_options(parser: argparse.ArgumentParser, label_default: str | None = None,
+                    format_flag: str = "--format") -> None:
     group = parser.add_argument_group("columns")
     group.add_argument("--text-column", help="column holding the text (default: text)")
     group.add_argument("--text-pair-column", help="column holding the second text, for pairs")
     group.add_argument("--label-column", default=label_default,
                        help="column holding the label (default: label)")
-    group.add_argument("--format", dest="file_format", choices=["csv", "tsv", "jsonl", "parquet"],
+    group.add_argument(format_flag, dest="file_format", choices=["csv", "tsv", "jsonl", "parquet"],
                        help="file format, when the extension does not tell")
     group.add_argument("--encoding", default=None, help="text encoding of the file (utf-8)")
     group.add_argument("--exclude-labels", nargs="+", metavar="LABEL",
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data", help="held-out data to verify on (default: the run's own)")
     export.add_argument("--max-examples", type=int, default=1000,
                         help="held-out examples to verify on (default 1000)")
-    _column_options(export, label_default="label")
+    _column_options(export, label_default="label", format_flag="--data-format")
     return parser
 
 

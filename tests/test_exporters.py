@@ -1,0 +1,147 @@
+"""Every export format and variant round-trips on a tiny model and matches the Keras model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import exporters.verify
+from exporters import ExportMismatchError, export
+from tfsft.cli import main as cli
+from tfsft.runs import TrainedRun
+from tfsft.tokenization import unpad
+
+ALL_VARIANTS = {("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
+                ("tflite", "int8-dynamic"), ("tflite", "int8"), ("tflite", "text"),
+                ("onnx", "fp32"), ("onnx", "optimized"), ("onnx", "int8-dynamic"),
+                ("onnx", "fp16")}
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    base = tmp_path_factory.mktemp("exports") / "tiny"
+    report = export(trained_run.run_dir, base, formats=["savedmodel", "tflite", "onnx"],
+                    quantize=["fp16", "int8-dynamic", "int8"])
+    return base, report
+
+
+def versions(base):
+    return sorted(p.name for p in base.iterdir() if re.fullmatch(r"\d+", p.name))
+
+
+def test_every_artifact_passes_its_parity_check(exported):
+    base, report = exported
+    assert report["passed"]
+    assert {(a["artifact"], a["variant"]) for a in report["artifacts"]} == ALL_VARIANTS
+    for artifact in report["artifacts"]:
+        assert artifact["passed"], artifact
+        assert os.path.exists(artifact["path"]), artifact["path"]
+        if artifact["variant"] in ("fp32", "optimized", "text"):
+            assert artifact["max_abs_logit_diff"] <= 1e-4
+        assert set(artifact["latency_ms"]) == {"batch_1", "batch_32"}
+    assert json.loads((base / "export_report.json").read_text())["passed"]
+
+
+def test_serving_layout_and_files(exported, trained_run):
+    from tensorflow_serving.apis import prediction_log_pb2
+    import tensorflow as tf
+
+    base, _ = exported
+    assert versions(base) == ["1"]
+    version = base / "1"
+    assert (version / "assets" / "vocab.txt").exists()
+    assert (version / "assets" / "labels.txt").read_text().split() == ["neg", "pos"]
+    records = list(tf.data.TFRecordDataset(
+        str(version / "assets.extra" / "tf_serving_warmup_requests")).as_numpy_iterator())
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    assert log.predict_log.request.model_spec.signature_name == "serving_default"
+    assert 'name: "tiny"' in (base / "models.config").read_text()
+    assert "max_batch_size" in (base / "batching_parameters.txt").read_text()
+    for name in ("model.tflite", "model_fp16.tflite", "model_int8_dynamic.tflite",
+                 "model_int8.tflite", "model_text.tflite", "labels.txt", "vocab.txt"):
+        assert (base / "tflite" / name).exists(), name
+    assert not [p for p in base.iterdir() if p.name.startswith(".export-tmp")]
+
+
+def test_onnx_graph_contract_and_shipped_tokenizer(exported, trained_run):
+    import onnx
+    from tokenizers import Tokenizer
+
+    base, _ = exported
+    model = onnx.load(str(base / "onnx" / "model.onnx"))
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask",
+                                                   "token_type_ids"]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    for graph_input in model.graph.input:
+        dims = graph_input.type.tensor_type.shape.dim
+        assert len(dims) == 2 and not any(d.HasField("dim_value") for d in dims)  # dynamic axes
+    texts = ["The film was SUPERB!", "a dull, clumsy plot"]
+    shipped = Tokenizer.from_file(str(base / "onnx" / "tokenizer.json"))
+    run = TrainedRun(trained_run.run_dir)
+    assert [e.ids for e in shipped.encode_batch(texts)] == unpad(run.tokenizer.encode(texts))
+    assert (base / "onnx" / "labels.txt").read_text().split() == ["neg", "pos"]
+
+
+def test_raw_text_tflite_labels_match_predict(exported, trained_run):
+    from exporters.tflite import text_runner
+
+    base, _ = exported
+    texts = ["the acting was brilliant", "a boring , tedious film", "fun", "weak"]
+    logits = text_runner(base / "tflite" / "model_text.tflite")(
+        {"texts": np.array(texts, dtype=object), "text_pairs": None})
+    run = TrainedRun(trained_run.run_dir)
+    assert [run.labels[i] for i in logits.argmax(-1)] == [p["label"] for p in run.predict(texts)]
+
+
+def test_mismatch_fails_and_publishes_nothing(trained_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(exporters.verify, "FP32_TOLERANCE", 0.0)
+    base = tmp_path / "strict"
+    with pytest.raises(ExportMismatchError, match="nothing was published"):
+        export(trained_run.run_dir, base, formats=["onnx"])
+    assert versions(base) == [] and not (base / "onnx").exists()
+    assert not json.loads((base / "export_report.failed.json").read_text())["passed"]
+    report = export(trained_run.run_dir, base, formats=["onnx"], allow_mismatch=True)
+    assert not report["passed"] and (base / "onnx" / "model.onnx").exists()
+
+
+def test_cli_export_exits_nonzero_on_unknown_format(trained_run, tmp_path, capsys):
+    assert cli(["export", str(trained_run.run_dir), "--format", "coreml",
+                "--output", str(tmp_path / "x")]) == 2
+    assert "unknown format" in capsys.readouterr().err
+
+
+def test_interrupted_export_leaves_no_visible_version(trained_run, tmp_path):
+    base = tmp_path / "killed"
+    command = [sys.executable, "-m", "tfsft.cli", "export", str(trained_run.run_dir),
+               "--format", "savedmodel,onnx", "--output", str(base)]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            staged = list(base.glob(".export-tmp-*/savedmodel/saved_model.pb")) if base.exists() \
+                else []
+            if staged:  # the SavedModel is written; conversions are under way
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert versions(base) == []  # TF Serving sees nothing; the hidden staging folder is ignored
+    assert not (base / "onnx").exists()
+    export(trained_run.run_dir, base, formats=["savedmodel"])
+    assert versions(base) == ["1"]
