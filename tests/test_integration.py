@@ -27,9 +27,13 @@ SERVE_DEV_SCRIPT = textwrap.dedent("""
     with open(sys.argv[2], newline="") as handle:
         texts = [r["content"] for r in csv.DictReader(handle, delimiter="\\t",
                                                         quoting=csv.QUOTE_NONE)]
+    from tensorflow_serving.apis import predict_pb2
     labels, ids = [], []
     for start in range(0, len(texts), 128):
-        batch = tf.constant(texts[start:start + 128])
+        request = predict_pb2.PredictRequest()  # what a TF Serving client sends
+        request.model_spec.signature_name = "serving_default"
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts[start:start + 128]))
+        batch = tf.constant(tf.make_ndarray(request.inputs["text"]))
         labels += [x.decode() for x in loaded.signatures["serving_default"](text=batch)["label"].numpy()]
         tokens = loaded.signatures["tokenize"](text=batch)
         for row, mask in zip(tokens["input_ids"].numpy(), tokens["attention_mask"].numpy()):
@@ -62,7 +66,7 @@ def test_savedmodel_serves_the_same_labels_and_ids_on_sst2_dev(sst2_run, tmp_pat
     from exporters import export
 
     dev = requires_shared_data() / "sst2" / "dev.tsv"
-    version = export(sst2_run.run_dir, tmp_path / "sst2")["savedmodel"]
+    version = export(sst2_run.run_dir, tmp_path / "sst2")["published"]["savedmodel"]
     served = subprocess.run([sys.executable, "-c", SERVE_DEV_SCRIPT, version, str(dev)],
                             capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(served.stdout.strip().splitlines()[-1])
@@ -89,3 +93,12 @@ def test_sst2_20k_one_epoch_reaches_087(tmp_path):
         label_column="label", max_train_rows=20000, epochs=1, max_length=64, seed=42)
     result = train(config)
     assert result.metrics["accuracy"] >= 0.87
+
+
+@pytest.mark.slow
+def test_every_export_of_finetuned_minilm_passes_parity(sst2_run, tmp_path):
+    from exporters import export
+
+    report = export(sst2_run.run_dir, tmp_path / "all", formats=["savedmodel", "tflite", "onnx"],
+                    quantize=["fp16", "int8-dynamic", "int8"], max_examples=256)
+    assert report["passed"], [a for a in report["artifacts"] if not a["passed"]]
