@@ -14,7 +14,6 @@ into place::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -196,6 +195,3 @@ def _final_path(path: str, staging: Path, published: dict[str, Path]) -> str:
             return str(target) + path[len(prefix):]
     return path
 
-
-def load_report(base: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(base) / "export_report.json").read_text())

@@ -51,8 +51,8 @@ def test_every_artifact_passes_its_parity_check(exported):
 
 
 def test_serving_layout_and_files(exported, trained_run):
-    from tensorflow_serving.apis import prediction_log_pb2
     import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
 
     base, _ = exported
     assert versions(base) == ["1"]

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from tfsft.cli import main as cli
-from tfsft.config import TrainConfig
 from tfsft.errors import ConfigError
 from tfsft.runs import TrainedRun
 from tfsft.tokenization import unpad

@@ -84,18 +84,21 @@ class TrainedRun:
         path = self.run_dir / name
         if path.exists():
             return self.read(path, text_pair_column="text_pair" if self.text_pair else None)
-        if fallback is not None:
-            return fallback
         from tfsft.config import TrainConfig
         from tfsft.training.trainer import load_training_data
 
-        config = TrainConfig.from_yaml(self.run_dir / "config.yaml")
         try:
+            config = TrainConfig.from_yaml(self.run_dir / "config.yaml")
             train_data, validation_data = load_training_data(config)
         except TfsftError as exc:
+            if fallback is not None:
+                return fallback
             raise ConfigError(f"{self.run_dir} holds no {name} and its training data cannot "
                               f"be read ({exc}); pass held-out data (--data FILE)") from exc
-        return validation_data if name == HELDOUT_FILE else train_data
+        if name == HELDOUT_FILE:
+            return validation_data
+        sample = np.random.default_rng(0).permutation(len(train_data))[:256]
+        return train_data.subset(np.sort(sample))
 
     def logits(self, data: TextClassificationData, batch_size: int = 64,
                verbose: int | str = "auto") -> np.ndarray:
