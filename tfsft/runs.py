@@ -85,7 +85,7 @@ class TrainedRun:
         if path.exists():
             return self.read(path, text_pair_column="text_pair" if self.text_pair else None)
         from tfsft.config import TrainConfig
-        from tfsft.training.trainer import load_training_data
+        from tfsft.training.trainer import CALIBRATION_EXAMPLES, load_training_data
 
         try:
             config = TrainConfig.from_yaml(self.run_dir / "config.yaml")
@@ -97,7 +97,7 @@ class TrainedRun:
                               f"be read ({exc}); pass held-out data (--data FILE)") from exc
         if name == HELDOUT_FILE:
             return validation_data
-        sample = np.random.default_rng(0).permutation(len(train_data))[:256]
+        sample = np.random.default_rng(0).permutation(len(train_data))[:CALIBRATION_EXAMPLES]
         return train_data.subset(np.sort(sample))
 
     def logits(self, data: TextClassificationData, batch_size: int = 64,
