@@ -102,3 +102,21 @@ def test_every_export_of_finetuned_minilm_passes_parity(sst2_run, tmp_path):
     report = export(sst2_run.run_dir, tmp_path / "all", formats=["savedmodel", "tflite", "onnx"],
                     quantize=["fp16", "int8-dynamic", "int8"], max_examples=256)
     assert report["passed"], [a for a in report["artifacts"] if not a["passed"]]
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The 10-line example in README.md, run as written on 64 real SST-2 rows."""
+    import re
+
+    from .conftest import REPO
+
+    requires_minilm()
+    data = requires_shared_data() / "sst2" / "train.tsv"
+    rows = data.read_text().splitlines()[:65]
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    readme = (REPO / "README.md").read_text()
+    snippet = re.search(r"## Python: a 10-line fine-tune\s+```python\n(.*?)```", readme,
+                        re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "README.md", "exec"), {})
+    assert (tmp_path / "sst2.keras").exists()
