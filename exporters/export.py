@@ -81,6 +81,7 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
         artifact["path"] = _final_path(artifact["path"], staging, published)
     summary["published"] = {k: str(v) for k, v in published.items()}
     atomic_write_json(base / "export_report.json", summary)
+    (base / "export_report.failed.json").unlink(missing_ok=True)  # from an earlier attempt
     return summary
 
 

@@ -112,6 +112,7 @@ def test_mismatch_fails_and_publishes_nothing(trained_run, tmp_path, monkeypatch
     assert not json.loads((base / "export_report.failed.json").read_text())["passed"]
     report = export(trained_run.run_dir, base, formats=["onnx"], allow_mismatch=True)
     assert not report["passed"] and (base / "onnx" / "model.onnx").exists()
+    assert not (base / "export_report.failed.json").exists()
 
 
 def test_cli_export_exits_nonzero_on_unknown_format(trained_run, tmp_path, capsys):
