@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +147,19 @@ def trained_run(tiny_checkpoint, tmp_path_factory):
 
     result = train(tiny_config(tiny_checkpoint, train_file, folder / "run", tensorboard=True))
     return result
+
+
+def sigkill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: float = 240,
+                 poll: float = 0.02) -> None:
+    """SIGKILL ``process`` as soon as ``ready()`` is true (checked every ``poll`` seconds)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if ready():
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(poll)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,8 @@ from exporters import ExportMismatchError, export
 from tfsft.cli import main as cli
 from tfsft.runs import TrainedRun
 from tfsft.tokenization import unpad
+
+from .conftest import sigkill_when
 
 ALL_VARIANTS = {("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
                 ("tflite", "int8-dynamic"), ("tflite", "int8"), ("tflite", "text"),
@@ -128,19 +129,9 @@ def test_interrupted_export_leaves_no_visible_version(trained_run, tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            staged = list(base.glob(".export-tmp-*/savedmodel/saved_model.pb")) if base.exists() \
-                else []
-            if staged:  # the SavedModel is written; conversions are under way
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    # Kill once the SavedModel is staged, while the conversions are under way.
+    sigkill_when(process, lambda: any(base.glob(".export-tmp-*/savedmodel/saved_model.pb")),
+                 poll=0.05)
     assert process.returncode == -signal.SIGKILL
     assert versions(base) == []  # TF Serving sees nothing; the hidden staging folder is ignored
     assert not (base / "onnx").exists()

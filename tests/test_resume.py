@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 
-from .conftest import sentiment_rows, write_csv
+from .conftest import sentiment_rows, sigkill_when, write_csv
 
 
 def test_sigkill_mid_epoch_then_resume(tiny_checkpoint, tmp_path):
@@ -27,22 +26,14 @@ def test_sigkill_mid_epoch_then_resume(tiny_checkpoint, tmp_path):
     metadata = run_dir / "backup" / "training_metadata.json"
 
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = None
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and first.poll() is None:
-            try:
-                state = json.loads(metadata.read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                state = None
-            if state and state["epoch"] == 0 and state["batch"] >= 30:
-                os.kill(first.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        first.wait()
+    def mid_epoch_backup() -> bool:
+        try:
+            state = json.loads(metadata.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return state["epoch"] == 0 and state["batch"] >= 30
+
+    sigkill_when(first, mid_epoch_backup)
     assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-2000:]
     assert not (run_dir / "model.keras").exists()
     killed_at = json.loads(metadata.read_text())  # the backup the restart will find
