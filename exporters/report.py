@@ -34,6 +34,11 @@ def markdown_table(checks: Sequence[Check]) -> str:
     """
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(checks)]
+    for check in checks:
+        if "fused_operators" in check.notes:
+            fused = check.notes["fused_operators"]
+            listed = ", ".join(f"{op} x{count}" for op, count in fused.items()) or "none"
+            lines.append(f"\n{check.artifact} {check.variant}: fused nodes: {listed}")
     return "\n".join(lines)
 
 

@@ -93,6 +93,16 @@ def test_onnx_graph_contract_and_shipped_tokenizer(exported, trained_run):
     assert (base / "onnx" / "labels.txt").read_text().split() == ["neg", "pos"]
 
 
+def test_optimized_onnx_has_fused_transformer_nodes(exported, trained_run):
+    base, report = exported
+    optimized = next(a for a in report["artifacts"] if a["variant"] == "optimized")
+    layers = TrainedRun(trained_run.run_dir).model.backbone.num_layers
+    fused = optimized["fused_operators"]
+    assert fused.get("Attention") == layers, fused
+    assert fused.get("SkipLayerNormalization", 0) >= 2 * layers, fused
+    assert fused.get("BiasGelu", 0) + fused.get("FastGelu", 0) == layers, fused
+
+
 def test_raw_text_tflite_labels_match_predict(exported, trained_run):
     from exporters.tflite import text_runner
 
