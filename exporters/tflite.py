@@ -39,8 +39,10 @@ ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Ops the int8 model keeps in float: with every op in int8, fine-tuned MiniLM lost 4-6 points of
 # SST-2 accuracy (LayerNorm, softmax and GELU activations have outliers that one int8 scale per
 # tensor cannot hold). The dense layers (FULLY_CONNECTED) stay int8 in weights and activations.
+# SELECT_V2 writes the attention mask's large negative scores, which an int8 scale calibrated on
+# unpadded examples would clip (padding would then get attention weight).
 FLOAT_OPS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "POW", "SOFTMAX", "GELU", "ADD",
-             "MUL", "SUB", "DIV", "BATCH_MATMUL")
+             "MUL", "SUB", "DIV", "BATCH_MATMUL", "SELECT_V2")
 
 
 def convert_token_ids(savedmodel: Path, variant: str,
