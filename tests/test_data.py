@@ -91,29 +91,31 @@ def test_stratified_split_is_seeded_and_keeps_proportions():
     assert not set(val_a.texts) & set(train_a.texts)
 
 
-def test_pipeline_buckets_pads_per_batch_and_keeps_every_example():
+def test_pipeline_groups_by_length_pads_per_batch_and_keeps_every_example():
     tokenizer = WordPieceTokenizer(TINY_VOCAB)
     rows = sentiment_rows(100)
     data = TextClassificationData([t for t, _ in rows], None,
                                   np.array([int(lab == "pos") for _, lab in rows], np.int32),
                                   ("neg", "pos"))
     encoded = encode(tokenizer, data, max_length=16)
-    dataset = make_dataset(encoded, batch_size=8, shuffle=True, seed=1, boundaries=[6, 9])
+    dataset = make_dataset(encoded, batch_size=8, shuffle=True, seed=1, window_batches=4)
     batches = list(dataset)
-    assert len(batches) == count_batches(encoded.lengths, 8, [6, 9]) == int(dataset.cardinality())
-    seen = 0
-    for features, labels in batches:
+    assert len(batches) == count_batches(100, 8) == 13 == int(dataset.cardinality())
+    assert sorted(len(labels) for _, labels in batches) == [4] + [8] * 12
+    padded = real = 0
+    for features, _ in batches:
         mask = features["padding_mask"].numpy()
         assert mask[:, -1].max() == 1  # padded to the longest row of the batch, no further
-        lengths = mask.sum(axis=1)
-        assert lengths.max() - lengths.min() <= 3  # one length bucket per batch
-        seen += len(labels)
-    assert seen == 100
+        assert (mask == (features["token_ids"].numpy() != 0)).all()
+        padded, real = padded + mask.size, real + mask.sum()
+    assert real == encoded.lengths.sum()  # every example once
+    random_order = [encoded.lengths[i:i + 8] for i in range(0, 100, 8)]
+    assert padded < sum(len(b) * b.max() for b in random_order)  # grouping saves padding
     first_epoch = [b[1].numpy().tolist() for b in batches]
     second_epoch = [b[1].numpy().tolist() for b in dataset]
     assert first_epoch != second_epoch  # reshuffled every epoch
     again = [b[1].numpy().tolist() for b in make_dataset(encoded, 8, shuffle=True, seed=1,
-                                                         boundaries=[6, 9])]
+                                                         window_batches=4)]
     assert first_epoch == again  # same seed, same order
 
 

@@ -1,4 +1,4 @@
-"""tf.data input pipelines: tokenize once, bucket by length, pad each batch to its own longest row.
+"""tf.data input pipelines: tokenize once, batch rows of similar length, pad to the batch's longest.
 
 >>> import numpy as np
 >>> from tfsft.data.examples import TextClassificationData
@@ -9,7 +9,7 @@
 >>> encoded = encode(tokenizer, data, max_length=16)
 >>> dataset = make_dataset(encoded, batch_size=2)
 >>> [x["token_ids"].shape.as_list() for x, y in dataset]
-[[2, 4], [1, 3]]
+[[2, 3], [1, 4]]
 """
 
 from __future__ import annotations
@@ -64,17 +64,14 @@ def encode(tokenizer: WordPieceTokenizer, data: TextClassificationData,
     )
 
 
-def bucket_boundaries(max_length: int) -> list[int]:
-    """Length bucket edges up to ``max_length``: fine for short texts, coarser for long ones."""
-    edges = [8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 448, 512]
-    return [e for e in edges if e < max_length]
+# Rows are sorted by length inside windows of this many batches before batching: batches then
+# hold rows of similar length, while which rows share a batch still changes every epoch.
+WINDOW_BATCHES = 16
 
 
-def count_batches(lengths: np.ndarray, batch_size: int, boundaries: list[int]) -> int:
-    """How many batches :func:`make_dataset` yields (each bucket emits its remainder once)."""
-    buckets = np.searchsorted(np.asarray(boundaries), lengths, side="right")
-    counts = np.bincount(buckets, minlength=len(boundaries) + 1)
-    return int(np.sum(-(-counts // batch_size)))
+def count_batches(rows: int, batch_size: int) -> int:
+    """How many batches :func:`make_dataset` yields: every batch is full except the last."""
+    return -(-rows // batch_size)
 
 
 def make_dataset(
@@ -82,59 +79,60 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int | None = None,
-    boundaries: list[int] | None = None,
+    window_batches: int = WINDOW_BATCHES,
 ) -> tf.data.Dataset:
-    """A dataset of ``(features, label_id)`` batches with dynamic padding and length bucketing.
+    """A dataset of ``(features, label_id)`` batches, grouped by length and padded per batch.
 
     Features are ``token_ids``, ``segment_ids`` and ``padding_mask`` (int32 ``[batch, length]``),
-    where ``length`` is the longest row of that batch. With ``shuffle``, the order changes every
-    epoch but is the same for the same ``seed``. Batches come out grouped by length, so use
-    :func:`predict_logits` (which keeps the input order) for predictions.
+    where ``length`` is the longest row of that batch. Every batch holds ``batch_size`` rows
+    except the last one. Without ``shuffle`` the rows come sorted by length (least padding).
+    With ``shuffle``, each epoch shuffles the rows, sorts each window of ``window_batches``
+    batches by length, cuts it into batches and shuffles the batches; the order changes every
+    epoch and is the same for the same ``seed``. Batches do not keep the input order, so use
+    :func:`predict_logits` for predictions.
     """
-    if boundaries is None:
-        boundaries = bucket_boundaries(int(encoded.lengths.max()) + 1)
-    labels = encoded.label_ids if encoded.label_ids is not None else np.zeros(len(encoded), np.int32)
-    dataset = _rows(encoded, np.arange(len(encoded)), labels).cache()
+    rows = len(encoded)
+    labels = encoded.label_ids if encoded.label_ids is not None else np.zeros(rows, np.int32)
+    lengths = tf.constant(encoded.lengths)
     if shuffle:
-        dataset = dataset.shuffle(len(encoded), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda ids, *_: tf.shape(ids)[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padded_shapes=([None], [None], [None], []),
-        pad_to_bucket_boundary=False,
-        drop_remainder=False,
-    )
-    dataset = dataset.map(_to_features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    total = count_batches(encoded.lengths, batch_size, boundaries)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(total))
+        window = batch_size * window_batches
+        indices = tf.data.Dataset.range(rows).shuffle(rows, seed=seed,
+                                                      reshuffle_each_iteration=True)
+        indices = indices.batch(window).map(
+            lambda chunk: tf.gather(chunk, tf.argsort(tf.gather(lengths, chunk), stable=True)))
+        batches = indices.unbatch().batch(batch_size)
+        batches = batches.shuffle(count_batches(rows, batch_size), seed=seed,
+                                  reshuffle_each_iteration=True)
+    else:
+        order = np.argsort(encoded.lengths, kind="stable").astype(np.int64)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    dataset = batches.map(_batch_gatherer(encoded, labels), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+        count_batches(rows, batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _rows(encoded: EncodedData, order: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
-    """Rows ``(token_ids, segment_ids, mask, label)`` in ``order``, sliced from the flat arrays."""
-    starts = np.concatenate([[0], np.cumsum(encoded.lengths)[:-1]]).astype(np.int64)
-    token_ids = tf.constant(encoded.token_ids)
-    segment_ids = tf.constant(encoded.segment_ids)
+def _batch_gatherer(encoded: EncodedData, labels: np.ndarray):
+    """``f(row indices) -> (features, labels)``, rows padded to the longest one."""
+    token_ids = tf.RaggedTensor.from_row_lengths(encoded.token_ids, encoded.lengths)
+    segment_ids = tf.RaggedTensor.from_row_lengths(encoded.segment_ids, encoded.lengths)
+    lengths, label_ids = tf.constant(encoded.lengths), tf.constant(labels)
 
-    def row(start, length, label):
-        ids = token_ids[start:start + length]
-        return ids, segment_ids[start:start + length], tf.ones_like(ids), label
+    def gather(indices):
+        ids = tf.gather(token_ids, indices).to_tensor()
+        mask = tf.sequence_mask(tf.gather(lengths, indices), tf.shape(ids)[1], dtype=tf.int32)
+        features = {"token_ids": ids, "segment_ids": tf.gather(segment_ids, indices).to_tensor(),
+                    "padding_mask": mask}
+        return features, tf.gather(label_ids, indices)
 
-    slices = (starts[order], encoded.lengths[order].astype(np.int64), labels[order])
-    return tf.data.Dataset.from_tensor_slices(slices).map(row)
-
-
-def _to_features(token_ids, segment_ids, mask, label):
-    return {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": mask}, label
+    return gather
 
 
 def make_ordered_batches(encoded: EncodedData, batch_size: int) -> tuple[tf.data.Dataset, np.ndarray]:
-    """Batches of rows sorted by length (little padding) and the order to undo the sort."""
+    """Feature batches of rows sorted by length (little padding) and the order to undo the sort."""
     order = np.argsort(encoded.lengths, kind="stable")
-    dataset = _rows(encoded, order, np.zeros(len(encoded), np.int32))
-    dataset = dataset.padded_batch(batch_size).map(_to_features).map(lambda features, _: features)
-    return dataset.prefetch(tf.data.AUTOTUNE), np.argsort(order, kind="stable")
+    dataset = make_dataset(encoded, batch_size).map(lambda features, _: features)
+    return dataset, np.argsort(order, kind="stable")
 
 
 def predict_logits(model: keras.Model, encoded: EncodedData, batch_size: int = 64,

@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,12 @@ class ThroughputMeter(keras.callbacks.Callback):
         self.epoch_steps.append(self._steps)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Fine-tune ``config.model`` on ``config.train`` and write a run folder (see tfsft.runs)."""
+def train(config: TrainConfig,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.train`` and write a run folder (see tfsft.runs).
+
+    ``callbacks`` run in ``fit`` after tfsft's own (checkpoints, logs, early stopping).
+    """
     started = time.perf_counter()
     run_dir = Path(config.output_dir)
     _prepare_run_dir(run_dir, config)
@@ -122,7 +127,7 @@ def train(config: TrainConfig) -> TrainResult:
         run_dir, monitor=config.monitor, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
-    ) + [meter]
+    ) + [meter, *callbacks]
     resume = backup_state(run_dir)
     if resume:
         logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",

@@ -1,0 +1,83 @@
+"""Run every benchmark on this machine: ``python -m benchmarks [--examples 2048]``.
+
+Steps (each in its own process, so memory and Keras flavours stay apart): fp32 matmul
+throughput; one epoch of the four training recipes of ``benchmarks.training`` on the same SST-2
+sample; export of the tfsft run to SavedModel / TFLite / ONNX (verified on SST-2 dev); the
+HF-TF peer's SavedModel; inference latency of all of them. Writes ``benchmarks/results/*.json``,
+``results/benchmarks.md``, ``results/benchmarks.png`` and ``docs/benchmarks.md``. Nothing here
+asserts a time; the tables give ratios against the peers measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import common, report
+from benchmarks.training import RECIPES
+
+
+def _python(*args: str, log: Path) -> None:
+    """Run ``python -m ARGS`` quietly; on failure show the end of its log."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    started = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as handle:
+        done = subprocess.run([sys.executable, "-m", *args], stdout=handle,
+                              stderr=subprocess.STDOUT, env=env, cwd=common.REPO, check=False)
+    print(f"  {' '.join(args[:2])}: {time.perf_counter() - started:.0f} s", flush=True)
+    if done.returncode:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise SystemExit(f"{' '.join(args)} failed (exit {done.returncode}); log {log}:\n{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=2048,
+                        help="SST-2 training sentences per recipe (default 2048)")
+    parser.add_argument("--recipes", default=",".join(RECIPES),
+                        help=f"comma-separated subset of {','.join(RECIPES)}")
+    parser.add_argument("--results", type=Path, default=common.RESULTS)
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    if not (common.DATA / "train.tsv").exists():
+        raise SystemExit(f"SST-2 not found in {common.DATA}; set TFSFT_BENCHMARK_DATA to the "
+                         "folder that holds sst2/train.tsv and sst2/dev.tsv")
+    recipes = args.recipes.split(",")
+    results, work = args.results, args.results / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.perf_counter()
+
+    print("matmul throughput", flush=True)
+    _python("benchmarks.hardware", "--out", str(results / "hardware.json"), log=work / "hardware.log")
+    print(f"training, {args.examples} SST-2 sentences, 1 epoch", flush=True)
+    for recipe in recipes:
+        extra = ["--run-dir", str(work / "tfsft-run")] if recipe == "tfsft" else []
+        _python("benchmarks.training", recipe, "--examples", str(args.examples),
+                "--out", str(results / f"training_{recipe}.json"), *extra,
+                log=work / f"training_{recipe}.log")
+    if "tfsft" in recipes:
+        print("export and inference latency", flush=True)
+        export_dir = work / "export"
+        _python("tfsft.cli", "export", str(work / "tfsft-run"), "--format",
+                "savedmodel,tflite,onnx", "--quantize", "int8-dynamic,int8", "--allow-mismatch",
+                "--data", str(common.DATA / "dev.tsv"), "--text-column", "content",
+                "--output", str(export_dir), log=work / "export.log")
+        shutil.copy(export_dir / "export_report.json", results / "export_report.json")
+        _python("benchmarks.inference", "--export-hf", str(work / "hf"), log=work / "hf.log")
+        _python("benchmarks.inference", str(export_dir), str(work / "tfsft-run"),
+                "--hf-savedmodel", str(work / "hf" / "saved_model" / "1"),
+                "--out", str(results / "inference.json"), log=work / "inference.log")
+    summary = report.write(results, total_seconds=time.perf_counter() - started,
+                           docs=None if args.no_docs else common.REPO / "docs" / "benchmarks.md")
+    print(summary)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
