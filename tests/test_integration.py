@@ -100,7 +100,10 @@ def test_every_export_of_finetuned_minilm_passes_parity(sst2_run, tmp_path):
     from exporters import export
 
     report = export(sst2_run.run_dir, tmp_path / "all", formats=["savedmodel", "tflite", "onnx"],
-                    quantize=["fp16", "int8-dynamic", "int8"], max_examples=256)
+                    quantize=["fp16", "int8-dynamic", "int8"], max_examples=256,
+                    allow_mismatch=True)
+    optimized = next(a for a in report["artifacts"] if a["variant"] == "optimized")
+    assert optimized["fused_operators"]["Attention"] == 6
     failed = {(a["artifact"], a["variant"]) for a in report["artifacts"] if not a["passed"]}
     assert failed <= {("tflite", "int8")}, failed
     tflite_int8 = next(a for a in report["artifacts"] if (a["artifact"], a["variant"]) ==
