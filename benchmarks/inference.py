@@ -59,10 +59,8 @@ def scenarios(run_dir: Path, rounds_b1: int = 100, rounds_b32: int = 20) -> dict
 
 def runners(export_dir: Path, run_dir: Path,
             hf_savedmodel: Path | None) -> dict[str, Callable[[Batch], np.ndarray]]:
-    import tensorflow as tf
-
     from exporters import onnx_model, tflite
-    from exporters.savedmodel import savedmodel_runner
+    from exporters.savedmodel import TOKEN_IDS_SIGNATURE
     from tfsft.runs import TrainedRun
 
     model = TrainedRun(run_dir).model
@@ -71,7 +69,7 @@ def runners(export_dir: Path, run_dir: Path,
         "keras predict": lambda b: model.predict(
             {"token_ids": b["input_ids"], "padding_mask": b["attention_mask"],
              "segment_ids": b["token_type_ids"]}, verbose=0),
-        "savedmodel": savedmodel_runner(version),
+        "savedmodel": _signature_runner(version, TOKEN_IDS_SIGNATURE),
     }
     for variant, name in tflite.TOKEN_ID_VARIANTS.items():
         if (export_dir / "tflite" / name).exists():
@@ -80,10 +78,17 @@ def runners(export_dir: Path, run_dir: Path,
         if variant != "fp16" and (export_dir / "onnx" / name).exists():
             found[f"onnx {variant}"] = onnx_model.session_runner(export_dir / "onnx" / name)
     if hf_savedmodel is not None:
-        serving = tf.saved_model.load(str(hf_savedmodel)).signatures["serving_default"]
-        found["hf-tf savedmodel (peer)"] = lambda b: serving(
-            **{k: tf.constant(v, tf.int32) for k, v in b.items()})["logits"].numpy()
+        found["hf-tf savedmodel (peer)"] = _signature_runner(hf_savedmodel, "serving_default")
     return found
+
+
+def _signature_runner(path: Path, signature: str) -> Callable[[Batch], np.ndarray]:
+    """A loaded SavedModel's token-id signature (``tf.saved_model.load``, as TF Serving does)."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(path)).signatures[signature]
+    return lambda batch: serve(**{k: tf.constant(v, tf.int32) for k, v in batch.items()})[
+        "logits"].numpy()
 
 
 def measure(found: dict[str, Callable], inputs: dict[str, list[Batch]],
