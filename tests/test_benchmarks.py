@@ -1,0 +1,73 @@
+"""The benchmark report: ratios, goals, tables and chart from a run's JSON files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import common, report
+from benchmarks.hardware import per_example_training_flops
+
+
+def _training(recipe, rate, wall, accuracy, **extra):
+    return {"recipe": recipe, "examples": 2048, "steps": 64, "examples_per_second": rate,
+            "wall_seconds": wall, "peak_rss_mb": 2000.0, "dev_accuracy": accuracy, **extra}
+
+
+def test_report_computes_ratios_and_goals(tmp_path):
+    files = {
+        "hardware.json": {"machine": {"cpu": "test"}, "matmul": {"size": 2048, "best_gflops": 200.0,
+                                                                 "median_gflops": 190.0}},
+        "training_tfsft.json": _training("tfsft", 100.0, 40.0, 0.85, train_tokens=2048 * 14,
+                                         train_flops_per_example=0.9e9),
+        "training_hf-dynamic.json": _training("hf-dynamic", 40.0, 100.0, 0.84),
+        "training_hf-padded.json": _training("hf-padded", 20.0, 150.0, 0.845),
+        "inference.json": {"latency_ms": {
+            "savedmodel": {"b1_real": 15.0, "b32_real": 200.0, "b1_128": 30.0, "b32_128": 600.0},
+            "onnx optimized": {"b1_real": 4.0, "b32_real": 150.0, "b1_128": 20.0,
+                               "b32_128": 500.0},
+            "onnx int8-dynamic": {"b1_real": 3.0, "b32_real": 100.0, "b1_128": 15.0,
+                                  "b32_128": 300.0}}},
+        "export_report.json": {"artifacts": [
+            {"artifact": "onnx", "variant": "optimized", "accuracy": 0.876, "size_bytes": 9e7,
+             "max_abs_logit_diff": 1e-6},
+            {"artifact": "onnx", "variant": "int8-dynamic", "accuracy": 0.870,
+             "size_bytes": 2.3e7, "max_abs_logit_diff": 0.2}]},
+    }
+    for name, payload in files.items():
+        (tmp_path / name).write_text(json.dumps(payload))
+    docs = tmp_path / "docs" / "benchmarks.md"
+    table = report.write(tmp_path, total_seconds=600, docs=docs)
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    goals = {g["goal"]: g for g in summary["goals"]}
+    assert goals["training examples/s, tfsft / hf-dynamic"]["value"] == 2.5
+    assert goals["training examples/s, tfsft / hf-dynamic"]["met"] is True
+    assert goals["training examples/s, tfsft / hf-padded"]["value"] == 5.0
+    assert goals["end-to-end wall time, hf-dynamic / tfsft"]["value"] == 2.5
+    assert goals["dev accuracy, tfsft - best peer (points)"]["value"] == 0.5
+    assert goals["model FLOPs utilization of tfsft training (%)"]["value"] == 45.0
+    assert goals["batch 1 latency, SavedModel / ONNX optimized"]["value"] == 3.75
+    assert goals["batch 32 latency, ONNX optimized / ONNX int8"]["value"] == 1.5
+    assert goals["dev accuracy loss of ONNX int8 (points)"]["met"] is True
+    assert "keras-hub" not in table  # a recipe that did not run is left out, not invented
+    assert "| tfsft train (a) | 64 | 100.0 | 1400 |" in table
+    assert (tmp_path / "benchmarks.png").stat().st_size > 0
+    assert "python -m benchmarks" in docs.read_text()
+
+
+def test_step_timer_leaves_out_the_warmup_steps():
+    timer = common.step_timer(object)
+    timer.fit_start, timer.fit_end = 0.0, 10.0
+    timer.step_ends = [5.0] + [5.0 + 0.5 * i for i in range(1, 10)]  # slow first step
+    steady = timer.steady(examples=320, warmup=1)
+    assert steady["steady_steps"] == 8
+    assert steady["examples_per_second"] == pytest.approx(32 / 0.5)
+    with pytest.raises(ValueError, match="too few"):
+        timer.steady(examples=320, warmup=9)
+
+
+def test_training_flops_grow_with_length():
+    short, long = per_example_training_flops([16, 64], layers=6, hidden=384, intermediate=1536)
+    assert long > 4 * short  # linear in tokens plus the quadratic attention term
