@@ -206,6 +206,7 @@ def write(results: Path, total_seconds: float | None = None, docs: Path | None =
             f"{machine.get('cpu', '?')} ({machine.get('cpus')} CPUs, "
             f"{machine.get('memory_gb', '?')} GB), {machine.get('platform')}. "
             "Times on shared machines move by ±30 % from run to run; the ratios compare runs "
-            "of the same benchmark invocation.\n\n" + table +
+            "of the same benchmark invocation. Where the time goes, and what was tried: "
+            "[performance.md](performance.md).\n\n" + table +
             "\n![chart](../benchmarks/results/benchmarks.png)\n", encoding="utf-8")
     return table

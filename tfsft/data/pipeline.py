@@ -65,8 +65,10 @@ def encode(tokenizer: WordPieceTokenizer, data: TextClassificationData,
 
 
 # Rows are sorted by length inside windows of this many batches before batching: batches then
-# hold rows of similar length, while which rows share a batch still changes every epoch.
-WINDOW_BATCHES = 16
+# hold rows of similar length, while which rows share a batch still changes every epoch. On
+# 2,048 SST-2 sentences, padded tokens / real tokens: 2.98 for random batches, 1.30 / 1.15 /
+# 1.07 for windows of 8 / 16 / 50 batches.
+WINDOW_BATCHES = 50
 
 
 def count_batches(rows: int, batch_size: int) -> int:
