@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import platform
 import resource
@@ -112,10 +111,3 @@ def step_timer(base_class: type) -> Any:
 
     return StepTimer()
 
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)

@@ -52,11 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     from benchmarks import common
+    from tfsft.io_utils import atomic_write_json
 
     parser = argparse.ArgumentParser(description="fp32 matmul throughput of this machine")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    common.write_json(args.out, {"machine": common.machine(), "matmul": matmul_gflops()})
+    atomic_write_json(args.out, {"machine": common.machine(), "matmul": matmul_gflops()})
 
 
 if __name__ == "__main__":

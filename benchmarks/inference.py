@@ -123,9 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not (args.export_dir and args.run_dir and args.out):
         parser.error("EXPORT_DIR, RUN_DIR and --out are needed")
+    from tfsft.io_utils import atomic_write_json
     latency = measure(runners(args.export_dir, args.run_dir, args.hf_savedmodel),
                       scenarios(args.run_dir))
-    common.write_json(args.out, {"latency_ms": latency, "peak_rss_mb": round(common.peak_rss_mb())})
+    atomic_write_json(args.out, {"latency_ms": latency, "peak_rss_mb": round(common.peak_rss_mb())})
 
 
 if __name__ == "__main__":

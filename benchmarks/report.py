@@ -181,25 +181,26 @@ def chart(training: list[dict], inference: list[dict], path: Path) -> None:
 
 def write(results: Path, total_seconds: float | None = None, docs: Path | None = None) -> str:
     """Write ``summary.json``, ``benchmarks.md`` and ``benchmarks.png``; return the markdown."""
+    from tfsft.io_utils import atomic_write_json, atomic_write_text
+
     hardware = _load(results / "hardware.json")
     training, mine = training_rows(results, hardware)
     inference = inference_rows(results)
     found = goals(training, inference)
     examples = mine["examples"] if mine else None
     table = markdown(training, inference, found, hardware, examples)
-    common.write_json(results / "summary.json", {
-        "machine": hardware["machine"] if hardware else common.machine(),
+    machine = hardware["machine"] if hardware else common.machine()
+    atomic_write_json(results / "summary.json", {
+        "machine": machine,
         "matmul": hardware["matmul"] if hardware else None, "training": training,
         "inference": inference, "goals": found, "total_seconds": total_seconds,
         "date": time.strftime("%Y-%m-%d")})
-    (results / "benchmarks.md").write_text(table + "\n", encoding="utf-8")
+    atomic_write_text(results / "benchmarks.md", table + "\n")
     chart(training, inference, results / "benchmarks.png")
     if docs is not None:
-        machine = hardware["machine"] if hardware else common.machine()
         minutes = f"{total_seconds / 60:.0f} minutes" if total_seconds else "?"
-        docs.parent.mkdir(parents=True, exist_ok=True)
-        docs.write_text(
-            "# Benchmarks\n\n"
+        atomic_write_text(
+            docs, "# Benchmarks\n\n"
             "Reproduce (SST-2 from `../shared/data`, or set `TFSFT_BENCHMARK_DATA`):\n\n"
             "```bash\nbash scripts/benchmark.sh            # = python -m benchmarks\n```\n\n"
             f"Last run: {time.strftime('%Y-%m-%d')}, {minutes} in all, on "
@@ -208,5 +209,5 @@ def write(results: Path, total_seconds: float | None = None, docs: Path | None =
             "Times on shared machines move by ±30 % from run to run; the ratios compare runs "
             "of the same benchmark invocation. Where the time goes, and what was tried: "
             "[performance.md](performance.md).\n\n" + table +
-            "\n![chart](../benchmarks/results/benchmarks.png)\n", encoding="utf-8")
+            "\n![chart](../benchmarks/results/benchmarks.png)\n")
     return table

@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         result = run_hf(texts, labels, dev_texts, dev_labels, args.recipe == "hf-padded")
     timer = result.pop("timer")
-    common.write_json(args.out, {
+    from tfsft.io_utils import atomic_write_json  # after the recipe: HF needs tf-keras set first
+    atomic_write_json(args.out, {
         "recipe": args.recipe, "examples": args.examples, "max_length": common.MAX_LENGTH,
         "batch_size": common.BATCH_SIZE, **timer.steady(args.examples),
         "wall_seconds": round(timer.fit_end - STARTED, 3), **result,

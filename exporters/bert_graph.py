@@ -38,7 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from exporters.savedmodel import ID_INPUTS
+
 MASK_FILL = -10000.0
 
 

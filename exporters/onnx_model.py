@@ -32,7 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from exporters.bert_graph import ID_INPUTS, token_id_function
+from exporters.bert_graph import token_id_function
+from exporters.savedmodel import ID_INPUTS
 
 OPSET = 17
 FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8.onnx",

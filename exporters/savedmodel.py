@@ -29,6 +29,8 @@ from tfsft.runs import TrainedRun
 SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
 TOKENIZE_SIGNATURE = "tokenize"
+# Inputs of the token-id signature, also the input names of the TFLite and ONNX models.
+ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def next_version(base: Path) -> int:
@@ -179,7 +181,7 @@ def write_savedmodel(run: TrainedRun, path: Path, warmup_texts: list[str] | None
         return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
 
     id_spec = [tf.TensorSpec([None, None], tf.int32, name=n)
-               for n in ("input_ids", "attention_mask", "token_type_ids")]
+               for n in ID_INPUTS]
     archive.add_endpoint(TOKEN_IDS_SIGNATURE, serve_token_ids, input_signature=id_spec)
     archive.write_out(str(path), verbose=False)
     assets = path / "assets"

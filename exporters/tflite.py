@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from exporters.savedmodel import SERVING_SIGNATURE, TOKEN_IDS_SIGNATURE
+from exporters.savedmodel import ID_INPUTS, SERVING_SIGNATURE, TOKEN_IDS_SIGNATURE
 
 TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
                      "int8-dynamic": "model_int8_dynamic.tflite", "int8": "model_int8.tflite"}
 TEXT_MODEL = "model_text.tflite"
-ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Ops the int8 model keeps in float: with every op in int8, fine-tuned MiniLM lost 4-6 points of
 # SST-2 accuracy (LayerNorm, softmax and GELU activations have outliers that one int8 scale per
 # tensor cannot hold). The dense layers (FULLY_CONNECTED) stay int8 in weights and activations.

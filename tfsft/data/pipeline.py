@@ -106,8 +106,7 @@ def make_dataset(
         batches = batches.shuffle(count_batches(rows, batch_size), seed=seed,
                                   reshuffle_each_iteration=True)
     else:
-        order = np.argsort(encoded.lengths, kind="stable").astype(np.int64)
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        batches = tf.data.Dataset.from_tensor_slices(_length_order(encoded)).batch(batch_size)
     dataset = batches.map(_batch_gatherer(encoded, labels), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
         count_batches(rows, batch_size)))
@@ -130,11 +129,15 @@ def _batch_gatherer(encoded: EncodedData, labels: np.ndarray):
     return gather
 
 
+def _length_order(encoded: EncodedData) -> np.ndarray:
+    """Row indices sorted by length (stable): the row order of an unshuffled dataset."""
+    return np.argsort(encoded.lengths, kind="stable").astype(np.int64)
+
+
 def make_ordered_batches(encoded: EncodedData, batch_size: int) -> tuple[tf.data.Dataset, np.ndarray]:
     """Feature batches of rows sorted by length (little padding) and the order to undo the sort."""
-    order = np.argsort(encoded.lengths, kind="stable")
     dataset = make_dataset(encoded, batch_size).map(lambda features, _: features)
-    return dataset, np.argsort(order, kind="stable")
+    return dataset, np.argsort(_length_order(encoded), kind="stable")
 
 
 def predict_logits(model: keras.Model, encoded: EncodedData, batch_size: int = 64,

@@ -126,7 +126,7 @@ def train(config: TrainConfig,
     model.optimizer.build(model.trainable_variables)
 
     meter = ThroughputMeter()
-    callbacks = standard_callbacks(
+    fit_callbacks = standard_callbacks(
         run_dir, monitor=config.monitor, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
@@ -137,7 +137,7 @@ def train(config: TrainConfig,
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
     fit_start = time.perf_counter()
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
-              callbacks=callbacks, class_weight=class_weights(config, train_data), shuffle=False,
+              callbacks=fit_callbacks, class_weight=class_weights(config, train_data), shuffle=False,
               verbose="auto")
     fit_seconds = time.perf_counter() - fit_start
 
