@@ -133,7 +133,7 @@ def tiny_config(tiny_checkpoint, train_file, output_dir, **overrides):
 
     options = dict(train=str(train_file), model=str(tiny_checkpoint), output_dir=str(output_dir),
                    epochs=6, batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, max_length=16,
-                   seed=7, backup_every_steps=None, tensorboard=False)
+                   seed=7, backup_every_steps=None, tensorboard=False, precision="float32")
     options.update(overrides)
     return TrainConfig(**options)
 

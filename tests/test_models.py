@@ -55,6 +55,23 @@ def test_classifier_save_and_load_round_trip(tiny_checkpoint, tmp_path):
     assert dense.activation is exact_gelu
 
 
+def test_mixed_bfloat16_model_and_its_float32_twin(tiny_checkpoint):
+    model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2, dtype="mixed_bfloat16")
+    assert model.backbone.compute_dtype == "bfloat16" and model.get_layer("logits").compute_dtype == (
+        "float32")
+    assert all(v.dtype == "float32" for v in model.weights)
+    features = WordPieceTokenizer(TINY_VOCAB).encode(["good film", "a dull plot that drags"])
+    mixed = model.predict(features, verbose=0)
+    twin = model.with_float32_compute()
+    assert twin.backbone.compute_dtype == "float32" and twin.exact_gelu
+    reference = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2)
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(twin.predict(features, verbose=0),
+                               reference.predict(features, verbose=0), atol=1e-6)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal.
+    np.testing.assert_allclose(mixed, reference.predict(features, verbose=0), atol=0.1)
+
+
 @pytest.mark.parametrize("pooling", ["cls", "pooled"])
 def test_other_poolings_build(tiny_checkpoint, pooling):
     model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2, pooling=pooling)

@@ -12,6 +12,7 @@ from tfsft.errors import ConfigError
 from tfsft.evaluation.metrics import classification_metrics
 from tfsft.models.text_classifier import TextClassifier
 from tfsft.training.optimizers import adamw
+from tfsft.training.precision import cpu_has_fast_bfloat16, resolve_precision
 from tfsft.training.schedules import WarmupDecay
 from tfsft.training.trainer import class_weights
 
@@ -45,6 +46,51 @@ def test_adamw_skips_layer_norm_and_bias(tiny_checkpoint):
     assert "transformer_layer_0/self_attention_layer/query/kernel" in decayed
     assert "logits/kernel" in decayed
     assert not any(p.endswith(("/bias", "/gamma", "/beta")) for p in decayed)
+
+
+def test_fused_adamw_matches_keras_adamw(tiny_checkpoint):
+    """One fused ResourceApplyAdam per variable = Keras's element-wise AdamW (decay, clipping)
+    given the embedding gradient summed per row."""
+    import tensorflow as tf
+
+    class DenseGradientAdamW(keras.optimizers.AdamW):
+        def apply(self, grads, trainable_variables=None):
+            return super().apply([tf.convert_to_tensor(g) for g in grads], trainable_variables)
+
+    features = {"token_ids": np.array([[2, 8, 9, 3], [2, 10, 3, 0]], np.int32),
+                "segment_ids": np.zeros((2, 4), np.int32),
+                "padding_mask": np.array([[1, 1, 1, 1], [1, 1, 1, 0]], np.int32)}
+    reference = DenseGradientAdamW(WarmupDecay(1e-2, 6, 2), weight_decay=0.1, epsilon=1e-6,
+                                   global_clipnorm=0.5)
+    reference.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    weights = {}
+    for name, optimizer in (("fused", adamw(WarmupDecay(1e-2, 6, 2), 0.1, clipnorm=0.5)),
+                            ("keras", reference)):
+        keras.utils.set_random_seed(0)  # the same classifier head for both
+        model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2, dropout=0.0)
+        initial = {v.path: v.numpy() for v in model.trainable_variables}
+        model.compile(optimizer=optimizer)
+        model.fit(features, np.array([1, 0]), epochs=5, verbose=0)
+        weights[name] = {v.path: v.numpy() for v in model.trainable_variables}
+    for path, value in weights["fused"].items():
+        if not path.endswith("key/bias"):  # softmax ignores the key bias: no gradient
+            assert np.abs(value - initial[path]).max() > 1e-3, f"{path} was not updated"
+        # Float rounding differs (fused kernel vs element-wise ops); a wrong formula would be
+        # off by about the learning rate (1e-2) per step.
+        np.testing.assert_allclose(value, weights["keras"][path], rtol=0, atol=3e-4, err_msg=path)
+
+
+def test_precision_options(tmp_path):
+    assert resolve_precision("mixed_float16") == "mixed_float16"
+    assert resolve_precision("auto") in ("float32", "mixed_bfloat16")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        resolve_precision("fp8")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_tile amx_bf16\n")
+    assert cpu_has_fast_bfloat16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert not cpu_has_fast_bfloat16(str(cpuinfo))
+    assert not cpu_has_fast_bfloat16(tmp_path / "missing")
 
 
 def test_class_weights_balanced_and_explicit():

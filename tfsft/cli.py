@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pooling", choices=["mean", "cls", "pooled"])
     train.add_argument("--dropout", type=float)
     train.add_argument("--seed", type=int)
+    train.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                       help="compute precision (auto: bfloat16 matmuls on CPUs with AMX/AVX512-BF16, "
+                            "else float32; weights and the saved model stay float32)")
     train.add_argument("--class-weight", help="'balanced' or JSON like '{\"pos\": 2.0}'")
     train.add_argument("--early-stopping-patience", type=int)
     train.add_argument("--no-early-stopping", action="store_true")

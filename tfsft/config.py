@@ -17,6 +17,7 @@ import yaml
 
 from tfsft.errors import ConfigError
 from tfsft.models.text_classifier import POOLINGS
+from tfsft.training.precision import PRECISIONS
 from tfsft.training.schedules import DECAYS
 
 TASKS = ("text-classification",)
@@ -54,6 +55,7 @@ class TrainConfig:
     pooling: str = "mean"
     dropout: float = 0.1
     seed: int = 42
+    precision: str = "auto"
     class_weight: str | dict[str, float] | None = None
     early_stopping_patience: int | None = 2
     reduce_lr_on_plateau: bool = False
@@ -98,6 +100,7 @@ class TrainConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.lr_schedule in DECAYS, f"lr_schedule must be one of {DECAYS}"),
             (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (0 < self.validation_fraction < 1, "validation_fraction must be in (0, 1)"),
             (not (self.reduce_lr_on_plateau and self.lr_schedule != "constant"),
              "reduce_lr_on_plateau needs lr_schedule: constant (a decaying schedule already "

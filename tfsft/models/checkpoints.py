@@ -64,8 +64,10 @@ def is_keras_hub_preset(folder: Path) -> bool:
     return "class_name" in read_config(folder)
 
 
-def load_backbone(name_or_path: str | Path) -> tuple[keras.Model, dict]:
+def load_backbone(name_or_path: str | Path, dtype: str | None = None) -> tuple[keras.Model, dict]:
     """Load a BERT backbone with its pretrained weights; returns ``(backbone, info)``.
+
+    ``dtype`` is a Keras dtype policy (``"mixed_bfloat16"``); the default is the global one.
 
     ``info`` holds the folder and whether the checkpoint uses exact GELU (``hidden_act: gelu``),
     which keras-hub's BERT (tanh-approximate GELU) must be switched to.
@@ -75,7 +77,7 @@ def load_backbone(name_or_path: str | Path) -> tuple[keras.Model, dict]:
     folder = resolve_checkpoint(name_or_path)
     config = read_config(folder)
     if is_keras_hub_preset(folder):
-        backbone = keras_hub.models.Backbone.from_preset(str(folder))
+        backbone = keras_hub.models.Backbone.from_preset(str(folder), dtype=dtype)
         return backbone, {"folder": str(folder), "exact_gelu": False}
     model_type = config.get("model_type")
     if model_type != "bert":
@@ -88,11 +90,11 @@ def load_backbone(name_or_path: str | Path) -> tuple[keras.Model, dict]:
         raise CheckpointError(f"{folder}: hidden_act {activation!r} is not supported")
     exact_gelu = activation == "gelu"
     if (folder / "model.safetensors").exists():
-        backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
+        backbone = keras_hub.models.BertBackbone.from_preset(str(folder), dtype=dtype)
     elif (folder / "tf_model.h5").exists():
         with tempfile.TemporaryDirectory(prefix="tfsft-h5-") as tmp:
             _tf_h5_to_safetensors(folder, Path(tmp))
-            backbone = keras_hub.models.BertBackbone.from_preset(tmp)
+            backbone = keras_hub.models.BertBackbone.from_preset(tmp, dtype=dtype)
     else:
         raise CheckpointError(
             f"{folder}: no weights found; expected model.safetensors or tf_model.h5"

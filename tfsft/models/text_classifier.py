@@ -78,11 +78,29 @@ class TextClassifier(keras.Model):
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, num_classes: int, pooling: str = "mean",
-                        dropout: float = 0.1, **kwargs) -> TextClassifier:
-        """Build on a pretrained backbone: a checkpoint folder or a known name (``minilm-l6``)."""
-        backbone, info = load_backbone(checkpoint)
+                        dropout: float = 0.1, dtype: str | None = None, **kwargs) -> TextClassifier:
+        """Build on a pretrained backbone: a checkpoint folder or a known name (``minilm-l6``).
+
+        ``dtype`` is the backbone's Keras dtype policy (``"mixed_bfloat16"`` computes its matmuls
+        in bfloat16); pooling and the head always compute in float32.
+        """
+        backbone, info = load_backbone(checkpoint, dtype=dtype)
         return cls(backbone, num_classes, pooling=pooling, dropout=dropout,
                    exact_gelu=info["exact_gelu"], **kwargs)
+
+    def with_float32_compute(self) -> TextClassifier:
+        """The same model (same weights, compiled the same) computing in float32 throughout.
+
+        For a model trained in mixed precision: predictions and exports are float32.
+        """
+        config = self.get_config()
+        config["backbone"]["config"]["dtype"] = keras.saving.serialize_keras_object(
+            keras.DTypePolicy("float32"))
+        twin = type(self).from_config(config)
+        twin.set_weights(self.get_weights())
+        if self.compiled:
+            twin.compile(optimizer=self.optimizer, loss=self.loss)
+        return twin
 
     def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``, with the loss and metric a classifier needs by default."""

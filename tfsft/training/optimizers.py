@@ -1,5 +1,11 @@
 """AdamW as BERT fine-tuning wants it: no weight decay on LayerNorm parameters and biases.
 
+On TensorFlow each variable is updated by one fused ``ResourceApplyAdam`` kernel (the same
+arithmetic as ``keras.optimizers.AdamW``), instead of a dozen element-wise ops: the training step
+traces faster and spends less time reading and writing the optimizer state. Sparse gradients
+(embedding lookups) are summed into dense ones first, so a token that occurs many times in a batch
+counts once in the second moment and the clipping norm, with its summed gradient.
+
 >>> optimizer = adamw(learning_rate=2e-5, weight_decay=0.01, clipnorm=1.0)
 >>> optimizer.global_clipnorm
 1.0
@@ -8,6 +14,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 # Keras variable names (the last part of the path) exempt from weight decay.
 NO_DECAY_NAMES = ("bias", "gamma", "beta")
@@ -20,10 +27,56 @@ class AdamW(keras.optimizers.AdamW):
     def __init__(self, *args, no_decay_names: tuple[str, ...] = NO_DECAY_NAMES, **kwargs):
         super().__init__(*args, **kwargs)
         self.no_decay_names = tuple(no_decay_names)
-        self.exclude_from_weight_decay(var_names=[f"^{name}$" for name in self.no_decay_names])
+        # Keras matches the pattern against the Keras name ("gamma") or, in its TensorFlow
+        # weight-decay path, the tf.Variable name ("gamma:0"): accept both.
+        self.exclude_from_weight_decay(
+            var_names=[rf"^{name}(:\d+)?$" for name in self.no_decay_names])
 
     def get_config(self):
         return {**super().get_config(), "no_decay_names": list(self.no_decay_names)}
+
+    def _fused(self) -> bool:
+        """Whether the fused kernels apply: TensorFlow, no AMSGrad, no ``tf.distribute`` strategy."""
+        return keras.backend.backend() == "tensorflow" and not self.amsgrad and (
+            not tf.distribute.has_strategy())
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        if self._fused():
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in grads]
+        return super()._backend_apply_gradients(grads, trainable_variables)
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None or not self._fused():
+            return super()._apply_weight_decay(variables)
+        decay = tf.cast(self.learning_rate, tf.float32) * tf.cast(self.weight_decay, tf.float32)
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                value = _tf_variable(variable)
+                value.assign_sub(value * tf.cast(decay, value.dtype))
+        return None
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._fused():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        step = tf.cast(self.iterations + 1, tf.float32)
+        scalars = {"lr": tf.cast(learning_rate, tf.float32), "beta1": self.beta_1,
+                   "beta2": self.beta_2, "epsilon": self.epsilon,
+                   "beta1_power": tf.pow(tf.cast(self.beta_1, tf.float32), step),
+                   "beta2_power": tf.pow(tf.cast(self.beta_2, tf.float32), step)}
+        for grad, variable in zip(grads, trainable_variables, strict=True):
+            index = self._get_variable_index(variable)
+            value = _tf_variable(variable)
+            tf.raw_ops.ResourceApplyAdam(
+                var=value.handle, m=_tf_variable(self._momentums[index]).handle,
+                v=_tf_variable(self._velocities[index]).handle,
+                grad=tf.cast(grad, value.dtype),
+                **{name: tf.cast(x, value.dtype) for name, x in scalars.items()})
+        return None
+
+
+def _tf_variable(variable: keras.Variable | tf.Variable) -> tf.Variable:
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 def adamw(

@@ -42,6 +42,7 @@ from tfsft.runs import (
 from tfsft.tokenization import WordPieceTokenizer
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.optimizers import adamw
+from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
 
 logger = logging.getLogger(__name__)
@@ -114,8 +115,11 @@ def train(config: TrainConfig,
     steps_per_epoch = int(train_ds.cardinality())
     total_steps = steps_per_epoch * config.epochs
 
+    precision = resolve_precision(config.precision)
+    logger.info("Training with %s precision", precision)
     model = TextClassifier.from_pretrained(checkpoint, num_classes=len(train_data.labels),
-                                           pooling=config.pooling, dropout=config.dropout)
+                                           pooling=config.pooling, dropout=config.dropout,
+                                           dtype=precision)
     schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
                            warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                            decay=config.lr_schedule)
@@ -140,6 +144,8 @@ def train(config: TrainConfig,
               callbacks=fit_callbacks, class_weight=class_weights(config, train_data), shuffle=False,
               verbose="auto")
     fit_seconds = time.perf_counter() - fit_start
+    if precision != "float32":  # the saved model, its metrics and exports compute in float32
+        model = model.with_float32_compute()
 
     probabilities = softmax(predict_logits(model, validation_encoded, verbose=0))
     metrics = write_evaluation(run_dir, validation_data.label_ids, probabilities,
@@ -155,6 +161,7 @@ def train(config: TrainConfig,
         "validation_examples": len(validation_data),
         "skipped_rows": {"train": train_data.skipped, "validation": validation_data.skipped},
         "resumed_from": resume,
+        "precision": precision,
         "steps_per_epoch": steps_per_epoch,
         "epochs_run": len(epoch_seconds),
         "optimizer_steps": int(model.optimizer.iterations),

@@ -1,0 +1,49 @@
+"""Which numeric precision a training run computes in.
+
+``float32`` computes everything in float32. ``mixed_bfloat16`` / ``mixed_float16`` keep the
+weights and optimizer state in float32 but run the backbone's matmuls in 16 bits (Keras mixed
+precision; the classifier head, the loss and the saved model stay float32). ``auto`` picks
+``mixed_bfloat16`` on a CPU with AMX-BF16 or AVX512-BF16 instructions, whose bfloat16 matmuls
+run several times faster than float32 ones, and ``float32`` everywhere else.
+
+>>> resolve_precision("float32")
+'float32'
+>>> resolve_precision("auto") in ("float32", "mixed_bfloat16")
+True
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from tfsft.errors import ConfigError
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def resolve_precision(precision: str) -> str:
+    """The Keras dtype policy name for a ``precision`` option (``auto`` decided here)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if cpu_has_fast_bfloat16() and not _has_gpu() else "float32"
+
+
+@functools.cache
+def cpu_has_fast_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bfloat16 matmul instructions (read from ``/proc/cpuinfo`` on Linux)."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
