@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -37,6 +38,12 @@ def test_training_learns_and_writes_the_run_folder(trained_run):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"accuracy", "f1_macro", "f1_weighted", "per_class", "roc_auc"} <= set(metrics)
+    # The best checkpoint holds the model's weights without the optimizer's moments.
+    best = run_dir / "checkpoints/best.weights.h5"
+    with h5py.File(best) as saved:
+        assert set(saved) == {"layers", "vars"}  # no "optimizer" group
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model.load_weights(best)
 
 
 def test_reloaded_run_predicts_like_the_trained_model(trained_run):

@@ -72,7 +72,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # keeps every suffix (.weights.h5)
     try:
         yield tmp
         os.replace(tmp, path)
