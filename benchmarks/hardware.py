@@ -1,4 +1,4 @@
-"""What this machine can do: fp32 matmul throughput, and the model FLOPs a training step needs.
+"""What this machine can do: fp32 and bf16 matmul throughput, and the FLOPs a training step needs.
 
 >>> per_example_training_flops([10], layers=1, hidden=4, intermediate=8)
 array([12480.])
@@ -11,12 +11,13 @@ import time
 import numpy as np
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 20, rounds: int = 5) -> dict[str, float]:
-    """Best and median GFLOP/s of ``repeats`` chained ``size`` x ``size`` fp32 matmuls."""
+def matmul_gflops(size: int = 2048, repeats: int = 20, rounds: int = 5,
+                  dtype: str = "float32") -> dict[str, float]:
+    """Best and median GFLOP/s of ``repeats`` chained ``size`` x ``size`` matmuls in ``dtype``."""
     import tensorflow as tf
 
-    a = tf.random.stateless_normal([size, size], seed=[1, 2])
-    b = tf.random.stateless_normal([size, size], seed=[3, 4]) / size ** 0.5
+    a = tf.cast(tf.random.stateless_normal([size, size], seed=[1, 2]), dtype)
+    b = tf.cast(tf.random.stateless_normal([size, size], seed=[3, 4]) / size ** 0.5, dtype)
 
     @tf.function
     def chain(x):
@@ -30,7 +31,7 @@ def matmul_gflops(size: int = 2048, repeats: int = 20, rounds: int = 5) -> dict[
         start = time.perf_counter()
         chain(a).numpy()
         rates.append(2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9)
-    return {"size": size, "best_gflops": round(max(rates), 1),
+    return {"size": size, "dtype": dtype, "best_gflops": round(max(rates), 1),
             "median_gflops": round(float(np.median(rates)), 1)}
 
 
@@ -54,10 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks import common
     from tfsft.io_utils import atomic_write_json
 
-    parser = argparse.ArgumentParser(description="fp32 matmul throughput of this machine")
+    parser = argparse.ArgumentParser(description="fp32 and bf16 matmul throughput of this machine")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    atomic_write_json(args.out, {"machine": common.machine(), "matmul": matmul_gflops()})
+    atomic_write_json(args.out, {"machine": common.machine(), "matmul": matmul_gflops(),
+                                 "matmul_bf16": matmul_gflops(dtype="bfloat16")})
 
 
 if __name__ == "__main__":

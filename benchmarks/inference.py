@@ -4,8 +4,8 @@
 
 Scenarios: batch 1 and batch 32 on SST-2 dev sentences at their real lengths (batches padded to
 their longest sentence, as served), and batch 1 / 32 padded to 128 tokens. Artifacts are timed
-in turns (one call of each, then again), so a slow spell of this machine hits all of them;
-each number is a median. ``python -m benchmarks.inference --export-hf DIR`` writes the peer's
+in alternating blocks of calls (see :func:`measure`), so a slow spell of this machine hits all
+of them; each number is a median. ``python -m benchmarks.inference --export-hf DIR`` writes the peer's
 SavedModel (transformers ``save_pretrained(saved_model=True)``) in its own process.
 """
 
@@ -92,17 +92,26 @@ def _signature_runner(path: Path, signature: str) -> Callable[[Batch], np.ndarra
 
 
 def measure(found: dict[str, Callable], inputs: dict[str, list[Batch]],
-            warmup: int = 3) -> dict[str, dict[str, float]]:
-    """Median milliseconds per call, artifacts timed in turns on the same inputs."""
+            blocks: int = 5) -> dict[str, dict[str, float]]:
+    """Median milliseconds per call, artifacts timed in alternating blocks on the same inputs.
+
+    Each scenario's inputs are cut into ``blocks`` blocks; every artifact runs a block (after
+    one untimed call) before the next artifact takes it. Alternating shares a slow spell of the
+    machine among the artifacts; running a whole block keeps one runtime's worker threads (ONNX
+    Runtime spins its threads for a while after each call) from slowing the call after it.
+    """
     medians: dict[str, dict[str, float]] = {name: {} for name in found}
     for scenario, batches in inputs.items():
         times: dict[str, list[float]] = {name: [] for name in found}
-        for i, batch in enumerate(batches[:warmup] + batches):
+        size = -(-len(batches) // blocks)
+        for start in range(0, len(batches), size):
+            block = batches[start:start + size]
             for name, run in found.items():
-                start = time.perf_counter()
-                run(batch)
-                if i >= warmup:
-                    times[name].append((time.perf_counter() - start) * 1000)
+                run(block[0])
+                for batch in block:
+                    began = time.perf_counter()
+                    run(batch)
+                    times[name].append((time.perf_counter() - began) * 1000)
         for name, values in times.items():
             medians[name][scenario] = round(float(np.median(values)), 2)
         print(f"{scenario}: " + ", ".join(f"{n} {m[scenario]} ms" for n, m in medians.items()),

@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks import common
 
+OWN = {"tfsft": "tfsft train (a)", "tfsft-fp32": "tfsft train --precision float32 (a')"}
 PEERS = {"hf-dynamic": "HF-TF fit, dynamic padding (b1)",
          "hf-padded": "HF-TF fit, padded to 128 (b2)",
          "keras-hub": "keras-hub BertTextClassifier.fit (c)"}
@@ -31,10 +32,15 @@ def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _matmul_peak(hardware: dict | None, precision: str) -> float | None:
+    """The best matmul GFLOP/s of the precision a run's matmuls used."""
+    key = "matmul_bf16" if precision == "mixed_bfloat16" else "matmul"
+    return hardware[key]["best_gflops"] if hardware and key in hardware else None
+
+
 def training_rows(results: Path, hardware: dict | None) -> tuple[list[dict], dict | None]:
-    runs = {r: _load(results / f"training_{r}.json") for r in ("tfsft", *PEERS)}
+    runs = {r: _load(results / f"training_{r}.json") for r in (*OWN, *PEERS)}
     mine = runs["tfsft"]
-    peak = hardware["matmul"]["best_gflops"] if hardware else None
     flops = mine["train_flops_per_example"] if mine else None
     tokens_per_example = mine["train_tokens"] / mine["examples"] if mine else None
     rows = []
@@ -42,9 +48,11 @@ def training_rows(results: Path, hardware: dict | None) -> tuple[list[dict], dic
         if run is None:
             continue
         rate = run["examples_per_second"]
+        precision = run.get("precision", "float32")
+        peak = _matmul_peak(hardware, precision)
         rows.append({
-            "recipe": recipe, "name": PEERS.get(recipe, "tfsft train (a)"), "steps": run["steps"],
-            "examples_per_second": rate,
+            "recipe": recipe, "name": OWN.get(recipe) or PEERS[recipe], "precision": precision,
+            "steps": run["steps"], "examples_per_second": rate,
             "tokens_per_second": round(rate * tokens_per_example, 1) if tokens_per_example else None,
             "tfsft_speedup": _ratio(mine["examples_per_second"], rate) if mine else None,
             "wall_seconds": run["wall_seconds"],
@@ -85,13 +93,16 @@ def goals(training: list[dict], inference: list[dict]) -> list[dict]:
         goal("end-to-end wall time, hf-dynamic / tfsft", rows["hf-dynamic"]["tfsft_wall_speedup"],
              2.0)
     if "tfsft" in rows:
-        best_peer = max((r["dev_accuracy"] for r in training if r["recipe"] != "tfsft"),
+        best_peer = max((r["dev_accuracy"] for r in training if r["recipe"] in PEERS),
                         default=None)
         goal("dev accuracy, tfsft - best peer (points)",
              None if best_peer is None else round(100 * (rows["tfsft"]["dev_accuracy"]
                                                         - best_peer), 2), 0.0)
-        goal("model FLOPs utilization of tfsft training (%)",
-             None if rows["tfsft"]["mfu"] is None else round(100 * rows["tfsft"]["mfu"], 1), 40.0)
+    for recipe in OWN:
+        if recipe in rows:
+            mfu = rows[recipe]["mfu"]
+            goal(f"model FLOPs utilization of {recipe} training, {rows[recipe]['precision']} "
+                 "matmul peak (%)", None if mfu is None else round(100 * mfu, 1), 40.0)
     saved, optimized = latency.get("savedmodel"), latency.get("onnx optimized")
     int8 = latency.get("onnx int8-dynamic")
     if saved and optimized:
@@ -113,22 +124,26 @@ def markdown(training: list[dict], inference: list[dict], found: list[dict],
     if training:
         lines += [f"### Training: {examples} SST-2 sentences, all-MiniLM-L6-v2, max_length "
                   f"{common.MAX_LENGTH}, batch {common.BATCH_SIZE}, 1 epoch", "",
-                  "| recipe | steps | examples/s | real tokens/s | tfsft speed-up | wall s "
-                  "(load+tokenize+train) | tfsft wall speed-up | peak RSS MB | SST-2 dev acc | "
-                  "MFU % |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| recipe | precision | steps | examples/s | real tokens/s | tfsft speed-up | "
+                  "wall s (load+tokenize+train) | tfsft wall speed-up | peak RSS MB | "
+                  "SST-2 dev acc | MFU % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in training:
             lines.append(
-                f"| {r['name']} | {r['steps']} | {r['examples_per_second']:.1f} | "
+                f"| {r['name']} | {r['precision']} | {r['steps']} | "
+                f"{r['examples_per_second']:.1f} | "
                 f"{_fmt(r['tokens_per_second'], '{:.0f}')} | {_fmt(r['tfsft_speedup'], '{:.2f}x')} "
                 f"| {r['wall_seconds']:.1f} | {_fmt(r['tfsft_wall_speedup'], '{:.2f}x')} | "
                 f"{r['peak_rss_mb']:.0f} | {100 * r['dev_accuracy']:.2f} | "
                 f"{_fmt(None if r['mfu'] is None else 100 * r['mfu'], '{:.1f}')} |")
         lines.append("")
     if hardware:
-        m = hardware["matmul"]
-        lines += [f"fp32 matmul ({m['size']}x{m['size']}, TensorFlow): best {m['best_gflops']} "
-                  f"GFLOP/s, median {m['median_gflops']} GFLOP/s. MFU = examples/s x training "
-                  "FLOPs per example (real token counts) / best matmul GFLOP/s.", ""]
+        peaks = [f"{m['dtype'] if 'dtype' in m else 'float32'} best {m['best_gflops']} GFLOP/s "
+                 f"(median {m['median_gflops']})"
+                 for m in (hardware.get("matmul"), hardware.get("matmul_bf16")) if m]
+        size = hardware["matmul"]["size"]
+        lines += [f"Matmul throughput ({size}x{size}, TensorFlow): {'; '.join(peaks)}. "
+                  "MFU = examples/s x training FLOPs per example (real token counts) / best "
+                  "matmul GFLOP/s of the precision the run's matmuls used.", ""]
     if inference:
         lines += ["### Inference latency (median ms; SST-2 dev sentences at real lengths, or "
                   "padded to 128)", "",
@@ -192,7 +207,8 @@ def write(results: Path, total_seconds: float | None = None, docs: Path | None =
     machine = hardware["machine"] if hardware else common.machine()
     atomic_write_json(results / "summary.json", {
         "machine": machine,
-        "matmul": hardware["matmul"] if hardware else None, "training": training,
+        "matmul": hardware["matmul"] if hardware else None,
+        "matmul_bf16": hardware.get("matmul_bf16") if hardware else None, "training": training,
         "inference": inference, "goals": found, "total_seconds": total_seconds,
         "date": time.strftime("%Y-%m-%d")})
     atomic_write_text(results / "benchmarks.md", table + "\n")

@@ -4,7 +4,9 @@ Recipes (all: all-MiniLM-L6-v2 weights, the same SST-2 sample, max_length 128, b
 AdamW lr 5e-5 with weight decay 0.01 (not on biases and LayerNorm), 10 % linear warm-up then
 linear decay, global gradient clipping at 1.0, one epoch):
 
-- ``tfsft``: ``tfsft.training.train`` with its defaults (the ``tfsft train`` command).
+- ``tfsft``: ``tfsft.training.train`` with its defaults (the ``tfsft train`` command; on a CPU
+  with AMX/AVX512-BF16 that is ``--precision auto`` = bfloat16 matmuls).
+- ``tfsft-fp32``: the same with ``--precision float32``, the peers' precision.
 - ``hf-dynamic``: transformers ``TFBertForSequenceClassification`` + tf-keras ``fit``, per-batch
   padding with ``DataCollatorWithPadding`` through ``prepare_tf_dataset`` (its course recipe).
 - ``hf-padded``: the same with every sequence padded to 128 (its examples' ``pad_to_max_length``).
@@ -30,7 +32,7 @@ from pathlib import Path  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 
-RECIPES = ("tfsft", "hf-dynamic", "hf-padded", "keras-hub")
+RECIPES = ("tfsft", "tfsft-fp32", "hf-dynamic", "hf-padded", "keras-hub")
 
 
 def _schedule_steps(examples: int) -> tuple[int, int]:
@@ -38,7 +40,8 @@ def _schedule_steps(examples: int) -> tuple[int, int]:
     return steps, math.ceil(common.WARMUP_RATIO * steps)
 
 
-def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None) -> dict:
+def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None,
+              precision: str = "auto") -> dict:
     import keras
 
     from benchmarks.hardware import per_example_training_flops
@@ -54,7 +57,8 @@ def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None)
         config = TrainConfig(train=str(train_file), validation=str(dev_file), model="minilm-l6",
                              output_dir=str(run_dir or Path(folder) / "run"),
                              text_column="sentence", epochs=1, batch_size=common.BATCH_SIZE,
-                             max_length=common.MAX_LENGTH, seed=common.SEED, overwrite=True)
+                             max_length=common.MAX_LENGTH, seed=common.SEED, overwrite=True,
+                             precision=precision)
         result = train(config, callbacks=[timer])
         run = TrainedRun(result.run_dir)
         # Model FLOPs from the real (unpadded) length of every training sentence.
@@ -63,7 +67,7 @@ def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None)
         flops = per_example_training_flops(lengths.numpy().sum(axis=1), backbone.num_layers,
                                            backbone.hidden_dim, backbone.intermediate_dim)
     return {"timer": timer, "dev_accuracy": result.metrics["accuracy"],
-            "train_tokens": result.summary["train_tokens"],
+            "precision": result.summary["precision"], "train_tokens": result.summary["train_tokens"],
             "train_flops_per_example": float(flops.mean())}
 
 
@@ -161,8 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     texts, labels = common.sst2_sample(args.examples)
     dev_texts, dev_labels = common.sst2_dev()
-    if args.recipe == "tfsft":
-        result = run_tfsft(texts, labels, dev_texts, dev_labels, args.run_dir)
+    if args.recipe.startswith("tfsft"):
+        result = run_tfsft(texts, labels, dev_texts, dev_labels, args.run_dir,
+                           precision="float32" if args.recipe == "tfsft-fp32" else "auto")
     elif args.recipe == "keras-hub":
         result = run_keras_hub(texts, labels, dev_texts, dev_labels)
     else:
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     from tfsft.io_utils import atomic_write_json  # after the recipe: HF needs tf-keras set first
     atomic_write_json(args.out, {
         "recipe": args.recipe, "examples": args.examples, "max_length": common.MAX_LENGTH,
-        "batch_size": common.BATCH_SIZE, **timer.steady(args.examples),
+        "batch_size": common.BATCH_SIZE, "precision": "float32", **timer.steady(args.examples),
         "wall_seconds": round(timer.fit_end - STARTED, 3), **result,
         "peak_rss_mb": round(common.peak_rss_mb(), 1),
     })

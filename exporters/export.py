@@ -60,8 +60,10 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     heldout = heldout.subset(np.arange(min(max_examples, len(heldout))))
     batches = make_batches(run.tokenizer, heldout, run.max_length)
-    timing = {"batch_1": single_examples(batches, latency_examples),
-              "batch_32": [b for b in batches if len(b["texts"]) == 32][:5]}
+    timing = {"batch_1": single_examples(batches, latency_examples)}
+    full_batches = [b for b in batches if len(b["texts"]) == 32][:5]
+    if full_batches:  # fewer than 32 held-out examples: no batch-32 timing
+        timing["batch_32"] = full_batches
     staging = savedmodel.stage_dir(base)
     try:
         checks = _build_and_check(run, staging, formats, quantize, heldout, batches, timing)

@@ -17,10 +17,14 @@ def _training(recipe, rate, wall, accuracy, **extra):
 
 def test_report_computes_ratios_and_goals(tmp_path):
     files = {
-        "hardware.json": {"machine": {"cpu": "test"}, "matmul": {"size": 2048, "best_gflops": 200.0,
-                                                                 "median_gflops": 190.0}},
+        "hardware.json": {"machine": {"cpu": "test"},
+                          "matmul": {"size": 2048, "best_gflops": 200.0, "median_gflops": 190.0},
+                          "matmul_bf16": {"size": 2048, "dtype": "bfloat16", "best_gflops": 600.0,
+                                          "median_gflops": 500.0}},
         "training_tfsft.json": _training("tfsft", 100.0, 40.0, 0.85, train_tokens=2048 * 14,
-                                         train_flops_per_example=0.9e9),
+                                         train_flops_per_example=0.9e9, precision="mixed_bfloat16"),
+        "training_tfsft-fp32.json": _training("tfsft-fp32", 80.0, 45.0, 0.85, precision="float32",
+                                              train_tokens=2048 * 14, train_flops_per_example=0.9e9),
         "training_hf-dynamic.json": _training("hf-dynamic", 40.0, 100.0, 0.84),
         "training_hf-padded.json": _training("hf-padded", 20.0, 150.0, 0.845),
         "inference.json": {"latency_ms": {
@@ -47,12 +51,18 @@ def test_report_computes_ratios_and_goals(tmp_path):
     assert goals["training examples/s, tfsft / hf-padded"]["value"] == 5.0
     assert goals["end-to-end wall time, hf-dynamic / tfsft"]["value"] == 2.5
     assert goals["dev accuracy, tfsft - best peer (points)"]["value"] == 0.5
-    assert goals["model FLOPs utilization of tfsft training (%)"]["value"] == 45.0
+    # Each run against the matmul peak of its own precision.
+    assert goals["model FLOPs utilization of tfsft training, mixed_bfloat16 matmul peak (%)"][
+        "value"] == 15.0
+    assert goals["model FLOPs utilization of tfsft-fp32 training, float32 matmul peak (%)"][
+        "value"] == 36.0
+    assert goals["dev accuracy, tfsft - best peer (points)"]["value"] == 0.5  # peers only
     assert goals["batch 1 latency, SavedModel / ONNX optimized"]["value"] == 3.75
     assert goals["batch 32 latency, ONNX optimized / ONNX int8"]["value"] == 1.5
     assert goals["dev accuracy loss of ONNX int8 (points)"]["met"] is True
     assert "keras-hub" not in table  # a recipe that did not run is left out, not invented
-    assert "| tfsft train (a) | 64 | 100.0 | 1400 |" in table
+    assert "| tfsft train (a) | mixed_bfloat16 | 64 | 100.0 | 1400 |" in table
+    assert "| tfsft train --precision float32 (a') | float32 | 64 | 80.0 | 1120 | 1.25x |" in table
     assert (tmp_path / "benchmarks.png").stat().st_size > 0
     assert "python -m benchmarks" in docs.read_text()
 
