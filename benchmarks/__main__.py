@@ -1,11 +1,12 @@
 """Run every benchmark on this machine: ``python -m benchmarks [--examples 2048]``.
 
-Steps (each in its own process, so memory and Keras flavours stay apart): fp32 matmul
-throughput; one epoch of the four training recipes of ``benchmarks.training`` on the same SST-2
-sample; export of the tfsft run to SavedModel / TFLite / ONNX (verified on SST-2 dev); the
-HF-TF peer's SavedModel; inference latency of all of them. Writes ``benchmarks/results/*.json``,
-``results/benchmarks.md``, ``results/benchmarks.png`` and ``docs/benchmarks.md``. Nothing here
-asserts a time; the tables give ratios against the peers measured in the same run.
+Steps (each in its own process, so memory and Keras flavours stay apart): fp32 and bf16 matmul
+throughput; the profile of ``benchmarks.profile``; one epoch of the five training recipes of
+``benchmarks.training`` on the same SST-2 sample; export of the tfsft run to SavedModel / TFLite /
+ONNX (verified on SST-2 dev); the HF-TF peer's SavedModel; inference latency of all of them.
+Writes ``benchmarks/results/*.json``, ``results/benchmarks.md``, ``results/benchmarks.png`` and
+``docs/benchmarks.md``. Nothing here asserts a time; the tables give ratios against the peers
+measured in the same run.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True)
     started = time.perf_counter()
 
-    print("matmul throughput", flush=True)
+    print("matmul throughput, and a step's matmuls and AdamW update alone", flush=True)
     _python("benchmarks.hardware", "--out", str(results / "hardware.json"), log=work / "hardware.log")
+    _python("benchmarks.profile", "--out", str(results / "profile.json"), log=work / "profile.log")
     print(f"training, {args.examples} SST-2 sentences, 1 epoch", flush=True)
     for recipe in recipes:
         extra = ["--run-dir", str(work / "tfsft-run")] if recipe == "tfsft" else []

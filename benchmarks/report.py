@@ -119,7 +119,7 @@ def goals(training: list[dict], inference: list[dict]) -> list[dict]:
 
 
 def markdown(training: list[dict], inference: list[dict], found: list[dict],
-             hardware: dict | None, examples: int | None) -> str:
+             hardware: dict | None, examples: int | None, profile: dict | None = None) -> str:
     lines = []
     if training:
         lines += [f"### Training: {examples} SST-2 sentences, all-MiniLM-L6-v2, max_length "
@@ -144,6 +144,16 @@ def markdown(training: list[dict], inference: list[dict], found: list[dict],
         lines += [f"Matmul throughput ({size}x{size}, TensorFlow): {'; '.join(peaks)}. "
                   "MFU = examples/s x training FLOPs per example (real token counts) / best "
                   "matmul GFLOP/s of the precision the run's matmuls used.", ""]
+    if profile:
+        step = {dtype: m["step"] for dtype, m in profile["matmul"].items()}
+        update = profile["adamw_update"]
+        lines += [f"Profile (`python -m benchmarks.profile`): the matmuls of one training step "
+                  f"({profile['tokens_per_batch']} tokens), timed alone, take "
+                  + " and ".join(f"{m['ms']} ms in {d} ({m['gflops']} GFLOP/s)"
+                                 for d, m in step.items())
+                  + f"; one AdamW update of the {update['parameters']:,} weights takes "
+                  f"{update['tfsft_fused_adamw_ms']} ms (keras.optimizers.AdamW: "
+                  f"{update['keras_adamw_ms']} ms).", ""]
     if inference:
         lines += ["### Inference latency (median ms; SST-2 dev sentences at real lengths, or "
                   "padded to 128)", "",
@@ -203,13 +213,14 @@ def write(results: Path, total_seconds: float | None = None, docs: Path | None =
     inference = inference_rows(results)
     found = goals(training, inference)
     examples = mine["examples"] if mine else None
-    table = markdown(training, inference, found, hardware, examples)
+    profile = _load(results / "profile.json")
+    table = markdown(training, inference, found, hardware, examples, profile)
     machine = hardware["machine"] if hardware else common.machine()
     atomic_write_json(results / "summary.json", {
         "machine": machine,
         "matmul": hardware["matmul"] if hardware else None,
         "matmul_bf16": hardware.get("matmul_bf16") if hardware else None, "training": training,
-        "inference": inference, "goals": found, "total_seconds": total_seconds,
+        "profile": profile, "inference": inference, "goals": found, "total_seconds": total_seconds,
         "date": time.strftime("%Y-%m-%d")})
     atomic_write_text(results / "benchmarks.md", table + "\n")
     chart(training, inference, results / "benchmarks.png")

@@ -27,6 +27,12 @@ def test_report_computes_ratios_and_goals(tmp_path):
                                               train_tokens=2048 * 14, train_flops_per_example=0.9e9),
         "training_hf-dynamic.json": _training("hf-dynamic", 40.0, 100.0, 0.84),
         "training_hf-padded.json": _training("hf-padded", 20.0, 150.0, 0.845),
+        "profile.json": {"tokens_per_batch": 452, "matmul": {
+            "float32": {"peak": {"gflops": 350.0, "ms": 49.0}, "step": {"gflops": 325.0, "ms": 88.7}},
+            "bfloat16": {"peak": {"gflops": 1500.0, "ms": 11.0},
+                         "step": {"gflops": 1370.0, "ms": 21.0}}},
+            "adamw_update": {"parameters": 22566146, "tfsft_fused_adamw_ms": 47.6,
+                             "keras_adamw_ms": 86.7}},
         "inference.json": {"latency_ms": {
             "savedmodel": {"b1_real": 15.0, "b32_real": 200.0, "b1_128": 30.0, "b32_128": 600.0},
             "onnx optimized": {"b1_real": 4.0, "b32_real": 150.0, "b1_128": 20.0,
@@ -63,6 +69,7 @@ def test_report_computes_ratios_and_goals(tmp_path):
     assert "keras-hub" not in table  # a recipe that did not run is left out, not invented
     assert "| tfsft train (a) | mixed_bfloat16 | 64 | 100.0 | 1400 |" in table
     assert "| tfsft train --precision float32 (a') | float32 | 64 | 80.0 | 1120 | 1.25x |" in table
+    assert "88.7 ms in float32" in table and "22,566,146 weights takes 47.6 ms" in table
     assert (tmp_path / "benchmarks.png").stat().st_size > 0
     assert "python -m benchmarks" in docs.read_text()
 

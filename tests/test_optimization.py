@@ -80,6 +80,18 @@ def test_fused_adamw_matches_keras_adamw(tiny_checkpoint):
         np.testing.assert_allclose(value, weights["keras"][path], rtol=0, atol=3e-4, err_msg=path)
 
 
+def test_global_norm_clipping():
+    import tensorflow as tf
+
+    optimizer = adamw(1e-3, clipnorm=1.0)
+    clipped = optimizer._clip_gradients([tf.constant([3.0]), None, tf.constant([[4.0]])])
+    assert clipped[1] is None
+    np.testing.assert_allclose([float(clipped[0][0]), float(clipped[2][0, 0])], [0.6, 0.8])
+    kept = optimizer._clip_gradients([tf.constant([0.3, 0.4])])  # norm 0.5 < 1: unchanged
+    np.testing.assert_allclose(kept[0].numpy(), [0.3, 0.4])
+    assert np.isnan(optimizer._clip_gradients([tf.constant([np.nan, 1.0])])[0].numpy()).all()
+
+
 def test_precision_options(tmp_path):
     assert resolve_precision("mixed_float16") == "mixed_float16"
     assert resolve_precision("auto") in ("float32", "mixed_bfloat16")

@@ -46,6 +46,16 @@ class AdamW(keras.optimizers.AdamW):
                      for g in grads]
         return super()._backend_apply_gradients(grads, trainable_variables)
 
+    def _clip_gradients(self, grads):
+        if not (self._fused() and self.global_clipnorm) or self.clipnorm or self.clipvalue:
+            return super()._clip_gradients(grads)
+        # Keras's clip_by_global_norm, with each squared norm taken in one pass (l2_loss).
+        present = [g for g in grads if g is not None]
+        norm = tf.sqrt(2.0 * tf.add_n([tf.nn.l2_loss(tf.cast(g, tf.float32)) for g in present]))
+        limit = tf.cast(self.global_clipnorm, tf.float32)
+        scale = limit * tf.minimum(1.0 / norm, 1.0 / limit) + (norm - norm)  # NaN stays NaN
+        return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
     def _apply_weight_decay(self, variables):
         if self.weight_decay is None or not self._fused():
             return super()._apply_weight_decay(variables)
