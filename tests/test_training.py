@@ -54,14 +54,17 @@ def test_reloaded_run_predicts_like_the_trained_model(trained_run):
     assert predictions[0]["score"] == max(predictions[0]["probabilities"].values())
 
 
-def test_mixed_bfloat16_run_learns_and_saves_a_float32_model(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_run_learns_and_saves_a_float32_model(tiny_checkpoint, tmp_path,
+                                                              precision):
     train_file = write_csv(tmp_path / "train.csv", sentiment_rows(512, seed=1))
-    result = train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run",
-                               precision="mixed_bfloat16"))
-    assert result.summary["precision"] == "mixed_bfloat16"
+    result = train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", precision=precision))
+    assert result.summary["precision"] == precision
     assert result.metrics["accuracy"] >= 0.9
     run = TrainedRun(result.run_dir)
     assert run.model.backbone.compute_dtype == "float32"
+    reloaded = keras.saving.load_model(result.run_dir / "model.keras")  # with its optimizer
+    assert int(reloaded.optimizer.iterations) == result.summary["optimizer_steps"]
     assert [p["label"] for p in run.predict(["the film was superb", "a boring plot"])] == [
         "pos", "neg"]
 

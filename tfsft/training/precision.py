@@ -2,9 +2,10 @@
 
 ``float32`` computes everything in float32. ``mixed_bfloat16`` / ``mixed_float16`` keep the
 weights and optimizer state in float32 but run the backbone's matmuls in 16 bits (Keras mixed
-precision; the classifier head, the loss and the saved model stay float32). ``auto`` picks
-``mixed_bfloat16`` on a CPU with AMX-BF16 or AVX512-BF16 instructions, whose bfloat16 matmuls
-run several times faster than float32 ones, and ``float32`` everywhere else.
+precision; the classifier head, the loss and the saved model stay float32; ``mixed_float16``
+trains with dynamic loss scaling). ``auto`` picks ``mixed_bfloat16`` on a CPU with AMX-BF16 or
+AVX512-BF16 instructions, whose bfloat16 matmuls run several times faster than float32 ones, and
+``float32`` everywhere else.
 
 >>> resolve_precision("float32")
 'float32'

@@ -124,7 +124,10 @@ def train(config: TrainConfig,
                            warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                            decay=config.lr_schedule)
     learning_rate = config.learning_rate if config.reduce_lr_on_plateau else schedule
-    model.compile(optimizer=adamw(learning_rate, config.weight_decay, config.clipnorm))
+    optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm)
+    if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer)
     # Optimizer slots created before fit: variables created inside the first traced step make
     # TensorFlow trace the whole training step twice (about 8 s more for MiniLM on 2 cores).
     model.optimizer.build(model.trainable_variables)
