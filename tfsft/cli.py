@@ -17,6 +17,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfsft.errors import TfsftError  # noqa: E402
+from tfsft.training.precision import PRECISIONS  # noqa: E402
 
 logger = logging.getLogger("tfsft")
 
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pooling", choices=["mean", "cls", "pooled"])
     train.add_argument("--dropout", type=float)
     train.add_argument("--seed", type=int)
-    train.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+    train.add_argument("--precision", choices=PRECISIONS,
                        help="compute precision (auto: bfloat16 matmuls on CPUs with AMX/AVX512-BF16, "
                             "else float32; weights and the saved model stay float32)")
     train.add_argument("--class-weight", help="'balanced' or JSON like '{\"pos\": 2.0}'")
