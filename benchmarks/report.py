@@ -70,9 +70,12 @@ def inference_rows(results: Path) -> list[dict]:
     rows = []
     for name, scenarios in latency.items():
         artifact = by_name.get(name, {})
-        rows.append({"artifact": name, **scenarios, "dev_accuracy": artifact.get("accuracy"),
+        # export reports of earlier releases: "accuracy" and "max_abs_logit_diff"
+        accuracy = artifact.get("quality", artifact.get("accuracy"))
+        rows.append({"artifact": name, **scenarios, "dev_accuracy": accuracy,
                      "size_mb": round(artifact["size_bytes"] / 1e6, 1) if artifact else None,
-                     "max_abs_logit_diff": artifact.get("max_abs_logit_diff")})
+                     "max_abs_logit_diff": artifact.get("max_abs_diff",
+                                                        artifact.get("max_abs_logit_diff"))})
     return rows
 
 

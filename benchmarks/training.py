@@ -56,9 +56,9 @@ def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None,
         common.write_tsv(dev_file, dev_texts, dev_labels)
         config = TrainConfig(train=str(train_file), validation=str(dev_file), model="minilm-l6",
                              output_dir=str(run_dir or Path(folder) / "run"),
-                             text_column="sentence", epochs=1, batch_size=common.BATCH_SIZE,
-                             max_length=common.MAX_LENGTH, seed=common.SEED, overwrite=True,
-                             precision=precision)
+                             task_options={"text_column": "sentence"}, epochs=1,
+                             batch_size=common.BATCH_SIZE, max_length=common.MAX_LENGTH,
+                             seed=common.SEED, overwrite=True, precision=precision)
         result = train(config, callbacks=[timer])
         run = TrainedRun(result.run_dir)
         # Model FLOPs from the real (unpadded) length of every training sentence.

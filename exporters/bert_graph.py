@@ -18,10 +18,10 @@ Keras anyway) and the optimizer fuses it into ``Attention``, ``SkipLayerNormaliz
 ``BiasGelu``/``FastGelu`` and ``LayerNormalization`` nodes.
 
 >>> import keras_hub, numpy as np
->>> from tfsft.models.text_classifier import TextClassifier
+>>> from tfsft.models.text_model import TextModel
 >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=30, num_layers=1, num_heads=2,
 ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
->>> model = TextClassifier(backbone, num_classes=2)
+>>> model = TextModel(backbone, num_outputs=2)
 >>> ids = np.array([[2, 5, 7, 3, 0]], "int32"); mask = (ids > 0).astype("int32")
 >>> keras_logits = model.predict({"token_ids": ids, "padding_mask": mask,
 ...                               "segment_ids": 0 * ids}, verbose=0)
@@ -113,12 +113,14 @@ class _EncoderLayer:
         return self.feedforward_norm(self.feedforward_output(self.gelu(self.intermediate(x))) + x)
 
 
-def token_id_function(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
-    """``f(input_ids, attention_mask, token_type_ids) -> {"logits"}`` for a ``TextClassifier``.
+def token_id_function(model: keras.Model, outputs=None) -> tf.types.experimental.PolymorphicFunction:
+    """``f(input_ids, attention_mask, token_type_ids) -> outputs(head output)`` for a
+    ``TextModel`` (default outputs: ``{"logits": head output}``).
 
     Inputs are int32 ``[batch, sequence]`` tensors; weights are captured as constants, so later
-    changes to ``model`` are not seen.
+    changes to ``model`` are not seen. ``outputs`` is the task's ``export_outputs``.
     """
+    outputs = outputs or (lambda raw: {"logits": raw})
     backbone = model.backbone
     hidden, heads = backbone.hidden_dim, backbone.num_heads
     token_table = _constant(backbone.get_layer("token_embedding").embeddings)
@@ -128,7 +130,7 @@ def token_id_function(model: keras.Model) -> tf.types.experimental.PolymorphicFu
     layers = [_EncoderLayer(backbone.get_layer(f"transformer_layer_{i}"), hidden, heads,
                             model.exact_gelu) for i in range(backbone.num_layers)]
     pooler = _Dense(backbone.get_layer("pooled_dense"), hidden, hidden)
-    head = _Dense(model.get_layer("logits"), hidden, model.num_classes)
+    head = _Dense(model.get_layer("logits"), hidden, model.num_outputs)
     pooling = model.pooling
 
     spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_INPUTS]
@@ -152,6 +154,6 @@ def token_id_function(model: keras.Model) -> tf.types.experimental.PolymorphicFu
             pooled = x[:, 0, :]
         else:
             pooled = tf.tanh(pooler(x[:, 0, :]))
-        return {"logits": head(pooled)}
+        return outputs(head(pooled))
 
     return token_ids

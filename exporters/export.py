@@ -7,9 +7,12 @@ into place::
     saved_models/NAME/<version>/      SavedModel (TF Serving); a new version every export
     saved_models/NAME/models.config   ModelServerConfig for tensorflow_model_server
     saved_models/NAME/batching_parameters.txt
-    saved_models/NAME/tflite/         .tflite models + labels.txt, vocab.txt
-    saved_models/NAME/onnx/           .onnx models + tokenizer.json, labels.txt
+    saved_models/NAME/tflite/         .tflite models + labels.txt, vocab.txt, task.json
+    saved_models/NAME/onnx/           .onnx models + tokenizer.json, labels.txt, task.json
     saved_models/NAME/export_report.json
+
+Nothing here knows the task: outputs, their comparison rules and the quality metric come from
+the run's task (``tfsft.tasks``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ import numpy as np
 
 from exporters import onnx_model, savedmodel, tflite
 from exporters.report import markdown_table, report
-from exporters.verify import Check, make_batches, single_examples, verify
-from tfsft.data.examples import TextClassificationData
+from exporters.verify import Check, batch_size_of, make_batches, run_all, single_examples, verify
 from tfsft.errors import ConfigError, TfsftError
 from tfsft.io_utils import atomic_directory, atomic_write_json
 from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
@@ -44,13 +46,14 @@ class ExportMismatchError(TfsftError):
 
 def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike,
            formats: Sequence[str] = ("savedmodel",), quantize: Sequence[str] = (),
-           allow_mismatch: bool = False, data: TextClassificationData | None = None,
+           allow_mismatch: bool = False, data: Any = None,
            max_examples: int = 1000, latency_examples: int = 20) -> dict[str, Any]:
     """Export, verify and publish; returns the report (also written as ``export_report.json``).
 
     ``data`` is the held-out set to verify on (default: the run's saved validation examples).
-    Raises :class:`ExportMismatchError` (and publishes nothing) when an fp32 artifact's logits
-    differ by more than 1e-4 or a quantized one agrees on fewer than 98 % of argmaxes.
+    Raises :class:`ExportMismatchError` (and publishes nothing) when an artifact fails the
+    task's parity rules (classification: fp32 logits within 1e-4; quantized variants agree on
+    at least 98 % of argmaxes).
     """
     _check_choices(formats, FORMATS, "format")
     _check_choices(quantize, QUANTIZATIONS, "quantization")
@@ -59,9 +62,9 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     base.mkdir(parents=True, exist_ok=True)
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     heldout = heldout.subset(np.arange(min(max_examples, len(heldout))))
-    batches = make_batches(run.tokenizer, heldout, run.max_length)
+    batches = make_batches(run.task, run.tokenizer, heldout, run.max_length)
     timing = {"batch_1": single_examples(batches, latency_examples)}
-    full_batches = [b for b in batches if len(b["texts"]) == 32][:5]
+    full_batches = [b for b in batches if batch_size_of(b) == 32][:5]
     if full_batches:  # fewer than 32 held-out examples: no batch-32 timing
         timing["batch_32"] = full_batches
     staging = savedmodel.stage_dir(base)
@@ -93,29 +96,38 @@ def _check_choices(given: Sequence[str], allowed: Sequence[str], what: str) -> N
         raise ConfigError(f"unknown {what}(s) {unknown}; choose from {', '.join(allowed)}")
 
 
+def keras_runner(run: TrainedRun):
+    """A verify runner for the Keras model: raw outputs through the task's export outputs."""
+    import tensorflow as tf
+
+    model, task = run.model, run.task
+
+    def run_batch(batch):
+        raw = model.predict_on_batch({"token_ids": batch["input_ids"],
+                                      "padding_mask": batch["attention_mask"],
+                                      "segment_ids": batch["token_type_ids"]})
+        return {k: v.numpy() for k, v in task.export_outputs(tf.constant(raw, tf.float32)).items()}
+
+    return run_batch
+
+
 def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
-                     quantize: Sequence[str], heldout: TextClassificationData,
-                     batches: list[dict], timing: dict) -> list[Check]:
-    model = run.model
-
-    def keras_runner(batch):
-        return model.predict_on_batch({"token_ids": batch["input_ids"],
-                                       "padding_mask": batch["attention_mask"],
-                                       "segment_ids": batch["token_type_ids"]})
-
-    reference = np.concatenate([np.asarray(keras_runner(b), np.float32) for b in batches])
+                     quantize: Sequence[str], heldout: Any, batches: list[dict],
+                     timing: dict) -> list[Check]:
+    reference_runner = keras_runner(run)
+    reference = run_all(reference_runner, batches, list(run.task.output_checks()))
 
     def check(artifact, variant, path, runner, **notes):
         logger.info("verifying %s %s on %d held-out examples", artifact, variant, len(heldout))
-        return verify(artifact, variant, path, runner, reference, batches, heldout.label_ids,
+        return verify(artifact, variant, path, runner, run.task, reference, batches, heldout,
                       timing, notes)
 
-    checks = [check("keras", "fp32", run.run_dir / "model.keras", keras_runner)]
+    checks = [check("keras", "fp32", run.run_dir / "model.keras", reference_runner)]
     saved = staging / "savedmodel"
     saved.mkdir()
     logger.info("writing SavedModel")
-    pairs = None if heldout.text_pairs is None else heldout.text_pairs[:32]
-    savedmodel.write_savedmodel(run, saved, heldout.texts[:32], pairs)
+    warmup = {name: texts[:32] for name, texts in run.task.texts(heldout).items()}
+    savedmodel.write_savedmodel(run, saved, warmup)
     if "savedmodel" in formats:
         checks.append(check("savedmodel", "fp32", saved, savedmodel.savedmodel_runner(saved)))
     if "tflite" in formats:
@@ -126,14 +138,14 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
 
 
 def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
-            heldout: TextClassificationData, check) -> list[Check]:
+            heldout: Any, check) -> list[Check]:
     folder.mkdir()
-    tflite.write_sidecars(folder, run.tokenizer.vocabulary, run.labels, run.tokenizer.lowercase,
-                          run.max_length)
+    tflite.write_sidecars(folder, run)
     calibration = []
     if "int8" in quantize:
-        texts = run.saved_examples(CALIBRATION_FILE, fallback=heldout)
-        calibration = make_batches(run.tokenizer, texts, run.max_length, batch_size=1)[:200]
+        examples = run.saved_examples(CALIBRATION_FILE, fallback=heldout)
+        calibration = make_batches(run.task, run.tokenizer, examples, run.max_length,
+                                   batch_size=1)[:200]
     checks = []
     for variant in ["fp32", *[q for q in QUANTIZATIONS if q in quantize]]:
         logger.info("converting TFLite %s", variant)
@@ -151,11 +163,10 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
     import onnxruntime as ort
 
     folder.mkdir()
-    onnx_model.write_sidecars(folder, run.tokenizer.vocabulary, run.labels,
-                              run.tokenizer.lowercase, run.max_length)
+    onnx_model.write_sidecars(folder, run)
     paths = {variant: folder / name for variant, name in onnx_model.FILES.items()}
     logger.info("converting to ONNX (tf2onnx, opset %d)", onnx_model.OPSET)
-    onnx_model.convert(run.model, paths["fp32"])
+    onnx_model.convert(run.model, paths["fp32"], run.task.export_outputs)
     checks = [check("onnx", "fp32", paths["fp32"], onnx_model.session_runner(paths["fp32"]))]
     backbone = run.model.backbone
     logger.info("optimizing with the ONNX Runtime transformer optimizer")
@@ -164,9 +175,14 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
     checks.append(check("onnx", "optimized", paths["optimized"],
                         onnx_model.session_runner(paths["optimized"]), fused_operators=fused))
     if "int8-dynamic" in quantize or "int8" in quantize:
+        if "int8" in quantize and "int8-dynamic" not in quantize:
+            logger.warning("ONNX has no calibrated (static) int8 variant: --quantize int8 "
+                           "builds the dynamic int8 ONNX model (int8 weights, activations "
+                           "quantized at run time); the TFLite int8 model is calibrated")
         onnx_model.quantize_int8(paths["optimized"], paths["int8-dynamic"])
         checks.append(check("onnx", "int8-dynamic", paths["int8-dynamic"],
-                            onnx_model.session_runner(paths["int8-dynamic"])))
+                            onnx_model.session_runner(paths["int8-dynamic"]),
+                            quantization="dynamic (weights int8, activations at run time)"))
     if "fp16" in quantize:
         onnx_model.to_fp16(paths["optimized"], paths["fp16"])
         checks.append(check("onnx", "fp16", paths["fp16"],

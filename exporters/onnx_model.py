@@ -3,12 +3,13 @@
 Files written into the output folder::
 
     model.onnx            tf2onnx conversion (opset 17): input_ids, attention_mask, token_type_ids
-                          (int32 [batch, sequence], both axes dynamic) -> logits
+                          (int32 [batch, sequence], both axes dynamic) -> the task's export
+                          outputs (classification: logits, probabilities)
     model_optimized.onnx  ONNX Runtime transformer optimizer (fused Attention, LayerNorm, Gelu, ...)
     model_int8.onnx       dynamic int8 quantization of the optimized model
     model_fp16.onnx       float16 weights and compute (for CUDAExecutionProvider), float32 I/O
     tokenizer.json        Hugging Face tokenizers file for the same WordPiece vocabulary
-    labels.txt            label of each logit
+    labels.txt, task.json label of each output column; the task, its options and state
 
 The graph converted is :func:`exporters.bert_graph.token_id_function`, the same computation as
 the Keras model written in the op patterns ONNX Runtime's BERT optimizer matches, so
@@ -42,14 +43,19 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "Layer
              "EmbedLayerNormalization", "Gelu", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization")
 
 
-def convert(model: keras.Model, path: Path) -> None:
-    """tf2onnx conversion of the token-id function of ``model`` to ``path`` (checked by onnx)."""
+def convert(model: keras.Model, path: Path,
+            outputs: Callable[[tf.Tensor], dict[str, tf.Tensor]] | None = None) -> None:
+    """tf2onnx conversion of the token-id function of ``model`` to ``path`` (checked by onnx).
+
+    ``outputs`` maps the head's raw output to the named graph outputs (the task's
+    ``export_outputs``; default ``{"logits": raw}``).
+    """
     import onnx
     import tf2onnx
 
     spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_INPUTS]
-    proto, _ = tf2onnx.convert.from_function(token_id_function(model), input_signature=spec,
-                                             opset=OPSET)
+    proto, _ = tf2onnx.convert.from_function(token_id_function(model, outputs),
+                                             input_signature=spec, opset=OPSET)
     _restore_reduce_means(proto)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
@@ -124,12 +130,15 @@ def to_fp16(source: Path, target: Path) -> None:
     model.save_model_to_file(str(target))
 
 
-def write_sidecars(folder: Path, vocabulary: Sequence[str], labels: Sequence[str],
-                   lowercase: bool, max_length: int) -> None:
-    """``tokenizer.json`` (Hugging Face tokenizers) and ``labels.txt`` beside the models."""
+def write_sidecars(folder: Path, run) -> None:
+    """``tokenizer.json`` (Hugging Face tokenizers), ``labels.txt``, ``vocab.txt`` and
+    ``task.json`` beside the models."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    vocab = {token: i for i, token in enumerate(vocabulary)}
+    from exporters.savedmodel import write_task_sidecars
+
+    lowercase = run.tokenizer.lowercase
+    vocab = {token: i for i, token in enumerate(run.tokenizer.vocabulary)}
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase,
                                                       strip_accents=None if lowercase else False)
@@ -137,13 +146,13 @@ def write_sidecars(folder: Path, vocabulary: Sequence[str], labels: Sequence[str
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_truncation(run.max_length)
     tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    write_task_sidecars(folder, run)
 
 
 def session_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",),
-                   threads: int | None = None) -> Callable[[dict], np.ndarray]:
+                   threads: int | None = None) -> Callable[[dict], dict[str, np.ndarray]]:
     """A verify runner: an ``onnxruntime.InferenceSession`` on the token-id inputs."""
     import onnxruntime as ort
 
@@ -151,9 +160,10 @@ def session_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=list(providers))
+    names = [output.name for output in session.get_outputs()]
 
-    def run(batch: dict) -> np.ndarray:
-        return session.run(["logits"], {name: batch[name].astype(np.int32)
-                                        for name in ID_INPUTS})[0]
+    def run(batch: dict) -> dict[str, np.ndarray]:
+        values = session.run(names, {name: batch[name].astype(np.int32) for name in ID_INPUTS})
+        return dict(zip(names, values, strict=True))
 
     return run

@@ -7,18 +7,23 @@ from typing import Any
 
 from exporters.verify import Check
 
-COLUMNS = ("artifact", "variant", "size MB", "max |Δlogit|", "agree %", "acc %",
+COLUMNS = ("artifact", "variant", "size MB", "max |Δ|", "agree %", "{quality}",
            "b1 ms", "b32 ms", "ok")
+
+
+def columns(checks: Sequence[Check]) -> list[str]:
+    quality = next((c.quality_metric for c in checks if c.quality_metric), None) or "quality"
+    return [name.format(quality=quality) for name in COLUMNS]
 
 
 def rows(checks: Sequence[Check]) -> list[list[str]]:
     table = []
     for check in checks:
-        accuracy = check.accuracy
+        quality, agreement = check.quality, check.agreement
         table.append([
             check.artifact, check.variant, f"{check.size_bytes / 1e6:.1f}",
-            f"{check.max_abs_diff:.2e}", f"{100 * check.agreement:.2f}",
-            "-" if accuracy is None else f"{100 * accuracy:.2f}",
+            f"{check.max_abs_diff:.2e}", "-" if agreement is None else f"{100 * agreement:.2f}",
+            "-" if quality is None else f"{quality:.4f}",
             *(f"{check.latency_ms[name]:.1f}" if name in check.latency_ms else "-"
               for name in ("batch_1", "batch_32")),
             "yes" if check.passed else "NO",
@@ -30,9 +35,9 @@ def markdown_table(checks: Sequence[Check]) -> str:
     """The checks as a Markdown table (also readable in a terminal).
 
     >>> print(markdown_table([]).splitlines()[0])
-    | artifact | variant | size MB | max |Δlogit| | agree % | acc % | b1 ms | b32 ms | ok |
+    | artifact | variant | size MB | max |Δ| | agree % | quality | b1 ms | b32 ms | ok |
     """
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = ["| " + " | ".join(columns(checks)) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(checks)]
     for check in checks:
         if "fused_operators" in check.notes:

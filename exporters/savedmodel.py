@@ -1,14 +1,19 @@
 """SavedModel export in the TensorFlow Serving layout: ``<base>/<version>/``.
 
-Signatures:
+Signatures (the outputs are the task's, see ``tfsft.tasks``):
 
-- ``serving_default``: ``text`` (string ``[None]``; plus ``text_pair`` for pair models) ->
-  ``label`` (string), ``label_id`` (int64), ``probabilities``, ``logits`` (float32). Tokenization
-  runs inside the graph with the same tf-text ops used in training.
+- ``serving_default``: the task's raw-string inputs (``text`` string ``[None]``; plus
+  ``text_pair`` for pair models) -> the task's serving outputs (text classification: ``label``,
+  ``label_id``, ``probabilities``, ``logits``). Tokenization runs inside the graph with the same
+  tf-text ops used in training.
 - ``serve_token_ids``: ``input_ids``, ``attention_mask``, ``token_type_ids`` (int32
-  ``[None, None]``) -> ``probabilities``, ``logits``.
+  ``[None, None]``) -> the task's export outputs (text classification: ``probabilities``,
+  ``logits``); the TFLite and ONNX models have the same outputs.
 - ``tokenize``: the same text inputs as ``serving_default`` -> the three id tensors above, for
   clients of ``serve_token_ids`` and other runtimes.
+
+``assets/`` holds ``vocab.txt``, ``labels.txt`` (one name per output column) and ``task.json``
+(the task, its options and state: labels, thresholds, target statistics).
 
 Loading needs ``import tensorflow_text`` first (it registers the tokenizer ops).
 """
@@ -24,7 +29,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfsft.runs import TrainedRun
+from tfsft.io_utils import atomic_write_json
+from tfsft.runs import TrainedRun, task_record
 
 SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
@@ -40,7 +46,7 @@ def next_version(base: Path) -> int:
 
 
 def export_savedmodel(run: TrainedRun, base: str | os.PathLike,
-                      warmup_texts: list[str] | None = None) -> Path:
+                      warmup_texts: dict[str, list[str]] | None = None) -> Path:
     """Write the next version of ``run``'s model under ``base``; returns the version folder.
 
     The version is written to a hidden temporary folder and renamed into place, so a server
@@ -97,7 +103,7 @@ num_batch_threads { value: 4 }
 """
 
 
-def write_warmup_requests(path: Path, texts: list[str], text_pairs: list[str] | None = None,
+def write_warmup_requests(path: Path, texts: dict[str, list[str]],
                           model_name: str = "model") -> None:
     """``assets.extra/tf_serving_warmup_requests``: PredictionLog records TF Serving replays."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -105,14 +111,13 @@ def write_warmup_requests(path: Path, texts: list[str], text_pairs: list[str] | 
     extra = path / "assets.extra"
     extra.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        for size in (1, min(len(texts), 32)):
+        count = len(next(iter(texts.values())))
+        for size in (1, min(count, 32)):
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model_name
             request.model_spec.signature_name = SERVING_SIGNATURE
-            request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts[:size], dtype=tf.string))
-            if text_pairs is not None:
-                request.inputs["text_pair"].CopyFrom(
-                    tf.make_tensor_proto(text_pairs[:size], dtype=tf.string))
+            for name, values in texts.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(values[:size], dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -125,47 +130,32 @@ def savedmodel_runner(path: str | os.PathLike):
     serve = tf.saved_model.load(str(path)).signatures[SERVING_SIGNATURE]
 
     def run(batch):
-        inputs = {"text": tf.constant(list(batch["texts"]))}
-        if batch["text_pairs"] is not None:
-            inputs["text_pair"] = tf.constant(list(batch["text_pairs"]))
-        return serve(**inputs)["logits"].numpy()
+        inputs = {k: tf.constant(list(v)) for k, v in batch["text_inputs"].items()}
+        return {k: v.numpy() for k, v in serve(**inputs).items()}
 
     return run
 
 
-def write_savedmodel(run: TrainedRun, path: Path, warmup_texts: list[str] | None = None,
-                     warmup_pairs: list[str] | None = None) -> None:
+def write_savedmodel(run: TrainedRun, path: Path,
+                     warmup_texts: dict[str, list[str]] | None = None) -> None:
     """Write the SavedModel of ``run`` into the (existing, empty) folder ``path``."""
-    model, tokenizer = run.model, run.tokenizer
-    labels = tf.constant(list(run.labels))
+    model, tokenizer, task = run.model, run.tokenizer, run.task
     max_length = run.max_length
 
-    def outputs(logits: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.nn.softmax(logits, axis=-1)
-        label_id = tf.argmax(logits, axis=-1)
-        return {"label": tf.gather(labels, label_id), "label_id": label_id,
-                "probabilities": probabilities, "logits": logits}
-
-    def classify(features: dict[str, tf.Tensor]) -> tf.Tensor:
+    def raw_outputs(features: dict[str, tf.Tensor]) -> tf.Tensor:
         return tf.cast(model(features, training=False), tf.float32)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tokenizer)
-    text_spec = tf.TensorSpec([None], tf.string, name="text")
-    if run.text_pair:
-        def features(text, text_pair):
-            return tokenizer.encode(text, text_pair, max_length)
+    names = task.text_inputs()
+    signature = [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
-        signature = [text_spec, tf.TensorSpec([None], tf.string, name="text_pair")]
-    else:
-        def features(text):
-            return tokenizer.encode(text, max_length=max_length)
-
-        signature = [text_spec]
+    def features(*texts):
+        return task.tokenize(tokenizer, dict(zip(names, texts, strict=True)), max_length)
 
     def serve_text(*texts):
-        return outputs(classify(features(*texts)))
+        return task.serving_outputs(raw_outputs(features(*texts)))
 
     def tokenize(*texts):
         encoded = features(*texts)
@@ -176,17 +166,24 @@ def write_savedmodel(run: TrainedRun, path: Path, warmup_texts: list[str] | None
     archive.add_endpoint(TOKENIZE_SIGNATURE, tokenize, input_signature=signature)
 
     def serve_token_ids(input_ids, attention_mask, token_type_ids):
-        logits = classify({"token_ids": input_ids, "padding_mask": attention_mask,
-                           "segment_ids": token_type_ids})
-        return {"probabilities": tf.nn.softmax(logits, axis=-1), "logits": logits}
+        return task.export_outputs(raw_outputs({"token_ids": input_ids,
+                                                "padding_mask": attention_mask,
+                                                "segment_ids": token_type_ids}))
 
-    id_spec = [tf.TensorSpec([None, None], tf.int32, name=n)
-               for n in ID_INPUTS]
+    id_spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in ID_INPUTS]
     archive.add_endpoint(TOKEN_IDS_SIGNATURE, serve_token_ids, input_signature=id_spec)
     archive.write_out(str(path), verbose=False)
     assets = path / "assets"
     assets.mkdir(exist_ok=True)
-    (assets / "vocab.txt").write_text("\n".join(tokenizer.vocabulary) + "\n", encoding="utf-8")
-    (assets / "labels.txt").write_text("\n".join(run.labels) + "\n", encoding="utf-8")
+    write_task_sidecars(assets, run)
     if warmup_texts:
-        write_warmup_requests(path, warmup_texts, warmup_pairs)
+        write_warmup_requests(path, warmup_texts)
+
+
+def write_task_sidecars(folder: Path, run: TrainedRun) -> None:
+    """``vocab.txt``, ``labels.txt`` and ``task.json``: what a client needs beside a model."""
+    (folder / "vocab.txt").write_text("\n".join(run.tokenizer.vocabulary) + "\n",
+                                      encoding="utf-8")
+    (folder / "labels.txt").write_text("".join(f"{label}\n" for label in run.labels),
+                                       encoding="utf-8")
+    atomic_write_json(folder / "task.json", task_record(run.task, run.max_length))

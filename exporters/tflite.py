@@ -3,14 +3,15 @@ raw-text model with the tf-text tokenizer in the graph.
 
 Files written into the output folder::
 
-    model.tflite              token ids -> logits (fp32); inputs input_ids, attention_mask,
+    model.tflite              token ids -> the task's export outputs (fp32; classification:
+                              logits, probabilities); inputs input_ids, attention_mask,
                               token_type_ids (int32 [batch, length], any length)
     model_fp16.tflite         weights in float16
     model_int8_dynamic.tflite weights in int8, activations float (dynamic-range quantization)
     model_int8.tflite         dense layers int8 in weights and activations (calibrated on
                               training texts); normalization, softmax, GELU in float
-    model_text.tflite         raw strings -> label, probabilities, logits (tf-text custom ops)
-    labels.txt, vocab.txt, tokenizer_config.json   what a mobile app needs beside the model
+    model_text.tflite         raw strings -> the task's serving outputs (tf-text custom ops)
+    labels.txt, vocab.txt, tokenizer_config.json, task.json   what an app needs beside the model
 
 Run the raw-text model with LiteRT and the tf-text op resolver::
 
@@ -81,30 +82,31 @@ def convert_text(savedmodel: Path) -> bytes:
     return converter.convert()
 
 
-def write_sidecars(folder: Path, vocabulary: Sequence[str], labels: Sequence[str],
-                   lowercase: bool, max_length: int) -> None:
+def write_sidecars(folder: Path, run) -> None:
+    """labels, vocabulary, task and tokenizer settings beside the ``.tflite`` files."""
     import json
 
-    (folder / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-    (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    from exporters.savedmodel import write_task_sidecars
+
+    write_task_sidecars(folder, run)
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"do_lower_case": lowercase, "model_max_length": max_length,
+        {"do_lower_case": run.tokenizer.lowercase, "model_max_length": run.max_length,
          "tokenizer_class": "BertTokenizer"}, indent=2) + "\n")
 
 
-def token_ids_runner(path: Path) -> Callable[[dict], np.ndarray]:
+def token_ids_runner(path: Path) -> Callable[[dict], dict[str, np.ndarray]]:
     """A verify runner for a token-id ``.tflite`` (LiteRT interpreter, any batch and length)."""
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(path)).get_signature_runner(TOKEN_IDS_SIGNATURE)
 
-    def run(batch: dict) -> np.ndarray:
-        return runner(**{name: batch[name].astype(np.int32) for name in ID_INPUTS})["logits"]
+    def run(batch: dict) -> dict[str, np.ndarray]:
+        return runner(**{name: batch[name].astype(np.int32) for name in ID_INPUTS})
 
     return run
 
 
-def text_runner(path: Path) -> Callable[[dict], np.ndarray]:
+def text_runner(path: Path) -> Callable[[dict], dict[str, np.ndarray]]:
     """A verify runner for the raw-text ``.tflite`` (LiteRT with the tf-text custom ops)."""
     import tensorflow_text
     from ai_edge_litert.interpreter import InterpreterWithCustomOps
@@ -114,11 +116,8 @@ def text_runner(path: Path) -> Callable[[dict], np.ndarray]:
         custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)
     runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
 
-    def run(batch: dict) -> np.ndarray:
-        inputs = {"text": _utf8(batch["texts"])}
-        if batch["text_pairs"] is not None:
-            inputs["text_pair"] = _utf8(batch["text_pairs"])
-        return runner(**inputs)["logits"]
+    def run(batch: dict) -> dict[str, np.ndarray]:
+        return runner(**{name: _utf8(texts) for name, texts in batch["text_inputs"].items()})
 
     return run
 

@@ -1,14 +1,19 @@
-"""Check an exported artifact against the Keras model on held-out texts, and time it.
+"""Check an exported artifact against the Keras model on held-out examples, and time it.
 
 Every artifact is wrapped as a :class:`Runner`: a function from a batch of held-out examples to
-logits. :func:`verify` feeds the same batches to the artifact and to the Keras model and reports
-max |Δlogit|, argmax agreement, accuracy, file size and median latency at batch 1 and 32.
+the task's named export outputs. :func:`verify` feeds the same batches to the artifact and to the
+Keras model and compares each output as the task says (:class:`~tfsft.tasks.base.OutputCheck`):
+max |Δ| for every output, argmax or decision agreement, correlation for scores; per-token outputs
+only on real tokens. It also records the task's quality metric, file size and median latency at
+batch 1 and 32.
 
 >>> import numpy as np
->>> check = Check("x", "fp32", "x.bin", 10, np.array([[1.0, 0.0]]), np.array([[1.0, 0.1]]),
-...               np.array([0]))
->>> check.max_abs_diff, check.agreement, check.accuracy
-(0.1, 1.0, 1.0)
+>>> from tfsft.tasks.base import OutputCheck
+>>> mask = [np.ones((1, 3), np.int32)]
+>>> check = Check("x", "fp32", "x.bin", 10, {"logits": OutputCheck(kind="argmax")},
+...               {"logits": [np.array([[1.0, 0.0]])]}, {"logits": [np.array([[1.0, 0.1]])]}, mask)
+>>> check.max_abs_diff, check.agreement, check.passed
+(0.1, 1.0, False)
 """
 
 from __future__ import annotations
@@ -21,97 +26,151 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.data.examples import TextClassificationData
+from exporters.savedmodel import ID_INPUTS
+from tfsft.tasks.base import OutputCheck, Task
 
-# A batch handed to runners: the texts (and pairs) and their token-id features.
+# A batch handed to runners: raw-text inputs (``text_inputs``) and the token-id features.
 Batch = dict[str, Any]
-Runner = Callable[[Batch], np.ndarray]
-
-FP32_TOLERANCE = 1e-4
-QUANTIZED_MIN_AGREEMENT = 0.98
+Runner = Callable[[Batch], dict[str, np.ndarray]]
 
 
 @dataclass
 class Check:
-    """What :func:`verify` measured for one artifact."""
+    """What :func:`verify` measured for one artifact: each output batch by batch."""
 
     artifact: str
     variant: str
     path: str
     size_bytes: int
-    reference: np.ndarray = field(repr=False)
-    logits: np.ndarray = field(repr=False)
-    label_ids: np.ndarray | None = field(repr=False)
+    rules: dict[str, OutputCheck] = field(repr=False)
+    reference: dict[str, list[np.ndarray]] = field(repr=False)
+    outputs: dict[str, list[np.ndarray]] = field(repr=False)
+    masks: list[np.ndarray] = field(repr=False)
+    quality: float | None = None
+    quality_metric: str | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
+    def _pairs(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Reference and artifact values of output ``name`` (real tokens only if per token)."""
+        ours, theirs = [], []
+        for reference, output, mask in zip(self.reference[name], self.outputs[name], self.masks,
+                                           strict=True):
+            reference, output = np.asarray(reference, np.float64), np.asarray(output, np.float64)
+            if self.rules[name].per_token:
+                keep = mask.astype(bool)
+                reference, output = reference[keep], output[keep]
+            ours.append(reference.reshape(len(reference), -1))
+            theirs.append(output.reshape(len(output), -1))
+        return np.concatenate(ours), np.concatenate(theirs)
+
+    def diff(self, name: str) -> float:
+        reference, output = self._pairs(name)
+        return round(float(np.max(np.abs(output - reference))), 8) if reference.size else 0.0
+
+    def agreement_of(self, name: str) -> float | None:
+        rule = self.rules[name]
+        reference, output = self._pairs(name)
+        if rule.kind == "argmax":
+            return float(np.mean(output.argmax(-1) == reference.argmax(-1)))
+        if rule.kind == "decisions":
+            threshold = np.asarray(rule.threshold if rule.threshold is not None else 0.0)
+            return float(np.mean((output > threshold) == (reference > threshold)))
+        return None
+
+    def correlation_of(self, name: str) -> float | None:
+        if self.rules[name].kind != "scores":
+            return None
+        reference, output = self._pairs(name)
+        if reference.size < 2 or np.std(reference) == 0 or np.std(output) == 0:
+            return 1.0 if np.allclose(reference, output) else 0.0
+        return float(np.corrcoef(reference.ravel(), output.ravel())[0, 1])
+
     @property
     def max_abs_diff(self) -> float:
-        return round(float(np.max(np.abs(self.logits - self.reference))), 8)
+        return max(self.diff(name) for name in self.rules)
 
     @property
-    def agreement(self) -> float:
-        return float(np.mean(self.logits.argmax(-1) == self.reference.argmax(-1)))
-
-    @property
-    def accuracy(self) -> float | None:
-        if self.label_ids is None:
-            return None
-        return float(np.mean(self.logits.argmax(-1) == self.label_ids))
+    def agreement(self) -> float | None:
+        values = [a for a in (self.agreement_of(n) for n in self.rules) if a is not None]
+        return min(values) if values else None
 
     @property
     def quantized(self) -> bool:
         return self.variant not in ("fp32", "optimized", "text")
 
+    def passed_output(self, name: str) -> bool:
+        rule = self.rules[name]
+        if not self.quantized:
+            return self.diff(name) <= rule.tolerance
+        if rule.kind == "scores":
+            return (self.correlation_of(name) or 0.0) >= rule.min_correlation
+        return (self.agreement_of(name) or 0.0) >= rule.min_agreement
+
     @property
     def passed(self) -> bool:
-        if self.quantized:
-            return self.agreement >= QUANTIZED_MIN_AGREEMENT
-        return self.max_abs_diff <= FP32_TOLERANCE
+        return all(self.passed_output(name) for name in self.rules)
+
+    def rule_text(self, name: str) -> str:
+        rule = self.rules[name]
+        if not self.quantized:
+            return f"max |Δ| <= {rule.tolerance:g}"
+        if rule.kind == "scores":
+            return f"correlation >= {rule.min_correlation}"
+        return f"{rule.kind} agreement >= {rule.min_agreement}"
 
     def summary(self) -> dict[str, Any]:
         return {
             "artifact": self.artifact, "variant": self.variant, "path": self.path,
-            "size_bytes": self.size_bytes, "max_abs_logit_diff": self.max_abs_diff,
-            "argmax_agreement": self.agreement, "accuracy": self.accuracy,
-            "latency_ms": self.latency_ms, "passed": self.passed,
-            "rule": (f"argmax agreement >= {QUANTIZED_MIN_AGREEMENT}" if self.quantized
-                     else f"max |Δlogit| <= {FP32_TOLERANCE}"),
+            "size_bytes": self.size_bytes, "max_abs_diff": self.max_abs_diff,
+            "agreement": self.agreement, "quality_metric": self.quality_metric,
+            "quality": self.quality, "latency_ms": self.latency_ms, "passed": self.passed,
+            "outputs": {name: {"max_abs_diff": self.diff(name),
+                               "agreement": self.agreement_of(name),
+                               "correlation": self.correlation_of(name),
+                               "rule": self.rule_text(name), "passed": self.passed_output(name)}
+                        for name in self.rules},
             **self.notes,
         }
 
 
-def make_batches(tokenizer, data: TextClassificationData, max_length: int,
+def make_batches(task: Task, tokenizer, examples: Any, max_length: int,
                  batch_size: int = 32) -> list[Batch]:
     """Held-out examples in input order, cut into batches with their token-id features."""
+    import tensorflow as tf
+
+    texts = task.texts(examples)
+    count = len(next(iter(texts.values())))
     batches = []
-    for start in range(0, len(data), batch_size):
-        texts = data.texts[start:start + batch_size]
-        pairs = None if data.text_pairs is None else data.text_pairs[start:start + batch_size]
-        encoded = tokenizer.encode(texts, pairs, max_length=max_length)
+    for start in range(0, count, batch_size):
+        inputs = {name: np.array(values[start:start + batch_size], dtype=object)
+                  for name, values in texts.items()}
+        features = task.tokenize(tokenizer, {k: tf.constant(list(v)) for k, v in inputs.items()},
+                                 max_length)
         batches.append({
-            "texts": np.array(texts, dtype=object),
-            "text_pairs": None if pairs is None else np.array(pairs, dtype=object),
-            "input_ids": encoded["token_ids"].numpy(),
-            "attention_mask": encoded["padding_mask"].numpy(),
-            "token_type_ids": encoded["segment_ids"].numpy(),
+            "text_inputs": inputs,
+            "input_ids": features["token_ids"].numpy(),
+            "attention_mask": features["padding_mask"].numpy(),
+            "token_type_ids": features["segment_ids"].numpy(),
         })
     return batches
+
+
+def batch_size_of(batch: Batch) -> int:
+    return len(batch["input_ids"])
 
 
 def single_examples(batches: Sequence[Batch], count: int) -> list[Batch]:
     """The first ``count`` examples as batches of one, trimmed to their own length."""
     singles = []
     for batch in batches:
-        for i in range(len(batch["texts"])):
+        for i in range(batch_size_of(batch)):
             if len(singles) == count:
                 return singles
             length = int(batch["attention_mask"][i].sum())
             singles.append({
-                "texts": batch["texts"][i:i + 1],
-                "text_pairs": None if batch["text_pairs"] is None else batch["text_pairs"][i:i + 1],
-                **{k: batch[k][i:i + 1, :length]
-                   for k in ("input_ids", "attention_mask", "token_type_ids")},
+                "text_inputs": {k: v[i:i + 1] for k, v in batch["text_inputs"].items()},
+                **{k: batch[k][i:i + 1, :length] for k in ID_INPUTS},
             })
     return singles
 
@@ -128,8 +187,15 @@ def median_ms(runner: Runner, batches: Sequence[Batch], warmup: int = 2) -> floa
     return round(float(np.median(times)), 3)
 
 
-def run_all(runner: Runner, batches: Sequence[Batch]) -> np.ndarray:
-    return np.concatenate([np.asarray(runner(batch), dtype=np.float32) for batch in batches])
+def run_all(runner: Runner, batches: Sequence[Batch],
+            names: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    """Each named output of ``runner``, one float32 array per batch."""
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for batch in batches:
+        result = runner(batch)
+        for name in names:
+            outputs[name].append(np.asarray(result[name], dtype=np.float32))
+    return outputs
 
 
 def size_of(path: str | Path) -> int:
@@ -139,12 +205,16 @@ def size_of(path: str | Path) -> int:
     return path.stat().st_size
 
 
-def verify(artifact: str, variant: str, path: str | Path, runner: Runner,
-           reference: np.ndarray, batches: Sequence[Batch], label_ids: np.ndarray | None,
+def verify(artifact: str, variant: str, path: str | Path, runner: Runner, task: Task,
+           reference: dict[str, list[np.ndarray]], batches: Sequence[Batch], examples: Any,
            latency_batches: dict[str, Sequence[Batch]], notes: dict | None = None) -> Check:
     """Run ``runner`` on all held-out ``batches``, compare with ``reference`` and time it."""
-    logits = run_all(runner, batches)
-    check = Check(artifact, variant, str(path), size_of(path), reference, logits, label_ids,
+    rules = task.output_checks()
+    outputs = run_all(runner, batches, list(rules))
+    quality = task.export_quality(examples, {k: np.concatenate(v) if not rules[k].per_token
+                                             else v for k, v in outputs.items()})
+    check = Check(artifact, variant, str(path), size_of(path), rules, reference, outputs,
+                  [b["attention_mask"] for b in batches], quality, task.headline_metric,
                   notes=dict(notes or {}))
     for name, timing_batches in latency_batches.items():
         check.latency_ms[name] = median_ms(runner, timing_batches)

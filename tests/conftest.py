@@ -135,7 +135,7 @@ def tiny_config(tiny_checkpoint, train_file, output_dir, **overrides):
                    epochs=6, batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, max_length=16,
                    seed=7, backup_every_steps=None, tensorboard=False, precision="float32")
     options.update(overrides)
-    return TrainConfig(**options)
+    return TrainConfig.from_dict(options)  # task options (columns, class_weight) at the top level
 
 
 @pytest.fixture(scope="session")
@@ -163,3 +163,35 @@ def sigkill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: 
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+def regression_rows(count: int, seed: int = 0) -> list[tuple[str, float]]:
+    """Synthetic reviews scored like human ratings: +1.5 per positive word, -1.5 per negative."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        words = rng.sample(FILLER, rng.randint(2, 6))
+        score = 0.0
+        for _ in range(rng.randint(0, 3)):
+            positive = rng.random() < 0.5
+            words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if positive else NEGATIVE))
+            score += 1.5 if positive else -1.5
+        rows.append((" ".join(words), round(score + rng.gauss(0, 0.1), 3)))
+    return rows
+
+
+def multi_label_rows(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Synthetic reviews labelled by what they mention: "praise" (a positive word),
+    "complaint" (a negative word), "film" (film/movie); some mention nothing."""
+    rng = random.Random(seed)
+    neutral = [w for w in FILLER if w not in ("film", "movie")]
+    rows = []
+    for _ in range(count):
+        words, labels = rng.sample(neutral, rng.randint(2, 6)), []
+        for label, vocabulary in (("praise", POSITIVE), ("complaint", NEGATIVE),
+                                  ("film", ["film", "movie"])):
+            if rng.random() < 0.45:
+                words.insert(rng.randint(0, len(words)), rng.choice(vocabulary))
+                labels.append(label)
+        rows.append((" ".join(words), "|".join(labels)))
+    return rows

@@ -12,10 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-import exporters.verify
 from exporters import ExportMismatchError, export
 from tfsft.cli import main as cli
 from tfsft.runs import TrainedRun
+from tfsft.tasks.base import OutputCheck
+from tfsft.tasks.text_classification import TextClassificationTask
 from tfsft.tokenization import unpad
 
 from .conftest import sigkill_when
@@ -46,7 +47,7 @@ def test_every_artifact_passes_its_parity_check(exported):
         assert artifact["passed"], artifact
         assert os.path.exists(artifact["path"]), artifact["path"]
         if artifact["variant"] in ("fp32", "optimized", "text"):
-            assert artifact["max_abs_logit_diff"] <= 1e-4
+            assert artifact["max_abs_diff"] <= 1e-4
         assert set(artifact["latency_ms"]) == {"batch_1", "batch_32"}
     assert json.loads((base / "export_report.json").read_text())["passed"]
 
@@ -82,7 +83,7 @@ def test_onnx_graph_contract_and_shipped_tokenizer(exported, trained_run):
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask",
                                                    "token_type_ids"]
-    assert [o.name for o in model.graph.output] == ["logits"]
+    assert sorted(o.name for o in model.graph.output) == ["logits", "probabilities"]
     for graph_input in model.graph.input:
         dims = graph_input.type.tensor_type.shape.dim
         assert len(dims) == 2 and not any(d.HasField("dim_value") for d in dims)  # dynamic axes
@@ -108,14 +109,16 @@ def test_raw_text_tflite_labels_match_predict(exported, trained_run):
 
     base, _ = exported
     texts = ["the acting was brilliant", "a boring , tedious film", "fun", "weak"]
-    logits = text_runner(base / "tflite" / "model_text.tflite")(
-        {"texts": np.array(texts, dtype=object), "text_pairs": None})
+    outputs = text_runner(base / "tflite" / "model_text.tflite")(
+        {"text_inputs": {"text": np.array(texts, dtype=object)}})
+    logits = outputs["logits"]
     run = TrainedRun(trained_run.run_dir)
     assert [run.labels[i] for i in logits.argmax(-1)] == [p["label"] for p in run.predict(texts)]
 
 
 def test_mismatch_fails_and_publishes_nothing(trained_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(exporters.verify, "FP32_TOLERANCE", 0.0)
+    strict = {"logits": OutputCheck(kind="argmax", tolerance=0.0)}
+    monkeypatch.setattr(TextClassificationTask, "output_checks", lambda self: strict)
     base = tmp_path / "strict"
     with pytest.raises(ExportMismatchError, match="nothing was published"):
         export(trained_run.run_dir, base, formats=["onnx"])

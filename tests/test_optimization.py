@@ -11,10 +11,10 @@ from tfsft.data.examples import TextClassificationData
 from tfsft.errors import ConfigError
 from tfsft.evaluation.metrics import classification_metrics
 from tfsft.models.text_classifier import TextClassifier
+from tfsft.tasks.text_classification import class_weights
 from tfsft.training.optimizers import adamw
 from tfsft.training.precision import cpu_has_fast_bfloat16, resolve_precision
 from tfsft.training.schedules import WarmupDecay
-from tfsft.training.trainer import class_weights
 
 
 def values(schedule, steps):
@@ -107,13 +107,12 @@ def test_precision_options(tmp_path):
 
 def test_class_weights_balanced_and_explicit():
     data = TextClassificationData(["a"] * 4, None, np.array([0, 0, 0, 1], np.int32), ("neg", "pos"))
-    config = TrainConfig(train="x", model="m", output_dir="o", class_weight="balanced")
-    assert class_weights(config, data) == {0: pytest.approx(2 / 3), 1: 2.0}
-    config.class_weight = {"pos": 3}
-    assert class_weights(config, data) == {0: 1.0, 1: 3.0}
-    config.class_weight = {"neutral": 3}
+    np.testing.assert_allclose(class_weights("balanced", data), [2 / 3, 2.0])
+    assert class_weights({"pos": 3}, data).tolist() == [1.0, 3.0]
     with pytest.raises(ConfigError, match="neutral"):
-        class_weights(config, data)
+        class_weights({"neutral": 3}, data)
+    with pytest.raises(ConfigError, match="class_weight must be 'balanced'"):
+        TrainConfig(train="x", model="m", output_dir="o", task_options={"class_weight": "some"})
 
 
 def test_config_validation_messages(tmp_path):

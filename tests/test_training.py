@@ -20,7 +20,7 @@ from tfsft.training.trainer import train
 
 from .conftest import sentiment_rows, tiny_config, write_csv
 
-RUN_FILES = ["config.yaml", "labels.json", "tokenizer/vocab.txt", "model.keras", "metrics.json",
+RUN_FILES = ["config.yaml", "task.json", "tokenizer/vocab.txt", "model.keras", "metrics.json",
              "classification_report.txt", "confusion_matrix.png", "training_curves.png",
              "history.csv", "run.json", "checkpoints/best.weights.h5"]
 
@@ -33,7 +33,8 @@ def test_training_learns_and_writes_the_run_folder(trained_run):
     assert not (run_dir / "backup").exists()  # removed once training finished
     assert trained_run.metrics["accuracy"] >= 0.9
     assert trained_run.summary["train_examples"] == 460 and trained_run.summary["epochs_run"] >= 1
-    assert json.loads((run_dir / "labels.json").read_text())["labels"] == ["neg", "pos"]
+    task = json.loads((run_dir / "task.json").read_text())
+    assert task["task"] == "text-classification" and task["state"]["labels"] == ["neg", "pos"]
     for png in ("confusion_matrix.png", "training_curves.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -1,29 +1,55 @@
 """tfsft: fine-tune BERT-style encoders with Keras/TensorFlow and ship them to production.
 
+Names are imported on first use, so ``import tfsft`` (and ``tfsft --help``) does not load
+TensorFlow until a model, tokenizer or pipeline is needed.
+
 >>> import tfsft
 >>> sorted(name for name in tfsft.__all__ if name[0].isupper())[:3]
 ['CheckpointError', 'ConfigError', 'DataError']
 """
 
 import os as _os
+from importlib import import_module as _import_module
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfsft.config import TrainConfig  # noqa: E402
-from tfsft.data.examples import TextClassificationData, read_text_classification  # noqa: E402
-from tfsft.data.pipeline import encode, make_dataset, predict_logits  # noqa: E402
-from tfsft.errors import CheckpointError, ConfigError, DataError, TfsftError  # noqa: E402
-from tfsft.models.text_classifier import TextClassifier  # noqa: E402
-from tfsft.runs import TrainedRun  # noqa: E402
-from tfsft.tokenization import WordPieceTokenizer  # noqa: E402
-from tfsft.training.optimizers import adamw  # noqa: E402
-from tfsft.training.schedules import WarmupDecay  # noqa: E402
-from tfsft.training.trainer import train  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError", "ConfigError", "DataError", "TextClassificationData", "TextClassifier",
-    "TfsftError", "TrainConfig", "TrainedRun", "WarmupDecay", "WordPieceTokenizer", "adamw",
-    "encode", "make_dataset", "predict_logits", "read_text_classification", "train",
-]
+_EXPORTS = {
+    "TrainConfig": "tfsft.config",
+    "TextClassificationData": "tfsft.data.examples",
+    "TextExamples": "tfsft.data.examples",
+    "read_text_classification": "tfsft.data.examples",
+    "encode": "tfsft.data.pipeline",
+    "make_dataset": "tfsft.data.pipeline",
+    "predict_logits": "tfsft.data.pipeline",
+    "CheckpointError": "tfsft.errors",
+    "ConfigError": "tfsft.errors",
+    "DataError": "tfsft.errors",
+    "TfsftError": "tfsft.errors",
+    "TextClassifier": "tfsft.models.text_classifier",
+    "TextModel": "tfsft.models.text_model",
+    "TrainedRun": "tfsft.runs",
+    "Task": "tfsft.tasks.base",
+    "create_task": "tfsft.tasks.base",
+    "register_task": "tfsft.tasks.base",
+    "task_names": "tfsft.tasks.base",
+    "WordPieceTokenizer": "tfsft.tokenization",
+    "adamw": "tfsft.training.optimizers",
+    "WarmupDecay": "tfsft.training.schedules",
+    "train": "tfsft.training.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(_import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfsft' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,11 +1,13 @@
 """The ``tfsft`` command line: train, evaluate, predict, export.
 
-Run ``tfsft COMMAND --help`` for the options of each command.
+Run ``tfsft COMMAND --help`` for the options of each command, and
+``tfsft train --task TASK --help`` for a task's own options.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -16,45 +18,109 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfsft.errors import TfsftError  # noqa: E402
+from tfsft.choices import LR_DECAYS  # noqa: E402
+from tfsft.errors import ConfigError, TfsftError  # noqa: E402
+from tfsft.tasks.base import option_fields, options_class, task_names  # noqa: E402
 from tfsft.training.precision import PRECISIONS  # noqa: E402
 
 logger = logging.getLogger("tfsft")
+DEFAULT_TASK = "text-classification"
+FILE_FORMATS = ["csv", "tsv", "jsonl", "parquet"]
 
 
-def _column_options(parser: argparse.ArgumentParser, label_default: str | None = None,
-                    format_flag: str = "--format") -> None:
-    group = parser.add_argument_group("columns")
-    group.add_argument("--text-column", help="column holding the text (default: text)")
-    group.add_argument("--text-pair-column", help="column holding the second text, for pairs")
-    group.add_argument("--label-column", default=label_default,
-                       help="column holding the label (default: label)")
-    group.add_argument(format_flag, dest="file_format", choices=["csv", "tsv", "jsonl", "parquet"],
+def _scalar(value: str) -> Any:
+    """A flag value for an option that takes several types: JSON mapping, int, float or text."""
+    if value.startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from exc
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _add_option(group: argparse._ArgumentGroup, field: Any, hint: Any, suffix: str = "") -> None:
+    """A ``--flag`` for a task option field (from its type hint and metadata)."""
+    import types
+    import typing
+
+    flag = "--" + field.name.replace("_", "-")
+    default = field.default if field.default is not dataclasses.MISSING else (
+        field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+    help_text = (field.metadata.get("help") or "") + suffix
+    if default not in (None, [], {}, ""):
+        help_text += f" (default: {default})"
+    kwargs: dict[str, Any] = {"dest": field.name, "default": None, "help": help_text}
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if hint is bool and default is True:  # on by default: the flag turns it off
+        flag = "--no-" + field.name.replace("_", "-")
+        kwargs.update(action="store_false", help=(field.metadata.get("help") or "") + suffix
+                      + " (on by default; this flag turns it off)")
+    elif hint is bool:
+        kwargs["action"] = "store_true"
+    elif origin is list:
+        kwargs.update(nargs="+", metavar=field.name.split("_")[-1].upper().rstrip("S") or "X")
+    elif origin in (typing.Union, types.UnionType) and len(args) == 1:
+        kwargs["type"] = args[0] if args[0] in (int, float, str) else str
+    elif origin in (typing.Union, types.UnionType):
+        kwargs["type"] = _scalar
+    elif hint in (int, float, str):
+        kwargs["type"] = hint
+    if field.metadata.get("choices"):
+        kwargs["choices"] = list(field.metadata["choices"])
+    group.add_argument(flag, **kwargs)
+
+
+def _task_options(parser: argparse.ArgumentParser, task: str) -> None:
+    group = parser.add_argument_group(
+        f"options of task {task} (other tasks: tfsft train --task NAME --help)")
+    for field, hint in option_fields(options_class(task)):
+        _add_option(group, field, hint)
+
+
+def _read_options(parser: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+    """Column options of every task (for reading data with a trained run's task)."""
+    group = parser.add_argument_group("columns (default: those the run was trained with)")
+    seen: dict[str, list[str]] = {}
+    fields = {}
+    for task in task_names():
+        for field, hint in option_fields(options_class(task)):
+            if field.metadata.get("read"):
+                seen.setdefault(field.name, []).append(task)
+                fields.setdefault(field.name, (field, hint))
+    for name, (field, hint) in fields.items():
+        tasks = seen[name]
+        suffix = "" if len(tasks) == len(task_names()) else f" [{', '.join(tasks)}]"
+        _add_option(group, field, hint, suffix)
+    group.add_argument(format_flag, dest="file_format", choices=FILE_FORMATS,
                        help="file format, when the extension does not tell")
     group.add_argument("--encoding", default=None, help="text encoding of the file (utf-8)")
-    group.add_argument("--exclude-labels", nargs="+", metavar="LABEL",
-                       help="skip rows with these labels (the count is reported)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
+    """The ``tfsft`` argument parser; ``train`` shows the options of ``task``."""
     parser = argparse.ArgumentParser(prog="tfsft", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="debug logging, and Python tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="fine-tune a model on labelled text")
     train.add_argument("--config", help="YAML file of options (flags override it)")
-    train.add_argument("--task", choices=["text-classification"])
+    train.add_argument("--task", choices=task_names(), help=f"what to learn (default {DEFAULT_TASK})")
     train.add_argument("--model", help="checkpoint folder (Hugging Face or keras-hub) or minilm-l6")
     train.add_argument("--train", help="training data: CSV/TSV/JSONL/Parquet file or dataset folder")
     train.add_argument("--validation", help="validation data (default: split off the training data)")
     train.add_argument("--validation-fraction", type=float)
     train.add_argument("--output-dir", help="run folder to write")
-    _column_options(train)
-    train.add_argument("--validation-text-column", help="text column of the validation file, "
-                       "when it differs from --text-column")
-    train.add_argument("--validation-text-pair-column")
-    train.add_argument("--validation-label-column")
+    train.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
+                       help="file format, when the extension does not tell")
+    train.add_argument("--encoding", help="text encoding of the files (utf-8)")
     train.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
     train.add_argument("--max-validation-rows", type=int)
     train.add_argument("--epochs", type=int)
@@ -62,39 +128,39 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--warmup-ratio", type=float)
-    train.add_argument("--lr-schedule", choices=["linear", "cosine", "exponential", "constant"])
+    train.add_argument("--lr-schedule", choices=LR_DECAYS)
     train.add_argument("--clipnorm", type=float, help="global gradient-norm clip")
     train.add_argument("--max-length", type=int, help="tokens per example, [CLS]/[SEP] included")
-    train.add_argument("--pooling", choices=["mean", "cls", "pooled"])
     train.add_argument("--dropout", type=float)
     train.add_argument("--seed", type=int)
     train.add_argument("--precision", choices=PRECISIONS,
                        help="compute precision (auto: bfloat16 matmuls on CPUs with AMX/AVX512-BF16, "
                             "else float32; weights and the saved model stay float32)")
-    train.add_argument("--class-weight", help="'balanced' or JSON like '{\"pos\": 2.0}'")
     train.add_argument("--early-stopping-patience", type=int)
     train.add_argument("--no-early-stopping", action="store_true")
     train.add_argument("--reduce-lr-on-plateau", action="store_true", default=None)
-    train.add_argument("--monitor", help="metric for early stopping/checkpoints (val_loss)")
+    train.add_argument("--monitor", help="validation metric for early stopping and the best "
+                                         "checkpoint (default val_loss)")
     train.add_argument("--backup-every-steps", type=int,
                        help="steps between resumable backups (default 200)")
     train.add_argument("--no-tensorboard", action="store_true")
     train.add_argument("--overwrite", action="store_true", default=None,
                        help="replace an existing run folder")
+    _task_options(train, task)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a trained run on labelled data")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--data", required=True)
-    evaluate.add_argument("--output-dir", help="also write metrics.json, report and PNG here")
+    evaluate.add_argument("--output-dir", help="also write metrics.json and the report files here")
     evaluate.add_argument("--batch-size", type=int, default=64)
-    _column_options(evaluate, label_default="label")
+    _read_options(evaluate)
 
-    predict = commands.add_parser("predict", help="labels for texts (arguments or a file)")
+    predict = commands.add_parser("predict", help="predictions for texts (arguments or a file)")
     predict.add_argument("run_dir")
-    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("texts", nargs="*", help="texts (single-text models)")
     predict.add_argument("--input", help="file of texts (CSV/TSV/JSONL/Parquet, or .txt: one a line)")
     predict.add_argument("--batch-size", type=int, default=64)
-    _column_options(predict, label_default=None)
+    _read_options(predict)
 
     export = commands.add_parser(
         "export", help="export a trained run (SavedModel, TFLite, ONNX), verified on held-out data")
@@ -109,21 +175,43 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data", help="held-out data to verify on (default: the run's own)")
     export.add_argument("--max-examples", type=int, default=1000,
                         help="held-out examples to verify on (default 1000)")
-    _column_options(export, label_default="label", format_flag="--data-format")
+    _read_options(export, format_flag="--data-format")
     return parser
 
 
+def _task_of(argv: Sequence[str]) -> str:
+    """The task named by ``--task`` or by the ``--config`` file (read before parsing)."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--task" and i + 1 < len(argv) and argv[i + 1] in task_names():
+            return argv[i + 1]
+        if arg.startswith("--task=") and arg.split("=", 1)[1] in task_names():
+            return arg.split("=", 1)[1]
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--config" and i + 1 < len(argv) else (
+            arg.split("=", 1)[1] if arg.startswith("--config=") else None)
+        if path:
+            from tfsft.config import load_yaml_options
+
+            try:
+                task = load_yaml_options(path).get("task")
+            except TfsftError:
+                return DEFAULT_TASK  # reported when the config is loaded
+            return task if task in task_names() else DEFAULT_TASK
+    return DEFAULT_TASK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_task_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return {"train": _train, "evaluate": _evaluate, "predict": _predict,
                 "export": _export}[args.command](args)
-    except TfsftError as exc:
-        print(f"tfsft {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except FileExistsError as exc:
+    except (TfsftError, FileExistsError) as exc:
+        if args.verbose:
+            raise
         print(f"tfsft {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -132,16 +220,13 @@ def _train(args: argparse.Namespace) -> int:
     from tfsft.config import TrainConfig
     from tfsft.training.trainer import train
 
+    task = args.task or (_task_of(["--config", args.config]) if args.config else DEFAULT_TASK)
+    task_fields = [f.name for f, _ in option_fields(options_class(task))]
     overrides: dict[str, Any] = {
-        name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)
+        name: getattr(args, name) for name in TrainConfig.field_names() + task_fields
+        if hasattr(args, name)
     }
-    if args.class_weight and args.class_weight != "balanced":
-        try:
-            overrides["class_weight"] = json.loads(args.class_weight)
-        except json.JSONDecodeError as exc:
-            from tfsft.errors import ConfigError
-
-            raise ConfigError(f"--class-weight is neither 'balanced' nor JSON ({exc})") from exc
+    overrides["task"] = args.task
     if args.config:
         config = TrainConfig.from_yaml(args.config, overrides)
     else:
@@ -151,48 +236,50 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_tensorboard:
         config.tensorboard = False
     result = train(config)
-    print(json.dumps({"run_dir": str(result.run_dir), "validation": _headline(result.metrics),
+    print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
+                      "validation": result.summary["validation"],
                       "train_examples_per_second": result.summary["train_examples_per_second"],
                       "wall_seconds": result.summary["wall_seconds"]}))
     return 0
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("examples", "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
-    return {k: metrics[k] for k in keys}
+def _column_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Column options given on the command line (for ``TrainedRun.read``)."""
+    names = {f.name for task in task_names() for f, _ in option_fields(options_class(task))
+             if f.metadata.get("read")}
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def _data_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {"text_column": args.text_column or "text", "label_column": args.label_column,
-               "text_pair_column": args.text_pair_column, "file_format": args.file_format,
-               "exclude_labels": args.exclude_labels or ()}
-    if args.encoding:
-        options["encoding"] = args.encoding
-    return options
+def _read(run, path: str, args: argparse.Namespace, labelled: bool = True):
+    return run.read(path, labelled=labelled, file_format=args.file_format,
+                    encoding=args.encoding or "utf-8", **_column_overrides(args))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
-    data = run.read(args.data, **_data_options(args))
+    data = _read(run, args.data, args)
     metrics = run.evaluate(data, output_dir=args.output_dir, batch_size=args.batch_size, verbose=0)
     print(json.dumps(metrics))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from tfsft.errors import ConfigError
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
+    if run.text_pair and (args.texts or (args.input or "").endswith(".txt")):
+        raise ConfigError("this model takes text pairs: give them in a CSV/TSV/JSONL/Parquet "
+                          "--input file (columns --text-column and --text-pair-column), not as "
+                          "arguments or a .txt file")
     texts, pairs = list(args.texts), None
     if args.input:
         if args.input.endswith(".txt"):
             with open(args.input, encoding=args.encoding or "utf-8") as handle:
                 texts += [line.rstrip("\n") for line in handle if line.strip()]
         else:
-            data = run.read(args.input, **_data_options(args))
+            data = _read(run, args.input, args, labelled=False)
             texts += data.texts
             pairs = data.text_pairs
     if not texts:
@@ -210,7 +297,7 @@ def _export(args: argparse.Namespace) -> int:
         return [item.strip() for item in value.split(",") if item.strip()]
 
     run = TrainedRun(args.run_dir)
-    data = run.read(args.data, **_data_options(args)) if args.data else None
+    data = _read(run, args.data, args) if args.data else None
     result = export(run, args.output, formats=listed(args.format), quantize=listed(args.quantize),
                     allow_mismatch=args.allow_mismatch, data=data, max_examples=args.max_examples)
     print(json.dumps({"published": result["published"], "passed": result["passed"],

@@ -1,9 +1,19 @@
 """Training options as one dataclass, loadable from YAML and overridable from the command line.
 
+Options every task shares are fields of :class:`TrainConfig`; the task's own options (columns,
+label options, pooling, ...) are in ``task_options``, checked against the task's options class.
+In YAML they may sit at the top level or in a section named after the task::
+
+    task: regression
+    train: tweets.tsv
+    regression:
+      text_column: text
+      target_columns: [score]
+
 >>> config = TrainConfig.from_dict({"train": "train.csv", "model": "minilm-l6",
-...                                 "output_dir": "runs/a", "epochs": 2})
->>> config.epochs, config.batch_size
-(2, 16)
+...                                 "output_dir": "runs/a", "epochs": 2, "text_column": "review"})
+>>> config.epochs, config.batch_size, config.task_options["text_column"]
+(2, 16, 'review')
 """
 
 from __future__ import annotations
@@ -15,12 +25,12 @@ from typing import Any
 
 import yaml
 
+from tfsft.choices import LR_DECAYS
 from tfsft.errors import ConfigError
-from tfsft.models.text_classifier import POOLINGS
+from tfsft.tasks.base import make_options, option_fields, options_class, task_names
 from tfsft.training.precision import PRECISIONS
-from tfsft.training.schedules import DECAYS
 
-TASKS = ("text-classification",)
+REQUIRED = ("train", "model", "output_dir")
 
 
 @dataclass
@@ -31,15 +41,9 @@ class TrainConfig:
     model: str
     output_dir: str
     task: str = "text-classification"
+    task_options: dict[str, Any] = field(default_factory=dict)
     validation: str | None = None
     validation_fraction: float = 0.1
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    validation_text_column: str | None = None
-    validation_text_pair_column: str | None = None
-    validation_label_column: str | None = None
-    exclude_labels: list[str] = field(default_factory=list)
     max_train_rows: int | None = None
     max_validation_rows: int | None = None
     file_format: str | None = None
@@ -52,17 +56,18 @@ class TrainConfig:
     lr_schedule: str = "linear"
     clipnorm: float | None = 1.0
     max_length: int = 128
-    pooling: str = "mean"
     dropout: float = 0.1
     seed: int = 42
     precision: str = "auto"
-    class_weight: str | dict[str, float] | None = None
     early_stopping_patience: int | None = 2
     reduce_lr_on_plateau: bool = False
-    monitor: str = "val_loss"
+    monitor: str | None = None  # the task's default (val_loss)
     backup_every_steps: int | None = 200
     tensorboard: bool = True
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -70,16 +75,33 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "options") -> TrainConfig:
-        values = {k.replace("-", "_"): v for k, v in values.items()}
+        """Options from a mapping: shared options, plus the task's own at the top level, in a
+        section named after the task, or under ``task_options``."""
+        values = {k.replace("-", "_") if k not in task_names() else k: v
+                  for k, v in values.items()}
+        task = values.get("task") or "text-classification"
+        if task not in task_names():
+            raise ConfigError(f"{source}: unknown task {task!r}; the tasks are "
+                              f"{', '.join(task_names())}")
+        task_values = dict(values.pop("task_options", None) or {})
+        section = values.pop(task, None)
+        if section is not None:
+            if not isinstance(section, dict):
+                raise ConfigError(f"{source}: the {task!r} section must be a mapping of options")
+            task_values.update(section)
+        task_fields = {f.name for f, _ in option_fields(options_class(task))}
+        for name in [k for k in values if k in task_fields and k not in cls.field_names()]:
+            task_values[name] = values.pop(name)
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ConfigError(f"{source}: unknown option(s) {unknown}; "
-                              f"known options are {', '.join(cls.field_names())}")
-        missing = [name for name in ("train", "model", "output_dir") if values.get(name) is None]
+            raise ConfigError(f"{source}: unknown option(s) {unknown}; known options are "
+                              f"{', '.join(cls.field_names())} and the options of task {task!r}: "
+                              f"{', '.join(sorted(task_fields))}")
+        missing = [name for name in REQUIRED if values.get(name) is None]
         if missing:
             flags = ", ".join("--" + m.replace("_", "-") for m in missing)
             raise ConfigError(f"{source}: missing required option(s) {flags}")
-        config = cls(**values)
+        config = cls(**values, task_options=task_values)
         config.validate()
         return config
 
@@ -92,29 +114,31 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.task in TASKS, f"task must be one of {TASKS}"),
+            (self.task in task_names(), f"task must be one of {task_names()}"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (8 <= self.max_length <= 512, "max_length must be between 8 and 512"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-            (self.lr_schedule in DECAYS, f"lr_schedule must be one of {DECAYS}"),
-            (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}"),
+            (self.lr_schedule in LR_DECAYS, f"lr_schedule must be one of {LR_DECAYS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (0 < self.validation_fraction < 1, "validation_fraction must be in (0, 1)"),
             (not (self.reduce_lr_on_plateau and self.lr_schedule != "constant"),
              "reduce_lr_on_plateau needs lr_schedule: constant (a decaying schedule already "
              "sets the learning rate at every step)"),
-            (self.class_weight is None or isinstance(self.class_weight, dict)
-             or self.class_weight == "balanced",
-             "class_weight must be 'balanced' or a mapping label -> weight"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        # Every task option, defaults filled in: the saved config.yaml names them all.
+        self.task_options = make_options(options_class(self.task), self.task_options,
+                                         source=f"task {self.task!r}").to_dict()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Shared options, then the task's options in a section named after the task."""
+        values = dataclasses.asdict(self)
+        values[self.task] = values.pop("task_options")
+        return values
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -1,13 +1,18 @@
-"""A finished training run folder: load its model, tokenizer and labels; predict and evaluate.
+"""A finished training run folder: load its task, model and tokenizer; predict and evaluate.
 
 Layout of a run folder::
 
     config.yaml        the options the run was trained with
-    labels.json        label list, task, max_length, whether the model takes text pairs
+    task.json          the task, its options and what it learned (labels, thresholds, ...)
     tokenizer/         vocab.txt + tokenizer_config.json
     model.keras        the trained model (keras.saving.load_model)
-    metrics.json, classification_report.txt, confusion_matrix.png   validation results
+    heldout.jsonl      validation examples, for checking exports
+    calibration.jsonl  a sample of training examples, for int8 calibration
+    metrics.json + the task's report files (validation results)
     training_curves.png, history.csv, logs/ (TensorBoard), checkpoints/best.weights.h5
+
+Run folders of earlier releases (``labels.json`` instead of ``task.json``) load as
+text-classification runs.
 """
 
 from __future__ import annotations
@@ -18,21 +23,34 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from tfsft.data.examples import TextClassificationData, read_text_classification
-from tfsft.data.pipeline import encode, predict_logits
 from tfsft.errors import ConfigError, TfsftError
-from tfsft.evaluation.metrics import softmax
-from tfsft.evaluation.reports import write_evaluation
-from tfsft.tokenization import WordPieceTokenizer
+from tfsft.tasks.base import Task, create_task
 
 MODEL_FILE = "model.keras"
+TASK_FILE = "task.json"
+LEGACY_LABELS_FILE = "labels.json"  # run folders of tfsft 0.1
 HELDOUT_FILE = "heldout.jsonl"  # validation examples, for checking exports
-CALIBRATION_FILE = "calibration.jsonl"  # a sample of training texts, for int8 calibration
-LABELS_FILE = "labels.json"
+CALIBRATION_FILE = "calibration.jsonl"  # a sample of training examples, for int8 calibration
 TOKENIZER_DIR = "tokenizer"
+MAX_SAVED_EXAMPLES = 2000  # validation examples kept in the run folder to check exports
+CALIBRATION_EXAMPLES = 256  # training examples kept for int8 calibration
+
+
+def calibration_sample(count: int, seed: int) -> np.ndarray:
+    """Sorted indices of the training examples kept for int8 calibration (seeded).
+
+    >>> calibration_sample(10, seed=0).tolist() == sorted(calibration_sample(10, seed=0).tolist())
+    True
+    """
+    return np.sort(np.random.default_rng(seed).permutation(count)[:CALIBRATION_EXAMPLES])
+
+
+def task_record(task: Task, max_length: int) -> dict[str, Any]:
+    """The contents of ``task.json``."""
+    return {"format": 1, "task": task.name, "max_length": max_length,
+            "options": task.options.to_dict(), "state": task.state_dict()}
 
 
 class TrainedRun:
@@ -45,51 +63,81 @@ class TrainedRun:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
-        for name in (MODEL_FILE, LABELS_FILE, TOKENIZER_DIR):
+        for name in (MODEL_FILE, TOKENIZER_DIR):
             if not (self.run_dir / name).exists():
                 raise ConfigError(
                     f"{self.run_dir}: {name} is missing; this is not a finished tfsft run folder "
-                    "(train one with `tfsft train ... --output-dir DIR`)"
-                )
-        info = json.loads((self.run_dir / LABELS_FILE).read_text(encoding="utf-8"))
-        self.labels: tuple[str, ...] = tuple(info["labels"])
-        self.task: str = info.get("task", "text-classification")
-        self.max_length: int = int(info["max_length"])
-        self.text_pair: bool = bool(info.get("text_pair", False))
+                    "(train one with `tfsft train ... --output-dir DIR`)")
+        record = self._task_record()
+        self.task: Task = create_task(record["task"], record["options"], record["state"])
+        self.max_length: int = int(record["max_length"])
+        from tfsft.tokenization import WordPieceTokenizer
+
         self.tokenizer = WordPieceTokenizer.from_pretrained(self.run_dir / TOKENIZER_DIR,
                                                             max_length=self.max_length)
 
+    def _task_record(self) -> dict[str, Any]:
+        path = self.run_dir / TASK_FILE
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        legacy = self.run_dir / LEGACY_LABELS_FILE
+        if not legacy.exists():
+            raise ConfigError(f"{self.run_dir}: {TASK_FILE} is missing; this is not a finished "
+                              "tfsft run folder")
+        info = json.loads(legacy.read_text(encoding="utf-8"))
+        options: dict[str, Any] = {}
+        config_file = self.run_dir / "config.yaml"
+        if config_file.exists():  # the columns it was trained with
+            from tfsft.config import TrainConfig
+
+            try:
+                options = TrainConfig.from_yaml(config_file).task_options
+            except TfsftError:
+                options = {}
+        if info.get("text_pair") and not options.get("text_pair_column"):
+            options["text_pair_column"] = "text_pair"
+        return {"task": info.get("task", "text-classification"), "options": options,
+                "max_length": info["max_length"],
+                "state": {"labels": info["labels"], "text_pair": bool(info.get("text_pair"))}}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Name of each model output column (labels, or regression targets)."""
+        return tuple(self.task.labels_for_sidecar())
+
+    @property
+    def text_pair(self) -> bool:
+        return "text_pair" in self.task.text_inputs()
+
     @cached_property
-    def model(self) -> keras.Model:
+    def model(self):
+        import keras
+
         import tfsft.models  # noqa: F401  (registers the custom layers)
 
         return keras.saving.load_model(self.run_dir / MODEL_FILE, compile=False)
 
-    def read(self, source: Any, text_column: str = "text", label_column: str | None = "label",
-             text_pair_column: str | None = None, **options: Any) -> TextClassificationData:
-        """Read data with this run's label list (unknown labels are errors)."""
-        if self.text_pair and text_pair_column is None:
-            raise ConfigError("this model takes text pairs: pass --text-pair-column")
-        return read_text_classification(source, text_column=text_column,
-                                         label_column=label_column,
-                                         text_pair_column=text_pair_column,
-                                         labels=self.labels, **options)
+    def read(self, source: Any, labelled: bool = True, max_rows: int | None = None,
+             file_format: str | None = None, encoding: str = "utf-8", **columns: Any) -> Any:
+        """Read data with this run's task (and its label list); ``columns`` override the
+        column options the run was trained with (``text_column="content"``)."""
+        task = self.task.with_options(**{k: v for k, v in columns.items() if v is not None})
+        return task.read(source, role="eval", labelled=labelled, max_rows=max_rows,
+                         file_format=file_format, encoding=encoding)
 
-    def saved_examples(self, name: str = HELDOUT_FILE,
-                       fallback: TextClassificationData | None = None) -> TextClassificationData:
+    def saved_examples(self, name: str = HELDOUT_FILE, fallback: Any = None) -> Any:
         """Examples saved with the run (``heldout.jsonl`` or ``calibration.jsonl``).
 
         Runs without them re-read the data named in ``config.yaml`` when it is still there.
         """
         path = self.run_dir / name
         if path.exists():
-            return self.read(path, text_pair_column="text_pair" if self.text_pair else None)
+            return self.task.read_records(path)
         from tfsft.config import TrainConfig
-        from tfsft.training.trainer import CALIBRATION_EXAMPLES, load_training_data
 
         try:
             config = TrainConfig.from_yaml(self.run_dir / "config.yaml")
-            train_data, validation_data = load_training_data(config)
+            train_data, validation_data = self.task.load_training_data(config)
         except TfsftError as exc:
             if fallback is not None:
                 return fallback
@@ -97,41 +145,27 @@ class TrainedRun:
                               f"be read ({exc}); pass held-out data (--data FILE)") from exc
         if name == HELDOUT_FILE:
             return validation_data
-        sample = np.random.default_rng(0).permutation(len(train_data))[:CALIBRATION_EXAMPLES]
-        return train_data.subset(np.sort(sample))
+        return train_data.subset(calibration_sample(len(train_data), config.seed))
 
-    def logits(self, data: TextClassificationData, batch_size: int = 64,
-               verbose: int | str = "auto") -> np.ndarray:
-        encoded = encode(self.tokenizer, data, self.max_length)
+    def outputs(self, examples: Any, batch_size: int = 64,
+                verbose: int | str = "auto") -> np.ndarray:
+        """The model's raw outputs for ``examples``, in input order."""
+        from tfsft.data.pipeline import predict_logits
+
+        encoded = self.task.encode(self.tokenizer, examples, self.max_length)
         return predict_logits(self.model, encoded, batch_size=batch_size, verbose=verbose)
 
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                 batch_size: int = 64, verbose: int | str = 0) -> list[dict[str, Any]]:
-        """One ``{"label", "score", "probabilities"}`` dict per text."""
-        if self.text_pair and text_pairs is None:
-            raise ConfigError("this model takes text pairs: pass text_pairs")
-        data = TextClassificationData(list(texts), None if text_pairs is None else list(text_pairs),
-                                      None, self.labels)
-        probabilities = softmax(self.logits(data, batch_size, verbose))
-        return [prediction_record(p, self.labels) for p in probabilities]
+        """One prediction record per text (its fields depend on the task)."""
+        inputs = {"text": list(texts)}
+        if text_pairs is not None:
+            inputs["text_pair"] = list(text_pairs)
+        examples = self.task.examples_from_texts(inputs)
+        return self.task.predictions(self.outputs(examples, batch_size, verbose))
 
-    def evaluate(self, data: TextClassificationData, output_dir: str | Path | None = None,
+    def evaluate(self, examples: Any, output_dir: str | Path | None = None,
                  batch_size: int = 64, verbose: int | str = "auto") -> dict[str, Any]:
-        """Metrics on labelled ``data``; with ``output_dir``, also the report files."""
-        if data.label_ids is None:
-            raise ConfigError("evaluation needs labelled data (--label-column)")
-        probabilities = softmax(self.logits(data, batch_size, verbose))
-        if output_dir is None:
-            from tfsft.evaluation.metrics import classification_metrics
-
-            return classification_metrics(data.label_ids, probabilities, self.labels)
-        return write_evaluation(output_dir, data.label_ids, probabilities, self.labels)
-
-
-def prediction_record(probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    best = int(np.argmax(probabilities))
-    return {
-        "label": labels[best],
-        "score": float(probabilities[best]),
-        "probabilities": {label: float(p) for label, p in zip(labels, probabilities, strict=True)},
-    }
+        """Metrics on labelled ``examples``; with ``output_dir``, also the report files."""
+        outputs = self.outputs(examples, batch_size, verbose)
+        return self.task.evaluate(examples, outputs, output_dir=output_dir)

@@ -1,8 +1,19 @@
-"""Readers, checked examples and tf.data pipelines."""
+"""Readers, checked examples and tf.data pipelines (imported on first use)."""
 
-from tfsft.data.examples import TextClassificationData, read_text_classification, stratified_split
-from tfsft.data.pipeline import EncodedData, encode, make_dataset, predict_logits
-from tfsft.data.readers import Table, read_table
+from importlib import import_module
 
-__all__ = ["EncodedData", "Table", "TextClassificationData", "encode", "make_dataset",
-           "predict_logits", "read_table", "read_text_classification", "stratified_split"]
+_EXPORTS = {
+    "TextClassificationData": "tfsft.data.examples", "TextExamples": "tfsft.data.examples",
+    "read_text_classification": "tfsft.data.examples", "stratified_split": "tfsft.data.examples",
+    "EncodedData": "tfsft.data.pipeline", "encode": "tfsft.data.pipeline",
+    "make_dataset": "tfsft.data.pipeline", "predict_logits": "tfsft.data.pipeline",
+    "Table": "tfsft.data.readers", "read_table": "tfsft.data.readers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tfsft.data' has no attribute {name!r}")

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from tfsft.data.readers import Table, read_table
 from tfsft.errors import DataError
 
 logger = logging.getLogger(__name__)
+ExamplesT = TypeVar("ExamplesT", bound="TextExamples")
 _INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
 
 
@@ -34,13 +36,18 @@ class Columns:
 
 
 @dataclass
-class TextClassificationData:
-    """Texts (and optional second texts) with integer labels indexing ``labels``."""
+class TextExamples:
+    """Texts (and optional second texts) with per-example ``targets`` (or None: unlabelled).
+
+    ``targets`` is an array with one row per example: label ids for classification, a 0/1
+    matrix for multi-label classification, float values for regression. ``target_names`` names
+    the labels or target columns. ``skipped`` counts rows left out on purpose, by reason.
+    """
 
     texts: list[str]
     text_pairs: list[str] | None
-    label_ids: np.ndarray | None
-    labels: tuple[str, ...]
+    targets: np.ndarray | None
+    target_names: tuple[str, ...]
     source: str = "data"
     locations: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -48,17 +55,29 @@ class TextClassificationData:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> TextClassificationData:
-        """The examples at ``indices`` (same label list)."""
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TextExamples:
+        """The examples at ``indices`` (same label list; ``skipped`` counts are kept)."""
         indices = np.asarray(indices, dtype=np.int64)
-        return TextClassificationData(
+        return dataclasses.replace(
+            self,
             texts=[self.texts[i] for i in indices],
             text_pairs=None if self.text_pairs is None else [self.text_pairs[i] for i in indices],
-            label_ids=None if self.label_ids is None else self.label_ids[indices],
-            labels=self.labels,
-            source=self.source,
+            targets=None if self.targets is None else self.targets[indices],
             locations=[self.locations[i] for i in indices] if self.locations else [],
+            skipped=dict(self.skipped),
         )
+
+
+class TextClassificationData(TextExamples):
+    """Texts with integer labels indexing ``labels`` (``targets`` / ``target_names``)."""
+
+    @property
+    def label_ids(self) -> np.ndarray | None:
+        return self.targets
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.target_names
 
 
 def normalize_label(value: Any) -> str | None:
@@ -107,6 +126,106 @@ def read_text_classification(
     return examples_from_table(table, columns, labels, exclude_labels, max_rows)
 
 
+SKIP = object()  # returned by a target reader: leave this row out (counted)
+
+
+@dataclass
+class TextRows:
+    """What :func:`read_text_rows` collected: texts, optional pairs, one target per row."""
+
+    texts: list[str]
+    text_pairs: list[str] | None
+    targets: list[Any]
+    locations: list[str]
+    skipped: int
+
+
+def read_text_rows(
+    table: Table,
+    text_column: str,
+    text_pair_column: str | None,
+    target_columns: Sequence[str] = (),
+    read_target: Callable[[dict[str, Any], str], Any] | None = None,
+    max_rows: int | None = None,
+    flags: str = "--text-column / --text-pair-column / --label-column",
+) -> TextRows:
+    """Check ``table`` row by row: texts must be non-empty strings; ``read_target(row, where)``
+    returns a row's target, raises :class:`DataError`, or returns :data:`SKIP` to leave the row
+    out (counted in ``skipped``). Stops after ``max_rows`` kept rows."""
+    for column in [text_column, text_pair_column, *target_columns]:
+        if column and column not in table.columns:
+            raise DataError(
+                table.source, None, f"column {column!r} not found; the columns are "
+                f"{', '.join(repr(c) for c in table.columns)}", f"pass the right name ({flags})")
+    if len(table) == 0:
+        raise DataError(table.source, None, "there are no data rows", "add rows below the header")
+    rows = TextRows([], [] if text_pair_column else None, [], [], 0)
+    for row, where in zip(table.rows, table.locations, strict=True):
+        if max_rows is not None and len(rows.texts) >= max_rows:
+            break
+        if read_target is not None:
+            target = read_target(row, where)
+            if target is SKIP:
+                rows.skipped += 1
+                continue
+            rows.targets.append(target)
+        rows.texts.append(_checked_text(table, row, where, text_column))
+        if rows.text_pairs is not None:
+            rows.text_pairs.append(_checked_text(table, row, where, text_pair_column))
+        rows.locations.append(where)
+    return rows
+
+
+def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
+                 exclude_labels: Sequence[str] = ()) -> Callable[[dict[str, Any], str], Any]:
+    """A :func:`read_text_rows` target reader for one label per row (a string).
+
+    Blank labels and labels outside ``labels`` (when given) are errors naming the row; labels
+    in ``exclude_labels`` make the row :data:`SKIP`.
+    """
+    excluded = {str(x) for x in exclude_labels}
+    known = None if labels is None else set(labels)
+
+    def read_label(row: dict[str, Any], where: str) -> Any:
+        label = normalize_label(row.get(column))
+        if label is None:
+            raise DataError(source, where, f"the label (column {column!r}) is empty",
+                            "give every row a label, or remove the row")
+        if label in excluded:
+            return SKIP
+        if known is not None and label not in known:
+            raise DataError(
+                source, where, f"label {label!r} was not seen in training; the model "
+                f"knows {', '.join(repr(k) for k in labels)}",
+                "fix the label, or train a model that includes it",
+            )
+        return label
+
+    return read_label
+
+
+def classification_examples(rows: TextRows, source: str, labels: Sequence[str] | None,
+                            exclude_labels: Sequence[str] = (),
+                            labelled: bool = True) -> TextClassificationData:
+    """Examples from rows read with :func:`label_reader` (label list from the data if None)."""
+    excluded = sorted({str(x) for x in exclude_labels})
+    if not rows.texts:
+        raise DataError(source, None, f"no rows are left after skipping labels {excluded}",
+                        "check --exclude-labels")
+    if rows.skipped:
+        logger.warning("%s: skipped %d rows whose label is one of %s (--exclude-labels)",
+                       source, rows.skipped, excluded)
+    label_list = tuple(labels) if labels is not None else sort_labels(set(rows.targets))
+    label_index = {label: i for i, label in enumerate(label_list)}
+    label_ids = (np.array([label_index[x] for x in rows.targets], dtype=np.int32)
+                 if labelled else None)
+    return TextClassificationData(
+        rows.texts, rows.text_pairs, label_ids, label_list, source=source,
+        locations=rows.locations,
+        skipped={"excluded_labels": rows.skipped} if rows.skipped else {},
+    )
+
+
 def examples_from_table(
     table: Table,
     columns: Columns,
@@ -115,64 +234,12 @@ def examples_from_table(
     max_rows: int | None = None,
 ) -> TextClassificationData:
     """Check ``table`` row by row and build examples (see :func:`read_text_classification`)."""
-    wanted = [c for c in (columns.text, columns.text_pair, columns.label) if c]
-    for column in wanted:
-        if column not in table.columns:
-            raise DataError(
-                table.source, None, f"column {column!r} not found; the columns are "
-                f"{', '.join(repr(c) for c in table.columns)}",
-                "pass the right name (--text-column / --text-pair-column / --label-column)",
-            )
-    if len(table) == 0:
-        raise DataError(table.source, None, "there are no data rows", "add rows below the header")
-    excluded = {str(x) for x in exclude_labels}
-    known = None if labels is None else {label: i for i, label in enumerate(labels)}
-    texts: list[str] = []
-    pairs: list[str] | None = [] if columns.text_pair else None
-    raw_labels: list[str] = []
-    locations: list[str] = []
-    skipped = 0
-    rows = zip(table.rows, table.locations, strict=True)
-    for row, where in rows:
-        if max_rows is not None and len(texts) >= max_rows:
-            break
-        label = None
-        if columns.label:
-            label = normalize_label(row.get(columns.label))
-            if label is None:
-                raise DataError(table.source, where, f"the label (column {columns.label!r}) is empty",
-                                "give every row a label, or remove the row")
-            if label in excluded:
-                skipped += 1
-                continue
-            if known is not None and label not in known:
-                raise DataError(
-                    table.source, where, f"label {label!r} was not seen in training; the model "
-                    f"knows {', '.join(repr(k) for k in known)}",
-                    "fix the label, or train a model that includes it",
-                )
-        texts.append(_checked_text(table, row, where, columns.text))
-        if pairs is not None:
-            pairs.append(_checked_text(table, row, where, columns.text_pair))
-        if label is not None:
-            raw_labels.append(label)
-        locations.append(where)
-    if not texts:
-        raise DataError(table.source, None, "no rows are left after skipping labels "
-                        f"{sorted(excluded)}", "check --exclude-labels")
-    if skipped:
-        logger.warning("%s: skipped %d rows whose label is one of %s (--exclude-labels)",
-                       table.source, skipped, sorted(excluded))
-    label_list = tuple(labels) if labels is not None else sort_labels(set(raw_labels))
-    label_index = {label: i for i, label in enumerate(label_list)}
-    label_ids = (
-        np.array([label_index[x] for x in raw_labels], dtype=np.int32) if columns.label else None
-    )
-    return TextClassificationData(
-        texts=texts, text_pairs=pairs, label_ids=label_ids, labels=label_list,
-        source=table.source, locations=locations,
-        skipped={"excluded_labels": skipped} if skipped else {},
-    )
+    reader = (label_reader(table.source, columns.label, labels, exclude_labels)
+              if columns.label else None)
+    rows = read_text_rows(table, columns.text, columns.text_pair,
+                          [columns.label] if columns.label else [], reader, max_rows)
+    return classification_examples(rows, table.source, labels, exclude_labels,
+                                   labelled=bool(columns.label))
 
 
 def _checked_text(table: Table, row: dict[str, Any], where: str, column: str) -> str:
@@ -202,18 +269,30 @@ def stratified_split(
     >>> len(train), len(validation), sorted(validation.label_ids.tolist())
     (16, 4, [0, 0, 1, 1])
     """
-    from sklearn.model_selection import train_test_split
-
     if data.label_ids is None:
         raise ValueError("cannot split unlabelled data")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    indices = np.arange(len(data))
     counts = np.bincount(data.label_ids, minlength=len(data.labels))
     stratify = data.label_ids if counts[counts > 0].min() >= 2 else None
     if stratify is None:
         logger.warning("%s: a label has fewer than 2 examples; the validation split is not "
                        "stratified", data.source)
+    return split_examples(data, validation_fraction, seed, stratify)
+
+
+def split_examples(data: ExamplesT, validation_fraction: float, seed: int,
+                   stratify: np.ndarray | None = None) -> tuple[ExamplesT, ExamplesT]:
+    """A seeded split into training and validation examples (``stratify``: a class per row).
+
+    >>> data = TextExamples([f"t{i}" for i in range(10)], None, np.arange(10.0)[:, None], ("y",))
+    >>> train, validation = split_examples(data, 0.2, seed=0)
+    >>> len(train), len(validation)
+    (8, 2)
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    indices = np.arange(len(data))
     try:
         train_idx, val_idx = train_test_split(
             indices, test_size=validation_fraction, random_state=seed, stratify=stratify

@@ -14,26 +14,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfsft.data.examples import TextClassificationData
+from tfsft.data.examples import TextExamples
 from tfsft.tokenization import WordPieceTokenizer
 
 _ENCODE_CHUNK = 8192
 
 
 @dataclass
+class TokenAligned:
+    """A per-token target: flat values aligned with ``EncodedData.token_ids``; batches pad it
+    with ``pad_value`` (e.g. an ignored class id)."""
+
+    values: np.ndarray
+    pad_value: int | float = 0
+
+
+@dataclass
 class EncodedData:
-    """Token ids of a whole data set, tokenized once: flat arrays plus row lengths."""
+    """Token ids of a whole data set, tokenized once: flat arrays plus row lengths.
+
+    ``targets`` maps a model output name to one array row per example, or to a
+    :class:`TokenAligned` per-token target; one target is fed to ``fit`` as ``y`` itself, more
+    as a dict. ``sample_weights`` (one per example) weight the loss.
+    """
 
     token_ids: np.ndarray  # int32, all rows concatenated
     segment_ids: np.ndarray  # int32, same shape as token_ids
     lengths: np.ndarray  # int32, tokens per row
-    label_ids: np.ndarray | None
+    targets: dict[str, np.ndarray | TokenAligned] | None = None
+    sample_weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -44,14 +60,14 @@ class EncodedData:
         return [self.token_ids[offsets[i]:offsets[i + 1]].tolist() for i in range(start, stop)]
 
 
-def encode(tokenizer: WordPieceTokenizer, data: TextClassificationData,
-           max_length: int) -> EncodedData:
-    """Tokenize every example once (in chunks, with the graph tokenizer)."""
+def encode_texts(tokenizer: WordPieceTokenizer, texts: Sequence[str],
+                 text_pairs: Sequence[str] | None, max_length: int) -> EncodedData:
+    """Tokenize every text (or pair) once, in chunks, with the graph tokenizer; no targets."""
     ids, segments, lengths = [], [], []
-    for start in range(0, len(data), _ENCODE_CHUNK):
+    for start in range(0, len(texts), _ENCODE_CHUNK):
         stop = start + _ENCODE_CHUNK
-        pairs = None if data.text_pairs is None else data.text_pairs[start:stop]
-        encoded = tokenizer.encode(data.texts[start:stop], pairs, max_length=max_length)
+        pairs = None if text_pairs is None else list(text_pairs[start:stop])
+        encoded = tokenizer.encode(list(texts[start:stop]), pairs, max_length=max_length)
         mask = encoded["padding_mask"].numpy().astype(bool)
         ids.append(encoded["token_ids"].numpy()[mask])  # row-major: rows stay in order
         segments.append(encoded["segment_ids"].numpy()[mask])
@@ -60,8 +76,15 @@ def encode(tokenizer: WordPieceTokenizer, data: TextClassificationData,
         token_ids=np.concatenate(ids).astype(np.int32),
         segment_ids=np.concatenate(segments).astype(np.int32),
         lengths=np.concatenate(lengths),
-        label_ids=data.label_ids,
     )
+
+
+def encode(tokenizer: WordPieceTokenizer, data: TextExamples, max_length: int) -> EncodedData:
+    """Tokenize ``data`` once; its ``targets`` (if labelled) become the single target."""
+    encoded = encode_texts(tokenizer, data.texts, data.text_pairs, max_length)
+    if data.targets is not None:
+        encoded.targets = {"target": data.targets}
+    return encoded
 
 
 # Rows are sorted by length inside windows of this many batches before batching: batches then
@@ -83,18 +106,19 @@ def make_dataset(
     seed: int | None = None,
     window_batches: int = WINDOW_BATCHES,
 ) -> tf.data.Dataset:
-    """A dataset of ``(features, label_id)`` batches, grouped by length and padded per batch.
+    """A dataset of ``(features, targets)`` batches, grouped by length and padded per batch.
 
     Features are ``token_ids``, ``segment_ids`` and ``padding_mask`` (int32 ``[batch, length]``),
-    where ``length`` is the longest row of that batch. Every batch holds ``batch_size`` rows
-    except the last one. Without ``shuffle`` the rows come sorted by length (least padding).
+    where ``length`` is the longest row of that batch; ``targets`` as described in
+    :class:`EncodedData` (batches are ``(features, targets, weights)`` with sample weights).
+    Every batch holds ``batch_size`` rows except the last one. Without ``shuffle`` the rows
+    come sorted by length (least padding).
     With ``shuffle``, each epoch shuffles the rows, sorts each window of ``window_batches``
     batches by length, cuts it into batches and shuffles the batches; the order changes every
     epoch and is the same for the same ``seed``. Batches do not keep the input order, so use
     :func:`predict_logits` for predictions.
     """
     rows = len(encoded)
-    labels = encoded.label_ids if encoded.label_ids is not None else np.zeros(rows, np.int32)
     lengths = tf.constant(encoded.lengths)
     if shuffle:
         window = batch_size * window_batches
@@ -107,26 +131,43 @@ def make_dataset(
                                   reshuffle_each_iteration=True)
     else:
         batches = tf.data.Dataset.from_tensor_slices(_length_order(encoded)).batch(batch_size)
-    dataset = batches.map(_batch_gatherer(encoded, labels), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batches.map(_batch_gatherer(encoded), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
         count_batches(rows, batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _batch_gatherer(encoded: EncodedData, labels: np.ndarray):
-    """``f(row indices) -> (features, labels)``, rows padded to the longest one."""
+def _batch_gatherer(encoded: EncodedData):
+    """``f(row indices) -> (features, targets[, sample weights])``, rows padded to the longest."""
     token_ids = tf.RaggedTensor.from_row_lengths(encoded.token_ids, encoded.lengths)
     segment_ids = tf.RaggedTensor.from_row_lengths(encoded.segment_ids, encoded.lengths)
-    lengths, label_ids = tf.constant(encoded.lengths), tf.constant(labels)
+    lengths = tf.constant(encoded.lengths)
+    targets = encoded.targets or {"target": np.zeros(len(encoded), np.int32)}
+    gatherers = {name: _target_gatherer(encoded, value) for name, value in targets.items()}
+    weights = None if encoded.sample_weights is None else tf.constant(
+        encoded.sample_weights.astype(np.float32))
 
     def gather(indices):
         ids = tf.gather(token_ids, indices).to_tensor()
         mask = tf.sequence_mask(tf.gather(lengths, indices), tf.shape(ids)[1], dtype=tf.int32)
         features = {"token_ids": ids, "segment_ids": tf.gather(segment_ids, indices).to_tensor(),
                     "padding_mask": mask}
-        return features, tf.gather(label_ids, indices)
+        y = {name: take(indices) for name, take in gatherers.items()}
+        y = next(iter(y.values())) if len(y) == 1 else y
+        if weights is None:
+            return features, y
+        return features, y, tf.gather(weights, indices)
 
     return gather
+
+
+def _target_gatherer(encoded: EncodedData, target: np.ndarray | TokenAligned):
+    if isinstance(target, TokenAligned):
+        ragged = tf.RaggedTensor.from_row_lengths(target.values, encoded.lengths)
+        pad = tf.constant(target.pad_value, dtype=ragged.dtype)
+        return lambda indices: tf.gather(ragged, indices).to_tensor(default_value=pad)
+    values = tf.constant(target)
+    return lambda indices: tf.gather(values, indices)
 
 
 def _length_order(encoded: EncodedData) -> np.ndarray:
@@ -136,7 +177,7 @@ def _length_order(encoded: EncodedData) -> np.ndarray:
 
 def make_ordered_batches(encoded: EncodedData, batch_size: int) -> tuple[tf.data.Dataset, np.ndarray]:
     """Feature batches of rows sorted by length (little padding) and the order to undo the sort."""
-    dataset = make_dataset(encoded, batch_size).map(lambda features, _: features)
+    dataset = make_dataset(encoded, batch_size).map(lambda features, *_: features)
     return dataset, np.argsort(_length_order(encoded), kind="stable")
 
 

@@ -1,4 +1,4 @@
-"""Classification metrics with scikit-learn.
+"""Metrics of every task, computed with scikit-learn (and SciPy's rank correlation).
 
 >>> import numpy as np
 >>> probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
@@ -38,18 +38,17 @@ def classification_metrics(
         "examples": int(label_ids.shape[0]),
         "accuracy": float(skm.accuracy_score(label_ids, predicted)),
     }
+    report = skm.classification_report(label_ids, predicted, labels=indices,
+                                       target_names=list(labels), output_dict=True,
+                                       zero_division=0)
     for average in ("macro", "weighted"):
-        precision, recall, f1, _ = skm.precision_recall_fscore_support(
-            label_ids, predicted, labels=indices, average=average, zero_division=0)
-        result[f"precision_{average}"] = float(precision)
-        result[f"recall_{average}"] = float(recall)
-        result[f"f1_{average}"] = float(f1)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        label_ids, predicted, labels=indices, average=None, zero_division=0)
+        for metric, key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+            result[f"{metric}_{average}"] = float(report[f"{average} avg"][key])
     result["per_class"] = {
-        label: {"precision": float(precision[i]), "recall": float(recall[i]),
-                "f1": float(f1[i]), "support": int(support[i])}
-        for i, label in enumerate(labels)
+        label: {"precision": float(report[label]["precision"]),
+                "recall": float(report[label]["recall"]),
+                "f1": float(report[label]["f1-score"]), "support": int(report[label]["support"])}
+        for label in labels
     }
     result["confusion_matrix"] = skm.confusion_matrix(label_ids, predicted, labels=indices).tolist()
     result["roc_auc"] = _roc_auc(label_ids, probabilities, len(labels))
@@ -71,3 +70,77 @@ def text_report(label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequen
     return skm.classification_report(
         label_ids, np.asarray(probabilities).argmax(axis=-1), labels=list(range(len(labels))),
         target_names=list(labels), digits=4, zero_division=0)
+
+
+def regression_metrics(targets: np.ndarray, predicted: np.ndarray,
+                       names: Sequence[str]) -> dict[str, Any]:
+    """MAE, RMSE, Pearson, Spearman and R² per target and averaged over the targets.
+
+    >>> truth = np.array([[1.0], [2.0], [3.0], [4.0]])
+    >>> metrics = regression_metrics(truth, truth * 2, ["score"])
+    >>> metrics["pearson"], metrics["spearman"], metrics["mae"]
+    (1.0, 1.0, 2.5)
+    """
+    from scipy import stats
+
+    targets = np.asarray(targets, np.float64).reshape(len(targets), -1)
+    predicted = np.asarray(predicted, np.float64).reshape(len(predicted), -1)
+    per_target = {}
+    for column, name in enumerate(names):
+        truth, guess = targets[:, column], predicted[:, column]
+        varied = len(truth) > 1 and np.std(truth) > 0 and np.std(guess) > 0
+        per_target[name] = {
+            "mae": float(skm.mean_absolute_error(truth, guess)),
+            "rmse": float(skm.root_mean_squared_error(truth, guess)),
+            "pearson": float(stats.pearsonr(truth, guess)[0]) if varied else None,
+            "spearman": float(stats.spearmanr(truth, guess)[0]) if varied else None,
+            "r2": float(skm.r2_score(truth, guess)) if len(truth) > 1 else None,
+        }
+
+    def mean_of(metric: str) -> float | None:
+        values = [m[metric] for m in per_target.values()]
+        return None if any(v is None for v in values) else float(np.mean(values))
+
+    return {"examples": int(len(targets)),
+            **{metric: mean_of(metric) for metric in ("mae", "rmse", "pearson", "spearman", "r2")},
+            "per_target": per_target}
+
+
+def multilabel_metrics(targets: np.ndarray, probabilities: np.ndarray,
+                       thresholds: Sequence[float], labels: Sequence[str]) -> dict[str, Any]:
+    """Micro/macro P/R/F1, per-label P/R/F1/ROC-AUC, subset accuracy and Hamming loss at
+    per-label ``thresholds`` (a label is predicted when its probability is above it).
+
+    >>> targets = np.array([[1, 0], [0, 1], [1, 1]])
+    >>> probabilities = np.array([[0.9, 0.2], [0.1, 0.7], [0.8, 0.3]])
+    >>> m = multilabel_metrics(targets, probabilities, [0.5, 0.5], ["a", "b"])
+    >>> m["subset_accuracy"], round(m["f1_micro"], 3), round(m["hamming_loss"], 3)
+    (0.6666666666666666, 0.857, 0.167)
+    """
+    targets = np.asarray(targets).astype(np.int32)
+    probabilities = np.asarray(probabilities, np.float64)
+    predicted = (probabilities > np.asarray(thresholds)[None, :]).astype(np.int32)
+    report = skm.classification_report(targets, predicted, labels=list(range(len(labels))),
+                                       target_names=list(labels), output_dict=True,
+                                       zero_division=0)
+    result: dict[str, Any] = {"examples": int(len(targets))}
+    for average in ("micro", "macro", "weighted", "samples"):
+        entry = report[f"{average} avg"]
+        for metric, key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+            result[f"{metric}_{average}"] = float(entry[key])
+    result["subset_accuracy"] = float(skm.accuracy_score(targets, predicted))
+    result["hamming_loss"] = float(skm.hamming_loss(targets, predicted))
+    result["per_label"] = {}
+    aucs = []
+    for column, label in enumerate(labels):
+        truth = targets[:, column]
+        auc = (float(skm.roc_auc_score(truth, probabilities[:, column]))
+               if 0 < truth.sum() < len(truth) else None)
+        if auc is not None:
+            aucs.append(auc)
+        result["per_label"][label] = {
+            "precision": float(report[label]["precision"]), "recall": float(report[label]["recall"]),
+            "f1": float(report[label]["f1-score"]), "support": int(report[label]["support"]),
+            "threshold": float(thresholds[column]), "roc_auc": auc}
+    result["roc_auc_macro"] = float(np.mean(aucs)) if aucs else None
+    return result

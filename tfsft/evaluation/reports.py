@@ -1,4 +1,5 @@
-"""Evaluation outputs: ``metrics.json``, a text report, confusion-matrix and training-curve PNGs."""
+"""Evaluation outputs: ``metrics.json``, text reports and PNG plots (confusion matrix, predicted
+vs true scatter, training curves)."""
 
 from __future__ import annotations
 
@@ -29,29 +30,83 @@ def write_evaluation(
     return metrics
 
 
-def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.6 * len(labels) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes, fraction=0.046)
-    axes.set_xticks(range(len(labels)), labels=list(labels), rotation=45, ha="right")
-    axes.set_yticks(range(len(labels)), labels=list(labels))
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, column), value in np.ndenumerate(matrix):
-        axes.text(column, row, str(value), ha="center", va="center",
-                  color="white" if value > threshold else "black")
-    axes.set_title("Confusion matrix")
-    figure.tight_layout()
+    return plt
+
+
+def _save_figure(figure, path: str | Path) -> None:
     with atomic_file(path) as tmp:
         figure.savefig(tmp, dpi=100, format="png")
-    plt.close(figure)
+    _pyplot().close(figure)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | Path) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    size = max(4.0, 0.6 * len(labels) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(labels))
+    display.plot(ax=axes, cmap="Blues", xticks_rotation=45, colorbar=True)
+    axes.set_title("Confusion matrix")
+    figure.tight_layout()
+    _save_figure(figure, path)
+
+
+def write_regression_report(folder: str | Path, metrics: dict[str, Any], targets: np.ndarray,
+                            predicted: np.ndarray, names: Sequence[str], prefix: str = "") -> None:
+    """``{prefix}metrics.json``, ``{prefix}regression_report.txt`` and a predicted-vs-true
+    scatter plot per target, ``{prefix}scatter.png``."""
+    folder = Path(folder)
+    atomic_write_json(folder / f"{prefix}metrics.json", metrics)
+    lines = [f"{'target':<20} {'MAE':>9} {'RMSE':>9} {'Pearson':>9} {'Spearman':>9} {'R2':>9}"]
+    for name, m in metrics["per_target"].items():
+        values = [m[k] for k in ("mae", "rmse", "pearson", "spearman", "r2")]
+        lines.append(f"{name:<20} " + " ".join("        -" if v is None else f"{v:9.4f}"
+                                                for v in values))
+    lines.append(f"\n{metrics['examples']} examples")
+    atomic_write_text(folder / f"{prefix}regression_report.txt", "\n".join(lines) + "\n")
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 5), squeeze=False)
+    for column, (axis, name) in enumerate(zip(axes[0], names, strict=True)):
+        truth, guess = targets[:, column], predicted[:, column]
+        axis.scatter(truth, guess, s=6, alpha=0.4)
+        low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+        axis.plot([low, high], [low, high], color="grey", linewidth=1, label="predicted = true")
+        pearson = metrics["per_target"][name]["pearson"]
+        axis.set_title(f"{name}: Pearson {pearson:.3f}" if pearson is not None else name)
+        axis.set_xlabel("true")
+        axis.set_ylabel("predicted")
+        axis.legend(loc="upper left")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    _save_figure(figure, folder / f"{prefix}scatter.png")
+
+
+def write_multilabel_report(folder: str | Path, metrics: dict[str, Any], targets: np.ndarray,
+                            probabilities: np.ndarray, thresholds: Sequence[float],
+                            labels: Sequence[str], prefix: str = "") -> None:
+    """``{prefix}metrics.json`` and ``{prefix}classification_report.txt`` (per label, with its
+    threshold and ROC-AUC)."""
+    from sklearn.metrics import classification_report
+
+    folder = Path(folder)
+    atomic_write_json(folder / f"{prefix}metrics.json", metrics)
+    predicted = (probabilities > np.asarray(thresholds)[None, :]).astype(np.int32)
+    text = classification_report(targets, predicted, labels=list(range(len(labels))),
+                                 target_names=list(labels), digits=4, zero_division=0)
+    lines = [text, f"{'label':<20} {'threshold':>9} {'ROC-AUC':>9}"]
+    for label, m in metrics["per_label"].items():
+        auc = "        -" if m["roc_auc"] is None else f"{m['roc_auc']:9.4f}"
+        lines.append(f"{label:<20} {m['threshold']:9.2f} {auc}")
+    lines.append(f"\nsubset accuracy {metrics['subset_accuracy']:.4f}, "
+                 f"Hamming loss {metrics['hamming_loss']:.4f}, {metrics['examples']} examples")
+    atomic_write_text(folder / f"{prefix}classification_report.txt", "\n".join(lines) + "\n")
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
@@ -68,14 +123,11 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
 
 
 def plot_training_curves(history: dict[str, list[float]], path: str | Path) -> None:
-    """Loss and accuracy per epoch, training next to validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Loss and the other logged metrics per epoch, training next to validation."""
+    plt = _pyplot()
     epochs = [int(e) + 1 for e in history.get("epoch", [])]
-    panels = [name for name in ("loss", "accuracy") if name in history]
+    panels = [name for name in history if name not in ("epoch", "learning_rate")
+              and not name.startswith("val_")]
     figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 4),
                                 squeeze=False)
     for axis, name in zip(axes[0], panels, strict=False):
@@ -87,6 +139,4 @@ def plot_training_curves(history: dict[str, list[float]], path: str | Path) -> N
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    with atomic_file(path) as tmp:
-        figure.savefig(tmp, dpi=100, format="png")
-    plt.close(figure)
+    _save_figure(figure, path)

@@ -1,6 +1,7 @@
 """Backbones loaded from local checkpoints, and task models built on them."""
 
 from tfsft.models.checkpoints import load_backbone, resolve_checkpoint
-from tfsft.models.text_classifier import MeanPooling, TextClassifier
+from tfsft.models.text_classifier import TextClassifier
+from tfsft.models.text_model import MeanPooling, TextModel
 
-__all__ = ["MeanPooling", "TextClassifier", "load_backbone", "resolve_checkpoint"]
+__all__ = ["MeanPooling", "TextClassifier", "TextModel", "load_backbone", "resolve_checkpoint"]

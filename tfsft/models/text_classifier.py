@@ -1,15 +1,11 @@
-"""A text classifier: BERT backbone, pooling, dropout and a dense head that outputs logits.
-
-It is a plain ``keras.Model``: ``compile`` / ``fit`` / ``evaluate`` / ``predict`` / ``save`` and
-``keras.saving.load_model`` work as usual. Inputs are the dict of int32 tensors that
-:func:`tfsft.data.pipeline.make_dataset` yields (``token_ids``, ``segment_ids``, ``padding_mask``).
+"""A text classifier: :class:`~tfsft.models.text_model.TextModel` whose outputs are class logits.
 
 >>> import keras_hub
 >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2,
 ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=32)
 >>> model = TextClassifier(backbone, num_classes=3)
->>> model.output_shape
-(None, 3)
+>>> model.output_shape, model.loss
+((None, 3), None)
 """
 
 from __future__ import annotations
@@ -18,89 +14,32 @@ from pathlib import Path
 
 import keras
 
-from tfsft.models.checkpoints import load_backbone, use_exact_gelu
+from tfsft.models.text_model import POOLINGS, MeanPooling, TextModel
 
-POOLINGS = ("mean", "cls", "pooled")
-
-
-@keras.saving.register_keras_serializable(package="tfsft")
-class MeanPooling(keras.layers.Layer):
-    """Average of the token vectors where ``padding_mask`` is 1."""
-
-    def call(self, sequence, padding_mask):
-        mask = keras.ops.cast(keras.ops.expand_dims(padding_mask, -1), sequence.dtype)
-        total = keras.ops.sum(sequence * mask, axis=1)
-        count = keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
-        return total / count
+__all__ = ["POOLINGS", "MeanPooling", "TextClassifier"]
 
 
 @keras.saving.register_keras_serializable(package="tfsft")
-class TextClassifier(keras.Model):
-    """Backbone + pooling + dropout + ``Dense(num_classes)`` (logits).
-
-    Args:
-        backbone: a keras-hub BERT backbone (outputs ``sequence_output`` and ``pooled_output``).
-        num_classes: number of labels.
-        pooling: ``"mean"`` (masked mean of the last layer), ``"cls"`` (the ``[CLS]`` vector) or
-            ``"pooled"`` (BERT's tanh pooler on ``[CLS]``).
-        dropout: dropout rate before the head.
-        exact_gelu: use exact (erf) GELU in the backbone, as BERT checkpoints with
-            ``hidden_act: gelu`` were trained.
-    """
+class TextClassifier(TextModel):
+    """Backbone + pooling + dropout + ``Dense(num_classes)`` (logits), compiled by default with
+    sparse categorical cross-entropy and accuracy."""
 
     def __init__(self, backbone: keras.Model, num_classes: int, pooling: str = "mean",
                  dropout: float = 0.1, exact_gelu: bool = False, **kwargs):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if exact_gelu:
-            use_exact_gelu(backbone)
-        inputs = backbone.input
-        outputs = backbone(inputs)
-        if pooling == "mean":
-            pooled = MeanPooling(name="mean_pooling")(outputs["sequence_output"],
-                                                      inputs["padding_mask"])
-        elif pooling == "cls":
-            pooled = outputs["sequence_output"][:, 0, :]
-        else:
-            pooled = outputs["pooled_output"]
-        if pooling != "pooled":  # BERT's pooler is unused: keep it out of training
-            backbone.get_layer("pooled_dense").trainable = False
-        pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
-        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
-        logits = keras.layers.Dense(num_classes, kernel_initializer=initializer,
-                                    name="logits", dtype="float32")(pooled)
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
-        self.backbone = backbone
-        self.num_classes = num_classes
-        self.pooling = pooling
-        self.dropout = dropout
-        self.exact_gelu = exact_gelu
+        super().__init__(backbone, num_classes, pooling=pooling, dropout=dropout,
+                         exact_gelu=exact_gelu, **kwargs)
+
+    @property
+    def num_classes(self) -> int:
+        return self.num_outputs
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, num_classes: int, pooling: str = "mean",
-                        dropout: float = 0.1, dtype: str | None = None, **kwargs) -> TextClassifier:
-        """Build on a pretrained backbone: a checkpoint folder or a known name (``minilm-l6``).
-
-        ``dtype`` is the backbone's Keras dtype policy (``"mixed_bfloat16"`` computes its matmuls
-        in bfloat16); pooling and the head always compute in float32.
-        """
-        backbone, info = load_backbone(checkpoint, dtype=dtype)
-        return cls(backbone, num_classes, pooling=pooling, dropout=dropout,
-                   exact_gelu=info["exact_gelu"], **kwargs)
-
-    def with_float32_compute(self) -> TextClassifier:
-        """The same model (same weights, compiled the same) computing in float32 throughout.
-
-        For a model trained in mixed precision: predictions and exports are float32.
-        """
-        config = self.get_config()
-        config["backbone"]["config"]["dtype"] = keras.saving.serialize_keras_object(
-            keras.DTypePolicy("float32"))
-        twin = type(self).from_config(config)
-        twin.set_weights(self.get_weights())
-        if self.compiled:
-            twin.compile(optimizer=self.optimizer, loss=self.loss)
-        return twin
+                        dropout: float = 0.1, dtype: str | None = None,
+                        **kwargs) -> TextClassifier:
+        """Build on a pretrained backbone: a checkpoint folder or a known name (``minilm-l6``)."""
+        return super().from_pretrained(checkpoint, num_classes, pooling=pooling, dropout=dropout,
+                                       dtype=dtype, **kwargs)
 
     def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``, with the loss and metric a classifier needs by default."""
@@ -110,25 +49,7 @@ class TextClassifier(keras.Model):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
-    def compile_from_config(self, config):
-        """Restore the compiled state (optimizer and its variables) when a saved model loads."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "num_classes": self.num_classes,
-            "pooling": self.pooling,
-            "dropout": self.dropout,
-            "exact_gelu": self.exact_gelu,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        config = super().get_config()
+        config["num_classes"] = config.pop("num_outputs")
+        return config

@@ -1,7 +1,14 @@
-"""Optimizers, learning-rate schedules, callbacks and the training run."""
+"""Optimizers, learning-rate schedules, callbacks and the training run (imported on first use)."""
 
-from tfsft.training.callbacks import standard_callbacks
-from tfsft.training.optimizers import adamw
-from tfsft.training.schedules import WarmupDecay
+from importlib import import_module
 
-__all__ = ["WarmupDecay", "adamw", "standard_callbacks"]
+_EXPORTS = {"standard_callbacks": "tfsft.training.callbacks", "adamw": "tfsft.training.optimizers",
+            "WarmupDecay": "tfsft.training.schedules"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tfsft.training' has no attribute {name!r}")

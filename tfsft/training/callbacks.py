@@ -27,6 +27,7 @@ HISTORY_CSV = "history.csv"
 def standard_callbacks(
     run_dir: str | Path,
     monitor: str = "val_loss",
+    mode: str = "min",
     patience: int | None = 2,
     reduce_lr_on_plateau: bool = False,
     backup_every_steps: int | None = 200,
@@ -36,10 +37,10 @@ def standard_callbacks(
 
     ``backup_every_steps`` saves a resumable backup (weights, optimizer state, position) every
     that many steps under ``run_dir/backup``; a restarted run picks it up. ``None`` backs up at
-    each epoch end instead.
+    each epoch end instead. ``mode`` says whether lower (``min``) or higher (``max``) values of
+    ``monitor`` are better (each task declares it for its metrics).
     """
     run_dir = Path(run_dir)
-    mode = "max" if "acc" in monitor or "auc" in monitor or "f1" in monitor else "min"
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.BackupAndRestore(
             backup_dir=str(run_dir / BACKUP_DIR),

@@ -12,7 +12,7 @@ import math
 import keras
 from keras import ops
 
-DECAYS = ("linear", "cosine", "exponential", "constant")
+from tfsft.choices import LR_DECAYS as DECAYS
 
 
 @keras.saving.register_keras_serializable(package="tfsft")

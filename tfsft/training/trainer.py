@@ -2,7 +2,7 @@
 
 >>> from tfsft.config import TrainConfig
 >>> config = TrainConfig(train="train.tsv", model="minilm-l6", output_dir="runs/sst2",
-...                      text_column="sentence", epochs=1)
+...                      task_options={"text_column": "sentence"}, epochs=1)
 >>> result = train(config)                      # doctest: +SKIP
 >>> result.metrics["accuracy"]                  # doctest: +SKIP
 0.89
@@ -24,21 +24,22 @@ import keras
 import numpy as np
 
 from tfsft.config import TrainConfig
-from tfsft.data.examples import TextClassificationData, read_text_classification, stratified_split
-from tfsft.data.pipeline import encode, make_dataset, predict_logits
+from tfsft.data.pipeline import make_dataset, predict_logits
 from tfsft.errors import ConfigError
-from tfsft.evaluation.metrics import softmax
-from tfsft.evaluation.reports import plot_training_curves, read_history, write_evaluation
+from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
 from tfsft.models.checkpoints import resolve_checkpoint
-from tfsft.models.text_classifier import TextClassifier
 from tfsft.runs import (
     CALIBRATION_FILE,
     HELDOUT_FILE,
-    LABELS_FILE,
+    MAX_SAVED_EXAMPLES,
     MODEL_FILE,
+    TASK_FILE,
     TOKENIZER_DIR,
+    calibration_sample,
+    task_record,
 )
+from tfsft.tasks.base import Task, create_task
 from tfsft.tokenization import WordPieceTokenizer
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.optimizers import adamw
@@ -46,9 +47,6 @@ from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
 
 logger = logging.getLogger(__name__)
-
-MAX_SAVED_EXAMPLES = 2000  # validation examples kept in the run folder to check exports
-CALIBRATION_EXAMPLES = 256  # training texts kept for int8 calibration
 
 
 @dataclass
@@ -101,13 +99,14 @@ def train(config: TrainConfig,
     keras.utils.set_random_seed(config.seed)
 
     checkpoint = resolve_checkpoint(config.model)
-    train_data, validation_data = load_training_data(config)
-    logger.info("%d training and %d validation examples, labels %s", len(train_data),
-                len(validation_data), list(train_data.labels))
+    task = create_task(config.task, config.task_options)
+    train_data, validation_data = task.load_training_data(config)
+    logger.info("%s: %d training and %d validation examples", task.name, len(train_data),
+                len(validation_data))
     tokenizer = WordPieceTokenizer.from_pretrained(checkpoint, max_length=config.max_length)
     tokenize_start = time.perf_counter()
-    train_encoded = encode(tokenizer, train_data, config.max_length)
-    validation_encoded = encode(tokenizer, validation_data, config.max_length)
+    train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
+    validation_encoded = task.encode(tokenizer, validation_data, config.max_length)
     tokenize_seconds = time.perf_counter() - tokenize_start
 
     train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed)
@@ -117,9 +116,7 @@ def train(config: TrainConfig,
 
     precision = resolve_precision(config.precision)
     logger.info("Training with %s precision", precision)
-    model = TextClassifier.from_pretrained(checkpoint, num_classes=len(train_data.labels),
-                                           pooling=config.pooling, dropout=config.dropout,
-                                           dtype=precision)
+    model = task.build_model(checkpoint, dropout=config.dropout, dtype=precision)
     schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
                            warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                            decay=config.lr_schedule)
@@ -127,14 +124,15 @@ def train(config: TrainConfig,
     optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm)
     if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer)
+    task.compile(model, optimizer)
     # Optimizer slots created before fit: variables created inside the first traced step make
     # TensorFlow trace the whole training step twice (about 8 s more for MiniLM on 2 cores).
     model.optimizer.build(model.trainable_variables)
+    monitor, mode = task.monitor(config.monitor)
 
     meter = ThroughputMeter()
     fit_callbacks = standard_callbacks(
-        run_dir, monitor=config.monitor, patience=config.early_stopping_patience,
+        run_dir, monitor=monitor, mode=mode, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
     ) + [meter, *callbacks]
@@ -144,21 +142,21 @@ def train(config: TrainConfig,
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
     fit_start = time.perf_counter()
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
-              callbacks=fit_callbacks, class_weight=class_weights(config, train_data), shuffle=False,
-              verbose="auto")
+              callbacks=fit_callbacks, shuffle=False, verbose="auto")
     fit_seconds = time.perf_counter() - fit_start
     if precision != "float32":  # the saved model, its metrics and exports compute in float32
         model = model.with_float32_compute()
 
-    probabilities = softmax(predict_logits(model, validation_encoded, verbose=0))
-    metrics = write_evaluation(run_dir, validation_data.label_ids, probabilities,
-                               train_data.labels)
+    outputs = predict_logits(model, validation_encoded, verbose=0)
+    task.after_fit(validation_data, outputs)
+    metrics = task.evaluate(validation_data, outputs, output_dir=run_dir)
     history = read_history(run_dir / HISTORY_CSV)
     plot_training_curves(history, run_dir / "training_curves.png")
-    _save_model_files(run_dir, model, tokenizer, train_data, validation_data, config)
+    _save_model_files(run_dir, model, tokenizer, task, train_data, validation_data, config)
 
     epoch_seconds = meter.epoch_seconds
     summary = {
+        "task": task.name,
         "checkpoint": str(checkpoint),
         "train_examples": len(train_data),
         "validation_examples": len(validation_data),
@@ -179,46 +177,10 @@ def train(config: TrainConfig,
             if steps > 1 and seconds > 0],
         "train_tokens": int(train_encoded.lengths.sum()),
         "wall_seconds": round(time.perf_counter() - started, 3),
-        "validation_accuracy": metrics["accuracy"],
+        "validation": task.headline(metrics),
     }
     atomic_write_json(run_dir / "run.json", summary)
     return TrainResult(run_dir, metrics, history, summary)
-
-
-def load_training_data(config: TrainConfig) -> tuple[TextClassificationData, TextClassificationData]:
-    """Training data and validation data (a file, or a seeded stratified split of the training data)."""
-    options = dict(text_column=config.text_column, label_column=config.label_column,
-                   text_pair_column=config.text_pair_column, exclude_labels=config.exclude_labels,
-                   file_format=config.file_format, encoding=config.encoding)
-    train_data = read_text_classification(config.train, max_rows=config.max_train_rows, **options)
-    if config.validation:
-        options.update(
-            text_column=config.validation_text_column or config.text_column,
-            label_column=config.validation_label_column or config.label_column,
-            text_pair_column=config.validation_text_pair_column or config.text_pair_column)
-        validation_data = read_text_classification(
-            config.validation, labels=train_data.labels, max_rows=config.max_validation_rows,
-            **options)
-    else:
-        train_data, validation_data = stratified_split(train_data, config.validation_fraction,
-                                                       config.seed)
-    return train_data, validation_data
-
-
-def class_weights(config: TrainConfig, data: TextClassificationData) -> dict[int, float] | None:
-    """Keras ``class_weight`` from ``balanced`` or a label -> weight mapping."""
-    if config.class_weight is None:
-        return None
-    if config.class_weight == "balanced":
-        counts = np.bincount(data.label_ids, minlength=len(data.labels))
-        return {i: float(len(data) / (len(data.labels) * c)) if c else 0.0
-                for i, c in enumerate(counts)}
-    weights = {str(k): float(v) for k, v in config.class_weight.items()}
-    unknown = sorted(set(weights) - set(data.labels))
-    if unknown:
-        raise ConfigError(f"class_weight names labels {unknown} that the training data lacks; "
-                          f"the labels are {list(data.labels)}")
-    return {i: weights.get(label, 1.0) for i, label in enumerate(data.labels)}
 
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
@@ -242,34 +204,20 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
     atomic_write_text(config_file, config.to_yaml())
 
 
-def write_examples(path: Path, data: TextClassificationData) -> None:
-    """Examples as JSON lines (``text``, ``text_pair``, ``label``), readable by the readers."""
-    lines = []
-    for i, text in enumerate(data.texts):
-        record = {"text": text}
-        if data.text_pairs is not None:
-            record["text_pair"] = data.text_pairs[i]
-        if data.label_ids is not None:
-            record["label"] = data.labels[data.label_ids[i]]
-        lines.append(json.dumps(record, ensure_ascii=False))
+def write_examples(path: Path, task: Task, examples) -> None:
+    """Examples as JSON lines that ``task.read_records`` reads back."""
+    lines = [json.dumps(record, ensure_ascii=False) for record in task.example_records(examples)]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: WordPieceTokenizer,
-                      data: TextClassificationData, validation_data: TextClassificationData,
-                      config: TrainConfig) -> None:
+                      task: Task, data, validation_data, config: TrainConfig) -> None:
     with atomic_directory(run_dir / TOKENIZER_DIR, overwrite=True) as tmp:
         tokenizer.save(tmp)
-    write_examples(run_dir / HELDOUT_FILE, validation_data.subset(np.arange(
+    write_examples(run_dir / HELDOUT_FILE, task, validation_data.subset(np.arange(
         min(len(validation_data), MAX_SAVED_EXAMPLES))))
-    sample = np.random.default_rng(config.seed).permutation(len(data))[:CALIBRATION_EXAMPLES]
-    write_examples(run_dir / CALIBRATION_FILE, data.subset(np.sort(sample)))
-    atomic_write_json(run_dir / LABELS_FILE, {
-        "task": config.task,
-        "labels": list(data.labels),
-        "max_length": config.max_length,
-        "text_pair": data.text_pairs is not None,
-    })
+    write_examples(run_dir / CALIBRATION_FILE, task,
+                   data.subset(calibration_sample(len(data), config.seed)))
+    atomic_write_json(run_dir / TASK_FILE, task_record(task, config.max_length))
     with atomic_file(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
-

@@ -1,0 +1,127 @@
+"""The contract every task meets, run on a tiny randomly initialised BERT in seconds.
+
+``run_task_contract`` trains the task through :func:`tfsft.train`, then checks the run folder,
+``evaluate`` (Python and CLI), ``predict`` (Python and CLI), reloading ``model.keras``, and the
+export to SavedModel, TFLite and ONNX with every variant passing the task's parity rules. A new
+task's test calls it with tiny in-memory data; nothing in it is specific to one task.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .conftest import tiny_config
+
+RUN_FILES = ("config.yaml", "task.json", "tokenizer/vocab.txt", "model.keras", "metrics.json",
+             "heldout.jsonl", "calibration.jsonl", "history.csv", "run.json",
+             "training_curves.png", "checkpoints/best.weights.h5")
+VARIANTS = {("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
+            ("tflite", "int8-dynamic"), ("tflite", "int8"), ("tflite", "text"),
+            ("onnx", "fp32"), ("onnx", "optimized"), ("onnx", "int8-dynamic"), ("onnx", "fp16")}
+
+
+@dataclass
+class ContractResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    predictions: list[dict[str, Any]]
+    export_report: dict[str, Any]
+    export_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: Path,
+                      texts: list[str], options: dict[str, Any] | None = None,
+                      quality_at_least: float | None = None,
+                      **train_overrides: Any) -> ContractResult:
+    """Train ``task`` on ``train_file`` and check everything a task must support.
+
+    ``texts`` are raw inputs for ``predict`` and the SavedModel; ``quality_at_least`` bounds
+    the task's headline metric on the validation split (it learned something).
+    """
+    from exporters import export
+    from tfsft.cli import main as cli
+    from tfsft.runs import TrainedRun
+    from tfsft.training.trainer import train
+
+    config = tiny_config(checkpoint, train_file, tmp_path / "run", task=task, **(options or {}),
+                         **train_overrides)
+    result = train(config)
+    run_dir = result.run_dir
+    for name in RUN_FILES:
+        assert (run_dir / name).exists(), name
+    record = json.loads((run_dir / "task.json").read_text())
+    assert record["task"] == task
+
+    run = TrainedRun(run_dir)
+    assert run.task.name == task
+    headline = run.task.headline_metric
+    if quality_at_least is not None:
+        assert result.metrics[headline] >= quality_at_least, result.metrics
+
+    # evaluate: the saved held-out examples give the metrics the trainer wrote
+    heldout = run.saved_examples()
+    metrics = run.evaluate(heldout, verbose=0)
+    np.testing.assert_allclose(metrics[headline], result.metrics[headline], atol=1e-5)
+    evaluate_dir = tmp_path / "evaluate"
+    assert cli(["evaluate", str(run_dir), "--data", str(run_dir / "heldout.jsonl"),
+                *_record_columns(run), "--output-dir", str(evaluate_dir)]) == 0
+    assert json.loads((evaluate_dir / "metrics.json").read_text())["examples"] == len(heldout)
+
+    # predict: one JSON record per text; a reloaded model.keras predicts the same
+    predictions = run.predict(texts)
+    assert len(predictions) == len(texts)
+    json.dumps(predictions)
+    import keras
+
+    reloaded = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    examples = run.task.examples_from_texts({"text": texts})
+    encoded = run.task.encode(run.tokenizer, examples, run.max_length)
+    from tfsft.data.pipeline import predict_logits
+
+    np.testing.assert_allclose(predict_logits(reloaded, encoded, verbose=0),
+                               run.outputs(examples, verbose=0), atol=1e-6)
+
+    # export to every format and variant; each passes the task's parity rules
+    export_dir = tmp_path / "exports" / "model"
+    report = export(run_dir, export_dir, formats=["savedmodel", "tflite", "onnx"],
+                    quantize=["fp16", "int8-dynamic", "int8"])
+    assert {(a["artifact"], a["variant"]) for a in report["artifacts"]} == VARIANTS
+    failed = [a for a in report["artifacts"] if not a["passed"]]
+    assert report["passed"] and not failed, failed
+    for artifact in report["artifacts"]:
+        assert artifact["quality_metric"] == headline
+        if artifact["variant"] in ("fp32", "optimized", "text"):
+            for output in artifact["outputs"].values():
+                assert output["max_abs_diff"] <= 1e-3, artifact
+    for folder in ("1/assets", "tflite", "onnx"):
+        saved = json.loads((export_dir / folder / "task.json").read_text())
+        assert saved["task"] == task and saved["state"] == record["state"]
+
+    # the SavedModel answers raw strings with the task's serving outputs
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (tokenizer ops)
+
+    served = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"](
+        text=tf.constant(texts))
+    token_ids = tf.saved_model.load(str(export_dir / "1")).signatures["serve_token_ids"]
+    assert set(run.task.output_checks()) <= set(served)
+    assert set(run.task.output_checks()) <= set(token_ids.structured_outputs)
+    return ContractResult(run_dir, result.metrics, predictions, report, export_dir,
+                          {"served": {k: v.numpy() for k, v in served.items()}})
+
+
+def _record_columns(run) -> list[str]:
+    """CLI flags that read the run's own ``heldout.jsonl`` (its records' column names)."""
+    flags = []
+    for name, value in run.task.record_options().items():
+        if value in (None, []) or name.startswith("validation_"):
+            continue
+        flags.append("--" + name.replace("_", "-"))
+        flags += value if isinstance(value, list) else [str(value)]
+    return flags

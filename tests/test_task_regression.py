@@ -1,0 +1,57 @@
+"""regression on the task contract; target standardisation; bad targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfsft.errors import DataError
+from tfsft.tasks import create_task
+
+from .conftest import regression_rows, write_csv
+from .task_contract import run_task_contract
+
+
+def test_regression_meets_the_task_contract(tiny_checkpoint, tmp_path):
+    train_file = write_csv(tmp_path / "train.csv", regression_rows(600, seed=2),
+                           header=("text", "score"))
+    result = run_task_contract(
+        "regression", tiny_checkpoint, train_file, tmp_path,
+        ["superb brilliant lovely", "awful dull", "the plot"],
+        options={"target_columns": ["score"]}, quality_at_least=0.9, epochs=8)
+    scores = [p["score"] for p in result.predictions]
+    assert scores[0] > 2.0 and scores[1] < -1.0 and abs(scores[2]) < 1.5  # original units
+    served = result.extra["served"]["predictions"][:, 0]
+    np.testing.assert_allclose(served, scores, atol=1e-4)
+    state = json.loads((result.run_dir / "task.json").read_text())["state"]
+    assert state["target_names"] == ["score"] and state["std"][0] > 1.0
+    assert (result.run_dir / "scatter.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"mae", "rmse", "pearson", "spearman", "r2"} <= set(result.metrics)
+
+
+def test_targets_are_standardized_for_training_and_restored_in_predictions():
+    task = create_task("regression", {"target_columns": ["a", "b"]})
+    data = task.read(pd.DataFrame({"text": ["x", "y", "z"], "a": [1, 2, 3], "b": ["10", "30", "20"]}))
+    scaled = task.encode_targets(data)["target"]
+    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(scaled.std(axis=0), 1, atol=1e-6)
+    np.testing.assert_allclose(task.destandardize(scaled), data.targets, atol=1e-5)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("", "is empty"), ("n/a", "is 'n/a', not a number"), ("inf", "is 'inf'")])
+def test_bad_targets_name_the_line(tmp_path, value, problem):
+    path = tmp_path / "scores.csv"
+    path.write_text(f"text,score\nfine,1\nbad row,{value}\n")
+    task = create_task("regression", {"target_columns": ["score"]})
+    with pytest.raises(DataError, match=f"{path}, line 3: the target \\(column 'score'\\) {problem}"):
+        task.read(path)
+
+
+def test_constant_target_is_an_error():
+    task = create_task("regression", {"target_columns": ["y"]})
+    with pytest.raises(DataError, match="same value in every training row"):
+        task.read(pd.DataFrame({"text": ["a", "b"], "y": [1.0, 1.0]}))

@@ -1,0 +1,7 @@
+"""Option choices shared by the configuration, the CLI and the code that uses them.
+
+This module imports nothing heavy, so ``tfsft --help`` can list the choices without TensorFlow.
+"""
+
+LR_DECAYS = ("linear", "cosine", "exponential", "constant")
+POOLINGS = ("mean", "cls", "pooled")

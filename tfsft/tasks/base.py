@@ -1,0 +1,334 @@
+"""The Task API: everything that differs between fine-tuning tasks, behind one small class.
+
+A task owns its options (columns, label options), how rows become checked examples, how
+examples become features and targets, its model with loss and metrics, its metrics and report
+files, its prediction records, its serving outputs and how each output is verified after export.
+The trainer, the CLI, the run folder and the exporters only ever call these methods, so a new
+task is one module (a :class:`Task` subclass decorated with :func:`register_task`) plus its test.
+
+>>> sorted(task_names())
+['multi-label-classification', 'regression', 'text-classification']
+>>> options_class("regression").__name__
+'RegressionOptions'
+
+Task modules import TensorFlow only inside their methods: ``tfsft --help`` lists the tasks and
+their options without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from tfsft.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+    from tfsft.config import TrainConfig
+    from tfsft.data.pipeline import EncodedData
+    from tfsft.tokenization import WordPieceTokenizer
+
+# Built-in tasks, imported on first use (``module:Class``); register_task adds more.
+_REGISTRY: dict[str, str | type[Task]] = {
+    "text-classification": "tfsft.tasks.text_classification:TextClassificationTask",
+    "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelTask",
+    "regression": "tfsft.tasks.regression:RegressionTask",
+}
+# Options classes of the built-in tasks, importable without TensorFlow (for the CLI).
+_OPTIONS: dict[str, str] = {
+    "text-classification": "tfsft.tasks.text_classification:TextClassificationOptions",
+    "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelOptions",
+    "regression": "tfsft.tasks.regression:RegressionOptions",
+}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` available as ``--task cls.name``.
+
+    >>> @register_task
+    ... class EchoTask(Task):
+    ...     name = "echo-doc-example"
+    ...     Options = TaskOptions
+    >>> task_class("echo-doc-example") is EchoTask
+    True
+    >>> unregister_task("echo-doc-example")
+    """
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__name__} needs a class attribute `name`")
+    _REGISTRY[cls.name] = cls
+    _OPTIONS[cls.name] = f"{cls.Options.__module__}:{cls.Options.__qualname__}"
+    return cls
+
+
+def unregister_task(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    _OPTIONS.pop(name, None)
+
+
+def task_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def _load(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def task_class(name: str) -> type[Task]:
+    """The task class registered as ``name``."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown task {name!r}; the tasks are {', '.join(_REGISTRY)}")
+    entry = _REGISTRY[name]
+    if isinstance(entry, str):
+        entry = _REGISTRY[name] = _load(entry)
+    return entry
+
+
+def options_class(name: str) -> type[TaskOptions]:
+    """The options dataclass of task ``name`` (imports no TensorFlow for built-in tasks)."""
+    if name not in _OPTIONS:
+        raise ConfigError(f"unknown task {name!r}; the tasks are {', '.join(_REGISTRY)}")
+    return _load(_OPTIONS[name])
+
+
+def create_task(name: str, options: dict[str, Any] | TaskOptions | None = None,
+                state: dict[str, Any] | None = None) -> Task:
+    """An instance of task ``name`` with ``options`` (a dict is checked against its fields)."""
+    cls = task_class(name)
+    if not isinstance(options, TaskOptions):
+        options = make_options(cls.Options, options or {}, source=f"task {name!r}")
+    task = cls(options)
+    if state:
+        task.load_state(state)
+    return task
+
+
+def option(default: Any = None, help: str = "", choices: Sequence[Any] | None = None,
+           validation: bool = False, read: bool = False, **kwargs: Any) -> Any:
+    """A task option field: ``help`` for ``--help``; ``read=True`` also offers it to
+    ``tfsft evaluate/predict/export`` (column names); ``validation=True`` marks the column
+    option used for the validation file."""
+    metadata = {"help": help, "choices": choices, "read": read, "validation": validation}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class TaskOptions:
+    """Base class of a task's options (a dataclass; each field is a CLI flag and a YAML key)."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for invalid values (choices are checked already)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def option_fields(cls: type[TaskOptions]) -> list[tuple[dataclasses.Field, Any]]:
+    """The fields of an options class with their resolved type hints."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def make_options(cls: type[TaskOptions], values: dict[str, Any],
+                 source: str = "options") -> TaskOptions:
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{source}: unknown option(s) {unknown}; this task's options are "
+                          f"{', '.join(names)}")
+    options = cls(**values)
+    for field, _ in option_fields(cls):
+        choices = field.metadata.get("choices")
+        value = getattr(options, field.name)
+        if choices and value is not None and value not in choices:
+            raise ConfigError(f"{source}: {field.name} must be one of {list(choices)}, "
+                              f"got {value!r}")
+    options.validate()
+    return options
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """How an exported output is compared with the Keras model's.
+
+    ``kind``: ``"scores"`` (max |Δ| <= ``tolerance`` for fp32 artifacts), ``"argmax"`` (also the
+    share of equal argmaxes over the last axis), ``"decisions"`` (also the share of equal
+    ``value > threshold`` decisions; ``threshold`` per column). ``per_token`` outputs are
+    compared on real tokens only (the attention mask). A quantized artifact passes when its
+    agreement is >= ``min_agreement`` (``argmax``/``decisions``) or, for ``scores``, when its
+    Pearson correlation with the reference is >= ``min_correlation``.
+    """
+
+    kind: str = "scores"
+    tolerance: float = 1e-4
+    min_agreement: float = 0.98
+    min_correlation: float = 0.99
+    threshold: tuple[float, ...] | None = None
+    per_token: bool = False
+
+
+class Task:
+    """Base class of fine-tuning tasks. Subclasses set ``name`` and ``Options`` and implement
+    the methods below (the sentence-level tasks share :class:`tfsft.tasks.sentence.SentenceTask`).
+
+    State learned from the training data (label list, target statistics, thresholds) lives in
+    the instance and is saved in the run folder's ``task.json`` by :meth:`state_dict`.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    # Validation metric direction, by Keras metric name (without ``val_``): True = higher is better.
+    metric_directions: ClassVar[dict[str, bool]] = {"loss": False}
+    default_monitor: ClassVar[str] = "val_loss"
+    # The metric printed first in reports and used as the "quality" column of export reports.
+    headline_metric: ClassVar[str] = "loss"
+
+    def __init__(self, options: TaskOptions):
+        self.options = options
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What the task learned from the training data, as JSON-able values."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (from a run folder's ``task.json``)."""
+
+    def with_options(self, **changes: Any) -> Task:
+        """A copy of this task (same state) with some options changed."""
+        options = make_options(type(self.options), {**self.options.to_dict(), **changes},
+                               source=f"task {self.name!r}")
+        task = type(self)(options)
+        task.load_state(self.state_dict())
+        return task
+
+    # -- data -------------------------------------------------------------------------------
+    def read(self, source: Any, role: str = "train", labelled: bool = True,
+             max_rows: int | None = None, file_format: str | None = None,
+             encoding: str = "utf-8") -> Any:
+        """Checked examples from a file, DataFrame or dataset. ``role`` is ``train`` (learns the
+        task state, e.g. the label list), ``validation`` (validation column names, known state)
+        or ``eval`` (known state)."""
+        raise NotImplementedError
+
+    def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+        """A seeded validation split of the training examples."""
+        raise NotImplementedError
+
+    def load_training_data(self, config: TrainConfig) -> tuple[Any, Any]:
+        """Training and validation examples for ``config`` (a file, or a split)."""
+        common = dict(file_format=config.file_format, encoding=config.encoding)
+        train = self.read(config.train, role="train", max_rows=config.max_train_rows, **common)
+        if config.validation:
+            validation = self.read(config.validation, role="validation",
+                                   max_rows=config.max_validation_rows, **common)
+        else:
+            train, validation = self.split(train, config.validation_fraction, config.seed)
+        return train, validation
+
+    def example_records(self, examples: Any) -> list[dict[str, Any]]:
+        """Examples as JSON-able dicts that :meth:`read_records` reads back."""
+        raise NotImplementedError
+
+    def read_records(self, path: Path) -> Any:
+        """Examples from a JSONL file written from :meth:`example_records`."""
+        raise NotImplementedError
+
+    def encode(self, tokenizer: WordPieceTokenizer, examples: Any, max_length: int,
+               training: bool = False) -> EncodedData:
+        """Features and targets; ``training`` adds sample weights where the task has them."""
+        raise NotImplementedError
+
+    # -- model ------------------------------------------------------------------------------
+    def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
+        raise NotImplementedError
+
+    def compile(self, model: keras.Model, optimizer: Any) -> None:
+        """Compile ``model`` with the task's loss and metrics."""
+        raise NotImplementedError
+
+    def monitor(self, name: str | None) -> tuple[str, str]:
+        """The metric to monitor (default :attr:`default_monitor`) and ``"min"``/``"max"``."""
+        name = name or self.default_monitor
+        base = name.removeprefix("val_")
+        if base not in self.metric_directions:
+            known = ", ".join(f"val_{m}" for m in self.metric_directions)
+            raise ConfigError(f"--monitor {name!r} is not a metric of task {self.name!r}; "
+                              f"choose one of {known}")
+        return name, "max" if self.metric_directions[base] else "min"
+
+    # -- after fit, metrics, predictions ----------------------------------------------------
+    def after_fit(self, validation: Any, outputs: np.ndarray) -> None:
+        """Learn what needs the trained model (e.g. decision thresholds) from validation data."""
+
+    def evaluate(self, examples: Any, outputs: np.ndarray,
+                 output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
+        """Metrics of raw model ``outputs`` on labelled ``examples``; with ``output_dir``, also
+        ``metrics.json`` and the task's report files."""
+        raise NotImplementedError
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The few metrics the CLI prints after training."""
+        return {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        """One JSON-able record per example from raw model ``outputs``."""
+        raise NotImplementedError
+
+    def texts(self, examples: Any) -> dict[str, list[str]]:
+        """The raw-text inputs of ``examples`` by serving input name (``text``, ...)."""
+        raise NotImplementedError
+
+    def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> Any:
+        """Unlabelled examples from raw texts by input name (for ``predict``)."""
+        raise NotImplementedError
+
+    # -- export -----------------------------------------------------------------------------
+    def text_inputs(self) -> tuple[str, ...]:
+        """Names of the raw-string inputs of the serving signature."""
+        raise NotImplementedError
+
+    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The token-id signature's outputs (every format) from the model's raw output."""
+        raise NotImplementedError
+
+    def serving_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The raw-text ``serving_default`` outputs (a superset of :meth:`export_outputs`)."""
+        return self.export_outputs(raw)
+
+    def output_checks(self) -> dict[str, OutputCheck]:
+        """How each of :meth:`export_outputs` is compared in export verification."""
+        raise NotImplementedError
+
+    def export_quality(self, examples: Any, outputs: dict[str, np.ndarray]) -> float | None:
+        """:attr:`headline_metric` of exported ``outputs`` on labelled held-out examples."""
+        return None
+
+    def labels_for_sidecar(self) -> list[str]:
+        """One name per output column, written as ``labels.txt`` next to exported models."""
+        return []
+
+
+def check_columns(present: Sequence[str], wanted: dict[str, str | None], source: str,
+                  flags: Callable[[str], str] = lambda k: "--" + k.replace("_", "-")) -> None:
+    """A clear error when an option names a column the data lacks."""
+    from tfsft.errors import DataError
+
+    for option_name, column in wanted.items():
+        if column and column not in present:
+            raise DataError(source, None, f"column {column!r} not found; the columns are "
+                            f"{', '.join(repr(c) for c in present)}",
+                            f"pass the right name ({flags(option_name)})")

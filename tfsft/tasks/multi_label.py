@@ -1,0 +1,305 @@
+"""``multi-label-classification``: any number of labels per text (sigmoid head, binary
+cross-entropy), with a decision threshold per label.
+
+A label cell holds a list (JSONL, Parquet, datasets), a JSON list as text (``["PER", "LOC"]``)
+or labels joined by ``label_delimiter`` (``PER|LOC``); an empty cell or list means no label.
+Thresholds are tuned per label for F1 on the validation data after training (or fixed with
+``threshold: 0.5``) and saved with the model; exports ship them in ``task.json``.
+
+>>> import pandas as pd
+>>> task = create_task("multi-label-classification")
+>>> data = task.read(pd.DataFrame({"text": ["a", "b", "c"], "label": ["x|y", "", "y"]}))
+>>> task.labels, data.targets.tolist()
+(('x', 'y'), [[1, 1], [0, 0], [0, 1]])
+>>> task.predictions(np.array([[3.0, -3.0]]))[0]["labels"]
+['x']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfsft.data.examples import TextExamples, TextRows, normalize_label, sort_labels
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks.base import OutputCheck, create_task, option, register_task
+from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+    from tfsft.data.readers import Table
+
+__all__ = ["MultiLabelOptions", "MultiLabelTask", "create_task"]
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+@dataclass
+class MultiLabelOptions(SentenceOptions):
+    label_column: str = option("label", help="column holding the labels of a text", read=True)
+    validation_label_column: str | None = option(
+        None, help="label column of the validation file, when it differs", validation=True)
+    label_delimiter: str = option("|", help="separator of labels in a text cell ('PER|LOC'); "
+                                            "cells holding JSON lists need none", read=True)
+    threshold: float | str = option("tune", help="'tune' (per label, best F1 on the validation "
+                                                 "data) or a probability such as 0.5")
+
+    def validate(self) -> None:
+        if self.threshold != "tune" and not (isinstance(self.threshold, (int, float))
+                                             and 0 < float(self.threshold) < 1):
+            raise ConfigError(f"threshold must be 'tune' or a probability in (0, 1), "
+                              f"got {self.threshold!r}")
+        if not self.label_delimiter:
+            raise ConfigError("label_delimiter must not be empty")
+
+
+@register_task
+class MultiLabelTask(SentenceTask):
+    name = "multi-label-classification"
+    Options = MultiLabelOptions
+    metric_directions = {"loss": False, "label_accuracy": True}
+    headline_metric = "f1_micro"
+    record_key = "labels"
+
+    def __init__(self, options: MultiLabelOptions):
+        super().__init__(options)
+        self.labels: tuple[str, ...] | None = None
+        fixed = 0.5 if options.threshold == "tune" else float(options.threshold)
+        self.thresholds: list[float] = []
+        self._fixed_threshold = fixed
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "labels": list(self.labels or []),
+                "thresholds": self.thresholds}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("labels"):
+            self.labels = tuple(state["labels"])
+            self.thresholds = [float(t) for t in state.get("thresholds") or
+                               [self._fixed_threshold] * len(self.labels)]
+
+    # -- data -------------------------------------------------------------------------------
+    def _label_column(self, role: str) -> str:
+        if role == "validation":
+            return self.options.validation_label_column or self.options.label_column
+        return self.options.label_column
+
+    def target_columns(self, role: str) -> list[str]:
+        return [self._label_column(role)]
+
+    def target_option_names(self) -> list[str]:
+        return ["label_column"]
+
+    def target_reader(self, table: Table, role: str):
+        column = self._label_column(role)
+        known = None if role == "train" else set(self._known_labels())
+
+        def read(row: dict[str, Any], where: str) -> Any:
+            labels = parse_labels(row.get(column), self.options.label_delimiter, table.source,
+                                  where, column)
+            if known is not None:
+                unknown = sorted(set(labels) - known)
+                if unknown:
+                    raise DataError(table.source, where, f"label(s) {unknown} were not seen in "
+                                    f"training; the model knows {sorted(known)}",
+                                    "fix the labels, or train a model that includes them")
+            return labels
+
+        return read
+
+    def _known_labels(self) -> tuple[str, ...]:
+        if self.labels is None:
+            raise ConfigError("the label list is not known yet: read the training data first")
+        return self.labels
+
+    def make_examples(self, rows: TextRows, table: Table, role: str) -> TextExamples:
+        if role == "train":
+            found = {label for labels in rows.targets for label in labels}
+            if len(found) < 1:
+                raise DataError(table.source, None, "no row has a label",
+                                "check --label-column and --label-delimiter")
+            self.labels = sort_labels(found)
+            self.thresholds = [self._fixed_threshold] * len(self.labels)
+        targets = None
+        if role != "unlabelled":
+            index = {label: i for i, label in enumerate(self._known_labels())}
+            targets = np.zeros((len(rows.texts), len(index)), dtype=np.int32)
+            for row, labels in enumerate(rows.targets):
+                targets[row, [index[label] for label in labels]] = 1
+        return TextExamples(rows.texts, rows.text_pairs, targets, tuple(self.labels or ()),
+                            source=table.source, locations=rows.locations)
+
+    def target_record(self, target: Any) -> dict[str, Any]:
+        return {"labels": [label for label, on in zip(self.labels, target, strict=True) if on]}
+
+    def record_options(self) -> dict[str, Any]:
+        return {**super().record_options(), "label_column": "labels",
+                "validation_label_column": None}
+
+    def encode_targets(self, examples: TextExamples) -> dict[str, np.ndarray]:
+        return {"target": examples.targets.astype(np.float32)}
+
+    # -- model ------------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        return len(self._known_labels())
+
+    def compile(self, model: keras.Model, optimizer: Any) -> None:
+        import keras
+
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.BinaryAccuracy(threshold=0.0,
+                                                            name="label_accuracy")])
+
+    def after_fit(self, validation: TextExamples, outputs: np.ndarray) -> None:
+        if self.options.threshold == "tune":
+            self.thresholds = tune_thresholds(validation.targets, sigmoid(outputs))
+
+    # -- metrics and predictions ------------------------------------------------------------
+    def evaluate(self, examples: TextExamples, outputs: np.ndarray,
+                 output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
+        from tfsft.evaluation.metrics import multilabel_metrics
+
+        if examples.targets is None:
+            raise ConfigError("evaluation needs labelled data (--label-column)")
+        metrics = multilabel_metrics(examples.targets, sigmoid(outputs), self.thresholds,
+                                     self.labels)
+        if output_dir is not None:
+            from tfsft.evaluation.reports import write_multilabel_report
+
+            write_multilabel_report(output_dir, metrics, examples.targets, sigmoid(outputs),
+                                    self.thresholds, self.labels, prefix=prefix)
+        return metrics
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        keys = ("examples", "f1_micro", "f1_macro", "precision_micro", "recall_micro",
+                "subset_accuracy", "hamming_loss")
+        return {k: metrics[k] for k in keys}
+
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        records = []
+        for row in sigmoid(np.asarray(outputs, np.float64)):
+            records.append({
+                "labels": [label for label, p, t in zip(self.labels, row, self.thresholds,
+                                                        strict=True) if p > t],
+                "probabilities": {label: float(p) for label, p in
+                                  zip(self.labels, row, strict=True)}})
+        return records
+
+    # -- export -----------------------------------------------------------------------------
+    def _logit_thresholds(self) -> list[float]:
+        return [math.log(t / (1 - t)) for t in self.thresholds]
+
+    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        return {"probabilities": tf.sigmoid(raw), "logits": raw}
+
+    def serving_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        chosen = raw > tf.constant(self._logit_thresholds(), tf.float32)
+        # [batch, labels]: the label's name where chosen, else "". Built with a gather only:
+        # LiteRT has no string BroadcastTo, ZerosLike or Select.
+        decisions = tf.cast(chosen, tf.int32)
+        count = len(self.labels)
+        names = tf.constant([""] * count + list(self.labels))
+        return {"decisions": decisions,
+                "labels": tf.gather(names, decisions * count + tf.range(count)),
+                **self.export_outputs(raw)}
+
+    def output_checks(self) -> dict[str, OutputCheck]:
+        return {"logits": OutputCheck(kind="decisions",
+                                      threshold=tuple(self._logit_thresholds()))}
+
+    def export_quality(self, examples: TextExamples,
+                       outputs: dict[str, np.ndarray]) -> float | None:
+        from sklearn.metrics import f1_score
+
+        if examples.targets is None:
+            return None
+        decided = outputs["logits"] > np.asarray(self._logit_thresholds())
+        return float(f1_score(examples.targets, decided.astype(np.int32), average="micro",
+                              zero_division=0))
+
+    def labels_for_sidecar(self) -> list[str]:
+        return list(self.labels or [])
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def parse_labels(value: Any, delimiter: str, source: str, where: str,
+                 column: str) -> list[str]:
+    """The labels in one cell: a list, a JSON list as text, or text joined by ``delimiter``.
+
+    >>> parse_labels('["b", "a"]', "|", "f", "line 2", "labels")
+    ['b', 'a']
+    >>> parse_labels("a | b", "|", "f", "line 3", "labels"), parse_labels("", "|", "f", "", "l")
+    (['a', 'b'], [])
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        raise DataError(source, where, f"the labels (column {column!r}) are missing",
+                        "write an empty list [] (or leave the cell empty) for a text "
+                        "without labels")
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays from Parquet
+        value = value.tolist()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(source, where, f"the labels (column {column!r}) look like a "
+                                f"JSON list but are not valid JSON ({exc.msg})",
+                                'write them as ["A", "B"] or A|B') from None
+        else:
+            value = [part for part in (p.strip() for p in text.split(delimiter)) if part]
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    labels = []
+    for item in value:
+        label = normalize_label(item)
+        if label is None:
+            raise DataError(source, where, f"the labels (column {column!r}) hold an empty label",
+                            "remove it")
+        labels.append(label)
+    if len(set(labels)) != len(labels):
+        raise DataError(source, where, f"the labels (column {column!r}) repeat a label: "
+                        f"{labels}", "list each label once")
+    return labels
+
+
+def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Per label, the threshold of :data:`THRESHOLD_GRID` with the best F1 on validation data
+    (ties: the one closest to 0.5; labels without positive examples keep 0.5).
+
+    >>> targets = np.array([[1], [1], [0], [0]])
+    >>> tune_thresholds(targets, np.array([[0.3], [0.4], [0.2], [0.1]]))
+    [0.29]
+    """
+    thresholds = []
+    for column in range(targets.shape[1]):
+        truth = targets[:, column].astype(bool)
+        if not truth.any():
+            thresholds.append(0.5)
+            continue
+        predicted = probabilities[:, column][:, None] > THRESHOLD_GRID[None, :]
+        tp = (predicted & truth[:, None]).sum(axis=0)
+        fp = (predicted & ~truth[:, None]).sum(axis=0)
+        fn = (~predicted & truth[:, None]).sum(axis=0)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        best = np.flatnonzero(f1 == f1.max())
+        closest = best[np.argmin(np.abs(THRESHOLD_GRID[best] - 0.5))]
+        thresholds.append(float(THRESHOLD_GRID[closest]))
+    return thresholds

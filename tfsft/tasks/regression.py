@@ -1,0 +1,218 @@
+"""``regression``: one or more numeric targets per text or text pair (linear head, MSE/Huber).
+
+Targets are standardized with the training data's mean and standard deviation (recorded in
+``task.json``); predictions, metrics and every export are in the original units.
+
+>>> import pandas as pd
+>>> task = create_task("regression", {"target_columns": ["score"]})
+>>> data = task.read(pd.DataFrame({"text": ["great", "awful", "fine"], "score": [3, -2, 1]}))
+>>> data.targets[:, 0].tolist(), round(task.mean[0], 3)
+([3.0, -2.0, 1.0], 0.667)
+>>> task.predictions(np.array([[0.0]]))[0]["score"] == round(task.mean[0], 6)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfsft.data.examples import TextExamples, TextRows
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks.base import OutputCheck, create_task, option, register_task
+from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+    from tfsft.data.readers import Table
+
+__all__ = ["RegressionOptions", "RegressionTask", "create_task"]
+
+LOSSES = ("mse", "huber")
+
+
+@dataclass
+class RegressionOptions(SentenceOptions):
+    target_columns: list[str] = option(["label"], help="column(s) holding the numeric target(s)",
+                                       read=True)
+    validation_target_columns: list[str] | None = option(
+        None, help="target column(s) of the validation file, when they differ", validation=True)
+    loss: str = option("mse", choices=LOSSES, help="mean squared error, or Huber")
+    huber_delta: float = option(1.0, help="Huber loss delta, in standard deviations")
+    standardize: bool = option(True, help="train on targets scaled to mean 0 and standard "
+                                          "deviation 1 (undone in predictions and exports)")
+
+    def validate(self) -> None:
+        if not self.target_columns:
+            raise ConfigError("target_columns needs at least one column")
+        if (self.validation_target_columns is not None
+                and len(self.validation_target_columns) != len(self.target_columns)):
+            raise ConfigError("validation_target_columns must name as many columns as "
+                              "target_columns")
+        if self.huber_delta <= 0:
+            raise ConfigError("huber_delta must be > 0")
+
+
+@register_task
+class RegressionTask(SentenceTask):
+    name = "regression"
+    Options = RegressionOptions
+    metric_directions = {"loss": False}
+    headline_metric = "pearson"
+    record_key = "targets"
+
+    def __init__(self, options: RegressionOptions):
+        super().__init__(options)
+        self.target_names: tuple[str, ...] = tuple(options.target_columns)
+        self.mean: list[float] = [0.0] * len(self.target_names)
+        self.std: list[float] = [1.0] * len(self.target_names)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "target_names": list(self.target_names),
+                "mean": self.mean, "std": self.std}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if "mean" in state:
+            self.target_names = tuple(state["target_names"])
+            self.mean, self.std = list(state["mean"]), list(state["std"])
+
+    # -- data -------------------------------------------------------------------------------
+    def target_columns(self, role: str) -> list[str]:
+        if role == "validation" and self.options.validation_target_columns:
+            return list(self.options.validation_target_columns)
+        return list(self.options.target_columns)
+
+    def target_option_names(self) -> list[str]:
+        return ["target_columns"]
+
+    def target_reader(self, table: Table, role: str):
+        columns = self.target_columns(role)
+
+        def read(row: dict[str, Any], where: str) -> list[float]:
+            return [_number(row.get(column), table.source, where, column) for column in columns]
+
+        return read
+
+    def make_examples(self, rows: TextRows, table: Table, role: str) -> TextExamples:
+        targets = None
+        if role != "unlabelled":
+            targets = np.asarray(rows.targets, dtype=np.float64).reshape(-1, len(self.target_names))
+        if role == "train":
+            if len(rows.texts) < 2:
+                raise DataError(table.source, None, "regression needs at least 2 training rows",
+                                "add rows")
+            self.mean = [float(x) for x in targets.mean(axis=0)]
+            spread = targets.std(axis=0)
+            if self.options.standardize and np.any(spread == 0):
+                constant = [n for n, s in zip(self.target_names, spread, strict=True) if s == 0]
+                raise DataError(table.source, None, f"target(s) {constant} have the same value in "
+                                "every training row", "check the target column")
+            if not self.options.standardize:
+                self.mean, spread = [0.0] * len(self.target_names), np.ones(len(spread))
+            self.std = [float(x) for x in spread]
+        return TextExamples(rows.texts, rows.text_pairs, targets, self.target_names,
+                            source=table.source, locations=rows.locations)
+
+    def target_record(self, target: Any) -> dict[str, Any]:
+        return {name: float(value) for name, value in zip(self.target_names, target, strict=True)}
+
+    def record_options(self) -> dict[str, Any]:
+        return {**super().record_options(), "target_columns": list(self.target_names),
+                "validation_target_columns": None}
+
+    def encode_targets(self, examples: TextExamples) -> dict[str, np.ndarray]:
+        scaled = (examples.targets - np.asarray(self.mean)) / np.asarray(self.std)
+        return {"target": scaled.astype(np.float32)}
+
+    def destandardize(self, outputs: np.ndarray) -> np.ndarray:
+        return np.asarray(outputs, np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+
+    # -- model ------------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        return len(self.target_names)
+
+    def compile(self, model: keras.Model, optimizer: Any) -> None:
+        import keras
+
+        loss = (keras.losses.MeanSquaredError() if self.options.loss == "mse"
+                else keras.losses.Huber(delta=self.options.huber_delta))
+        model.compile(optimizer=optimizer, loss=loss)
+
+    # -- metrics and predictions ------------------------------------------------------------
+    def evaluate(self, examples: TextExamples, outputs: np.ndarray,
+                 output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
+        from tfsft.evaluation.metrics import regression_metrics
+
+        if examples.targets is None:
+            raise ConfigError("evaluation needs the target column(s) (--target-columns)")
+        predicted = self.destandardize(outputs)
+        metrics = regression_metrics(examples.targets, predicted, self.target_names)
+        if output_dir is not None:
+            from tfsft.evaluation.reports import write_regression_report
+
+            write_regression_report(output_dir, metrics, examples.targets, predicted,
+                                    self.target_names, prefix=prefix)
+        return metrics
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {k: metrics[k] for k in ("examples", "pearson", "spearman", "mae", "rmse", "r2")}
+
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        return [{name: round(float(value), 6) for name, value in
+                 zip(self.target_names, row, strict=True)}
+                for row in self.destandardize(outputs)]
+
+    # -- export -----------------------------------------------------------------------------
+    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        std = tf.constant(self.std, tf.float32)
+        mean = tf.constant(self.mean, tf.float32)
+        return {"predictions": raw * std + mean}
+
+    def output_checks(self) -> dict[str, OutputCheck]:
+        # Same relative precision as 1e-4 on standardized values, in the targets' units.
+        return {"predictions": OutputCheck(kind="scores", tolerance=1e-4 * max(1.0, *self.std))}
+
+    def export_quality(self, examples: TextExamples,
+                       outputs: dict[str, np.ndarray]) -> float | None:
+        if examples.targets is None:
+            return None
+        truth, predicted = examples.targets[:, 0], outputs["predictions"][:, 0]
+        if len(truth) < 2 or np.std(truth) == 0 or np.std(predicted) == 0:
+            return None
+        return float(np.corrcoef(truth, predicted)[0, 1])
+
+    def labels_for_sidecar(self) -> list[str]:
+        return list(self.target_names)
+
+
+def _number(value: Any, source: str, where: str, column: str) -> float:
+    """A finite float from a cell, or a clear error naming the row."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise DataError(source, where, f"the target (column {column!r}) is empty",
+                            "give every row a number, or remove the row")
+    if value is None:
+        raise DataError(source, where, f"the target (column {column!r}) is missing",
+                        "give every row a number, or remove the row")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(source, where, f"the target (column {column!r}) is {value!r}, not a "
+                        "number", "store numbers such as 3.5 or -1") from None
+    if not math.isfinite(number):
+        raise DataError(source, where, f"the target (column {column!r}) is {value!r}",
+                        "use finite numbers")
+    return number

@@ -1,0 +1,194 @@
+"""What every sentence-level task shares: a text (or text pair) in, one row of outputs out.
+
+Text classification, multi-label classification and regression read the same text columns,
+tokenize the same way, put a pooled dense head on the backbone and serve raw strings; they
+differ in their targets, loss, metrics and output post-processing. A subclass implements the
+target hooks (``target_columns``, ``read_target``, ``make_examples``, ``target_record``) and the
+model, metric and export methods of :class:`~tfsft.tasks.base.Task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfsft.choices import POOLINGS
+from tfsft.data.examples import TextExamples, TextRows, read_text_rows, split_examples
+from tfsft.errors import ConfigError
+from tfsft.tasks.base import Task, TaskOptions, option
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+    from tfsft.data.pipeline import EncodedData
+    from tfsft.data.readers import Table
+    from tfsft.tokenization import WordPieceTokenizer
+
+
+@dataclass
+class SentenceOptions(TaskOptions):
+    """Text columns and the pooled head, shared by the sentence-level tasks."""
+
+    text_column: str = option("text", help="column holding the text", read=True)
+    text_pair_column: str | None = option(
+        None, help="column holding the second text, for sentence pairs", read=True)
+    validation_text_column: str | None = option(
+        None, help="text column of the validation file, when it differs", validation=True)
+    validation_text_pair_column: str | None = option(
+        None, help="second-text column of the validation file, when it differs",
+        validation=True)
+    pooling: str = option("mean", choices=POOLINGS,
+                          help="sentence vector: masked mean of the last layer, [CLS], or "
+                               "BERT's tanh pooler")
+
+
+class SentenceTask(Task):
+    """Base of the sentence-level tasks (see the module docstring)."""
+
+    Options = SentenceOptions
+    # Key of the target in example records (heldout.jsonl, calibration.jsonl).
+    record_key = "label"
+
+    def __init__(self, options: SentenceOptions):
+        super().__init__(options)
+        self.text_pair = options.text_pair_column is not None
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"text_pair": self.text_pair}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.text_pair = bool(state.get("text_pair", self.text_pair))
+
+    # -- target hooks (subclasses) ----------------------------------------------------------
+    def target_columns(self, role: str) -> list[str]:
+        """Columns holding the target(s) for data of ``role``."""
+        raise NotImplementedError
+
+    def target_reader(self, table: Table, role: str) -> Callable[[dict[str, Any], str], Any]:
+        """``f(row, where)``: the row's target, or :data:`~tfsft.data.examples.SKIP`."""
+        raise NotImplementedError
+
+    def make_examples(self, rows: TextRows, table: Table, role: str) -> TextExamples:
+        """Examples from checked rows; ``role == "train"`` learns the task state."""
+        raise NotImplementedError
+
+    def target_record(self, target: Any) -> dict[str, Any]:
+        """A target as JSON-able fields of an example record."""
+        raise NotImplementedError
+
+    def record_options(self) -> dict[str, Any]:
+        """Options that read example records back (columns named as in the records)."""
+        return {"text_column": "text", "text_pair_column": "text_pair" if self.text_pair else None,
+                "validation_text_column": None, "validation_text_pair_column": None}
+
+    def encode_targets(self, examples: TextExamples) -> dict[str, np.ndarray]:
+        """Targets fed to ``fit`` (e.g. standardized); default: the examples' targets."""
+        return {"target": examples.targets}
+
+    def sample_weights(self, examples: TextExamples) -> np.ndarray | None:
+        """Per-example loss weights for training (e.g. class weights); default none."""
+        return None
+
+    # -- data -------------------------------------------------------------------------------
+    def columns(self, role: str) -> tuple[str, str | None]:
+        options = self.options
+        if role == "validation":
+            return (options.validation_text_column or options.text_column,
+                    options.validation_text_pair_column or options.text_pair_column)
+        return options.text_column, options.text_pair_column
+
+    def read(self, source: Any, role: str = "train", labelled: bool = True,
+             max_rows: int | None = None, file_format: str | None = None,
+             encoding: str = "utf-8") -> TextExamples:
+        from tfsft.data.readers import Table, read_table
+
+        if role != "train" and self.text_pair and self.options.text_pair_column is None:
+            raise ConfigError("this model takes text pairs: pass --text-pair-column")
+        table = source if isinstance(source, Table) else read_table(source, file_format, encoding)
+        text_column, pair_column = self.columns(role)
+        target_columns = self.target_columns(role) if labelled else []
+        reader = self.target_reader(table, role) if labelled else None
+        rows = read_text_rows(table, text_column, pair_column, target_columns, reader, max_rows,
+                              flags=self.column_flags())
+        return self.make_examples(rows, table, role if labelled else "unlabelled")
+
+    def column_flags(self) -> str:
+        return "--text-column / --text-pair-column / " + " / ".join(
+            "--" + name.replace("_", "-") for name in self.target_option_names())
+
+    def target_option_names(self) -> list[str]:
+        return []
+
+    def split(self, examples: TextExamples, fraction: float,
+              seed: int) -> tuple[TextExamples, TextExamples]:
+        return split_examples(examples, fraction, seed)
+
+    def example_records(self, examples: TextExamples) -> list[dict[str, Any]]:
+        records = []
+        for i, text in enumerate(examples.texts):
+            record: dict[str, Any] = {"text": text}
+            if examples.text_pairs is not None:
+                record["text_pair"] = examples.text_pairs[i]
+            if examples.targets is not None:
+                record.update(self.target_record(examples.targets[i]))
+            records.append(record)
+        return records
+
+    def read_records(self, path: Path) -> TextExamples:
+        return self.with_options(**self.record_options()).read(path, role="eval")
+
+    def encode(self, tokenizer: WordPieceTokenizer, examples: TextExamples, max_length: int,
+               training: bool = False) -> EncodedData:
+        from tfsft.data.pipeline import encode_texts
+
+        encoded = encode_texts(tokenizer, examples.texts, examples.text_pairs, max_length)
+        if examples.targets is not None:
+            encoded.targets = self.encode_targets(examples)
+            if training:
+                encoded.sample_weights = self.sample_weights(examples)
+        return encoded
+
+    def texts(self, examples: TextExamples) -> dict[str, list[str]]:
+        texts = {"text": list(examples.texts)}
+        if examples.text_pairs is not None:
+            texts["text_pair"] = list(examples.text_pairs)
+        return texts
+
+    def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> TextExamples:
+        if self.text_pair and "text_pair" not in texts:
+            raise ConfigError("this model takes text pairs: pass the second texts too")
+        if not self.text_pair and "text_pair" in texts:
+            raise ConfigError("this model takes single texts, not pairs")
+        pairs = texts.get("text_pair")
+        if pairs is not None and len(pairs) != len(texts["text"]):
+            raise ConfigError(f"{len(texts['text'])} texts but {len(pairs)} second texts: "
+                              "every text needs its pair")
+        return TextExamples(list(texts["text"]), None if pairs is None else list(pairs), None,
+                            tuple(self.labels_for_sidecar()))
+
+    # -- model ------------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        raise NotImplementedError
+
+    def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
+        from tfsft.models.text_model import TextModel
+
+        return TextModel.from_pretrained(checkpoint, num_outputs=self.num_outputs,
+                                         pooling=self.options.pooling, dropout=dropout,
+                                         dtype=dtype)
+
+    # -- export -----------------------------------------------------------------------------
+    def text_inputs(self) -> tuple[str, ...]:
+        return ("text", "text_pair") if self.text_pair else ("text",)
+
+    def tokenize(self, tokenizer: WordPieceTokenizer, inputs: dict[str, tf.Tensor],
+                 max_length: int) -> dict[str, tf.Tensor]:
+        """Token-id features of raw-string ``inputs`` (in the exported graph)."""
+        return tokenizer.encode(inputs["text"], inputs.get("text_pair"), max_length)

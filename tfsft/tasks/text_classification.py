@@ -1,0 +1,223 @@
+"""``text-classification``: one label per text or text pair (softmax head, cross-entropy).
+
+Data: a text column (and optionally a second text column for pairs) and a label column; labels
+are strings or integers (``2``, ``2.0`` and ``"2"`` are the same label).
+
+>>> import pandas as pd
+>>> task = create_task("text-classification", {"label_column": "stars"})
+>>> data = task.read(pd.DataFrame({"text": ["great", "awful", "fine"],
+...                                "stars": ["pos", "neg", "pos"]}))
+>>> task.labels, data.label_ids.tolist()
+(('neg', 'pos'), [1, 0, 1])
+>>> task.predictions(np.array([[0.0, 2.0]]))[0]["label"]
+'pos'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfsft.data.examples import (
+    TextClassificationData,
+    TextRows,
+    classification_examples,
+    label_reader,
+    stratified_split,
+)
+from tfsft.errors import ConfigError
+from tfsft.tasks.base import OutputCheck, create_task, option, register_task
+from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+    from tfsft.data.readers import Table
+
+__all__ = ["TextClassificationOptions", "TextClassificationTask", "create_task"]
+
+
+@dataclass
+class TextClassificationOptions(SentenceOptions):
+    label_column: str = option("label", help="column holding the label", read=True)
+    validation_label_column: str | None = option(
+        None, help="label column of the validation file, when it differs", validation=True)
+    exclude_labels: list[str] = option([], help="skip rows with these labels (counted)",
+                                       read=True)
+    class_weight: str | dict[str, float] | None = option(
+        None, help="'balanced' or JSON like '{\"pos\": 2.0}': loss weight per label")
+
+    def validate(self) -> None:
+        if not (self.class_weight is None or isinstance(self.class_weight, dict)
+                or self.class_weight == "balanced"):
+            raise ConfigError("class_weight must be 'balanced' or a mapping label -> weight")
+        self.exclude_labels = [str(x) for x in self.exclude_labels]
+
+
+@register_task
+class TextClassificationTask(SentenceTask):
+    name = "text-classification"
+    Options = TextClassificationOptions
+    metric_directions = {"loss": False, "accuracy": True}
+    headline_metric = "accuracy"
+
+    def __init__(self, options: TextClassificationOptions):
+        super().__init__(options)
+        self.labels: tuple[str, ...] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "labels": list(self.labels or [])}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("labels"):
+            self.labels = tuple(state["labels"])
+
+    # -- data -------------------------------------------------------------------------------
+    def _label_column(self, role: str) -> str:
+        if role == "validation":
+            return self.options.validation_label_column or self.options.label_column
+        return self.options.label_column
+
+    def target_columns(self, role: str) -> list[str]:
+        return [self._label_column(role)]
+
+    def target_option_names(self) -> list[str]:
+        return ["label_column"]
+
+    def target_reader(self, table: Table, role: str):
+        known = None if role == "train" else self._known_labels()
+        return label_reader(table.source, self._label_column(role), known,
+                            self.options.exclude_labels)
+
+    def _known_labels(self) -> tuple[str, ...]:
+        if self.labels is None:
+            raise ConfigError("the label list is not known yet: read the training data first")
+        return self.labels
+
+    def make_examples(self, rows: TextRows, table: Table, role: str) -> TextClassificationData:
+        labels = None if role == "train" else (self.labels or ())
+        examples = classification_examples(rows, table.source, labels,
+                                           self.options.exclude_labels,
+                                           labelled=role != "unlabelled")
+        if role == "train":
+            self.labels = examples.labels
+        return examples
+
+    def target_record(self, target: Any) -> dict[str, Any]:
+        return {"label": self.labels[int(target)]}
+
+    def record_options(self) -> dict[str, Any]:
+        return {**super().record_options(), "label_column": "label",
+                "validation_label_column": None, "exclude_labels": []}
+
+    def split(self, examples: TextClassificationData, fraction: float, seed: int):
+        return stratified_split(examples, fraction, seed)
+
+    def sample_weights(self, examples: TextClassificationData) -> np.ndarray | None:
+        weights = class_weights(self.options.class_weight, examples)
+        return None if weights is None else weights[examples.label_ids]
+
+    # -- model ------------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        return len(self._known_labels())
+
+    def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
+        from tfsft.models.text_classifier import TextClassifier
+
+        return TextClassifier.from_pretrained(checkpoint, num_classes=self.num_outputs,
+                                              pooling=self.options.pooling, dropout=dropout,
+                                              dtype=dtype)
+
+    def compile(self, model: keras.Model, optimizer: Any) -> None:
+        import keras
+
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+    # -- metrics and predictions ------------------------------------------------------------
+    def evaluate(self, examples: TextClassificationData, outputs: np.ndarray,
+                 output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
+        from tfsft.evaluation.metrics import classification_metrics, softmax
+        from tfsft.evaluation.reports import write_evaluation
+
+        if examples.label_ids is None:
+            raise ConfigError("evaluation needs labelled data (--label-column)")
+        probabilities = softmax(outputs)
+        if output_dir is None:
+            return classification_metrics(examples.label_ids, probabilities, self.labels)
+        return write_evaluation(output_dir, examples.label_ids, probabilities, self.labels,
+                                prefix=prefix)
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        keys = ("examples", "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
+        return {k: metrics[k] for k in keys}
+
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        from tfsft.evaluation.metrics import softmax
+
+        records = []
+        for row in softmax(np.asarray(outputs, np.float64)):
+            best = int(np.argmax(row))
+            records.append({
+                "label": self.labels[best], "score": float(row[best]),
+                "probabilities": {label: float(p) for label, p in
+                                  zip(self.labels, row, strict=True)}})
+        return records
+
+    # -- export -----------------------------------------------------------------------------
+    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        return {"probabilities": tf.nn.softmax(raw, axis=-1), "logits": raw}
+
+    def serving_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        label_id = tf.argmax(raw, axis=-1)
+        return {"label": tf.gather(tf.constant(list(self.labels)), label_id),
+                "label_id": label_id, **self.export_outputs(raw)}
+
+    def output_checks(self) -> dict[str, OutputCheck]:
+        return {"logits": OutputCheck(kind="argmax")}
+
+    def export_quality(self, examples: TextClassificationData,
+                       outputs: dict[str, np.ndarray]) -> float | None:
+        if examples.label_ids is None:
+            return None
+        return float(np.mean(outputs["logits"].argmax(-1) == examples.label_ids))
+
+    def labels_for_sidecar(self) -> list[str]:
+        return list(self.labels or [])
+
+
+def class_weights(class_weight: str | dict[str, float] | None,
+                  data: TextClassificationData) -> np.ndarray | None:
+    """Loss weight per label id from ``"balanced"`` (scikit-learn's) or a label -> weight map
+    (unnamed labels weigh 1).
+
+    >>> data = TextClassificationData(["a"] * 4, None, np.array([0, 0, 0, 1]), ("neg", "pos"))
+    >>> class_weights("balanced", data).round(3).tolist(), class_weights({"pos": 3}, data).tolist()
+    ([0.667, 2.0], [1.0, 3.0])
+    """
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        present = np.unique(data.label_ids)
+        weights = np.zeros(len(data.labels))
+        weights[present] = compute_class_weight("balanced", classes=present, y=data.label_ids)
+        return weights
+    weights = {str(k): float(v) for k, v in class_weight.items()}
+    unknown = sorted(set(weights) - set(data.labels))
+    if unknown:
+        raise ConfigError(f"class_weight names labels {unknown} that the training data lacks; "
+                          f"the labels are {list(data.labels)}")
+    return np.array([weights.get(label, 1.0) for label in data.labels])
