@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -321,14 +321,3 @@ class Task:
         """One name per output column, written as ``labels.txt`` next to exported models."""
         return []
 
-
-def check_columns(present: Sequence[str], wanted: dict[str, str | None], source: str,
-                  flags: Callable[[str], str] = lambda k: "--" + k.replace("_", "-")) -> None:
-    """A clear error when an option names a column the data lacks."""
-    from tfsft.errors import DataError
-
-    for option_name, column in wanted.items():
-        if column and column not in present:
-            raise DataError(source, None, f"column {column!r} not found; the columns are "
-                            f"{', '.join(repr(c) for c in present)}",
-                            f"pass the right name ({flags(option_name)})")

@@ -66,7 +66,6 @@ class MultiLabelTask(SentenceTask):
     Options = MultiLabelOptions
     metric_directions = {"loss": False, "label_accuracy": True}
     headline_metric = "f1_micro"
-    record_key = "labels"
 
     def __init__(self, options: MultiLabelOptions):
         super().__init__(options)

@@ -65,7 +65,6 @@ class RegressionTask(SentenceTask):
     Options = RegressionOptions
     metric_directions = {"loss": False}
     headline_metric = "pearson"
-    record_key = "targets"
 
     def __init__(self, options: RegressionOptions):
         super().__init__(options)

@@ -51,8 +51,6 @@ class SentenceTask(Task):
     """Base of the sentence-level tasks (see the module docstring)."""
 
     Options = SentenceOptions
-    # Key of the target in example records (heldout.jsonl, calibration.jsonl).
-    record_key = "label"
 
     def __init__(self, options: SentenceOptions):
         super().__init__(options)
