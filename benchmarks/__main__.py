@@ -3,7 +3,8 @@
 Steps (each in its own process, so memory and Keras flavours stay apart): fp32 and bf16 matmul
 throughput; the profile of ``benchmarks.profile``; one epoch of the five training recipes of
 ``benchmarks.training`` on the same SST-2 sample; export of the tfsft run to SavedModel / TFLite /
-ONNX (verified on SST-2 dev); the HF-TF peer's SavedModel; inference latency of all of them.
+ONNX (verified on SST-2 dev); the HF-TF peer's SavedModel; inference latency of all of them;
+the task recipes of ``benchmarks.tasks`` (regression on VADER tweets) against their HF peers.
 Writes ``benchmarks/results/*.json``, ``results/benchmarks.md``, ``results/benchmarks.png`` and
 ``docs/benchmarks.md``. Nothing here asserts a time; the tables give ratios against the peers
 measured in the same run.
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks import common, report
+from benchmarks.tasks import RECIPES as TASK_RECIPES
 from benchmarks.training import RECIPES
 
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="SST-2 training sentences per recipe (default 2048)")
     parser.add_argument("--recipes", default=",".join(RECIPES),
                         help=f"comma-separated subset of {','.join(RECIPES)}")
+    parser.add_argument("--tasks", default=",".join(TASK_RECIPES),
+                        help=f"comma-separated subset of {','.join(TASK_RECIPES)}, or none")
     parser.add_argument("--results", type=Path, default=common.RESULTS)
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
@@ -75,6 +79,12 @@ def main(argv: list[str] | None = None) -> None:
         _python("benchmarks.inference", str(export_dir), str(work / "tfsft-run"),
                 "--hf-savedmodel", str(work / "hf" / "saved_model" / "1"),
                 "--out", str(results / "inference.json"), log=work / "inference.log")
+    task_recipes = [r for r in args.tasks.split(",") if r and r != "none"]
+    if task_recipes:
+        print("tasks against their Hugging Face peers", flush=True)
+    for recipe in task_recipes:
+        _python("benchmarks.tasks", recipe, "--out", str(results / f"task_{recipe}.json"),
+                log=work / f"task_{recipe}.log")
     summary = report.write(results, total_seconds=time.perf_counter() - started,
                            docs=None if args.no_docs else common.REPO / "docs" / "benchmarks.md")
     print(summary)

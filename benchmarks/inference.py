@@ -25,9 +25,9 @@ Batch = dict[str, np.ndarray]
 
 def export_hf_savedmodel(target: Path) -> Path:
     """The peer: ``TFBertForSequenceClassification`` on MiniLM, saved for TF Serving."""
-    from benchmarks.training import _hf_model_and_tokenizer
+    from benchmarks.training import hf_model_and_tokenizer
 
-    model, _ = _hf_model_and_tokenizer()
+    model, _ = hf_model_and_tokenizer()
     model.save_pretrained(str(target), saved_model=True)
     return target / "saved_model" / "1"
 

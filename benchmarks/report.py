@@ -63,6 +63,34 @@ def training_rows(results: Path, hardware: dict | None) -> tuple[list[dict], dic
     return rows, mine
 
 
+TASK_RUNS = {"regression": ("regression-tfsft", "regression-hf",
+                            "HF-TF TFBertForSequenceClassification(num_labels=1)",
+                            ("pearson", "spearman", "mae", "rmse")),
+             "ner": ("ner-tfsft", "ner-hf", "HF-TF TFBertForTokenClassification",
+                     ("valid_f1", "test_f1"))}
+
+
+def task_rows(results: Path) -> list[dict]:
+    """One row per task recipe of ``benchmarks.tasks`` (tfsft and its peer on the same data)."""
+    rows = []
+    for task, (own, peer, peer_name, metrics) in TASK_RUNS.items():
+        mine, theirs = _load(results / f"task_{own}.json"), _load(results / f"task_{peer}.json")
+        for recipe, run, name in ((own, mine, f"tfsft train --task {task}"),
+                                  (peer, theirs, peer_name)):
+            if run is None:
+                continue
+            rows.append({
+                "task": task, "recipe": recipe,
+                "name": name.replace("--task ner", "--task token-classification"), "data": run["data"],
+                "epochs": run["epochs"], "precision": run["precision"],
+                "examples_per_second": run["examples_per_second"],
+                "tfsft_speedup": _ratio(mine["examples_per_second"],
+                                        run["examples_per_second"]) if mine else None,
+                "wall_seconds": run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],
+                "metrics": {m: run[m] for m in metrics}})
+    return rows
+
+
 def inference_rows(results: Path) -> list[dict]:
     latency = (_load(results / "inference.json") or {}).get("latency_ms", {})
     exported = _load(results / "export_report.json") or {"artifacts": []}
@@ -79,9 +107,10 @@ def inference_rows(results: Path) -> list[dict]:
     return rows
 
 
-def goals(training: list[dict], inference: list[dict]) -> list[dict]:
-    """Each goal of the benchmark issue with the measured value and whether it is met."""
+def goals(training: list[dict], inference: list[dict], tasks: list[dict] = ()) -> list[dict]:
+    """Each goal of the benchmark issues with the measured value and whether it is met."""
     rows = {r["recipe"]: r for r in training}
+    task_runs = {r["recipe"]: r for r in tasks}
     latency = {r["artifact"]: r for r in inference}
     found = []
 
@@ -118,11 +147,26 @@ def goals(training: list[dict], inference: list[dict]) -> list[dict]:
             goal("dev accuracy loss of ONNX int8 (points)",
                  round(100 * (optimized["dev_accuracy"] - int8["dev_accuracy"]), 2), 1.0,
                  higher=False)
+    own, peer = task_runs.get("regression-tfsft"), task_runs.get("regression-hf")
+    if own:
+        goal("regression held-out Pearson (VADER tweets)", round(own["metrics"]["pearson"], 4),
+             0.85)
+    if own and peer:
+        goal("regression held-out Pearson, tfsft - HF-TF peer",
+             round(own["metrics"]["pearson"] - peer["metrics"]["pearson"], 4), 0.0)
+    own, peer = task_runs.get("ner-tfsft"), task_runs.get("ner-hf")
+    if own:
+        goal("NER entity F1 on CoNLL valid.txt", round(own["metrics"]["valid_f1"], 4), 0.85)
+    if own and peer:
+        goal("NER valid F1, tfsft - HF-TF peer (points)",
+             round(100 * (own["metrics"]["valid_f1"] - peer["metrics"]["valid_f1"]), 2), -0.5)
+        goal("NER training examples/s, tfsft / HF-TF peer", peer["tfsft_speedup"], 2.0)
     return found
 
 
 def markdown(training: list[dict], inference: list[dict], found: list[dict],
-             hardware: dict | None, examples: int | None, profile: dict | None = None) -> str:
+             hardware: dict | None, examples: int | None, profile: dict | None = None,
+             tasks: list[dict] = ()) -> str:
     lines = []
     if training:
         lines += [f"### Training: {examples} SST-2 sentences, all-MiniLM-L6-v2, max_length "
@@ -157,6 +201,18 @@ def markdown(training: list[dict], inference: list[dict], found: list[dict],
                   + f"; one AdamW update of the {update['parameters']:,} weights takes "
                   f"{update['tfsft_fused_adamw_ms']} ms (keras.optimizers.AdamW: "
                   f"{update['keras_adamw_ms']} ms).", ""]
+    if tasks:
+        lines += ["### Tasks against their Hugging Face peer (same weights, data, split, epochs "
+                  "and optimizer; `python -m benchmarks.tasks`)", "",
+                  "| task | recipe | data | epochs | precision | examples/s | tfsft speed-up | "
+                  "wall s | peak RSS MB | held-out metrics |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in tasks:
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
+            lines.append(f"| {r['task']} | {r['name']} | {r['data']} | {r['epochs']} | "
+                         f"{r['precision']} | {r['examples_per_second']:.1f} | "
+                         f"{_fmt(r['tfsft_speedup'], '{:.2f}x')} | {r['wall_seconds']:.1f} | "
+                         f"{r['peak_rss_mb']:.0f} | {scores} |")
+        lines.append("")
     if inference:
         lines += ["### Inference latency (median ms; SST-2 dev sentences at real lengths, or "
                   "padded to 128)", "",
@@ -214,17 +270,18 @@ def write(results: Path, total_seconds: float | None = None, docs: Path | None =
     hardware = _load(results / "hardware.json")
     training, mine = training_rows(results, hardware)
     inference = inference_rows(results)
-    found = goals(training, inference)
+    tasks = task_rows(results)
+    found = goals(training, inference, tasks)
     examples = mine["examples"] if mine else None
     profile = _load(results / "profile.json")
-    table = markdown(training, inference, found, hardware, examples, profile)
+    table = markdown(training, inference, found, hardware, examples, profile, tasks)
     machine = hardware["machine"] if hardware else common.machine()
     atomic_write_json(results / "summary.json", {
         "machine": machine,
         "matmul": hardware["matmul"] if hardware else None,
         "matmul_bf16": hardware.get("matmul_bf16") if hardware else None, "training": training,
-        "profile": profile, "inference": inference, "goals": found, "total_seconds": total_seconds,
-        "date": time.strftime("%Y-%m-%d")})
+        "profile": profile, "inference": inference, "tasks": tasks, "goals": found,
+        "total_seconds": total_seconds, "date": time.strftime("%Y-%m-%d")})
     atomic_write_text(results / "benchmarks.md", table + "\n")
     chart(training, inference, results / "benchmarks.png")
     if docs is not None:

@@ -35,8 +35,9 @@ from benchmarks import common  # noqa: E402
 RECIPES = ("tfsft", "tfsft-fp32", "hf-dynamic", "hf-padded", "keras-hub")
 
 
-def _schedule_steps(examples: int) -> tuple[int, int]:
-    steps = math.ceil(examples / common.BATCH_SIZE)
+def schedule_steps(examples: int, epochs: int = 1) -> tuple[int, int]:
+    """Optimizer steps and warm-up steps of ``epochs`` over ``examples`` at the common batch size."""
+    steps = epochs * math.ceil(examples / common.BATCH_SIZE)
     return steps, math.ceil(common.WARMUP_RATIO * steps)
 
 
@@ -71,18 +72,20 @@ def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None,
             "train_flops_per_example": float(flops.mean())}
 
 
-def _hf_model_and_tokenizer():
+def hf_model_and_tokenizer(num_labels: int = 2, head: str = "TFBertForSequenceClassification"):
+    """A transformers TF BERT model class ``head`` with all-MiniLM-L6-v2 weights, and its tokenizer."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import safetensors.numpy
     import tensorflow as tf
-    from transformers import BertConfig, BertTokenizerFast, TFBertForSequenceClassification
+    import transformers
+    from transformers import BertConfig, BertTokenizerFast
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
     from tfsft.models.checkpoints import resolve_checkpoint
 
     folder = resolve_checkpoint("minilm-l6")
     tf.keras.utils.set_random_seed(common.SEED)
-    model = TFBertForSequenceClassification(BertConfig.from_pretrained(folder, num_labels=2))
+    model = getattr(transformers, head)(BertConfig.from_pretrained(folder, num_labels=num_labels))
     model(model.dummy_inputs)
     # transformers 4.57's from_pretrained cannot read these safetensors without torch.
     state = safetensors.numpy.load_file(str(folder / "model.safetensors"))
@@ -91,7 +94,7 @@ def _hf_model_and_tokenizer():
 
 
 def run_hf(texts, labels, dev_texts, dev_labels, pad_to_max_length: bool) -> dict:
-    model, tokenizer = _hf_model_and_tokenizer()
+    model, tokenizer = hf_model_and_tokenizer()
     import numpy as np
     import tf_keras
     from datasets import Dataset
@@ -107,7 +110,7 @@ def run_hf(texts, labels, dev_texts, dev_labels, pad_to_max_length: bool) -> dic
     collator = DataCollatorWithPadding(tokenizer, return_tensors="np")
     train_ds = model.prepare_tf_dataset(train_set, shuffle=True, batch_size=common.BATCH_SIZE,
                                         collate_fn=collator, tokenizer=tokenizer)
-    steps, warmup = _schedule_steps(len(texts))
+    steps, warmup = schedule_steps(len(texts))
     optimizer, _ = create_optimizer(init_lr=common.LEARNING_RATE, num_train_steps=steps,
                                     num_warmup_steps=warmup,
                                     weight_decay_rate=common.WEIGHT_DECAY,
@@ -140,7 +143,7 @@ def run_keras_hub(texts, labels, dev_texts, dev_labels) -> dict:
         tokenizer, sequence_length=common.MAX_LENGTH)
     classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=2,
                                                      preprocessor=preprocessor)
-    steps, warmup = _schedule_steps(len(texts))
+    steps, warmup = schedule_steps(len(texts))
     optimizer = keras.optimizers.AdamW(WarmupDecay(common.LEARNING_RATE, steps, warmup),
                                        weight_decay=common.WEIGHT_DECAY,
                                        global_clipnorm=common.CLIPNORM)

@@ -115,7 +115,8 @@ class _EncoderLayer:
 
 def token_id_function(model: keras.Model, outputs=None) -> tf.types.experimental.PolymorphicFunction:
     """``f(input_ids, attention_mask, token_type_ids) -> outputs(head output)`` for a
-    ``TextModel`` (default outputs: ``{"logits": head output}``).
+    ``TextModel`` (default outputs: ``{"logits": head output}``; per token for
+    ``pooling="tokens"``).
 
     Inputs are int32 ``[batch, sequence]`` tensors; weights are captured as constants, so later
     changes to ``model`` are not seen. ``outputs`` is the task's ``export_outputs``.
@@ -152,6 +153,8 @@ def token_id_function(model: keras.Model, outputs=None) -> tf.types.experimental
                       / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0))
         elif pooling == "cls":
             pooled = x[:, 0, :]
+        elif pooling == "tokens":  # per-token head: [batch, length, outputs]
+            pooled = x
         else:
             pooled = tf.tanh(pooler(x[:, 0, :]))
         return outputs(head(pooled))

@@ -11,6 +11,8 @@ Signatures (the outputs are the task's, see ``tfsft.tasks``):
   ``logits``); the TFLite and ONNX models have the same outputs.
 - ``tokenize``: the same text inputs as ``serving_default`` -> the three id tensors above, for
   clients of ``serve_token_ids`` and other runtimes.
+- ``serve_text_lite`` (only for tasks whose serving outputs LiteRT cannot run, such as token
+  classification's entity spans): raw strings -> the raw-text TFLite model's outputs.
 
 ``assets/`` holds ``vocab.txt``, ``labels.txt`` (one name per output column) and ``task.json``
 (the task, its options and state: labels, thresholds, target statistics).
@@ -35,6 +37,9 @@ from tfsft.runs import TrainedRun, task_record
 SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
 TOKENIZE_SIGNATURE = "tokenize"
+# Raw text -> the outputs of the raw-text TFLite model, for tasks whose serving outputs need ops
+# LiteRT lacks (``Task.lite_text_signature``); absent otherwise.
+LITE_TEXT_SIGNATURE = "serve_text_lite"
 # Inputs of the token-id signature, also the input names of the TFLite and ONNX models.
 ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -155,7 +160,8 @@ def write_savedmodel(run: TrainedRun, path: Path,
         return task.tokenize(tokenizer, dict(zip(names, texts, strict=True)), max_length)
 
     def serve_text(*texts):
-        return task.serving_outputs(raw_outputs(features(*texts)))
+        return task.serving_outputs(raw_outputs(features(*texts)),
+                                    dict(zip(names, texts, strict=True)), tokenizer, max_length)
 
     def tokenize(*texts):
         encoded = features(*texts)
@@ -163,6 +169,13 @@ def write_savedmodel(run: TrainedRun, path: Path,
                 "token_type_ids": encoded["segment_ids"]}
 
     archive.add_endpoint(SERVING_SIGNATURE, serve_text, input_signature=signature)
+    if task.lite_text_signature:
+        def serve_text_lite(*texts):
+            return task.lite_text_outputs(raw_outputs(features(*texts)),
+                                          dict(zip(names, texts, strict=True)), tokenizer,
+                                          max_length)
+
+        archive.add_endpoint(LITE_TEXT_SIGNATURE, serve_text_lite, input_signature=signature)
     archive.add_endpoint(TOKENIZE_SIGNATURE, tokenize, input_signature=signature)
 
     def serve_token_ids(input_ids, attention_mask, token_type_ids):

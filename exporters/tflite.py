@@ -10,7 +10,8 @@ Files written into the output folder::
     model_int8_dynamic.tflite weights in int8, activations float (dynamic-range quantization)
     model_int8.tflite         dense layers int8 in weights and activations (calibrated on
                               training texts); normalization, softmax, GELU in float
-    model_text.tflite         raw strings -> the task's serving outputs (tf-text custom ops)
+    model_text.tflite         raw strings -> the task's serving outputs (tf-text custom ops;
+                              token classification: per-token logits, decoded with the sidecars)
     labels.txt, vocab.txt, tokenizer_config.json, task.json   what an app needs beside the model
 
 Run the raw-text model with LiteRT and the tf-text op resolver::
@@ -31,7 +32,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from exporters.savedmodel import ID_INPUTS, SERVING_SIGNATURE, TOKEN_IDS_SIGNATURE
+from exporters.savedmodel import (
+    ID_INPUTS,
+    LITE_TEXT_SIGNATURE,
+    SERVING_SIGNATURE,
+    TOKEN_IDS_SIGNATURE,
+)
 
 TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
                      "int8-dynamic": "model_int8_dynamic.tflite", "int8": "model_int8.tflite"}
@@ -75,9 +81,11 @@ def convert_token_ids(savedmodel: Path, variant: str,
 
 
 def convert_text(savedmodel: Path) -> bytes:
-    """The raw-text ``serving_default`` signature, tokenizer included (tf-text custom ops)."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel),
-                                                         signature_keys=[SERVING_SIGNATURE])
+    """The raw-text ``serving_default`` signature (or ``serve_text_lite`` where the task has
+    one), tokenizer included (tf-text custom ops)."""
+    signatures = tf.saved_model.load(str(savedmodel)).signatures
+    key = LITE_TEXT_SIGNATURE if LITE_TEXT_SIGNATURE in signatures else SERVING_SIGNATURE
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel), signature_keys=[key])
     converter.allow_custom_ops = True
     return converter.convert()
 
@@ -114,7 +122,7 @@ def text_runner(path: Path) -> Callable[[dict], dict[str, np.ndarray]]:
     interpreter = InterpreterWithCustomOps(
         model_path=str(path),
         custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS)
-    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
+    runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list())))
 
     def run(batch: dict) -> dict[str, np.ndarray]:
         return runner(**{name: _utf8(texts) for name, texts in batch["text_inputs"].items()})

@@ -75,6 +75,7 @@ class TrainedRun:
 
         self.tokenizer = WordPieceTokenizer.from_pretrained(self.run_dir / TOKENIZER_DIR,
                                                             max_length=self.max_length)
+        self.task.bind(self.tokenizer, self.max_length)
 
     def _task_record(self) -> dict[str, Any]:
         path = self.run_dir / TASK_FILE
@@ -148,12 +149,11 @@ class TrainedRun:
         return train_data.subset(calibration_sample(len(train_data), config.seed))
 
     def outputs(self, examples: Any, batch_size: int = 64,
-                verbose: int | str = "auto") -> np.ndarray:
+                verbose: int | str = "auto") -> Any:
         """The model's raw outputs for ``examples``, in input order."""
-        from tfsft.data.pipeline import predict_logits
-
         encoded = self.task.encode(self.tokenizer, examples, self.max_length)
-        return predict_logits(self.model, encoded, batch_size=batch_size, verbose=verbose)
+        return self.task.model_outputs(self.model, encoded, batch_size=batch_size,
+                                       verbose=verbose)
 
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                 batch_size: int = 64, verbose: int | str = 0) -> list[dict[str, Any]]:

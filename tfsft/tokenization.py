@@ -102,6 +102,24 @@ class WordPieceTokenizer(tf.Module):
         """Ids of the word pieces of each text, without special tokens: ``[batch, (pieces)]``."""
         return self._wordpiece.tokenize(texts)
 
+    def wordpieces_with_offsets(
+            self, texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """Word-piece ids with the UTF-8 byte span of each piece in the original text
+        (``starts``, ``ends`` exclusive): ``[batch, (pieces)]`` each, as in :meth:`wordpieces`.
+
+        >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "he", "##llo"])
+        >>> ids, starts, ends = tokenizer.wordpieces_with_offsets(tf.constant(["Héllo"]))
+        >>> ids.to_list(), starts.to_list(), ends.to_list()
+        ([[4, 5]], [[0, 3]], [[3, 6]])
+        """
+        ids, starts, ends = self._wordpiece.tokenize_with_offsets(texts)
+        return ids, tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
+
+    @property
+    def continuation_ids(self) -> np.ndarray:
+        """Boolean per id: the piece continues a word (``##...``)."""
+        return np.array([token.startswith("##") for token in self.vocabulary])
+
     def encode(
         self,
         texts: tf.Tensor | Sequence[str],
@@ -151,6 +169,24 @@ class WordPieceTokenizer(tf.Module):
         """``pieces[row, index[row, j]]`` (indices clipped into range; callers mask the rest)."""
         dense = pieces.to_tensor(default_value=self.pad_id, shape=[None, max_length])
         return tf.gather(dense, tf.clip_by_value(index, 0, max_length - 1), batch_dims=1)
+
+
+def unknown_word_share(tokenizer: WordPieceTokenizer, token_ids: np.ndarray) -> float:
+    """Share of words that the vocabulary maps to ``[UNK]``, in flat encoded ``token_ids``.
+
+    A word is what BERT's pre-tokenization splits off (a run of letters or digits, a
+    punctuation mark, one CJK character): each is a piece that does not start with ``##``,
+    and an unknown word is one ``[UNK]`` piece.
+
+    >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "ok", "##s"])
+    >>> unknown_word_share(tokenizer, np.array([2, 4, 5, 1, 1, 4, 3]))
+    0.5
+    """
+    ids = np.asarray(token_ids)
+    special = np.isin(ids, [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id])
+    words = ~tokenizer.continuation_ids[ids] & ~special
+    total = int(words.sum())
+    return float((ids[words] == tokenizer.unk_id).sum() / total) if total else 0.0
 
 
 def unpad(encoded: dict[str, tf.Tensor], key: str = "token_ids") -> list[list[int]]:

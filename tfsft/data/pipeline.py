@@ -60,6 +60,20 @@ class EncodedData:
         return [self.token_ids[offsets[i]:offsets[i + 1]].tolist() for i in range(start, stop)]
 
 
+@dataclass
+class TokenEncodedData(EncodedData):
+    """Encoded rows that are windows of longer texts, with each text's word pieces.
+
+    Row ``r`` holds pieces ``row_start[r]:`` of text ``row_sentence[r]`` (between ``[CLS]`` and
+    ``[SEP]``); ``pieces[i]`` is the piece alignment of text ``i`` (for per-token tasks).
+    """
+
+    texts: list[str] | None = None
+    pieces: list | None = None
+    row_sentence: np.ndarray | None = None
+    row_start: np.ndarray | None = None
+
+
 def encode_texts(tokenizer: WordPieceTokenizer, texts: Sequence[str],
                  text_pairs: Sequence[str] | None, max_length: int) -> EncodedData:
     """Tokenize every text (or pair) once, in chunks, with the graph tokenizer; no targets."""
@@ -182,8 +196,23 @@ def make_ordered_batches(encoded: EncodedData, batch_size: int) -> tuple[tf.data
 
 
 def predict_logits(model: keras.Model, encoded: EncodedData, batch_size: int = 64,
-                   verbose: int | str = "auto") -> np.ndarray:
-    """Logits for every row of ``encoded``, in input order."""
+                   verbose: int | str = "auto") -> np.ndarray | list[np.ndarray]:
+    """The model's outputs for every row of ``encoded``, in input order.
+
+    Sentence-level outputs come as one array ``[rows, ...]``; per-token outputs
+    (``[batch, length, ...]``) as a list with one ``[tokens of the row, ...]`` array per row.
+    """
     dataset, restore = make_ordered_batches(encoded, batch_size)
     logits = model.predict(dataset, verbose=verbose)
-    return np.asarray(logits)[restore]
+    if isinstance(logits, tf.RaggedTensor):  # per-token outputs of batches of different widths
+        widths = logits.row_lengths().numpy()
+        values = logits.values.numpy()
+        padded = np.split(values, np.cumsum(widths)[:-1])
+    else:
+        logits = np.asarray(logits)
+        if logits.ndim < 3:
+            return logits[restore]
+        padded = list(logits)
+    lengths = encoded.lengths[_length_order(encoded)]
+    rows = [row[:length] for row, length in zip(padded, lengths, strict=True)]
+    return [rows[i] for i in restore]

@@ -1,4 +1,4 @@
-"""A sentence-level text model: BERT backbone, pooling, dropout and a dense head.
+"""A text model: BERT backbone, pooling (or none, for per-token heads), dropout, a dense head.
 
 The head's ``num_outputs`` raw values are logits for (multi-label) classification and
 standardized targets for regression; the task decides the loss (see ``tfsft.tasks``).
@@ -13,6 +13,8 @@ It is a plain ``keras.Model``: ``compile`` / ``fit`` / ``evaluate`` / ``predict`
 >>> model = TextModel(backbone, num_outputs=3)
 >>> model.output_shape
 (None, 3)
+>>> TextModel(backbone, num_outputs=5, pooling="tokens").output_shape
+(None, None, 5)
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ class TextModel(keras.Model):
     Args:
         backbone: a keras-hub BERT backbone (outputs ``sequence_output`` and ``pooled_output``).
         num_outputs: number of output values (labels, or regression targets).
-        pooling: ``"mean"`` (masked mean of the last layer), ``"cls"`` (the ``[CLS]`` vector) or
-            ``"pooled"`` (BERT's tanh pooler on ``[CLS]``).
+        pooling: ``"mean"`` (masked mean of the last layer), ``"cls"`` (the ``[CLS]`` vector),
+            ``"pooled"`` (BERT's tanh pooler on ``[CLS]``) or ``"tokens"`` (no pooling: the head
+            runs on every token's vector; outputs ``[batch, length, num_outputs]``).
         dropout: dropout rate before the head.
         exact_gelu: use exact (erf) GELU in the backbone, as BERT checkpoints with
             ``hidden_act: gelu`` were trained.
@@ -52,8 +55,8 @@ class TextModel(keras.Model):
 
     def __init__(self, backbone: keras.Model, num_outputs: int, pooling: str = "mean",
                  dropout: float = 0.1, exact_gelu: bool = False, **kwargs):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling not in (*POOLINGS, "tokens"):
+            raise ValueError(f"pooling must be one of {(*POOLINGS, 'tokens')}, got {pooling!r}")
         if exact_gelu:
             use_exact_gelu(backbone)
         inputs = backbone.input
@@ -63,6 +66,8 @@ class TextModel(keras.Model):
                                                       inputs["padding_mask"])
         elif pooling == "cls":
             pooled = outputs["sequence_output"][:, 0, :]
+        elif pooling == "tokens":
+            pooled = outputs["sequence_output"]
         else:
             pooled = outputs["pooled_output"]
         if pooling != "pooled":  # BERT's pooler is unused: keep it out of training

@@ -7,7 +7,7 @@ The trainer, the CLI, the run folder and the exporters only ever call these meth
 task is one module (a :class:`Task` subclass decorated with :func:`register_task`) plus its test.
 
 >>> sorted(task_names())
-['multi-label-classification', 'regression', 'text-classification']
+['multi-label-classification', 'regression', 'text-classification', 'token-classification']
 >>> options_class("regression").__name__
 'RegressionOptions'
 
@@ -42,12 +42,14 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "text-classification": "tfsft.tasks.text_classification:TextClassificationTask",
     "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelTask",
     "regression": "tfsft.tasks.regression:RegressionTask",
+    "token-classification": "tfsft.tasks.token_classification:TokenClassificationTask",
 }
 # Options classes of the built-in tasks, importable without TensorFlow (for the CLI).
 _OPTIONS: dict[str, str] = {
     "text-classification": "tfsft.tasks.text_classification:TextClassificationOptions",
     "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelOptions",
     "regression": "tfsft.tasks.regression:RegressionOptions",
+    "token-classification": "tfsft.tasks.token_classification:TokenClassificationOptions",
 }
 
 
@@ -198,6 +200,12 @@ class Task:
 
     def __init__(self, options: TaskOptions):
         self.options = options
+        self.tokenizer: WordPieceTokenizer | None = None
+        self.max_length: int | None = None
+
+    def bind(self, tokenizer: WordPieceTokenizer, max_length: int) -> None:
+        """The tokenizer and length the task's model uses (set by the trainer and the run)."""
+        self.tokenizer, self.max_length = tokenizer, max_length
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -213,6 +221,7 @@ class Task:
                                source=f"task {self.name!r}")
         task = type(self)(options)
         task.load_state(self.state_dict())
+        task.tokenizer, task.max_length = self.tokenizer, self.max_length
         return task
 
     # -- data -------------------------------------------------------------------------------
@@ -252,6 +261,11 @@ class Task:
         """Features and targets; ``training`` adds sample weights where the task has them."""
         raise NotImplementedError
 
+    def encoding_notes(self) -> dict[str, Any]:
+        """What the last :meth:`encode` call did that the user should know (e.g. sentences
+        cut into windows), for ``run.json``; default nothing."""
+        return {}
+
     # -- model ------------------------------------------------------------------------------
     def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         raise NotImplementedError
@@ -269,6 +283,15 @@ class Task:
             raise ConfigError(f"--monitor {name!r} is not a metric of task {self.name!r}; "
                               f"choose one of {known}")
         return name, "max" if self.metric_directions[base] else "min"
+
+    def model_outputs(self, model: keras.Model, encoded: EncodedData, batch_size: int = 64,
+                      verbose: int | str = 0) -> Any:
+        """The raw outputs of ``model`` for ``encoded`` examples, in input order, in the form
+        :meth:`evaluate` and :meth:`predictions` take (default: one array row per example, or
+        one array per example for per-token models; see ``predict_logits``)."""
+        from tfsft.data.pipeline import predict_logits
+
+        return predict_logits(model, encoded, batch_size=batch_size, verbose=verbose)
 
     # -- after fit, metrics, predictions ----------------------------------------------------
     def after_fit(self, validation: Any, outputs: np.ndarray) -> None:
@@ -305,8 +328,20 @@ class Task:
         """The token-id signature's outputs (every format) from the model's raw output."""
         raise NotImplementedError
 
-    def serving_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The raw-text ``serving_default`` outputs (a superset of :meth:`export_outputs`)."""
+    def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
+                        tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
+        """The raw-text ``serving_default`` outputs (a superset of :meth:`export_outputs`);
+        ``inputs`` are the raw string tensors by input name (for outputs that point into the
+        text, such as character offsets)."""
+        return self.export_outputs(raw)
+
+    # Whether the raw-text TFLite model has its own outputs (lite_text_outputs): for tasks whose
+    # serving outputs need ops LiteRT lacks (ragged ops, Unicode offsets).
+    lite_text_signature: ClassVar[bool] = False
+
+    def lite_text_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
+                          tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
+        """Outputs of the raw-text TFLite model when :attr:`lite_text_signature` is set."""
         return self.export_outputs(raw)
 
     def output_checks(self) -> dict[str, OutputCheck]:
@@ -316,6 +351,10 @@ class Task:
     def export_quality(self, examples: Any, outputs: dict[str, np.ndarray]) -> float | None:
         """:attr:`headline_metric` of exported ``outputs`` on labelled held-out examples."""
         return None
+
+    def record_options(self) -> dict[str, Any]:
+        """Options that read the run folder's example records (``heldout.jsonl``) back."""
+        return {}
 
     def labels_for_sidecar(self) -> list[str]:
         """One name per output column, written as ``labels.txt`` next to exported models."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
     from tfsft.data.readers import Table
+    from tfsft.tokenization import WordPieceTokenizer
 
 __all__ = ["MultiLabelOptions", "MultiLabelTask", "create_task"]
 
@@ -203,7 +204,8 @@ class MultiLabelTask(SentenceTask):
 
         return {"probabilities": tf.sigmoid(raw), "logits": raw}
 
-    def serving_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
+                        tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
         import tensorflow as tf
 
         chosen = raw > tf.constant(self._logit_thresholds(), tf.float32)

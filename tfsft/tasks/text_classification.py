@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
     from tfsft.data.readers import Table
+    from tfsft.tokenization import WordPieceTokenizer
 
 __all__ = ["TextClassificationOptions", "TextClassificationTask", "create_task"]
 
@@ -177,7 +178,8 @@ class TextClassificationTask(SentenceTask):
 
         return {"probabilities": tf.nn.softmax(raw, axis=-1), "logits": raw}
 
-    def serving_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
+                        tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
         import tensorflow as tf
 
         label_id = tf.argmax(raw, axis=-1)

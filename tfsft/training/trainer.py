@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from tfsft.config import TrainConfig
-from tfsft.data.pipeline import make_dataset, predict_logits
+from tfsft.data.pipeline import make_dataset
 from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
@@ -40,13 +40,14 @@ from tfsft.runs import (
     task_record,
 )
 from tfsft.tasks.base import Task, create_task
-from tfsft.tokenization import WordPieceTokenizer
+from tfsft.tokenization import WordPieceTokenizer, unknown_word_share
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.optimizers import adamw
 from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
 
 logger = logging.getLogger(__name__)
+UNKNOWN_WARNING_SHARE = 0.05  # warn when more of the training words than this are [UNK]
 
 
 @dataclass
@@ -104,10 +105,23 @@ def train(config: TrainConfig,
     logger.info("%s: %d training and %d validation examples", task.name, len(train_data),
                 len(validation_data))
     tokenizer = WordPieceTokenizer.from_pretrained(checkpoint, max_length=config.max_length)
+    task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
     train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
+    encoding_notes = {"train": task.encoding_notes()}
     validation_encoded = task.encode(tokenizer, validation_data, config.max_length)
+    encoding_notes["validation"] = task.encoding_notes()
     tokenize_seconds = time.perf_counter() - tokenize_start
+    unknown_share = unknown_word_share(tokenizer, train_encoded.token_ids)
+    if unknown_share > UNKNOWN_WARNING_SHARE:
+        logger.warning(
+            "%.1f %% of the words in the training data are [UNK] to the vocabulary of %s: the "
+            "model cannot tell them apart. Choose a checkpoint whose vocabulary covers this "
+            "language or script (for Chinese text, a Chinese BERT).", 100 * unknown_share,
+            checkpoint)
+    else:
+        logger.info("%.2f %% of the training words are [UNK] to the vocabulary",
+                    100 * unknown_share)
 
     train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed)
     validation_ds = make_dataset(validation_encoded, config.batch_size)
@@ -147,7 +161,7 @@ def train(config: TrainConfig,
     if precision != "float32":  # the saved model, its metrics and exports compute in float32
         model = model.with_float32_compute()
 
-    outputs = predict_logits(model, validation_encoded, verbose=0)
+    outputs = task.model_outputs(model, validation_encoded)
     task.after_fit(validation_data, outputs)
     metrics = task.evaluate(validation_data, outputs, output_dir=run_dir)
     history = read_history(run_dir / HISTORY_CSV)
@@ -176,6 +190,8 @@ def train(config: TrainConfig,
             for steps, seconds in zip(meter.epoch_steps, meter.steady_seconds, strict=True)
             if steps > 1 and seconds > 0],
         "train_tokens": int(train_encoded.lengths.sum()),
+        "unknown_word_share": round(unknown_share, 4),
+        "encoding": {k: v for k, v in encoding_notes.items() if v},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "validation": task.headline(metrics),
     }

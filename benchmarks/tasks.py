@@ -1,0 +1,258 @@
+"""Task recipes against their Hugging Face peers: ``python -m benchmarks.tasks RECIPE --out F``.
+
+Recipes (all: all-MiniLM-L6-v2 weights, max_length 128, batch 32, AdamW lr 5e-5 with weight
+decay 0.01, 10 % linear warm-up then linear decay, gradient clipping at 1.0):
+
+- ``regression-tfsft``: ``tfsft train --task regression`` (its defaults: standardised target,
+  MSE) on VADER ``tweets.tsv`` (human mean sentiment, -4 … 4), 3 epochs, 80/20 split seeded 42
+  (``sklearn.model_selection.train_test_split``), scored on the held-out 20 %.
+- ``regression-hf``: transformers ``TFBertForSequenceClassification(num_labels=1)`` + tf-keras
+  ``fit`` (its built-in MSE loss on raw scores), per-batch padding with
+  ``DataCollatorWithPadding`` through ``prepare_tf_dataset``, on the same split and epochs.
+
+- ``ner-tfsft``: ``tfsft train --task token-classification`` on CoNLL-2003 ``train.txt`` (all
+  14,041 sentences), 2 epochs, validated on ``valid.txt``; entity F1 (``seqeval``) on
+  ``valid.txt`` and ``test.txt``.
+- ``ner-hf``: transformers ``TFBertForTokenClassification`` + tf-keras ``fit``, its documented
+  recipe: words tokenized with ``is_split_into_words``, the first piece of each word labelled
+  (-100 elsewhere), ``DataCollatorForTokenClassification`` per-batch padding; predictions
+  read off each word's first piece and scored with ``seqeval`` on the same files.
+
+Each writes one JSON: wall time from process start to the end of ``fit``, steady examples/s,
+peak RSS and the held-out metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()  # before TensorFlow is imported: wall time includes loading it
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+
+RECIPES = ("regression-tfsft", "regression-hf", "ner-tfsft", "ner-hf")
+VADER = Path(os.environ.get("TFSFT_BENCHMARK_DATA", common.REPO.parent / "shared" / "data")) \
+    / "vader-sentiment" / "tweets.tsv"
+REGRESSION_EPOCHS = 3
+HELD_OUT = 0.2
+CONLL = VADER.parent.parent / "conll2003"
+NER_EPOCHS = 2
+
+
+def vader_split() -> tuple[tuple[list[str], list[float]], tuple[list[str], list[float]]]:
+    """(texts, scores) of the 80 % training and 20 % held-out rows of VADER ``tweets.tsv``."""
+    from sklearn.model_selection import train_test_split
+
+    with open(VADER, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    train_rows, held_out = train_test_split(rows, test_size=HELD_OUT, random_state=common.SEED)
+
+    def columns(part):
+        return [row["text"] for row in part], [float(row["score"]) for row in part]
+
+    return columns(train_rows), columns(held_out)
+
+
+def regression_scores(true, predicted) -> dict[str, float]:
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
+
+    true, predicted = np.asarray(true, float), np.asarray(predicted, float).reshape(-1)
+    return {"pearson": float(pearsonr(true, predicted)[0]),
+            "spearman": float(spearmanr(true, predicted)[0]),
+            "mae": float(np.mean(np.abs(true - predicted))),
+            "rmse": float(np.sqrt(np.mean((true - predicted) ** 2)))}
+
+
+def _write_scores(path: Path, texts: list[str], scores: list[float]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for text, score in zip(texts, scores, strict=True):
+            handle.write(json.dumps({"text": text, "score": score}) + "\n")
+
+
+def run_regression_tfsft(train_part, held_out) -> dict:
+    import keras
+
+    from tfsft.config import TrainConfig
+    from tfsft.runs import TrainedRun
+    from tfsft.training.trainer import train
+
+    timer = common.step_timer(keras.callbacks.Callback)
+    with tempfile.TemporaryDirectory() as folder:
+        train_file, held_out_file = Path(folder) / "train.jsonl", Path(folder) / "held_out.jsonl"
+        _write_scores(train_file, *train_part)
+        _write_scores(held_out_file, *held_out)
+        config = TrainConfig(train=str(train_file), validation=str(held_out_file),
+                             model="minilm-l6", output_dir=str(Path(folder) / "run"),
+                             task="regression", task_options={"target_columns": ["score"]},
+                             epochs=REGRESSION_EPOCHS, batch_size=common.BATCH_SIZE,
+                             max_length=common.MAX_LENGTH, seed=common.SEED, tensorboard=False)
+        result = train(config, callbacks=[timer])
+        predicted = [r["score"] for r in TrainedRun(result.run_dir).predict(held_out[0])]
+    return {"timer": timer, "precision": result.summary["precision"],
+            **regression_scores(held_out[1], predicted)}
+
+
+def run_regression_hf(train_part, held_out) -> dict:
+    from benchmarks.training import hf_model_and_tokenizer, schedule_steps
+
+    model, tokenizer = hf_model_and_tokenizer(num_labels=1)
+    import numpy as np
+    import tf_keras
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, create_optimizer
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=common.MAX_LENGTH)
+
+    def dataset(texts, scores, shuffle):
+        rows = Dataset.from_dict({"text": texts, "label": np.asarray(scores, np.float32)})
+        return model.prepare_tf_dataset(rows.map(tokenize, batched=True), shuffle=shuffle,
+                                        batch_size=common.BATCH_SIZE, tokenizer=tokenizer,
+                                        collate_fn=DataCollatorWithPadding(tokenizer,
+                                                                           return_tensors="np"))
+
+    train_ds, held_out_ds = dataset(*train_part, True), dataset(*held_out, False)
+    steps, warmup = schedule_steps(len(train_part[0]), REGRESSION_EPOCHS)
+    optimizer, _ = create_optimizer(init_lr=common.LEARNING_RATE, num_train_steps=steps,
+                                    num_warmup_steps=warmup,
+                                    weight_decay_rate=common.WEIGHT_DECAY,
+                                    adam_global_clipnorm=common.CLIPNORM)
+    model.compile(optimizer=optimizer)  # num_labels=1: transformers' own MSE loss
+    timer = common.step_timer(tf_keras.callbacks.Callback)
+    model.fit(train_ds, validation_data=held_out_ds, epochs=REGRESSION_EPOCHS, callbacks=[timer],
+              verbose=2)
+    predicted = model.predict(held_out_ds, verbose=0).logits[:, 0]
+    return {"timer": timer, "precision": "float32", **regression_scores(held_out[1], predicted)}
+
+
+def conll_sentences(name: str) -> tuple[list[list[str]], list[list[str]]]:
+    """Tokens and tags of a CoNLL-2003 file (read with tfsft's reader, as both recipes use)."""
+    from tfsft.data.token_examples import read_conll
+
+    data = read_conll(CONLL / name)
+    return [data.word_tokens(i) for i in range(len(data))], data.tags
+
+
+def run_ner_tfsft() -> dict:
+    import keras
+
+    from tfsft.config import TrainConfig
+    from tfsft.runs import TrainedRun
+    from tfsft.training.trainer import train
+
+    timer = common.step_timer(keras.callbacks.Callback)
+    with tempfile.TemporaryDirectory() as folder:
+        config = TrainConfig(train=str(CONLL / "train.txt"), validation=str(CONLL / "valid.txt"),
+                             model="minilm-l6", output_dir=str(Path(folder) / "run"),
+                             task="token-classification", epochs=NER_EPOCHS,
+                             batch_size=common.BATCH_SIZE, max_length=common.MAX_LENGTH,
+                             seed=common.SEED, tensorboard=False)
+        result = train(config, callbacks=[timer])
+        run = TrainedRun(result.run_dir)
+        test = run.evaluate(run.read(str(CONLL / "test.txt")), verbose=0)
+    return {"timer": timer, "precision": result.summary["precision"],
+            "train_examples": result.summary["train_examples"],
+            "valid_f1": result.metrics["f1"], "test_f1": test["f1"],
+            "valid_per_type": result.metrics["per_type"]}
+
+
+def run_ner_hf() -> dict:
+    from benchmarks.training import hf_model_and_tokenizer, schedule_steps
+
+    train_tokens, train_tags = conll_sentences("train.txt")
+    labels = sorted({t for s in train_tags for t in s}, key=lambda t: (t != "O", t[2:], t))
+    index = {label: i for i, label in enumerate(labels)}
+    model, tokenizer = hf_model_and_tokenizer(num_labels=len(labels),
+                                              head="TFBertForTokenClassification")
+    import numpy as np
+    import tf_keras
+    from datasets import Dataset
+    from seqeval.metrics import f1_score
+    from transformers import DataCollatorForTokenClassification, create_optimizer
+
+    def tokenize(batch):
+        encoded = tokenizer(batch["tokens"], truncation=True, max_length=common.MAX_LENGTH,
+                            is_split_into_words=True)
+        encoded["labels"] = []
+        for i, tags in enumerate(batch["tags"]):
+            previous, row = None, []
+            for word in encoded.word_ids(i):
+                row.append(-100 if word is None or word == previous else index[tags[word]])
+                previous = word
+            encoded["labels"].append(row)
+        return encoded
+
+    collator = DataCollatorForTokenClassification(tokenizer, return_tensors="np")
+
+    def dataset(tokens, tags, shuffle):
+        rows = Dataset.from_dict({"tokens": tokens, "tags": tags}).map(
+            tokenize, batched=True, remove_columns=["tokens", "tags"])
+        return rows, model.prepare_tf_dataset(rows, shuffle=shuffle, tokenizer=tokenizer,
+                                              batch_size=common.BATCH_SIZE, collate_fn=collator)
+
+    def f1_on(name):
+        tokens, tags = conll_sentences(name)
+        rows, ds = dataset(tokens, tags, False)
+        logits = model.predict(ds, verbose=0).logits
+        predicted = []
+        for row, label_row, gold in zip(logits, rows["labels"], tags, strict=True):
+            first = [j for j, label in enumerate(label_row) if label != -100]
+            words = [labels[k] for k in row[first].argmax(-1)]
+            predicted.append(words + ["O"] * (len(gold) - len(words)))  # truncated words: O
+        return float(f1_score(tags, predicted))
+
+    _, train_ds = dataset(train_tokens, train_tags, True)
+    _, valid_ds = dataset(*conll_sentences("valid.txt"), False)
+    steps, warmup = schedule_steps(len(train_tokens), NER_EPOCHS)
+    optimizer, _ = create_optimizer(init_lr=common.LEARNING_RATE, num_train_steps=steps,
+                                    num_warmup_steps=warmup,
+                                    weight_decay_rate=common.WEIGHT_DECAY,
+                                    adam_global_clipnorm=common.CLIPNORM)
+    model.compile(optimizer=optimizer)  # transformers' own loss (ignores -100)
+    timer = common.step_timer(tf_keras.callbacks.Callback)
+    model.fit(train_ds, validation_data=valid_ds, epochs=NER_EPOCHS, callbacks=[timer],
+              verbose=2)
+    del np
+    return {"timer": timer, "precision": "float32", "train_examples": len(train_tokens),
+            "valid_f1": f1_on("valid.txt"), "test_f1": f1_on("test.txt")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", choices=RECIPES)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    needed = VADER if args.recipe.startswith("regression") else CONLL / "train.txt"
+    if not needed.exists():
+        raise SystemExit(f"{needed} not found; set TFSFT_BENCHMARK_DATA to the folder that holds "
+                         "vader-sentiment/ and conll2003/")
+    if args.recipe.startswith("regression"):
+        train_part, held_out = vader_split()
+        runner = run_regression_tfsft if args.recipe == "regression-tfsft" else run_regression_hf
+        result = runner(train_part, held_out)
+        epochs, data, counts = REGRESSION_EPOCHS, "VADER tweets.tsv", {
+            "train_examples": len(train_part[0]), "held_out_examples": len(held_out[0])}
+    else:
+        result = run_ner_tfsft() if args.recipe == "ner-tfsft" else run_ner_hf()
+        epochs, data = NER_EPOCHS, "CoNLL-2003 train.txt -> valid.txt, test.txt"
+        counts = {"train_examples": result.pop("train_examples")}
+    timer = result.pop("timer")
+    from tfsft.io_utils import atomic_write_json  # after the recipe: HF needs tf-keras set first
+    atomic_write_json(args.out, {
+        "recipe": args.recipe, "task": args.recipe.rsplit("-", 1)[0], "data": data, **counts,
+        "epochs": epochs, "max_length": common.MAX_LENGTH, "batch_size": common.BATCH_SIZE,
+        **timer.steady(epochs * counts["train_examples"]),
+        "wall_seconds": round(timer.fit_end - STARTED, 3), **result,
+        "peak_rss_mb": round(common.peak_rss_mb(), 1)})
+
+
+if __name__ == "__main__":
+    main()

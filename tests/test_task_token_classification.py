@@ -1,0 +1,334 @@
+"""token-classification (NER) on the task contract; readers, tag schemes, alignment, windows."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+
+from tfsft.data import tags as tag_schemes
+from tfsft.data.token_examples import read_token_data
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks import create_task
+
+from .conftest import TINY_VOCAB, write_hf_checkpoint
+from .task_contract import run_task_contract
+
+PEOPLE = ["anna", "bob", "carla", "dirk"]
+PLACES = ["paris", "oslo", "rome"]
+FILLER = ["the", "movie", "was", "a", "story", "and", "really", "it", "this", "very", "of"]
+
+
+def ner_sentences(count: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """Synthetic sentences: names (PER, one or two words) and cities (LOC) among filler words."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(count):
+        tokens, tags = [], []
+        for _ in range(rng.randint(1, 3)):
+            filler = rng.sample(FILLER, rng.randint(1, 3))
+            tokens += filler
+            tags += ["O"] * len(filler)
+            if rng.random() < 0.5:
+                name = [rng.choice(PEOPLE).title()] + ([rng.choice(PEOPLE).title()]
+                                                       if rng.random() < 0.3 else [])
+                tokens += name
+                tags += ["B-PER"] + ["I-PER"] * (len(name) - 1)
+            else:
+                tokens.append(rng.choice(PLACES).title())
+                tags.append("B-LOC")
+        tokens.append(".")
+        tags.append("O")
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def write_conll(path, sentences, docstart: bool = True) -> object:
+    lines = ["-DOCSTART- -X- O", ""] if docstart else []
+    for tokens, tags in sentences:
+        lines += [f"{token} NN {tag}" for token, tag in zip(tokens, tags, strict=True)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ner_checkpoint(tmp_path_factory):
+    """The tiny BERT with the first names in its vocabulary (places are spelled in pieces)."""
+    return write_hf_checkpoint(tmp_path_factory.mktemp("tiny-ner-bert"), TINY_VOCAB + PEOPLE)
+
+
+TEXTS = ["the movie of Anna and Paris .", "this story of Bob Carla", "  Rome ,  really"]
+
+
+@pytest.fixture(scope="module")
+def ner_contract(ner_checkpoint, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ner-contract")
+    train_file = write_conll(tmp_path / "train.txt", ner_sentences(500, seed=3))
+    return run_task_contract("token-classification", ner_checkpoint, train_file, tmp_path,
+                             TEXTS, options={"stride": 4}, quality_at_least=0.8, epochs=8,
+                             max_length=24)
+
+
+def test_token_classification_meets_the_task_contract(ner_contract):
+    result, texts = ner_contract, TEXTS
+    first = result.predictions[0]["entities"]
+    assert [(e["type"], e["text"]) for e in first] == [("PER", "Anna"), ("LOC", "Paris")]
+    for text, record in zip(texts, result.predictions, strict=True):
+        for entity in record["entities"]:
+            assert text[entity["start"]:entity["end"]] == entity["text"]
+    # the SavedModel decodes the same entities, with character offsets into the raw strings
+    served = result.extra["served"]
+    for i, record in enumerate(result.predictions):
+        count = int(served["entity_count"][i])
+        spans = [(served["entity_types"][i][j].decode(), int(served["entity_starts"][i][j]),
+                  int(served["entity_ends"][i][j])) for j in range(count)]
+        assert spans == [(e["type"], e["start"], e["end"]) for e in record["entities"]]
+    # ... also in a fresh process that has only TensorFlow and tf-text
+    assert _served_in_fresh_process(result.export_dir / "1", texts) == [
+        [(e["type"], e["text"], e["start"], e["end"]) for e in record["entities"]]
+        for record in result.predictions]
+    for name in ("ner_report.txt", "entity_confusion.tsv", "errors.jsonl"):
+        assert (result.run_dir / name).exists(), name
+    assert {"f1", "precision", "recall", "f1_macro", "token_accuracy", "per_type"} <= set(
+        result.metrics)
+    assert json.loads((result.run_dir / "task.json").read_text())["state"]["scheme"] == "BIO"
+
+
+def test_cli_predicts_entities_from_text_and_jsonl_files(ner_contract, tmp_path, capsys):
+    from tfsft.cli import main as cli
+
+    lines = tmp_path / "texts.txt"
+    lines.write_text("\n".join(TEXTS) + "\n")
+    records = tmp_path / "texts.jsonl"
+    records.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    outputs = []
+    for source in (lines, records):
+        capsys.readouterr()
+        assert cli(["predict", str(ner_contract.run_dir), "--input", str(source)]) == 0
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    assert outputs[0] == outputs[1] == ner_contract.predictions
+
+
+def test_cli_evaluates_character_span_data(ner_contract, tmp_path, capsys):
+    from tfsft.cli import main as cli
+
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text(json.dumps({"text": "the movie of Anna and Paris .", "entities": [
+        {"start": 13, "end": 17, "label": "PER"}, {"start": 22, "end": 27, "label": "LOC"}]})
+        + "\n")
+    capsys.readouterr()
+    assert cli(["evaluate", str(ner_contract.run_dir), "--data", str(spans)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 1 and metrics["entities"] == 2
+
+
+SERVE = """
+import json, sys
+import tensorflow as tf, tensorflow_text  # noqa: F401
+texts = json.loads(sys.argv[2])
+out = tf.saved_model.load(sys.argv[1]).signatures["serving_default"](text=tf.constant(texts))
+spans = []
+for i, text in enumerate(texts):
+    row = []
+    for j in range(int(out["entity_count"][i])):
+        start, end = int(out["entity_starts"][i][j]), int(out["entity_ends"][i][j])
+        entity_text = out["entity_texts"][i][j].numpy().decode()
+        assert text[start:end] == entity_text, (text, start, end, entity_text)
+        row.append([out["entity_types"][i][j].numpy().decode(), entity_text, start, end])
+    spans.append(row)
+print(json.dumps(spans))
+"""
+
+
+def _served_in_fresh_process(saved_model, texts):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SERVE, str(saved_model), json.dumps(texts)],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [[tuple(entity) for entity in row] for row in json.loads(done.stdout)]
+
+
+# -- readers --------------------------------------------------------------------------------
+
+def test_conll_reader_joins_tokens_skips_docstart_and_keeps_lines(tmp_path):
+    path = write_conll(tmp_path / "a.txt", [(["EU", "rejects", "German", "call"],
+                                             ["B-ORG", "O", "B-MISC", "O"]),
+                                            (["Peter", "Blackburn"], ["B-PER", "I-PER"])])
+    data = read_token_data(path)
+    assert data.texts == ["EU rejects German call", "Peter Blackburn"]
+    assert data.locations == ["line 3", "line 8"] and data.skipped == {"-DOCSTART- lines": 1}
+    assert data.entities(1) == [(0, 15, "PER")] and data.scheme == "BIO"
+
+
+def test_character_per_line_chinese_data_is_joined_without_spaces(tmp_path):
+    path = tmp_path / "msra.txt"
+    path.write_text("我 O\n在 O\n北 B-LOC\n京 E-LOC\n\n张 B-PER\n三 E-PER\n说 O\n", "utf-8")
+    data = read_token_data(path)
+    assert data.texts == ["我在北京", "张三说"] and data.scheme == "BIOES"
+    assert data.entities(0) == [(2, 4, "LOC")]
+
+
+def test_bmes_tags_are_detected(tmp_path):
+    path = tmp_path / "bmes.txt"
+    path.write_text("中 B-ORG\n国 M-ORG\n队 E-ORG\n赢 O\n了 S-LOC\n", "utf-8")
+    data = read_token_data(path)
+    assert data.scheme == "BMES" and data.entities(0) == [(0, 3, "ORG"), (4, 5, "LOC")]
+
+
+def test_jsonl_tokens_and_tags(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"tokens": ["Bob", "runs"], "tags": ["B-PER", "O"]}) + "\n")
+    data = read_token_data(path)
+    assert data.texts == ["Bob runs"] and data.entities(0) == [(0, 3, "PER")]
+
+
+def test_jsonl_character_spans_split_words_at_entity_edges(tmp_path):
+    path = tmp_path / "spans.jsonl"
+    text = "Obamacare, said Mr. Obama."
+    path.write_text(json.dumps({"text": text, "entities": [
+        {"start": 0, "end": 5, "label": "PER"}, {"start": 20, "end": 25, "label": "PER"}]}) + "\n")
+    data = read_token_data(path)
+    assert [text[s:e] for s, e, _ in data.entities(0)] == ["Obama", "Obama"]
+    assert data.texts == [text]
+
+
+def test_hf_dataset_with_classlabel_tag_names():
+    import datasets
+
+    features = datasets.Features({
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"]))})
+    dataset = datasets.Dataset.from_dict(
+        {"tokens": [["Ann", "Lee", "sings"]], "ner_tags": [[1, 2, 0]]}, features=features)
+    data = read_token_data(dataset)
+    assert data.tags == [["B-PER", "I-PER", "O"]] and data.entities(0) == [(0, 7, "PER")]
+
+
+def _bad_conll(tmp_path, content: str):
+    path = tmp_path / "bad.txt"
+    path.write_text(content, "utf-8")
+    return path
+
+
+@pytest.mark.parametrize("content, where, problem", [
+    ("EU B-ORG\nrejects\n", "line 2", "one column"),
+    ("EU NNP B-ORG\nrejects O\n", "line 2", "2 columns where earlier lines have 3"),
+    ("Big B-ORG\nthe O\nEU I-ORG\n", "line 3", "tag I-ORG follows O"),
+    ("EU B-ORG\nrejects 0\n", None, "no column holds tags"),
+    ("EU B-ORG\nvisits O\nBerlin I-LOC\n", "line 3", "tag I-LOC follows O"),
+    ("\n\n-DOCSTART- O\n\n", None, "no sentences found"),
+])
+def test_bad_conll_lines_are_named(tmp_path, content, where, problem):
+    path = _bad_conll(tmp_path, content)
+    location = f"{path}, {where}" if where else f"{path}"
+    with pytest.raises(DataError, match=f"^{location}: .*{problem}"):
+        read_token_data(path)
+
+
+def test_unclosed_bioes_entity_is_reported(tmp_path):
+    path = _bad_conll(tmp_path, "Big B-ORG\nCorp I-ORG\nsays O\nhi S-PER\n")
+    with pytest.raises(DataError, match="line 2: tag I-ORG is not closed before O"):
+        read_token_data(path)
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("EU B-ORG\nK\u00f6ln B-LOC\n".encode("latin-1"))
+    with pytest.raises(DataError, match="line 2: not valid utf-8"):
+        read_token_data(path)
+
+
+def test_repair_tags_fixes_and_counts(tmp_path):
+    path = _bad_conll(tmp_path, "the O\nEU I-ORG\nand B-MISC\nBonn I-LOC\n")
+    data = read_token_data(path, repair=True)
+    assert data.tags == [["O", "B-ORG", "B-MISC", "B-LOC"]] and data.repaired == 2
+
+
+@pytest.mark.parametrize("entities, problem", [
+    ([{"start": 0, "end": 40, "label": "PER"}], "outside the text"),
+    ([{"start": 3, "end": 3, "label": "PER"}], "outside the text of 9 characters or empty"),
+    ([{"start": 0, "end": 3, "label": "PER"}, {"start": 2, "end": 5, "label": "LOC"}], "overlap"),
+    ([{"start": 0, "end": 3}], "is not an object with start, end and label"),
+    ([{"start": 0, "end": 3, "label": "B-PER"}], "has the label 'B-PER'"),
+])
+def test_bad_character_spans_are_errors(tmp_path, entities, problem):
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps({"text": "Ann Smith", "entities": entities}) + "\n")
+    with pytest.raises(DataError, match=f"{path}, line 1: .*{problem}"):
+        read_token_data(path)
+
+
+def test_token_and_tag_counts_must_match():
+    frame = pd.DataFrame({"tokens": [["a", "b"]], "tags": [["O"]]})
+    with pytest.raises(DataError, match="row with index 0: 2 tokens but 1 tags"):
+        read_token_data(frame)
+
+
+def test_numeric_tags_need_names():
+    frame = pd.DataFrame({"tokens": [["a", "b"]], "tags": [[0, 1]]})
+    with pytest.raises(DataError, match="no tag names are known.*--tag-names"):
+        read_token_data(frame)
+    data = read_token_data(frame, tag_names=["O", "B-X"])
+    assert data.tags == [["O", "B-X"]]
+
+
+def test_unknown_entity_type_in_validation_data_is_an_error(tmp_path):
+    task = create_task("token-classification")
+    task.read(write_conll(tmp_path / "train.txt", [(["Ann"], ["B-PER"])]))
+    with pytest.raises(DataError, match=r"entity types \['B-ORG'\] were not in the training"):
+        task.read(write_conll(tmp_path / "valid.txt", [(["IBM"], ["B-ORG"])]), role="validation")
+
+
+# -- schemes, alignment, windows ------------------------------------------------------------
+
+def test_schemes_round_trip_through_spans():
+    entities = [(0, 2, "PER"), (3, 4, "LOC"), (4, 7, "ORG")]
+    for scheme in tag_schemes.SCHEMES:
+        tags = tag_schemes.tags_from_spans(8, entities, scheme)
+        assert not tag_schemes.validate(tags, scheme), (scheme, tags)
+        if scheme != "IO":  # IO cannot separate adjacent entities
+            assert tag_schemes.spans(tags, scheme) == entities, scheme
+
+
+def test_words_split_into_pieces_take_continuation_tags(tiny_checkpoint):
+    from tfsft.tasks.token_classification import text_pieces
+    from tfsft.tokenization import WordPieceTokenizer
+
+    task = create_task("token-classification")
+    data = task.read_tokens([["the", "U.S.", "and", "Anna"]], [["O", "B-LOC", "O", "B-PER"]])
+    tokenizer = WordPieceTokenizer.from_pretrained(tiny_checkpoint)
+    _, pieces = text_pieces(tokenizer, data.texts)
+    tags, lost, inside = task.unit_tags(data, 0, pieces[0])
+    # units: the | u . s . | and | anna (a ##n ##n ##a is one unit)
+    assert tags == ["O", "B-LOC", "I-LOC", "I-LOC", "I-LOC", "O", "B-PER"]
+    assert (lost, inside) == (0, 0)
+
+
+def test_long_sentences_become_overlapping_windows_and_merge_back(tiny_checkpoint):
+    from tfsft.tasks.token_classification import windows
+    from tfsft.tokenization import WordPieceTokenizer
+
+    assert windows(30, 10, 4) == [0, 6, 12, 18, 20]
+    task = create_task("token-classification", {"stride": 3})
+    tokens = ["the", "movie"] * 12 + ["Anna"]
+    data = task.read_tokens([tokens, ["Bob"]], [["O"] * 24 + ["B-PER"], ["B-PER"]])
+    tokenizer = WordPieceTokenizer.from_pretrained(tiny_checkpoint)
+    encoded = task.encode(tokenizer, data, max_length=12)
+    assert task.last_encoding["windowed_sentences"] == 1
+    assert max(encoded.lengths) <= 12 and len(encoded) > 2
+    assert encoded.row_sentence.tolist().count(0) == len(encoded) - 1
+
+
+def test_stride_must_leave_room_in_a_window(tiny_checkpoint):
+    from tfsft.tokenization import WordPieceTokenizer
+
+    task = create_task("token-classification")
+    data = task.read_tokens([["Ann"]], [["B-PER"]])
+    with pytest.raises(ConfigError, match="stride \\(32\\) must be smaller than max_length - 2"):
+        task.encode(WordPieceTokenizer.from_pretrained(tiny_checkpoint), data, max_length=16)

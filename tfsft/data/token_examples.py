@@ -1,0 +1,510 @@
+"""Read token-classification (NER) data into checked sentences: text, words and word tags.
+
+Formats (every bad row is reported with its file and line):
+
+- CoNLL column files: one token per line (``token ... TAG``; the tag column is chosen with
+  ``tag_column``, default the last column that holds tags), a blank line between sentences,
+  ``-DOCSTART-`` lines skipped. Character-per-line Chinese data (MSRA: ``中 B-LOC``) is the
+  same format; its tokens are joined without spaces.
+- JSON lines / tables with a token list and a tag list per row (``{"tokens": [...],
+  "tags": [...]}``; Hugging Face ``datasets`` with ``ner_tags`` ClassLabel ids too).
+- JSON lines / tables with a text and character spans (``{"text": ..., "entities": [{"start",
+  "end", "label"}]}``); overlapping or out-of-range spans are errors.
+
+Every sentence becomes one text (tokens joined by ``token_separator``) with the character span
+of each word in it, so predictions map back to the text exactly.
+
+>>> data = sentences_from_tokens([["EU", "rejects", "German", "call"]],
+...                              [["B-ORG", "O", "B-MISC", "O"]], source="doc")
+>>> data.texts[0], data.words[0][2], data.tags[0][2]
+('EU rejects German call', (11, 17), 'B-MISC')
+>>> data.entities(0)
+[(0, 2, 'ORG'), (11, 17, 'MISC')]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfsft.data import tags as tag_schemes
+from tfsft.data.readers import Table, read_table
+from tfsft.errors import DataError
+
+CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio", ".bioes", ".bmes", ".txt")
+DOCSTART = "-DOCSTART-"
+# Words of a raw text: one CJK character, a run of letters/digits, or one other visible character.
+_CJK = (r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+        r"\u3040-\u30ff\uac00-\ud7af")
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\s]", re.UNICODE)
+
+
+@dataclass
+class TokenExamples:
+    """Sentences for token classification.
+
+    ``texts[i]`` is sentence ``i``; ``words[i]`` the ``(start, end)`` character span of each of
+    its words; ``tags[i]`` one tag per word in ``scheme`` (None: unlabelled data).
+    ``locations[i]`` says where the sentence came from (``line 12``); ``skipped`` counts what was
+    left out on purpose (``-DOCSTART-`` lines); ``repaired`` counts tags changed by
+    ``repair_tags``.
+    """
+
+    texts: list[str]
+    words: list[list[tuple[int, int]]]
+    tags: list[list[str]] | None
+    scheme: str = "BIO"
+    source: str = "data"
+    locations: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    repaired: int = 0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def text_pairs(self) -> None:
+        """Token classification reads single texts."""
+        return None
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TokenExamples:
+        indices = [int(i) for i in np.asarray(indices, dtype=np.int64)]
+        return dataclasses.replace(
+            self, texts=[self.texts[i] for i in indices], words=[self.words[i] for i in indices],
+            tags=None if self.tags is None else [self.tags[i] for i in indices],
+            locations=[self.locations[i] for i in indices] if self.locations else [],
+            skipped=dict(self.skipped))
+
+    def where(self, index: int) -> str | None:
+        return self.locations[index] if self.locations else None
+
+    def entities(self, index: int) -> list[tuple[int, int, str]]:
+        """Gold entities of sentence ``index`` as ``(start, end, type)`` character spans."""
+        if self.tags is None:
+            return []
+        words = self.words[index]
+        return [(words[first][0], words[last - 1][1], kind)
+                for first, last, kind in tag_schemes.spans(self.tags[index], self.scheme)]
+
+    def word_tokens(self, index: int) -> list[str]:
+        text = self.texts[index]
+        return [text[start:end] for start, end in self.words[index]]
+
+
+def words_of(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words of a raw text (CJK characters one by one, punctuation apart).
+
+    >>> words_of("Hi, 北京!")
+    [(0, 2), (2, 3), (4, 5), (5, 6), (6, 7)]
+    """
+    return [match.span() for match in _WORD.finditer(text)]
+
+
+def join_tokens(tokens: Sequence[str], separator: str) -> tuple[str, list[tuple[int, int]]]:
+    """The text of ``tokens`` joined by ``separator`` and each token's character span in it."""
+    spans, position = [], 0
+    for i, token in enumerate(tokens):
+        if i:
+            position += len(separator)
+        spans.append((position, position + len(token)))
+        position += len(token)
+    return separator.join(tokens), spans
+
+
+def is_cjk(token: str) -> bool:
+    return len(token) == 1 and re.fullmatch(f"[{_CJK}]", token) is not None
+
+
+def choose_separator(sentences: Sequence[Sequence[str]], separator: str | None) -> str:
+    """``separator``, or (None: auto) ``""`` for character-per-line CJK data, else ``" "``."""
+    if separator is not None:
+        return separator
+    sample = [t for sentence in sentences[:200] for t in sentence][:5000]
+    if sample and sum(is_cjk(t) for t in sample) >= 0.5 * len(sample) and all(
+            len(t) == 1 for t in sample):
+        return ""
+    return " "
+
+
+def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source: str,
+                locations: list[str]) -> tuple[list[list[str]], str, int]:
+    """Validate every sentence's tags against ``scheme`` (None: detect); repair when asked."""
+    all_tags = {t for sentence in tags for t in sentence}
+    if scheme is None:
+        try:
+            scheme = tag_schemes.detect_scheme(all_tags)
+        except ValueError as exc:
+            raise DataError(source, None, str(exc), "pass --tag-scheme") from exc
+    repaired = 0
+    for i, sentence in enumerate(tags):
+        problems = tag_schemes.validate(sentence, scheme)
+        if not problems:
+            continue
+        if not repair:
+            where = _tag_location(locations, i, problems[0].position)
+            raise DataError(source, where, f"tag {problems[0].message} ({scheme} tags; "
+                            f"{sum(len(tag_schemes.validate(s, scheme)) for s in tags)} such "
+                            "problems in this file)",
+                            "fix the tags, pass --tag-scheme if it is not " + scheme +
+                            ", or pass --repair-tags to turn each into a valid tag (counted)")
+        tags[i], changed = tag_schemes.repair(sentence, scheme)
+        repaired += changed
+    return tags, scheme, repaired
+
+
+def _tag_location(locations: list[str], sentence: int, position: int) -> str | None:
+    if not locations:
+        return None
+    where = locations[sentence]
+    match = re.fullmatch(r"line (\d+)", where)
+    if match:  # CoNLL: one line per token
+        return f"line {int(match.group(1)) + position}"
+    return f"{where}, token {position + 1}"
+
+
+def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
+                          source: str, locations: list[str] | None = None,
+                          separator: str | None = None, scheme: str | None = None,
+                          repair: bool = False, skipped: dict[str, int] | None = None
+                          ) -> TokenExamples:
+    """Sentences from token lists (and tag lists), checked; tags in ``scheme`` (None: detect)."""
+    locations = locations or []
+    for i, sentence in enumerate(tokens):
+        where = locations[i] if locations else f"sentence {i + 1}"
+        if not sentence:
+            raise DataError(source, where, "the sentence has no tokens",
+                            "remove it or give it tokens")
+        for position, token in enumerate(sentence):
+            if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+                raise DataError(source, _tag_location(locations, i, position) or where,
+                                f"token {position + 1} ({token!r}) is empty, not a string or "
+                                "holds whitespace", "give every token visible characters")
+        if tags is not None and len(tags[i]) != len(sentence):
+            raise DataError(source, where, f"{len(sentence)} tokens but {len(tags[i])} tags",
+                            "give every token one tag")
+    repaired = 0
+    if tags is not None:
+        tags, scheme, repaired = _check_tags([list(t) for t in tags], scheme, repair, source,
+                                             locations)
+    separator = choose_separator(tokens, separator)
+    texts, words = [], []
+    for sentence in tokens:
+        text, spans = join_tokens(sentence, separator)
+        texts.append(text)
+        words.append(spans)
+    return TokenExamples(texts, words, tags, scheme or "BIO", source, list(locations),
+                         dict(skipped or {}), repaired)
+
+
+_TAG = re.compile(r"O|[BIMESLU][-_]\S+")
+
+
+def guess_tag_column(lines: Sequence[str], source: str) -> int:
+    """The last column whose values in the first token lines all look like tags."""
+    rows = [line.split() for line in lines[:2000]]
+    rows = [r for r in rows if r and r[0] != DOCSTART][:500]
+    width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 1
+    rows = [r for r in rows if len(r) == width]
+    if width < 2:
+        return -1  # the line checks report the missing column
+    for column in range(width - 1, 0, -1):
+        if all(_TAG.fullmatch(r[column]) for r in rows):
+            return column
+    raise DataError(source, None, "no column holds tags (O, B-PER, I-PER, ...) in the first "
+                    f"{len(rows)} token lines", "choose the tag column with --tag-column")
+
+
+def read_conll(path: str | Path, tag_column: int | None = None, token_column: int = 0,
+               encoding: str = "utf-8", labelled: bool = True, separator: str | None = None,
+               scheme: str | None = None, repair: bool = False,
+               max_sentences: int | None = None) -> TokenExamples:
+    """Sentences of a CoNLL column file (or character-per-line data such as MSRA NER)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), None, "file not found", "check the path")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(str(path), f"line {line}", f"not valid {encoding} text",
+                        "convert the file to UTF-8 or pass --encoding") from exc
+    lines = text.splitlines()
+    if labelled and tag_column is None:
+        tag_column = guess_tag_column(lines, str(path))
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    locations: list[str] = []
+    current, current_tags, start_line, docstarts = [], [], 0, 0
+    columns_seen: int | None = None
+
+    def close():
+        nonlocal current, current_tags
+        if current:
+            tokens.append(current)
+            tags.append(current_tags)
+            locations.append(f"line {start_line}")
+        current, current_tags = [], []
+
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            close()
+            if max_sentences is not None and len(tokens) >= max_sentences:
+                break
+            continue
+        if fields[0] == DOCSTART:
+            close()
+            docstarts += 1
+            continue
+        if labelled:
+            if len(fields) < 2:
+                raise DataError(str(path), f"line {number}",
+                                f"one column ({line.strip()!r}) where a token and a tag are "
+                                "expected", "separate token and tag with a space or tab, or "
+                                "leave a blank line between sentences")
+            if columns_seen is not None and len(fields) != columns_seen:
+                raise DataError(str(path), f"line {number}",
+                                f"{len(fields)} columns where earlier lines have {columns_seen}",
+                                "give every token line the same columns")
+            columns_seen = len(fields)
+            try:
+                tag = fields[tag_column]
+                token = fields[token_column]
+            except IndexError as exc:
+                raise DataError(str(path), f"line {number}",
+                                f"no column {tag_column} in {len(fields)} columns",
+                                "choose the tag column with --tag-column") from exc
+        else:
+            token, tag = fields[token_column], tag_schemes.OUTSIDE
+        if not current:
+            start_line = number
+        current.append(token)
+        current_tags.append(tag)
+    close()
+    if max_sentences is not None:
+        tokens, tags, locations = (tokens[:max_sentences], tags[:max_sentences],
+                                   locations[:max_sentences])
+    if not tokens:
+        raise DataError(str(path), None, "no sentences found",
+                        "give one token per line and a blank line between sentences")
+    return sentences_from_tokens(tokens, tags if labelled else None, str(path), locations,
+                                 separator, scheme, repair,
+                                 {"-DOCSTART- lines": docstarts} if docstarts else None)
+
+
+def _as_list(value: Any, column: str, source: str, where: str) -> list:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = value.split()
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise DataError(source, where, f"column {column!r} holds {type(value).__name__}, not a "
+                        "list", f"give {column!r} a list (JSON array)")
+    return list(value)
+
+
+def read_token_table(table: Table, tokens_column: str, tags_column: str | None,
+                     tag_names: Sequence[str] | None = None, separator: str | None = None,
+                     scheme: str | None = None, repair: bool = False,
+                     max_rows: int | None = None) -> TokenExamples:
+    """Sentences from a table with a token-list column and a tag-list column (tag ids index
+    ``tag_names``, e.g. a Hugging Face ClassLabel)."""
+    tokens, tags = [], [] if tags_column else None
+    rows = table.rows[:max_rows] if max_rows else table.rows
+    for row, where in zip(rows, table.locations, strict=False):
+        row_tokens = _as_list(row.get(tokens_column), tokens_column, table.source, where)
+        tokens.append([str(t) if not isinstance(t, str) else t for t in row_tokens])
+        if tags is not None:
+            row_tags = _as_list(row.get(tags_column), tags_column, table.source, where)
+            tags.append([_tag_name(t, tag_names, table.source, where) for t in row_tags])
+    return sentences_from_tokens(tokens, tags, table.source, table.locations[:len(tokens)],
+                                 separator, scheme, repair)
+
+
+def _tag_name(value: Any, names: Sequence[str] | None, source: str, where: str) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if names is None:
+            raise DataError(source, where, f"tag {value} is a number but no tag names are known",
+                            "pass --tag-names O,B-PER,I-PER,... (in id order) or give tags "
+                            "as strings")
+        if not 0 <= int(value) < len(names):
+            raise DataError(source, where, f"tag id {value} is outside the {len(names)} tag "
+                            "names", "check --tag-names")
+        return names[int(value)]
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(source, where, f"tag {value!r} is not a tag name",
+                        "give tags such as O, B-PER, I-PER")
+    return value.strip()
+
+
+def read_span_table(table: Table, text_column: str, entities_column: str | None,
+                    scheme: str = "BIO", max_rows: int | None = None) -> TokenExamples:
+    """Sentences from a table with a text column and character-span entities
+    (``[{"start": 0, "end": 2, "label": "ORG"}, ...]``, ``end`` exclusive)."""
+    texts, words, tags = [], [], [] if entities_column else None
+    rows = table.rows[:max_rows] if max_rows else table.rows
+    for row, where in zip(rows, table.locations, strict=False):
+        text = row.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(table.source, where, f"column {text_column!r} is empty or missing",
+                            "give every row a text")
+        entities = []
+        if entities_column:
+            entities = _read_spans(row.get(entities_column), text, table.source, where,
+                                   entities_column)
+        cuts = {0, len(text)} | {p for start, end, _ in entities for p in (start, end)}
+        spans = _split_words(words_of(text), cuts)
+        texts.append(text)
+        words.append(spans)
+        if tags is not None:
+            index = {span[0]: i for i, span in enumerate(spans)}
+            ends = {span[1]: i for i, span in enumerate(spans)}
+            word_entities = []
+            for start, end, label in entities:
+                first, last = _first_word(spans, start, index), _last_word(spans, end, ends)
+                if first is None or last is None or last < first:
+                    raise DataError(table.source, where, f"entity {text[start:end]!r} "
+                                    f"({start}:{end}) covers no word", "check its offsets")
+                word_entities.append((first, last + 1, label))
+            tags.append(tag_schemes.tags_from_spans(len(spans), word_entities, scheme))
+    return TokenExamples(texts, words, tags, scheme, table.source, table.locations[:len(texts)])
+
+
+def _first_word(spans, start, index):
+    if start in index:
+        return index[start]
+    return next((i for i, (s, _) in enumerate(spans) if s >= start), None)
+
+
+def _last_word(spans, end, ends):
+    if end in ends:
+        return ends[end]
+    candidates = [i for i, (_, e) in enumerate(spans) if e <= end]
+    return candidates[-1] if candidates else None
+
+
+def _split_words(spans: list[tuple[int, int]], cuts: set[int]) -> list[tuple[int, int]]:
+    """Words split at every entity boundary that falls inside one."""
+    result = []
+    for start, end in spans:
+        inner = sorted(c for c in cuts if start < c < end)
+        edges = [start, *inner, end]
+        result += list(zip(edges[:-1], edges[1:], strict=True))
+    return result
+
+
+def _read_spans(value: Any, text: str, source: str, where: str,
+                column: str) -> list[tuple[int, int, str]]:
+    if value is None:
+        return []
+    value = _as_list(value, column, source, where) if not isinstance(value, list) else value
+    entities = []
+    for number, entity in enumerate(value, start=1):
+        if not isinstance(entity, dict) or not {"start", "end", "label"} <= set(entity):
+            raise DataError(source, where, f"entity {number} is not an object with start, end "
+                            "and label", 'write entities as {"start": 0, "end": 5, '
+                            '"label": "PER"}')
+        start, end, label = entity["start"], entity["end"], entity["label"]
+        if not (isinstance(start, int) and isinstance(end, int)) or not 0 <= start < end <= len(
+                text):
+            raise DataError(source, where, f"entity {number} ({start}:{end}, {label!r}) is "
+                            f"outside the text of {len(text)} characters or empty",
+                            "give character offsets with 0 <= start < end <= len(text), end "
+                            "exclusive")
+        if not isinstance(label, str) or not label.strip() or "-" in label[:2]:
+            raise DataError(source, where, f"entity {number} has the label {label!r}",
+                            "give an entity type such as PER (no B-/I- prefix)")
+        if not text[start:end].strip():
+            raise DataError(source, where, f"entity {number} ({start}:{end}) covers only "
+                            "whitespace", "check its offsets")
+        entities.append((start, end, label.strip()))
+    entities.sort()
+    for (s1, e1, l1), (s2, e2, l2) in zip(entities, entities[1:], strict=False):
+        if s2 < e1:
+            raise DataError(source, where, f"entities {text[s1:e1]!r} ({s1}:{e1}, {l1}) and "
+                            f"{text[s2:e2]!r} ({s2}:{e2}, {l2}) overlap",
+                            "token classification gives each character one entity at most; "
+                            "keep one of them")
+    return entities
+
+
+def is_conll_file(source: Any, file_format: str | None) -> bool:
+    if file_format is not None:
+        return file_format == "conll"
+    if not isinstance(source, (str, Path)):
+        return False
+    name = Path(source).name.lower()
+    return any(name.endswith(s) for s in CONLL_SUFFIXES)
+
+
+def hf_tag_names(source: Any, tags_column: str) -> list[str] | None:
+    """ClassLabel names of a Hugging Face dataset's tag column (``ner_tags``), if any."""
+    features = getattr(source, "features", None)
+    if not features or tags_column not in features:
+        return None
+    feature = features[tags_column]
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, list) and feature:  # datasets >= 4: List of ClassLabel as [ClassLabel]
+        inner = feature[0]
+    names = getattr(inner, "names", None)
+    return list(names) if names else None
+
+
+def read_token_data(source: Any, *, tokens_column: str = "tokens", tags_column: str | None = None,
+                    text_column: str = "text", entities_column: str = "entities",
+                    tag_column: int | None = None, tag_names: Sequence[str] | None = None,
+                    separator: str | None = None, scheme: str | None = None,
+                    repair: bool = False, labelled: bool = True, max_rows: int | None = None,
+                    file_format: str | None = None, encoding: str = "utf-8") -> TokenExamples:
+    """Read token-classification data in any of the module's formats (see the docstring).
+
+    Tables are read as tokens + tags when they have ``tokens_column``, else as text + entity
+    spans. ``tags_column`` None means ``tags``, else ``ner_tags``.
+    """
+    if is_conll_file(source, file_format):
+        return read_conll(source, tag_column=tag_column, encoding=encoding, labelled=labelled,
+                          separator=separator, scheme=scheme, repair=repair,
+                          max_sentences=max_rows)
+    table = read_table(source, file_format, encoding)
+    if tokens_column in table.columns:
+        if labelled and tags_column is None:
+            tags_column = next((c for c in ("tags", "ner_tags") if c in table.columns), None)
+            if tags_column is None:
+                raise DataError(table.source, None, f"no tags or ner_tags column beside "
+                                f"{tokens_column!r}", "name the tag column with --tags-column")
+        if labelled and tags_column not in table.columns:
+            raise DataError(table.source, None, f"no column {tags_column!r}; the columns are "
+                            f"{', '.join(table.columns)}", "name the tag column with "
+                            "--tags-column")
+        names = list(tag_names) if tag_names else hf_tag_names(source, tags_column or "")
+        return read_token_table(table, tokens_column, tags_column if labelled else None, names,
+                                separator, scheme, repair, max_rows)
+    if text_column in table.columns:
+        if labelled and entities_column not in table.columns:
+            raise DataError(table.source, None, f"no column {entities_column!r} beside "
+                            f"{text_column!r}", "name the entity column with --entities-column")
+        return read_span_table(table, text_column, entities_column if labelled else None,
+                               scheme or "BIO", max_rows)
+    raise DataError(table.source, None, f"neither a {tokens_column!r} column (token lists) nor a "
+                    f"{text_column!r} column (texts with entity spans); the columns are "
+                    f"{', '.join(table.columns)}", "name them with --tokens-column or "
+                    "--text-column")
+
+
+def normalize_for_vocabulary(text: str) -> str:
+    """Lower-cased, accent-stripped text (how an uncased BERT vocabulary sees it)."""
+    text = unicodedata.normalize("NFD", text.lower())
+    return "".join(c for c in text if unicodedata.category(c) != "Mn")
