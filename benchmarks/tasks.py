@@ -77,7 +77,8 @@ def _write_scores(path: Path, texts: list[str], scores: list[float]) -> None:
             handle.write(json.dumps({"text": text, "score": score}) + "\n")
 
 
-def run_regression_tfsft(train_part, held_out) -> dict:
+def run_regression_tfsft(train_part, held_out, seed: int = common.SEED,
+                         precision: str = "auto") -> dict:
     import keras
 
     from tfsft.config import TrainConfig
@@ -93,17 +94,18 @@ def run_regression_tfsft(train_part, held_out) -> dict:
                              model="minilm-l6", output_dir=str(Path(folder) / "run"),
                              task="regression", task_options={"target_columns": ["score"]},
                              epochs=REGRESSION_EPOCHS, batch_size=common.BATCH_SIZE,
-                             max_length=common.MAX_LENGTH, seed=common.SEED, tensorboard=False)
+                             max_length=common.MAX_LENGTH, seed=seed, precision=precision,
+                             tensorboard=False)
         result = train(config, callbacks=[timer])
         predicted = [r["score"] for r in TrainedRun(result.run_dir).predict(held_out[0])]
     return {"timer": timer, "precision": result.summary["precision"],
             **regression_scores(held_out[1], predicted)}
 
 
-def run_regression_hf(train_part, held_out) -> dict:
+def run_regression_hf(train_part, held_out, seed: int = common.SEED) -> dict:
     from benchmarks.training import hf_model_and_tokenizer, schedule_steps
 
-    model, tokenizer = hf_model_and_tokenizer(num_labels=1)
+    model, tokenizer = hf_model_and_tokenizer(num_labels=1, seed=seed)
     import numpy as np
     import tf_keras
     from datasets import Dataset
@@ -201,11 +203,11 @@ def run_ner_hf() -> dict:
     def f1_on(name):
         tokens, tags = conll_sentences(name)
         rows, ds = dataset(tokens, tags, False)
-        logits = model.predict(ds, verbose=0).logits
+        logits = model.predict(ds, verbose=0).logits  # ragged when batch widths differ
         predicted = []
         for row, label_row, gold in zip(logits, rows["labels"], tags, strict=True):
             first = [j for j, label in enumerate(label_row) if label != -100]
-            words = [labels[k] for k in row[first].argmax(-1)]
+            words = [labels[k] for k in np.asarray(row)[first].argmax(-1)]
             predicted.append(words + ["O"] * (len(gold) - len(words)))  # truncated words: O
         return float(f1_score(tags, predicted))
 
@@ -220,7 +222,6 @@ def run_ner_hf() -> dict:
     timer = common.step_timer(tf_keras.callbacks.Callback)
     model.fit(train_ds, validation_data=valid_ds, epochs=NER_EPOCHS, callbacks=[timer],
               verbose=2)
-    del np
     return {"timer": timer, "precision": "float32", "train_examples": len(train_tokens),
             "valid_f1": f1_on("valid.txt"), "test_f1": f1_on("test.txt")}
 
@@ -229,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", choices=RECIPES)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=common.SEED,
+                        help="training seed (the data split stays seeded 42)")
+    parser.add_argument("--precision", default="auto", help="tfsft recipes: --precision")
     args = parser.parse_args(argv)
     needed = VADER if args.recipe.startswith("regression") else CONLL / "train.txt"
     if not needed.exists():
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.recipe.startswith("regression"):
         train_part, held_out = vader_split()
         runner = run_regression_tfsft if args.recipe == "regression-tfsft" else run_regression_hf
-        result = runner(train_part, held_out)
+        options = {"precision": args.precision} if args.recipe == "regression-tfsft" else {}
+        result = runner(train_part, held_out, seed=args.seed, **options)
         epochs, data, counts = REGRESSION_EPOCHS, "VADER tweets.tsv", {
             "train_examples": len(train_part[0]), "held_out_examples": len(held_out[0])}
     else:
@@ -248,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     from tfsft.io_utils import atomic_write_json  # after the recipe: HF needs tf-keras set first
     atomic_write_json(args.out, {
         "recipe": args.recipe, "task": args.recipe.rsplit("-", 1)[0], "data": data, **counts,
+        "seed": args.seed,
         "epochs": epochs, "max_length": common.MAX_LENGTH, "batch_size": common.BATCH_SIZE,
         **timer.steady(epochs * counts["train_examples"]),
         "wall_seconds": round(timer.fit_end - STARTED, 3), **result,

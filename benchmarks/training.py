@@ -72,7 +72,8 @@ def run_tfsft(texts, labels, dev_texts, dev_labels, run_dir: Path | None = None,
             "train_flops_per_example": float(flops.mean())}
 
 
-def hf_model_and_tokenizer(num_labels: int = 2, head: str = "TFBertForSequenceClassification"):
+def hf_model_and_tokenizer(num_labels: int = 2, head: str = "TFBertForSequenceClassification",
+                           seed: int = common.SEED):
     """A transformers TF BERT model class ``head`` with all-MiniLM-L6-v2 weights, and its tokenizer."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import safetensors.numpy
@@ -84,7 +85,7 @@ def hf_model_and_tokenizer(num_labels: int = 2, head: str = "TFBertForSequenceCl
     from tfsft.models.checkpoints import resolve_checkpoint
 
     folder = resolve_checkpoint("minilm-l6")
-    tf.keras.utils.set_random_seed(common.SEED)
+    tf.keras.utils.set_random_seed(seed)
     model = getattr(transformers, head)(BertConfig.from_pretrained(folder, num_labels=num_labels))
     model(model.dummy_inputs)
     # transformers 4.57's from_pretrained cannot read these safetensors without torch.

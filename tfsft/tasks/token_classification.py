@@ -39,7 +39,7 @@ import numpy as np
 
 from tfsft.data import tags as tag_schemes
 from tfsft.data.token_examples import TokenExamples, read_token_data, sentences_from_tokens, words_of
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -231,8 +231,6 @@ class TokenClassificationTask(Task):
             self.scheme = data.scheme
             types = tag_schemes.entity_types(t for sentence in data.tags for t in sentence)
             if not types:
-                from tfsft.errors import DataError
-
                 raise DataError(data.source, None, "no entity tags, only O",
                                 "tag some entities (B-PER, I-PER, ...) in the training data")
             self.labels = tag_schemes.label_set(types, self.scheme)
@@ -245,8 +243,6 @@ class TokenClassificationTask(Task):
             known_types = set(self.types)
             bad = [t for t in unknown if tag_schemes.split_tag(t)[1] not in known_types]
             if bad:
-                from tfsft.errors import DataError
-
                 raise DataError(data.source, None, f"entity types {bad} were not in the "
                                 f"training data (types: {', '.join(self.types)})",
                                 "map them to a known type or to O")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
 from tfsft.models.checkpoints import resolve_checkpoint
+from tfsft.run_folder import clear_run_folder, entries, mark_run_folder, run_lock
 from tfsft.runs import (
     CALIBRATION_FILE,
     HELDOUT_FILE,
@@ -93,10 +93,17 @@ def train(config: TrainConfig,
     """Fine-tune ``config.model`` on ``config.train`` and write a run folder (see tfsft.runs).
 
     ``callbacks`` run in ``fit`` after tfsft's own (checkpoints, logs, early stopping).
+    A second ``train`` into the same folder while this one runs fails at once.
     """
     started = time.perf_counter()
     run_dir = Path(config.output_dir)
-    _prepare_run_dir(run_dir, config)
+    with run_lock(run_dir):
+        _prepare_run_dir(run_dir, config)
+        return _train(config, run_dir, callbacks, started)
+
+
+def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbacks.Callback],
+           started: float) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
 
     checkpoint = resolve_checkpoint(config.model)
@@ -201,9 +208,9 @@ def train(config: TrainConfig,
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
     config_file = run_dir / "config.yaml"
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if entries(run_dir):
         if config.overwrite:
-            shutil.rmtree(run_dir)
+            clear_run_folder(run_dir, inputs=(config.train, config.validation))
         elif backup_state(run_dir) is not None:
             saved = config_file.read_text() if config_file.exists() else ""
             if saved and saved != config.to_yaml():
@@ -216,7 +223,7 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
         elif not config_file.exists():
             raise ConfigError(f"{run_dir} is not empty and is not a tfsft run folder; choose "
                               "another --output-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    mark_run_folder(run_dir)
     atomic_write_text(config_file, config.to_yaml())
 
 

@@ -1,0 +1,116 @@
+"""--overwrite removes only tfsft run folders; one training run per folder at a time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfsft.errors import ConfigError
+from tfsft.run_folder import (
+    LOCK,
+    check_overwrite,
+    clear_run_folder,
+    is_run_folder,
+    mark_run_folder,
+    run_lock,
+)
+
+from .conftest import sentiment_rows, tiny_config, write_csv
+
+
+def _fake_run(folder):
+    mark_run_folder(folder)
+    for name in ("config.yaml", "task.json", "model.keras", "history.csv"):
+        (folder / name).write_text("x")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "best.weights.h5").write_text("x")
+    return folder
+
+
+def test_a_run_folder_is_cleared(tmp_path):
+    folder = _fake_run(tmp_path / "run")
+    clear_run_folder(folder)
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
+def test_a_run_folder_of_an_earlier_release_counts_as_one(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("x")
+    (folder / "labels.json").write_text("{}")
+    assert is_run_folder(folder)
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ("notes.txt", "holds files tfsft did not write \\(notes.txt\\)"),
+    ("train.csv", "holds files tfsft did not write \\(train.csv\\)"),
+])
+def test_a_run_folder_with_other_files_is_left_alone(tmp_path, extra, problem):
+    folder = _fake_run(tmp_path / "run")
+    (folder / extra).write_text("mine")
+    with pytest.raises(ConfigError, match=problem):
+        clear_run_folder(folder)
+    assert (folder / extra).read_text() == "mine" and (folder / "model.keras").exists()
+
+
+def test_a_folder_that_is_not_a_run_folder_is_left_alone(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "reviews.csv").write_text("text,label\n")
+    with pytest.raises(ConfigError, match="is not a tfsft run folder, so --overwrite leaves it"):
+        clear_run_folder(folder)
+    assert (folder / "reviews.csv").exists()
+
+
+@pytest.mark.parametrize("where", ["cwd", "parent", "home", "root"])
+def test_protected_folders_are_never_overwritten(tmp_path, monkeypatch, where):
+    work = _fake_run(tmp_path / "work")
+    monkeypatch.chdir(work)
+    folder = {"cwd": work, "parent": tmp_path, "home": os.path.expanduser("~"),
+              "root": "/"}[where]
+    from pathlib import Path
+
+    with pytest.raises(ConfigError, match="--overwrite would delete"):
+        check_overwrite(Path(folder))
+
+
+def test_overwrite_refuses_a_folder_holding_the_training_data(tiny_checkpoint, tmp_path):
+    from tfsft.training.trainer import train
+
+    folder = _fake_run(tmp_path / "run")
+    data = write_csv(folder / "model.keras", sentiment_rows(8))  # data hidden under a run name
+    config = tiny_config(tiny_checkpoint, data, folder, overwrite=True)
+    with pytest.raises(ConfigError, match="holds the data file"):
+        train(config)
+    assert data.exists() and (folder / "task.json").exists()
+
+
+def test_a_second_run_into_a_busy_folder_fails_at_once(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folder = tmp_path / "run"
+        folder.mkdir()
+        (folder / LOCK).write_text(f"{sleeper.pid}\n")
+        with pytest.raises(ConfigError, match=f"in use by another tfsft train \\(process "
+                                              f"{sleeper.pid}\\)"):
+            with run_lock(folder):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with run_lock(folder):  # its process is gone: the stale lock is taken over
+        assert (folder / LOCK).read_text().strip() == str(os.getpid())
+    assert not (folder / LOCK).exists()
+
+
+def test_a_run_that_fails_early_leaves_no_empty_folder(tiny_checkpoint, tmp_path):
+    from tfsft.errors import DataError
+    from tfsft.training.trainer import train
+
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(DataError, match="file not found"):
+        train(tiny_config(tiny_checkpoint, missing, tmp_path / "new-run"))
+    assert not (tmp_path / "new-run").exists()

@@ -1,0 +1,151 @@
+"""Guarding a run folder: what ``--overwrite`` may remove, and one training run at a time.
+
+``tfsft train --overwrite`` replaces a folder only when it is a tfsft run folder (it carries the
+``.tfsft-run`` marker, or is a run folder of an earlier release) holding nothing but what tfsft
+writes; it never touches the working directory, the home directory, the file system root, a
+folder that contains the training data, or a folder with other files in it. A lock file keeps a
+second ``tfsft train`` out of a folder that a live run is writing.
+
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp()) / "run"
+>>> mark_run_folder(folder); is_run_folder(folder)
+True
+>>> (folder / "my_notes.txt").write_text("keep me")
+7
+>>> foreign_entries(folder)
+['my_notes.txt']
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tfsft.errors import ConfigError
+
+MARKER = ".tfsft-run"
+LOCK = ".tfsft-lock"
+# Everything a training run writes into its folder (task report files included).
+RUN_ENTRIES = frozenset({
+    MARKER, LOCK, "config.yaml", "task.json", "labels.json", "tokenizer", "model.keras",
+    "heldout.jsonl", "calibration.jsonl", "history.csv", "run.json", "training_curves.png",
+    "checkpoints", "backup", "logs", "metrics.json", "classification_report.txt",
+    "confusion_matrix.png", "regression_report.txt", "scatter.png", "ner_report.txt",
+    "entity_confusion.tsv", "errors.jsonl"})
+
+
+def mark_run_folder(folder: Path) -> None:
+    """Create ``folder`` (if needed) and mark it as a tfsft run folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("written by tfsft train; --overwrite may replace this folder\n")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``tfsft train`` (this release or an earlier one)."""
+    if (folder / MARKER).is_file():
+        return True
+    return (folder / "config.yaml").is_file() and any(
+        (folder / name).exists() for name in ("task.json", "labels.json", "history.csv"))
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names in ``folder`` that tfsft did not write (temporary files of its own excepted)."""
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name not in RUN_ENTRIES and not p.name.startswith("."))
+
+
+def _protected(folder: Path) -> str | None:
+    resolved = folder.resolve()
+    if resolved == Path(resolved.anchor):
+        return "the file system root"
+    if resolved == Path.home().resolve():
+        return "your home directory"
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        return "the working directory (or a folder above it)"
+    return None
+
+
+def check_overwrite(folder: Path, inputs: Sequence[str | os.PathLike | None] = ()) -> None:
+    """Raise :class:`ConfigError` unless ``--overwrite`` may remove ``folder``."""
+    what = _protected(folder)
+    if what:
+        raise ConfigError(f"--overwrite would delete {what} ({folder}); choose a dedicated "
+                          "--output-dir for the run")
+    resolved = folder.resolve()
+    for path in inputs:
+        if path is not None and isinstance(path, (str, os.PathLike)) and (
+                resolved == Path(path).resolve() or resolved in Path(path).resolve().parents):
+            raise ConfigError(f"--overwrite would delete {folder}, which holds the data file "
+                              f"{path}; choose another --output-dir")
+    if not is_run_folder(folder):
+        raise ConfigError(f"{folder} is not a tfsft run folder, so --overwrite leaves it alone; "
+                          "choose another --output-dir or empty it yourself")
+    foreign = foreign_entries(folder)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                          else "")
+        raise ConfigError(f"{folder} holds files tfsft did not write ({shown}), so --overwrite "
+                          "leaves it alone; move them out or choose another --output-dir")
+
+
+def entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds, this process's lock file aside."""
+    return [p for p in folder.iterdir() if p.name != LOCK] if folder.is_dir() else []
+
+
+def clear_run_folder(folder: Path, inputs: Sequence[str | os.PathLike | None] = ()) -> None:
+    """Empty a run folder for ``--overwrite`` (after :func:`check_overwrite`; the lock stays)."""
+    check_overwrite(folder, inputs)
+    for path in entries(folder):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.tfsft-lock`` while training; a second run into the folder fails at once.
+
+    A lock left by a process that no longer exists (killed) is taken over.
+    """
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ConfigError(f"{folder} is in use by another tfsft train (process {pid}); "
+                                  "wait for it to finish or choose another --output-dir") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {
+                MARKER, "config.yaml"}:
+            shutil.rmtree(folder)  # a run that failed before training leaves nothing behind
