@@ -143,7 +143,7 @@ def conll_sentences(name: str) -> tuple[list[list[str]], list[list[str]]]:
     return [data.word_tokens(i) for i in range(len(data))], data.tags
 
 
-def run_ner_tfsft() -> dict:
+def run_ner_tfsft(seed: int = common.SEED, precision: str = "auto") -> dict:
     import keras
 
     from tfsft.config import TrainConfig
@@ -156,7 +156,7 @@ def run_ner_tfsft() -> dict:
                              model="minilm-l6", output_dir=str(Path(folder) / "run"),
                              task="token-classification", epochs=NER_EPOCHS,
                              batch_size=common.BATCH_SIZE, max_length=common.MAX_LENGTH,
-                             seed=common.SEED, tensorboard=False)
+                             seed=seed, precision=precision, tensorboard=False)
         result = train(config, callbacks=[timer])
         run = TrainedRun(result.run_dir)
         test = run.evaluate(run.read(str(CONLL / "test.txt")), verbose=0)
@@ -166,14 +166,14 @@ def run_ner_tfsft() -> dict:
             "valid_per_type": result.metrics["per_type"]}
 
 
-def run_ner_hf() -> dict:
+def run_ner_hf(seed: int = common.SEED) -> dict:
     from benchmarks.training import hf_model_and_tokenizer, schedule_steps
 
     train_tokens, train_tags = conll_sentences("train.txt")
     labels = sorted({t for s in train_tags for t in s}, key=lambda t: (t != "O", t[2:], t))
     index = {label: i for i, label in enumerate(labels)}
     model, tokenizer = hf_model_and_tokenizer(num_labels=len(labels),
-                                              head="TFBertForTokenClassification")
+                                              head="TFBertForTokenClassification", seed=seed)
     import numpy as np
     import tf_keras
     from datasets import Dataset
@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         epochs, data, counts = REGRESSION_EPOCHS, "VADER tweets.tsv", {
             "train_examples": len(train_part[0]), "held_out_examples": len(held_out[0])}
     else:
-        result = run_ner_tfsft() if args.recipe == "ner-tfsft" else run_ner_hf()
+        result = (run_ner_tfsft(args.seed, args.precision) if args.recipe == "ner-tfsft"
+                  else run_ner_hf(args.seed))
         epochs, data = NER_EPOCHS, "CoNLL-2003 train.txt -> valid.txt, test.txt"
         counts = {"train_examples": result.pop("train_examples")}
     timer = result.pop("timer")

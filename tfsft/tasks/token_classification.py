@@ -12,7 +12,8 @@ in the gold entities gives it (the scheme re-applied at unit level, so ``B-LOC``
 becomes ``B-LOC I-LOC I-LOC I-LOC``); continuation pieces are ignored by the loss
 (``label_all_subtokens`` gives them their unit's tag). The same units exist in any raw text, so
 ``predict`` and the SavedModel decode entities from the units' tags and return character
-offsets into the input string. Metrics are computed on the data's own words with ``seqeval``.
+offsets into the input string. Metrics are computed on the data's own words with ``seqeval``,
+each word taking the tag of its first unit.
 
 Sentences longer than ``max_length`` pieces are cut into overlapping windows (``stride``
 pieces shared); each piece's prediction comes from the window where it is farthest from an
@@ -440,21 +441,19 @@ class TokenClassificationTask(Task):
                 for text, logits, pieces in zip(outputs.texts, outputs.logits, outputs.pieces,
                                                 strict=True)]
 
-    def word_tags(self, examples: TokenExamples, index: int,
-                  entities: list[dict[str, Any]]) -> list[str]:
-        """Predicted entities (character spans) as tags of sentence ``index``'s own words."""
-        words = examples.words[index]
-        word_starts = np.array([s for s, _ in words])
-        spans, taken = [], set()
-        for entity in entities:
-            first = int(np.searchsorted(word_starts, entity["start"], side="right")) - 1
-            last = int(np.searchsorted(word_starts, entity["end"], side="left"))
-            first = max(first, 0)
-            if first >= last or first in taken:
-                continue
-            taken.update(range(first, last))
-            spans.append((first, last, entity["type"]))
-        return tag_schemes.tags_from_spans(len(words), spans, self.scheme)
+    def word_tags(self, examples: TokenExamples, index: int, logits: np.ndarray,
+                  pieces: Pieces) -> list[str]:
+        """Predicted tags of sentence ``index``'s own words: each word takes the tag of its
+        first unit (the first-piece convention of word-level NER evaluation)."""
+        units = np.flatnonzero(pieces.unit_start)
+        unit_starts = pieces.starts[units]
+        tag_ids = logits[units].argmax(-1) if len(units) else np.zeros(0, np.int64)
+        tags = []
+        for start, end in examples.words[index]:
+            j = int(np.searchsorted(unit_starts, start, side="left"))
+            inside = j < len(units) and unit_starts[j] < end
+            tags.append(self.labels[tag_ids[j]] if inside else tag_schemes.OUTSIDE)
+        return tags
 
     def evaluate(self, examples: TokenExamples, outputs: TokenOutputs,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
@@ -462,10 +461,10 @@ class TokenClassificationTask(Task):
 
         if examples.tags is None:
             raise ConfigError("evaluation needs tagged data")
-        predicted_entities = [self.decode(logits, pieces, text) for text, logits, pieces in
-                              zip(outputs.texts, outputs.logits, outputs.pieces, strict=True)]
-        predicted = [self.word_tags(examples, i, entities)
-                     for i, entities in enumerate(predicted_entities)]
+        rows = list(zip(outputs.texts, outputs.logits, outputs.pieces, strict=True))
+        predicted_entities = [self.decode(logits, pieces, text) for text, logits, pieces in rows]
+        predicted = [self.word_tags(examples, i, logits, pieces)
+                     for i, (_, logits, pieces) in enumerate(rows)]
         metrics = entity_metrics(examples.tags, predicted, self.scheme)
         metrics["examples"] = len(examples)
         metrics["skipped_rows"] = dict(examples.skipped)
@@ -523,8 +522,8 @@ class TokenClassificationTask(Task):
                 count = min(len(row_pieces.starts), width)
                 kept = Pieces(row_pieces.starts[:count], row_pieces.ends[:count],
                               row_pieces.unit_start[:count])
-                entities = self.decode(np.asarray(row[1:1 + count]), kept, examples.texts[index])
-                predicted.append(self.word_tags(examples, index, entities))
+                predicted.append(self.word_tags(examples, index, np.asarray(row[1:1 + count]),
+                                                kept))
                 index += 1
         return entity_metrics(examples.tags, predicted, self.scheme)["f1"]
 
