@@ -152,8 +152,8 @@ def goals(training: list[dict], inference: list[dict], tasks: list[dict] = ()) -
         goal("regression held-out Pearson (VADER tweets)", round(own["metrics"]["pearson"], 4),
              0.85)
     if own and peer:
-        goal("regression held-out Pearson, tfsft - HF-TF peer",
-             round(own["metrics"]["pearson"] - peer["metrics"]["pearson"], 4), 0.0)
+        goal("regression held-out Pearson, tfsft - HF-TF peer (x100)",
+             round(100 * (own["metrics"]["pearson"] - peer["metrics"]["pearson"]), 2), 0.0)
     own, peer = task_runs.get("ner-tfsft"), task_runs.get("ner-hf")
     if own:
         goal("NER entity F1 on CoNLL valid.txt", round(own["metrics"]["valid_f1"], 4), 0.85)
