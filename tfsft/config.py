@@ -18,7 +18,9 @@ In YAML they may sit at the top level or in a section named after the task::
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,12 @@ import yaml
 
 from tfsft.choices import LR_DECAYS
 from tfsft.errors import ConfigError
+from tfsft.option_types import coerce
 from tfsft.tasks.base import make_options, option_fields, options_class, task_names
 from tfsft.training.precision import PRECISIONS
 
 REQUIRED = ("train", "model", "output_dir")
+DATA_FIELDS = ("train", "validation", "task_options")
 
 
 @dataclass
@@ -113,6 +117,10 @@ class TrainConfig:
         return cls.from_dict(values, source=str(path))
 
     def validate(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for name in self.field_names():
+            if name not in DATA_FIELDS:  # data may also be a DataFrame or a dataset
+                setattr(self, name, coerce(getattr(self, name), hints[name], name))
         checks = [
             (self.task in task_names(), f"task must be one of {task_names()}"),
             (self.epochs >= 1, "epochs must be >= 1"),
@@ -123,6 +131,18 @@ class TrainConfig:
             (self.lr_schedule in LR_DECAYS, f"lr_schedule must be one of {LR_DECAYS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (0 < self.validation_fraction < 1, "validation_fraction must be in (0, 1)"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.seed >= 0, "seed must be >= 0"),
+            (self.clipnorm is None or self.clipnorm > 0, "clipnorm must be > 0 (or null: off)"),
+            (self.backup_every_steps is None or self.backup_every_steps >= 1,
+             "backup_every_steps must be >= 1 (or null: off)"),
+            (self.early_stopping_patience is None or self.early_stopping_patience >= 0,
+             "early_stopping_patience must be >= 0 (or null: off)"),
+            (self.max_train_rows is None or self.max_train_rows >= 1,
+             "max_train_rows must be >= 1"),
+            (self.max_validation_rows is None or self.max_validation_rows >= 1,
+             "max_validation_rows must be >= 1"),
             (not (self.reduce_lr_on_plateau and self.lr_schedule != "constant"),
              "reduce_lr_on_plateau needs lr_schedule: constant (a decaying schedule already "
              "sets the learning rate at every step)"),
@@ -130,6 +150,11 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"encoding {self.encoding!r} is not a known text encoding (e.g. "
+                              "utf-8, latin-1, cp1252)") from None
         # Every task option, defaults filled in: the saved config.yaml names them all.
         self.task_options = make_options(options_class(self.task), self.task_options,
                                          source=f"task {self.task!r}").to_dict()

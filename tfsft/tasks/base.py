@@ -152,6 +152,9 @@ def make_options(cls: type[TaskOptions], values: dict[str, Any],
         raise ConfigError(f"{source}: unknown option(s) {unknown}; this task's options are "
                           f"{', '.join(names)}")
     options = cls(**values)
+    from tfsft.option_types import coerce_fields
+
+    coerce_fields(options, prefix=f"{source}: " if source != "options" else "")
     for field, _ in option_fields(cls):
         choices = field.metadata.get("choices")
         value = getattr(options, field.name)

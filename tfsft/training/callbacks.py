@@ -3,18 +3,20 @@
 >>> import tempfile
 >>> names = [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), patience=2)]
 >>> names
-['BackupAndRestore', 'BestWeightsCheckpoint', 'CSVLogger', 'EarlyStopping', 'TensorBoard']
+['StopOnNaN', 'BackupAndRestore', 'BestWeightsCheckpoint', 'CSVLogger', 'EarlyStopping', 'TensorBoard']
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import keras
 from keras.src.saving import saving_lib
 
+from tfsft.errors import TfsftError
 from tfsft.io_utils import atomic_file
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ def standard_callbacks(
     """
     run_dir = Path(run_dir)
     callbacks: list[keras.callbacks.Callback] = [
+        StopOnNaN(),  # first: a diverged step stops the run before anything is saved
         keras.callbacks.BackupAndRestore(
             backup_dir=str(run_dir / BACKUP_DIR),
             save_freq=backup_every_steps or "epoch",
@@ -59,6 +62,34 @@ def standard_callbacks(
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
     return callbacks
+
+
+class TrainingDiverged(TfsftError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first step whose loss is NaN or infinite, before a backup or checkpoint
+    of the broken weights is written, with a message that names the learning rate."""
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        optimizer = self.model.optimizer
+        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        raise TrainingDiverged(
+            f"the training loss became {float(loss)} at epoch {self._epoch + 1}, step "
+            f"{batch + 1} (learning rate then {rate:.3g}); nothing of this step was saved. "
+            "Lower --learning-rate (BERT fine-tuning uses 1e-5 to 1e-4), or keep "
+            "--clipnorm on, and start again with --overwrite")
 
 
 class BestWeightsCheckpoint(keras.callbacks.Callback):
