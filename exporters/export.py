@@ -55,7 +55,13 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     task's parity rules (classification: fp32 logits within 1e-4; quantized variants agree on
     at least 98 % of argmaxes).
     """
+    formats, quantize = _listed(formats), _listed(quantize)
     _check_choices(formats, FORMATS, "format")
+    if quantize and not {"tflite", "onnx"} & set(formats):
+        raise ConfigError("--quantize makes TFLite and ONNX variants: add tflite or onnx to "
+                          "--format")
+    if max_examples < 1:
+        raise ConfigError(f"max_examples must be >= 1, got {max_examples}")
     _check_choices(quantize, QUANTIZATIONS, "quantization")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
@@ -88,6 +94,13 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     atomic_write_json(base / "export_report.json", summary)
     (base / "export_report.failed.json").unlink(missing_ok=True)  # from an earlier attempt
     return summary
+
+
+def _listed(values: str | Sequence[str]) -> list[str]:
+    """``"savedmodel,onnx"`` or ``["savedmodel", "onnx"]`` as a list of names."""
+    if isinstance(values, str):
+        return [v.strip() for v in values.split(",") if v.strip()]
+    return list(values)
 
 
 def _check_choices(given: Sequence[str], allowed: Sequence[str], what: str) -> None:

@@ -3,6 +3,7 @@ diverging run stops at its first NaN step."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tfsft.config import TrainConfig
@@ -79,3 +80,80 @@ def test_a_diverging_run_stops_at_the_first_nan_step(tiny_checkpoint, sentiment_
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1.*learning rate"):
         train(config)
     assert not (tmp_path / "run" / "checkpoints" / "best.weights.h5").exists()
+
+
+# -- commands and the Python API refuse what they would get wrong ---------------------------
+
+@pytest.fixture(scope="module")
+def run(trained_run):
+    from tfsft.runs import TrainedRun
+
+    return TrainedRun(trained_run.run_dir)
+
+
+def test_predict_refuses_one_string(run):
+    with pytest.raises(ConfigError, match="predict takes a list of texts, not one string"):
+        run.predict("a great film")
+
+
+def test_evaluate_refuses_examples_with_other_labels(run):
+    from tfsft.data.examples import TextClassificationData
+
+    flipped = TextClassificationData(["good", "bad"], None, np.array([0, 1], np.int32),
+                                     tuple(reversed(run.labels)))
+    with pytest.raises(ConfigError, match="are not this run's"):
+        run.evaluate(flipped)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"formats": "savedmodel", "quantize": "int8"}, "--quantize makes TFLite and ONNX variants"),
+    ({"formats": "savedmodel,pdf"}, "unknown format\\(s\\) \\['pdf'\\]"),
+    ({"max_examples": 0}, "max_examples must be >= 1"),
+])
+def test_export_checks_its_arguments(run, tmp_path, kwargs, message):
+    from exporters import export
+
+    with pytest.raises(ConfigError, match=message):
+        export(run, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "file not found"),
+    ("folder", "is a folder, not a text file"),
+    (b"caf\xe9\n", "line 1, column 4: bytes b'\\xe9' are not valid utf-8"),
+    ("good\n\u200b\u200b\n", "line 2: the text holds only invisible"),
+])
+def test_predict_input_files_are_checked(run, tmp_path, capsys, content, message):
+    from tfsft.cli import main as cli
+
+    path = tmp_path / "texts.txt"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert cli(["predict", str(run.run_dir), "--input", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_predict_refuses_blank_text_arguments(run, capsys):
+    from tfsft.cli import main as cli
+
+    assert cli(["predict", str(run.run_dir), "fine", "   "]) == 2
+    assert "text argument 2 ('   ') is empty or only whitespace" in capsys.readouterr().err
+
+
+def test_predict_skips_and_counts_blank_lines(run, tmp_path, capsys):
+    from tfsft.cli import main as cli
+
+    path = tmp_path / "texts.txt"
+    path.write_text("good\n\n\nbad\n")
+    assert cli(["predict", str(run.run_dir), "--input", str(path)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_numpy_numbers_are_accepted():
+    config = TrainConfig.from_dict({**BASE, "batch_size": np.int64(8), "dropout": np.float32(0.2)})
+    assert config.batch_size == 8 and type(config.batch_size) is int

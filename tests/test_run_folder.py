@@ -114,3 +114,12 @@ def test_a_run_that_fails_early_leaves_no_empty_folder(tiny_checkpoint, tmp_path
     with pytest.raises(DataError, match="file not found"):
         train(tiny_config(tiny_checkpoint, missing, tmp_path / "new-run"))
     assert not (tmp_path / "new-run").exists()
+
+
+def test_hidden_folders_of_the_user_count_as_foreign(tmp_path):
+    folder = _fake_run(tmp_path / "run")
+    (folder / ".git").mkdir()
+    (folder / ".task.json.abc123").write_text("tfsft's own temporary file")
+    with pytest.raises(ConfigError, match="holds files tfsft did not write \\(.git\\)"):
+        clear_run_folder(folder)
+    assert (folder / ".git").is_dir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -332,3 +333,29 @@ def test_stride_must_leave_room_in_a_window(tiny_checkpoint):
     data = task.read_tokens([["Ann"]], [["B-PER"]])
     with pytest.raises(ConfigError, match="stride \\(32\\) must be smaller than max_length - 2"):
         task.encode(WordPieceTokenizer.from_pretrained(tiny_checkpoint), data, max_length=16)
+
+
+def test_tags_are_normalised(tmp_path):
+    path = _bad_conll(tmp_path, "Ann b_PER\nLee I_PER\nsings O\n")
+    assert read_token_data(path).tags == [["B-PER", "I-PER", "O"]]
+
+
+@pytest.mark.parametrize("tokens, tags", [
+    (["John", "O'Neil", "sings"], ["B-PER", "E-PER", "O"]),
+    (["the", "Hewlett-Packard", "way"], ["O", "S-ORG", "O"]),
+])
+def test_perfect_unit_tags_give_the_gold_word_tags_in_bioes(tiny_checkpoint, tokens, tags):
+    """Words split into several units keep valid BIOES tags in the metrics."""
+    from tfsft.tasks.token_classification import text_pieces
+    from tfsft.tokenization import WordPieceTokenizer
+
+    task = create_task("token-classification")
+    data = task.read_tokens([tokens], [tags])
+    task.labels = tag_schemes.label_set(["ORG", "PER"], "BIOES")
+    task.label_index = {label: i for i, label in enumerate(task.labels)}
+    _, pieces = text_pieces(WordPieceTokenizer.from_pretrained(tiny_checkpoint), data.texts)
+    unit_tags, _, _ = task.unit_tags(data, 0, pieces[0])
+    logits = np.full((len(pieces[0].starts), len(task.labels)), -5.0)
+    for unit, tag in zip(np.flatnonzero(pieces[0].unit_start), unit_tags, strict=True):
+        logits[unit, task.label_index[tag]] = 5.0
+    assert task.word_tags(data, 0, logits, pieces[0], data.texts[0]) == tags

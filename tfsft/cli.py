@@ -266,6 +266,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from tfsft.data.readers import read_text_lines, visible
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
@@ -274,10 +275,15 @@ def _predict(args: argparse.Namespace) -> int:
                           "--input file (columns --text-column and --text-pair-column), not as "
                           "arguments or a .txt file")
     texts, pairs = list(args.texts), None
+    for number, text in enumerate(texts, 1):
+        if not visible(text):
+            raise ConfigError(f"text argument {number} ({text!r}) is empty or only whitespace")
     if args.input:
-        if args.input.endswith(".txt"):
-            with open(args.input, encoding=args.encoding or "utf-8") as handle:
-                texts += [line.rstrip("\n") for line in handle if line.strip()]
+        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+            lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
+            if blank:
+                logger.info("%s: %d blank lines skipped", args.input, blank)
+            texts += lines
         else:
             data = _read(run, args.input, args, labelled=False)
             texts += data.texts

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 import types
 import typing
@@ -39,7 +40,11 @@ def _number(value: Any, name: str, kind: type) -> int | float:
             value = int(text) if _INT.fullmatch(text) else float(text)
         except ValueError:
             raise ConfigError(f"{name} must be {what}, got {value!r}") from None
-    if not isinstance(value, (int, float)):
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+    elif isinstance(value, numbers.Real):
+        value = float(value)
+    else:
         raise ConfigError(f"{name} must be {what}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")

@@ -54,7 +54,13 @@ def is_run_folder(folder: Path) -> bool:
 def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` that tfsft did not write (temporary files of its own excepted)."""
     return sorted(p.name for p in folder.iterdir()
-                  if p.name not in RUN_ENTRIES and not p.name.startswith("."))
+                  if p.name not in RUN_ENTRIES and not _own_temporary(p.name))
+
+
+def _own_temporary(name: str) -> bool:
+    """tfsft's marker/lock and the temporary files of its atomic writes (``.task.json.x``)."""
+    return name.startswith(".tfsft-") or any(name.startswith(f".{entry}.")
+                                             for entry in RUN_ENTRIES)
 
 
 def _protected(folder: Path) -> str | None:
@@ -107,6 +113,15 @@ def clear_run_folder(folder: Path, inputs: Sequence[str | os.PathLike | None] = 
             path.unlink()
 
 
+def _age(path: Path) -> float:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -134,14 +149,19 @@ def run_lock(folder: Path) -> Iterator[None]:
                 pid = int(path.read_text().strip() or 0)
             except (OSError, ValueError):
                 pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise ConfigError(f"{folder} is in use by another tfsft train (process {pid}); "
+            if not pid and _age(path) < 60:
+                pid = -1  # being written by a run that is starting right now
+            if pid and pid != os.getpid() and (pid < 0 or _alive(pid)):
+                raise ConfigError(f"{folder} is in use by another tfsft train (process "
+                                  f"{pid if pid > 0 else 'starting'}); "
                                   "wait for it to finish or choose another --output-dir") from None
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as handle:
             handle.write(f"{os.getpid()}\n")
         break
+    else:
+        raise ConfigError(f"cannot take the lock {path}; another tfsft train keeps taking it")
     try:
         yield
     finally:

@@ -151,6 +151,8 @@ class TrainedRun:
     def outputs(self, examples: Any, batch_size: int = 64,
                 verbose: int | str = "auto") -> Any:
         """The model's raw outputs for ``examples``, in input order."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
         encoded = self.task.encode(self.tokenizer, examples, self.max_length)
         return self.task.model_outputs(self.model, encoded, batch_size=batch_size,
                                        verbose=verbose)
@@ -158,6 +160,10 @@ class TrainedRun:
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                 batch_size: int = 64, verbose: int | str = 0) -> list[dict[str, Any]]:
         """One prediction record per text (its fields depend on the task)."""
+        for name, given in (("texts", texts), ("text_pairs", text_pairs)):
+            if isinstance(given, str):
+                raise ConfigError(f"predict takes a list of {name}, not one string (which "
+                                  "would be read character by character); pass [text]")
         inputs = {"text": list(texts)}
         if text_pairs is not None:
             inputs["text_pair"] = list(text_pairs)
@@ -166,6 +172,15 @@ class TrainedRun:
 
     def evaluate(self, examples: Any, output_dir: str | Path | None = None,
                  batch_size: int = 64, verbose: int | str = "auto") -> dict[str, Any]:
-        """Metrics on labelled ``examples``; with ``output_dir``, also the report files."""
+        """Metrics on labelled ``examples``; with ``output_dir``, also the report files.
+
+        ``examples`` must name their labels as the run does, in its order (read them with
+        :meth:`read`); other examples are refused rather than scored against the wrong labels.
+        """
+        names = getattr(examples, "target_names", None)
+        if names is not None and self.labels and tuple(names) != self.labels:
+            raise ConfigError(f"the examples' labels {list(names)} are not this run's "
+                              f"{list(self.labels)} (in that order); read the data with "
+                              "TrainedRun.read(...) so its labels map to the run's")
         outputs = self.outputs(examples, batch_size, verbose)
         return self.task.evaluate(examples, outputs, output_dir=output_dir)

@@ -74,6 +74,42 @@ def read_table(source: Any, file_format: str | None = None, encoding: str = "utf
     )
 
 
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+
+
+def visible(text: str) -> bool:
+    """Whether ``text`` has a character that is neither whitespace nor zero-width."""
+    return any(not c.isspace() and c not in _INVISIBLE for c in text)
+
+
+def read_text_lines(source: str | os.PathLike, encoding: str = "utf-8") -> tuple[list[str], int]:
+    r"""One text per line of a plain-text file (optionally compressed): the texts and how many
+    blank lines were skipped. A line of only invisible characters is an error with its line.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "texts.txt"
+    >>> _ = path.write_text("great film\n\n  a slow start\n")
+    >>> read_text_lines(path)
+    (['great film', '  a slow start'], 1)
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(str(path), None, "file not found", "check the path")
+    if path.is_dir():
+        raise DataError(str(path), None, "is a folder, not a text file",
+                        "pass a file with one text per line")
+    texts, blank = [], 0
+    for number, line in enumerate(_decode(path, _read_bytes(path), encoding).splitlines(), 1):
+        if not line.strip():
+            blank += 1
+        elif not visible(line):
+            raise DataError(str(path), f"line {number}", "the text holds only invisible "
+                            "(zero-width) characters", "remove the line or give it a text")
+        else:
+            texts.append(line)
+    return texts, blank
+
+
 def guess_format(path: Path) -> str:
     """Format name from a file name: ``reviews.tsv.gz`` -> ``tsv``."""
     suffixes = [s.lower() for s in path.suffixes]

@@ -53,6 +53,16 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     return "I", tag
 
 
+def normalize_tag(tag: str) -> str:
+    """``B-PER`` for ``B_PER`` or ``b-PER``; ``I-PER`` for a bare ``PER`` (IO data).
+
+    >>> normalize_tag("b_PER"), normalize_tag("PER"), normalize_tag("O")
+    ('B-PER', 'I-PER', 'O')
+    """
+    prefix, kind = split_tag(tag)
+    return OUTSIDE if kind is None else f"{prefix}-{kind}"
+
+
 def prefixes_of(scheme: str) -> set[str]:
     return {p for p in _PREFIXES[scheme] if p is not None}
 

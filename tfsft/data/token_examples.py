@@ -138,6 +138,7 @@ def choose_separator(sentences: Sequence[Sequence[str]], separator: str | None) 
 def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source: str,
                 locations: list[str]) -> tuple[list[list[str]], str, int]:
     """Validate every sentence's tags against ``scheme`` (None: detect); repair when asked."""
+    tags = [[tag_schemes.normalize_tag(t) for t in sentence] for sentence in tags]
     all_tags = {t for sentence in tags for t in sentence}
     if scheme is None:
         try:
@@ -205,7 +206,7 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                          dict(skipped or {}), repaired)
 
 
-_TAG = re.compile(r"O|[BIMESLU][-_]\S+")
+_TAG = re.compile(r"O|[BIMESLUbimeslu][-_]\S+")
 
 
 def guess_tag_column(lines: Sequence[str], source: str) -> int:

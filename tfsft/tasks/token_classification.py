@@ -12,8 +12,8 @@ in the gold entities gives it (the scheme re-applied at unit level, so ``B-LOC``
 becomes ``B-LOC I-LOC I-LOC I-LOC``); continuation pieces are ignored by the loss
 (``label_all_subtokens`` gives them their unit's tag). The same units exist in any raw text, so
 ``predict`` and the SavedModel decode entities from the units' tags and return character
-offsets into the input string. Metrics are computed on the data's own words with ``seqeval``,
-each word taking the tag of its first unit.
+offsets into the input string. Metrics are computed on the data's own words with ``seqeval``
+(BIO: each word takes its first unit's tag; schemes with end tags: entities mapped onto words).
 
 Sentences longer than ``max_length`` pieces are cut into overlapping windows (``stride``
 pieces shared); each piece's prediction comes from the window where it is farthest from an
@@ -442,18 +442,37 @@ class TokenClassificationTask(Task):
                                                 strict=True)]
 
     def word_tags(self, examples: TokenExamples, index: int, logits: np.ndarray,
-                  pieces: Pieces) -> list[str]:
-        """Predicted tags of sentence ``index``'s own words: each word takes the tag of its
-        first unit (the first-piece convention of word-level NER evaluation)."""
-        units = np.flatnonzero(pieces.unit_start)
-        unit_starts = pieces.starts[units]
-        tag_ids = logits[units].argmax(-1) if len(units) else np.zeros(0, np.int64)
-        tags = []
-        for start, end in examples.words[index]:
-            j = int(np.searchsorted(unit_starts, start, side="left"))
-            inside = j < len(units) and unit_starts[j] < end
-            tags.append(self.labels[tag_ids[j]] if inside else tag_schemes.OUTSIDE)
-        return tags
+                  pieces: Pieces, text: str) -> list[str]:
+        """Predicted tags of sentence ``index``'s own words.
+
+        BIO and IO: each word takes the tag of its first unit (the first-piece convention of
+        word-level NER evaluation). Schemes with end tags (BIOES, BIOUL, BMES): the decoded
+        entities are mapped onto the words they cover and re-tagged, so a word split into
+        several units (or several words in one unit, as digits in character data) still gets a
+        valid tag sequence.
+        """
+        if self.scheme in ("BIO", "IO"):
+            units = np.flatnonzero(pieces.unit_start)
+            unit_starts = pieces.starts[units]
+            tag_ids = logits[units].argmax(-1) if len(units) else np.zeros(0, np.int64)
+            tags = []
+            for start, end in examples.words[index]:
+                j = int(np.searchsorted(unit_starts, start, side="left"))
+                inside = j < len(units) and unit_starts[j] < end
+                tags.append(self.labels[tag_ids[j]] if inside else tag_schemes.OUTSIDE)
+            return tags
+        words = examples.words[index]
+        word_starts = np.array([s for s, _ in words])
+        word_ends = np.array([e for _, e in words])
+        spans, taken = [], set()
+        for entity in self.decode(logits, pieces, text):
+            first = int(np.searchsorted(word_ends, entity["start"], side="right"))
+            last = int(np.searchsorted(word_starts, entity["end"], side="left"))
+            if first >= last or taken & set(range(first, last)):
+                continue
+            taken.update(range(first, last))
+            spans.append((first, last, entity["type"]))
+        return tag_schemes.tags_from_spans(len(words), spans, self.scheme)
 
     def evaluate(self, examples: TokenExamples, outputs: TokenOutputs,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
@@ -463,8 +482,8 @@ class TokenClassificationTask(Task):
             raise ConfigError("evaluation needs tagged data")
         rows = list(zip(outputs.texts, outputs.logits, outputs.pieces, strict=True))
         predicted_entities = [self.decode(logits, pieces, text) for text, logits, pieces in rows]
-        predicted = [self.word_tags(examples, i, logits, pieces)
-                     for i, (_, logits, pieces) in enumerate(rows)]
+        predicted = [self.word_tags(examples, i, logits, pieces, text)
+                     for i, (text, logits, pieces) in enumerate(rows)]
         metrics = entity_metrics(examples.tags, predicted, self.scheme)
         metrics["examples"] = len(examples)
         metrics["skipped_rows"] = dict(examples.skipped)
@@ -523,7 +542,7 @@ class TokenClassificationTask(Task):
                 kept = Pieces(row_pieces.starts[:count], row_pieces.ends[:count],
                               row_pieces.unit_start[:count])
                 predicted.append(self.word_tags(examples, index, np.asarray(row[1:1 + count]),
-                                                kept))
+                                                kept, examples.texts[index]))
                 index += 1
         return entity_metrics(examples.tags, predicted, self.scheme)["f1"]
 
