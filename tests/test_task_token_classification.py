@@ -359,3 +359,9 @@ def test_perfect_unit_tags_give_the_gold_word_tags_in_bioes(tiny_checkpoint, tok
     for unit, tag in zip(np.flatnonzero(pieces[0].unit_start), unit_tags, strict=True):
         logits[unit, task.label_index[tag]] = 5.0
     assert task.word_tags(data, 0, logits, pieces[0], data.texts[0]) == tags
+
+
+def test_tag_names_may_be_comma_separated():
+    task = create_task("token-classification", {"tag_names": ["O,B-PER,I-PER"]})
+    data = task.read(pd.DataFrame({"tokens": [["Ann", "Lee", "sings"]], "tags": [[1, 2, 0]]}))
+    assert data.tags == [["B-PER", "I-PER", "O"]]

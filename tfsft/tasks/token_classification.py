@@ -69,8 +69,9 @@ class TokenClassificationOptions(TaskOptions):
     tag_column: int | None = option(None, help="CoNLL files: the column of the tag (0 is the "
                                                "token; default: the last column holding tags)",
                                     read=True)
-    tag_names: list[str] = option([], help="tag names in id order, for numeric tags (Hugging "
-                                           "Face datasets name them themselves)", read=True)
+    tag_names: list[str] = option([], help="tag names in id order, for numeric tags, space- or "
+                                           "comma-separated (Hugging Face datasets name them "
+                                           "themselves)", read=True)
     tag_scheme: str = option("auto", choices=("auto", *tag_schemes.SCHEMES),
                              help="tag scheme of the data (auto: detected; character-span "
                                   "data: BIO)")
@@ -86,6 +87,9 @@ class TokenClassificationOptions(TaskOptions):
     def validate(self) -> None:
         if self.stride < 0:
             raise ConfigError("stride must be >= 0")
+        if any("," in name for name in self.tag_names):  # --tag-names O,B-PER,I-PER
+            self.tag_names = [n.strip() for name in self.tag_names for n in name.split(",")
+                              if n.strip()]
 
 
 @dataclass
