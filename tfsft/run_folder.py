@@ -28,13 +28,19 @@ from tfsft.errors import ConfigError
 
 MARKER = ".tfsft-run"
 LOCK = ".tfsft-lock"
-# Everything a training run writes into its folder (task report files included).
+# Everything a training run writes into its folder besides its task's report files.
 RUN_ENTRIES = frozenset({
     MARKER, LOCK, "config.yaml", "task.json", "labels.json", "tokenizer", "model.keras",
     "heldout.jsonl", "calibration.jsonl", "history.csv", "run.json", "training_curves.png",
-    "checkpoints", "backup", "logs", "metrics.json", "classification_report.txt",
-    "confusion_matrix.png", "regression_report.txt", "scatter.png", "ner_report.txt",
-    "entity_confusion.tsv", "errors.jsonl"})
+    "checkpoints", "backup", "logs", "metrics.json"})
+
+
+def run_entries() -> frozenset[str]:
+    """:data:`RUN_ENTRIES` plus the report files of every registered task."""
+    from tfsft.tasks.base import task_class, task_names
+
+    return RUN_ENTRIES | {name for task in task_names()
+                          for name in task_class(task).report_files}
 
 
 def mark_run_folder(folder: Path) -> None:
@@ -53,14 +59,14 @@ def is_run_folder(folder: Path) -> bool:
 
 def foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` that tfsft did not write (temporary files of its own excepted)."""
+    known = run_entries()
     return sorted(p.name for p in folder.iterdir()
-                  if p.name not in RUN_ENTRIES and not _own_temporary(p.name))
+                  if p.name not in known and not _own_temporary(p.name, known))
 
 
-def _own_temporary(name: str) -> bool:
+def _own_temporary(name: str, known: frozenset[str]) -> bool:
     """tfsft's marker/lock and the temporary files of its atomic writes (``.task.json.x``)."""
-    return name.startswith(".tfsft-") or any(name.startswith(f".{entry}.")
-                                             for entry in RUN_ENTRIES)
+    return name.startswith(".tfsft-") or any(name.startswith(f".{entry}.") for entry in known)
 
 
 def _protected(folder: Path) -> str | None:

@@ -200,6 +200,8 @@ class Task:
     default_monitor: ClassVar[str] = "val_loss"
     # The metric printed first in reports and used as the "quality" column of export reports.
     headline_metric: ClassVar[str] = "loss"
+    # Files evaluate() writes into an output folder (the run folder, for --overwrite's check).
+    report_files: ClassVar[tuple[str, ...]] = ("metrics.json",)
 
     def __init__(self, options: TaskOptions):
         self.options = options

@@ -67,6 +67,7 @@ class MultiLabelTask(SentenceTask):
     Options = MultiLabelOptions
     metric_directions = {"loss": False, "label_accuracy": True}
     headline_metric = "f1_micro"
+    report_files = ("metrics.json", "classification_report.txt")
 
     def __init__(self, options: MultiLabelOptions):
         super().__init__(options)

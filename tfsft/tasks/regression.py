@@ -65,6 +65,7 @@ class RegressionTask(SentenceTask):
     Options = RegressionOptions
     metric_directions = {"loss": False}
     headline_metric = "pearson"
+    report_files = ("metrics.json", "regression_report.txt", "scatter.png")
 
     def __init__(self, options: RegressionOptions):
         super().__init__(options)

@@ -65,6 +65,7 @@ class TextClassificationTask(SentenceTask):
     Options = TextClassificationOptions
     metric_directions = {"loss": False, "accuracy": True}
     headline_metric = "accuracy"
+    report_files = ("metrics.json", "classification_report.txt", "confusion_matrix.png")
 
     def __init__(self, options: TextClassificationOptions):
         super().__init__(options)

@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfsft.data import tags as tag_schemes
+from tfsft.data.examples import split_examples
 from tfsft.data.token_examples import TokenExamples, read_token_data, sentences_from_tokens, words_of
 from tfsft.errors import ConfigError, DataError
+from tfsft.evaluation.token_metrics import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,11 +121,6 @@ class TokenOutputs:
         return len(self.texts)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def byte_to_char(text: str) -> np.ndarray:
     """Character index of every UTF-8 byte offset of ``text`` (one more entry: the end)."""
     if text.isascii():
@@ -176,6 +173,7 @@ class TokenClassificationTask(Task):
     Options = TokenClassificationOptions
     metric_directions = {"loss": False, "token_accuracy": True}
     headline_metric = "f1"
+    report_files = ("metrics.json", REPORT_FILE, CONFUSION_FILE, ERRORS_FILE)
 
     def __init__(self, options: TokenClassificationOptions):
         super().__init__(options)
@@ -262,13 +260,7 @@ class TokenClassificationTask(Task):
 
     def split(self, examples: TokenExamples, fraction: float,
               seed: int) -> tuple[TokenExamples, TokenExamples]:
-        from sklearn.model_selection import train_test_split
-
-        if not 0.0 < fraction < 1.0:
-            raise ConfigError(f"validation_fraction must be in (0, 1), got {fraction}")
-        train_idx, val_idx = train_test_split(np.arange(len(examples)), test_size=fraction,
-                                              random_state=seed)
-        return examples.subset(np.sort(train_idx)), examples.subset(np.sort(val_idx))
+        return split_examples(examples, fraction, seed)
 
     def example_records(self, examples: TokenExamples) -> list[dict[str, Any]]:
         records = []
@@ -425,10 +417,12 @@ class TokenClassificationTask(Task):
     def decode(self, logits: np.ndarray, pieces: Pieces,
                text: str) -> list[dict[str, Any]]:
         """Entities of one text from its per-piece logits."""
+        from tfsft.evaluation.metrics import softmax  # scikit-learn: not at --help time
+
         units = np.flatnonzero(pieces.unit_start)
         if not len(units):
             return []
-        probabilities = _softmax(logits[units])
+        probabilities = softmax(logits[units])
         tag_ids = probabilities.argmax(-1)
         tags = [self.labels[i] for i in tag_ids]
         starts, ends = pieces.unit_spans()
@@ -518,13 +512,9 @@ class TokenClassificationTask(Task):
         return {**entity_outputs(raw, inputs["text"], tokenizer, max_length, self.labels,
                                  self.scheme), **self.export_outputs(raw)}
 
-    lite_text_signature = True  # LiteRT lacks the ragged and Unicode ops of entity_outputs
-
-    def lite_text_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
-                          tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
-        """Per-token logits (``[CLS]`` first); decode them with ``vocab.txt``, ``labels.txt``
-        and ``task.json`` beside the model."""
-        return self.export_outputs(raw)
+    # LiteRT lacks the ragged and Unicode ops of entity_outputs: the raw-text TFLite model
+    # returns the per-token logits ([CLS] first), decoded with vocab.txt, labels.txt, task.json.
+    lite_text_signature = True
 
     def output_checks(self) -> dict[str, OutputCheck]:
         return {"logits": OutputCheck(kind="argmax", per_token=True, tolerance=1e-4)}
