@@ -17,6 +17,7 @@ the run's task (``tfsft.tasks``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -65,7 +66,23 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     _check_choices(quantize, QUANTIZATIONS, "quantization")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
+    if base.exists() and not base.is_dir():
+        raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
+    created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export(run, base, formats, quantize, allow_mismatch, data, max_examples,
+                       latency_examples)
+    except BaseException:
+        if created:  # a failed first export leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                base.rmdir()
+        raise
+
+
+def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str],
+            allow_mismatch: bool, data: Any, max_examples: int,
+            latency_examples: int) -> dict[str, Any]:
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     heldout = heldout.subset(np.arange(min(max_examples, len(heldout))))
     batches = make_batches(run.task, run.tokenizer, heldout, run.max_length)

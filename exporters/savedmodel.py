@@ -22,6 +22,7 @@ Loading needs ``import tensorflow_text`` first (it registers the tokenizer ops).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -31,8 +32,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfsft.io_utils import atomic_write_json
+from tfsft.io_utils import atomic_write_json, process_alive, public_mode
 from tfsft.runs import TrainedRun, task_record
+
+logger = logging.getLogger(__name__)
 
 SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
@@ -68,9 +71,31 @@ def export_savedmodel(run: TrainedRun, base: str | os.PathLike,
     return publish_version(staged, base)
 
 
+STAGING_PREFIX = ".export-tmp-"
+
+
 def stage_dir(base: Path) -> Path:
-    """A hidden folder under ``base`` (TF Serving only loads integer-named folders)."""
-    return Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=base))
+    """A hidden folder under ``base`` (TF Serving only loads integer-named folders), named
+    after this process; staging folders of exports that were killed are removed first."""
+    remove_stale_staging(base)
+    staged = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base))
+    public_mode(staged, folder=True)
+    return staged
+
+
+def remove_stale_staging(base: Path) -> list[Path]:
+    """Remove the staging folders under ``base`` whose export process no longer runs (killed
+    exports); those of running exports, and anything not named like one, stay."""
+    removed = []
+    for path in base.glob(f"{STAGING_PREFIX}*"):
+        pid = path.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d staging folder(s) left by killed exports in %s", len(removed),
+                    base)
+    return removed
 
 
 def publish_version(staged: Path, base: Path) -> Path:

@@ -100,15 +100,24 @@ def _read_options(parser: argparse.ArgumentParser, format_flag: str = "--format"
     group.add_argument(format_flag, dest="file_format", choices=FILE_FORMATS,
                        help="file format, when the extension does not tell")
     group.add_argument("--encoding", default=None, help="text encoding of the file (utf-8)")
+    _add_table_options(group)
+
+
+def _add_table_options(parser: Any) -> None:
+    parser.add_argument("--delimiter", help="CSV/TSV field delimiter, e.g. ';' or '\\t' "
+                                            "(default: , for .csv, tab for .tsv)")
+    parser.add_argument("--no-quoting", dest="quoting", action="store_false", default=None,
+                        help="CSV/TSV: read double quotes as plain text (default: a quoted "
+                             "field may hold delimiters, newlines and \"\" as pandas writes it)")
 
 
 def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     """The ``tfsft`` argument parser; ``train`` shows the options of ``task``."""
     parser = argparse.ArgumentParser(prog="tfsft", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--verbose", "-v", action="store_true",
-                        help="debug logging, and Python tracebacks for errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_debug_flags(parser, default=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_SubcommandParser)
 
     train = commands.add_parser("train", help="fine-tune a model on labelled text")
     train.add_argument("--config", help="YAML file of options (flags override it)")
@@ -121,6 +130,7 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     train.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
                        help="file format, when the extension does not tell")
     train.add_argument("--encoding", help="text encoding of the files (utf-8)")
+    _add_table_options(train)
     train.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
     train.add_argument("--max-validation-rows", type=int)
     train.add_argument("--epochs", type=int)
@@ -176,7 +186,44 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     export.add_argument("--max-examples", type=int, default=1000,
                         help="held-out examples to verify on (default 1000)")
     _read_options(export, format_flag="--data-format")
+
+    data = commands.add_parser("data", help="check a data set (tfsft data inspect FILE)")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION",
+                                  parser_class=_SubcommandParser)
+    inspect = actions.add_parser(
+        "inspect", help="rows, labels, token lengths, duplicates, overlap, [UNK] rate",
+        description="The data check that tfsft train runs before training, on its own.")
+    inspect.add_argument("file", help="training data (as tfsft train --train takes it)")
+    inspect.add_argument("--validation", help="validation data: also checks train/validation "
+                                              "overlap")
+    inspect.add_argument("--task", choices=task_names(),
+                         help=f"how to read the data (default {DEFAULT_TASK})")
+    inspect.add_argument("--model", default="minilm-l6",
+                         help="checkpoint whose tokenizer counts the tokens (default minilm-l6)")
+    inspect.add_argument("--max-length", type=int, default=128,
+                         help="tokens per example the model would keep (default 128)")
+    inspect.add_argument("--output-dir", help="also write data_check.json, data_check.txt and "
+                                              "token_lengths.png into this (new) folder")
+    inspect.add_argument("--format", dest="file_format", choices=FILE_FORMATS)
+    inspect.add_argument("--encoding", help="text encoding of the files (utf-8)")
+    _add_table_options(inspect)
+    _task_options(inspect, task)
     return parser
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """Every command also takes --verbose / --debug after its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        _add_debug_flags(self, default=argparse.SUPPRESS)
+
+
+def _add_debug_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--verbose", "-v", action="store_true", default=default,
+                        help="debug logging")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="debug logging, and the Python traceback of an error")
 
 
 def _task_of(argv: Sequence[str]) -> str:
@@ -204,16 +251,57 @@ def _task_of(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_task_of(argv)).parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict,
+               "export": _export, "data": _data}[args.command]
     try:
-        return {"train": _train, "evaluate": _evaluate, "predict": _predict,
-                "export": _export}[args.command](args)
+        return command(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (TfsftError, FileExistsError) as exc:
-        if args.verbose:
+        if args.debug:
             raise
         print(f"tfsft {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # permission denied, disk full, ... on a path tfsft was given
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a defect of tfsft: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: internal error: {type(exc).__name__}: {exc}. This is a "
+              "bug in tfsft; run the command again with --debug and report the traceback.",
+              file=sys.stderr)
+        return 1
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error, naming the path and what to do.
+
+    >>> describe_os_error(PermissionError(13, "Permission denied", "/srv/runs/a"))
+    '/srv/runs/a: permission denied. Check that you may read and write it, or choose another path.'
+    """
+    import errno
+
+    where = exc.filename or "a file"
+    fixes = {
+        errno.EACCES: "check that you may read and write it, or choose another path",
+        errno.EPERM: "check that you may read and write it, or choose another path",
+        errno.ENOSPC: "free some disk space, or write to another disk",
+        errno.EROFS: "the file system is read-only; choose another path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+        errno.EISDIR: "it is a folder; name a file",
+        errno.ENOENT: "check the path",
+    }
+    problem = (exc.strerror or str(exc)).lower()
+    fix = fixes.get(exc.errno or 0, "check the path and the disk")
+    return f"{where}: {problem}. {fix[0].upper()}{fix[1:]}."
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -251,8 +339,12 @@ def _column_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read(run, path: str, args: argparse.Namespace, labelled: bool = True):
+    from tfsft.config import parse_delimiter
+
     return run.read(path, labelled=labelled, file_format=args.file_format,
-                    encoding=args.encoding or "utf-8", **_column_overrides(args))
+                    encoding=args.encoding or "utf-8",
+                    delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
+                    quoting=args.quoting is not False, **_column_overrides(args))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -292,6 +384,55 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to predict: pass texts as arguments or --input FILE")
     for record in run.predict(texts, pairs, batch_size=args.batch_size):
         print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from tfsft.config import parse_delimiter
+    from tfsft.data.checks import check_data, plot_lengths, without_blank_texts
+    from tfsft.data.readers import read_table
+    from tfsft.data.token_examples import is_conll_file
+    from tfsft.io_utils import atomic_directory, atomic_write_json
+    from tfsft.models.checkpoints import resolve_checkpoint
+    from tfsft.tasks.base import create_task
+    from tfsft.tokenization import WordPieceTokenizer
+
+    name = args.task or DEFAULT_TASK
+    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
+               if getattr(args, f.name, None) is not None}
+    task = create_task(name, options)
+    if not 8 <= args.max_length <= 512:
+        raise ConfigError(f"--max-length must be between 8 and 512, got {args.max_length}")
+    read = dict(file_format=args.file_format, encoding=args.encoding or "utf-8",
+                delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
+                quoting=args.quoting is not False)
+    blank = {}
+    sources = {"train": args.file, "validation": args.validation}
+    for role, source in list(sources.items()):
+        if source and hasattr(task, "columns") and not is_conll_file(source, args.file_format):
+            sources[role], blank[role] = without_blank_texts(
+                read_table(source, **read), [c for c in task.columns(role) if c])
+    train = task.read(sources["train"], role="train", **read)
+    validation = (task.read(sources["validation"], role="validation", **read)
+                  if args.validation else None)
+    tokenizer = WordPieceTokenizer.from_pretrained(resolve_checkpoint(args.model),
+                                                   max_length=args.max_length)
+    check, lengths = check_data(task, train, validation, tokenizer, args.max_length)
+    for role, where in blank.items():
+        if where:
+            check.report[role]["blank_texts"] = {"count": len(where), "where": where[:5]}
+            check.warnings.append(f"{sources[role].source}: {len(where)} rows have an empty or "
+                                  f"whitespace-only text (first: {where[0]}); tfsft train stops "
+                                  "on them")
+    summary = check.summary()
+    print(summary)
+    if args.output_dir:
+        with atomic_directory(args.output_dir) as folder:
+            atomic_write_json(folder / "data_check.json",
+                              {**check.report, "warnings": check.warnings})
+            (folder / "data_check.txt").write_text(summary + "\n", encoding="utf-8")
+            plot_lengths(lengths, args.max_length, folder / "token_lengths.png")
+        print(f"written to {args.output_dir}")
     return 0
 
 

@@ -52,6 +52,8 @@ class TrainConfig:
     max_validation_rows: int | None = None
     file_format: str | None = None
     encoding: str = "utf-8"
+    delimiter: str | None = None  # CSV/TSV: the format's own (, or tab)
+    quoting: bool = True
     epochs: int = 3
     batch_size: int = 16
     learning_rate: float = 5e-5
@@ -150,6 +152,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.delimiter is not None:
+            self.delimiter = parse_delimiter(self.delimiter)
         try:
             codecs.lookup(self.encoding)
         except LookupError:
@@ -167,6 +171,18 @@ class TrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def parse_delimiter(value: str) -> str:
+    r"""One delimiter character; ``\t`` (as typed in a shell) and ``tab`` mean a tab.
+
+    >>> parse_delimiter(r"\t") == "\t", parse_delimiter(";")
+    (True, ';')
+    """
+    value = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(value, value)
+    if len(value) != 1 or value in "\"\r\n" or value.isalnum():
+        raise ConfigError(f"delimiter must be one character such as ; or | or \\t, got {value!r}")
+    return value
 
 
 def load_yaml_options(path: str | Path) -> dict[str, Any]:

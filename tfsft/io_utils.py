@@ -1,8 +1,10 @@
-"""Atomic writes: outputs appear complete or not at all."""
+"""Atomic writes: outputs appear complete or not at all, with the permissions the user's umask
+gives a new file or folder (temporary files are created private, 0600/0700, then opened up)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -10,6 +12,56 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def read_json_file(path: str | os.PathLike, what: str = "file",
+                   fix: str = "restore it from a backup or produce it again") -> Any:
+    """The JSON in ``path``; a truncated or damaged file is a :class:`CheckpointError` naming
+    the file, the line and column, and ``fix``.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+    >>> _ = path.write_text('{"hidden_size": 8')
+    >>> read_json_file(path, "checkpoint config")
+    Traceback (most recent call last):
+    ...
+    tfsft.errors.CheckpointError: .../config.json: this checkpoint config is not valid JSON (line 1, ...
+    """
+    from tfsft.errors import CheckpointError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: this {what} is not UTF-8 text (byte {exc.start}); "
+                              f"the file is damaged: {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: this {what} is not valid JSON (line {exc.lineno}, "
+                              f"column {exc.colno}: {exc.msg}); the file may be incomplete: "
+                              f"{fix}") from None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (of any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would have given it under the umask."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
 @contextlib.contextmanager
@@ -30,6 +82,7 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another path or remove it first")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    public_mode(tmp, folder=True)
     try:
         yield tmp
         if target.exists():
@@ -52,6 +105,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tfsft.errors import ConfigError
+from tfsft.io_utils import process_alive
 
 MARKER = ".tfsft-run"
 LOCK = ".tfsft-lock"
@@ -32,7 +33,8 @@ LOCK = ".tfsft-lock"
 RUN_ENTRIES = frozenset({
     MARKER, LOCK, "config.yaml", "task.json", "labels.json", "tokenizer", "model.keras",
     "heldout.jsonl", "calibration.jsonl", "history.csv", "run.json", "training_curves.png",
-    "checkpoints", "backup", "logs", "metrics.json"})
+    "checkpoints", "backup", "logs", "metrics.json", "data_check.json",
+    "token_lengths.png"})
 
 
 def run_entries() -> frozenset[str]:
@@ -128,16 +130,6 @@ def _age(path: Path) -> float:
         return 0.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold ``folder/.tfsft-lock`` while training; a second run into the folder fails at once.
@@ -157,7 +149,7 @@ def run_lock(folder: Path) -> Iterator[None]:
                 pid = 0
             if not pid and _age(path) < 60:
                 pid = -1  # being written by a run that is starting right now
-            if pid and pid != os.getpid() and (pid < 0 or _alive(pid)):
+            if pid and pid != os.getpid() and (pid < 0 or process_alive(pid)):
                 raise ConfigError(f"{folder} is in use by another tfsft train (process "
                                   f"{pid if pid > 0 else 'starting'}); "
                                   "wait for it to finish or choose another --output-dir") from None

@@ -17,7 +17,7 @@ text-classification runs.
 
 from __future__ import annotations
 
-import json
+import zipfile
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tfsft.errors import ConfigError, TfsftError
+from tfsft.io_utils import read_json_file
 from tfsft.tasks.base import Task, create_task
 
 MODEL_FILE = "model.keras"
@@ -79,13 +80,21 @@ class TrainedRun:
 
     def _task_record(self) -> dict[str, Any]:
         path = self.run_dir / TASK_FILE
+        fix = "train the run again, or restore the run folder from a backup"
         if path.exists():
-            return json.loads(path.read_text(encoding="utf-8"))
+            record = read_json_file(path, "run's task file", fix)
+            missing = [k for k in ("task", "options", "state", "max_length")
+                       if not isinstance(record, dict) or k not in record]
+            if missing:
+                raise ConfigError(f"{path}: the task file lacks {missing}; {fix}")
+            return record
         legacy = self.run_dir / LEGACY_LABELS_FILE
         if not legacy.exists():
             raise ConfigError(f"{self.run_dir}: {TASK_FILE} is missing; this is not a finished "
                               "tfsft run folder")
-        info = json.loads(legacy.read_text(encoding="utf-8"))
+        info = read_json_file(legacy, "run's label file", fix)
+        if not isinstance(info, dict) or "labels" not in info or "max_length" not in info:
+            raise ConfigError(f"{legacy}: the label file lacks labels or max_length; {fix}")
         options: dict[str, Any] = {}
         config_file = self.run_dir / "config.yaml"
         if config_file.exists():  # the columns it was trained with
@@ -116,15 +125,25 @@ class TrainedRun:
 
         import tfsft.models  # noqa: F401  (registers the custom layers)
 
-        return keras.saving.load_model(self.run_dir / MODEL_FILE, compile=False)
+        path = self.run_dir / MODEL_FILE
+        if not zipfile.is_zipfile(path):
+            raise ConfigError(f"{path}: the saved model is damaged or incomplete (not a .keras "
+                              "archive); train the run again, or restore it from a backup")
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"{path}: the saved model cannot be loaded ({exc}); train the "
+                              "run again, or restore it from a backup") from exc
 
     def read(self, source: Any, labelled: bool = True, max_rows: int | None = None,
-             file_format: str | None = None, encoding: str = "utf-8", **columns: Any) -> Any:
+             file_format: str | None = None, encoding: str = "utf-8",
+             delimiter: str | None = None, quoting: bool = True, **columns: Any) -> Any:
         """Read data with this run's task (and its label list); ``columns`` override the
         column options the run was trained with (``text_column="content"``)."""
         task = self.task.with_options(**{k: v for k, v in columns.items() if v is not None})
         return task.read(source, role="eval", labelled=labelled, max_rows=max_rows,
-                         file_format=file_format, encoding=encoding)
+                         file_format=file_format, encoding=encoding, delimiter=delimiter,
+                         quoting=quoting)
 
     def saved_examples(self, name: str = HELDOUT_FILE, fallback: Any = None) -> Any:
         """Examples saved with the run (``heldout.jsonl`` or ``calibration.jsonl``).

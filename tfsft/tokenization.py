@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfsft.errors import CheckpointError
+from tfsft.io_utils import read_json_file
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 KERAS_HUB_VOCABULARY = "assets/tokenizer/vocabulary.txt"
@@ -207,12 +208,12 @@ def _round_robin(len_a: tf.Tensor, len_b: tf.Tensor, budget: int) -> tuple[tf.Te
 def _lowercase_setting(folder: Path) -> bool:
     config_file = folder / "tokenizer_config.json"
     if config_file.exists():
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = read_json_file(config_file, "tokenizer config")
         if "do_lower_case" in config:
             return bool(config["do_lower_case"])
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.exists():
-        saved = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+        saved = read_json_file(tokenizer_json, "tokenizer file")
         # Hugging Face tokenizer.json: normalizer.lowercase; keras-hub preset: config.lowercase.
         for section in (saved.get("normalizer") or {}, saved.get("config") or {}):
             if "lowercase" in section:
@@ -221,7 +222,7 @@ def _lowercase_setting(folder: Path) -> bool:
 
 
 def _vocabulary_from_tokenizer_json(path: Path) -> list[str]:
-    model = json.loads(path.read_text(encoding="utf-8")).get("model", {})
+    model = read_json_file(path, "tokenizer file").get("model", {})
     if model.get("type") != "WordPiece":
         raise CheckpointError(f"{path}: the tokenizer is {model.get('type')!r}, not WordPiece")
     vocab = model["vocab"]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfsft.data.readers import Table, read_table
+from tfsft.data.readers import Table, read_table, visible
 from tfsft.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ def read_text_classification(
     max_rows: int | None = None,
     file_format: str | None = None,
     encoding: str = "utf-8",
+    delimiter: str | None = None,
+    quoting: bool = True,
 ) -> TextClassificationData:
     """Read and check labelled texts from any source :func:`read_table` accepts.
 
@@ -121,7 +123,8 @@ def read_text_classification(
     Without it the list is built from the data. ``exclude_labels`` skips rows carrying those labels
     (the count is logged and kept in ``skipped``). ``label_column=None`` reads unlabelled text.
     """
-    table = source if isinstance(source, Table) else read_table(source, file_format, encoding)
+    table = source if isinstance(source, Table) else read_table(
+        source, file_format, encoding, delimiter, quoting)
     columns = Columns(text=text_column, text_pair=text_pair_column, label=label_column)
     return examples_from_table(table, columns, labels, exclude_labels, max_rows)
 
@@ -152,6 +155,12 @@ def read_text_rows(
     """Check ``table`` row by row: texts must be non-empty strings; ``read_target(row, where)``
     returns a row's target, raises :class:`DataError`, or returns :data:`SKIP` to leave the row
     out (counted in ``skipped``). Stops after ``max_rows`` kept rows."""
+    named = [c for c in [text_column, text_pair_column, *target_columns] if c]
+    repeated = sorted({c for c in named if named.count(c) > 1})
+    if repeated:
+        raise DataError(table.source, None, f"column {repeated[0]!r} is named for two roles "
+                        "(text, second text, label or target)",
+                        f"name a different column for each ({flags})")
     for column in [text_column, text_pair_column, *target_columns]:
         if column and column not in table.columns:
             raise DataError(
@@ -188,6 +197,7 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
 
     def read_label(row: dict[str, Any], where: str) -> Any:
         label = normalize_label(row.get(column))
+        refuse_missing_value_marker(label, source, where, column)
         if label is None:
             raise DataError(source, where, f"the label (column {column!r}) is empty",
                             "give every row a label, or remove the row")
@@ -202,6 +212,16 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
         return label
 
     return read_label
+
+
+def refuse_missing_value_marker(label: str | None, source: str, where: str, column: str) -> None:
+    """A label such as ``NaN`` or ``NA`` is a missing value written out (pandas does so), not a
+    class: an error naming the row."""
+    from tfsft.data.checks import MISSING_VALUE_MARKERS
+
+    if label in MISSING_VALUE_MARKERS:
+        raise DataError(source, where, f"the label (column {column!r}) is {label!r}, which marks "
+                        "a missing value", "give the row its label, or remove the row")
 
 
 def classification_examples(rows: TextRows, source: str, labels: Sequence[str] | None,
@@ -251,8 +271,9 @@ def _checked_text(table: Table, row: dict[str, Any], where: str, column: str) ->
         raise DataError(table.source, where,
                         f"the text (column {column!r}) is a {type(value).__name__}, not a string",
                         "store text as strings")
-    if not value.strip():
-        raise DataError(table.source, where, f"the text (column {column!r}) is empty",
+    if not visible(value):
+        what = "empty" if not value.strip() else "only invisible (zero-width) characters"
+        raise DataError(table.source, where, f"the text (column {column!r}) is {what}",
                         "fill it in or remove the row")
     return value
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
-import io
 import json
 import lzma
 import os
@@ -41,11 +40,15 @@ class Table:
         return len(self.rows)
 
 
-def read_table(source: Any, file_format: str | None = None, encoding: str = "utf-8") -> Table:
+def read_table(source: Any, file_format: str | None = None, encoding: str = "utf-8",
+               delimiter: str | None = None, quoting: bool = True) -> Table:
     """Read a CSV/TSV/JSONL/Parquet file (optionally .gz/.bz2/.xz), a DataFrame or a HF Dataset.
 
     ``file_format`` overrides the format guessed from the file extension. A folder written by
-    ``datasets.Dataset.save_to_disk`` is read as a Hugging Face dataset.
+    ``datasets.Dataset.save_to_disk`` is read as a Hugging Face dataset. CSV and TSV files
+    honour double quotes the way ``pandas.to_csv`` writes them (a quoted field may hold the
+    delimiter, a newline or ``""``); ``quoting=False`` reads every quote as plain text.
+    ``delimiter`` replaces the format's own (``,`` or a tab), e.g. ``";"``.
     """
     if _is_dataframe(source):
         return _read_dataframe(source)
@@ -66,7 +69,8 @@ def read_table(source: Any, file_format: str | None = None, encoding: str = "utf
         return _read_parquet(path)
     text = _decode(path, _read_bytes(path), encoding)
     if fmt in ("csv", "tsv"):
-        return _read_delimited(path, text, delimiter="," if fmt == "csv" else "\t")
+        delimiter = delimiter or ("," if fmt == "csv" else "\t")
+        return _read_delimited(path, text, delimiter, quoting)
     if fmt == "jsonl":
         return _read_jsonl(path, text)
     raise DataError(
@@ -152,42 +156,95 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
             f"bytes {raw[exc.start:exc.end]!r} are not valid {encoding}",
             f"re-save the file as {encoding}, or pass its encoding (--encoding latin-1, ...)",
         ) from exc
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        hint = ("the file looks UTF-16: pass --encoding utf-16" if encoding.lower().replace(
+            "-", "") in ("utf8", "ascii") and text.count("\x00") * 3 > len(text) else
+            "remove the NUL bytes; a text file never holds them")
+        raise DataError(str(path), f"line {line}, column {column}",
+                        "holds a NUL byte (\\x00): this is not plain text", hint)
     return text.removeprefix("\ufeff")
 
 
-def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting,
-                        strict=True)
+def _read_delimited(path: Path, text: str, delimiter: str, quoting: bool = True) -> Table:
+    lines = _LineCounter(text)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True,
+                        quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
+    name = {",": "CSV", "\t": "TSV"}.get(delimiter, f"{delimiter!r}-separated")
+    previous_limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)
     try:
         header = next(reader, None)
         while header is not None and not header:
+            lines.start_record()
             header = next(reader, None)
         if header is None:
             raise DataError(str(path), None, "the file is empty", "add a header row and data rows")
         header = [name.strip() for name in header]
         _check_header(path, header)
         rows, locations = [], []
+        lines.start_record()
         for fields in reader:
-            line = reader.line_num
+            line = lines.record_start
+            lines.start_record()
             if not fields:
                 continue  # blank line: holds no data
             if len(fields) != len(header):
                 raise DataError(
                     str(path), f"line {line}",
                     f"expected {len(header)} fields ({', '.join(header)}) but found {len(fields)}",
-                    "quote fields that contain the delimiter, or fix the row"
-                    if delimiter == ","
-                    else "tab-separated files cannot hold tabs inside a field; fix the row",
+                    "quote fields that contain the delimiter, or fix the row" if quoting
+                    else "this file is read without quotes, so a field cannot hold the "
+                         "delimiter; fix the row",
                 )
             rows.append(dict(zip(header, fields, strict=True)))
             locations.append(f"line {line}")
     except csv.Error as exc:
-        raise DataError(
-            str(path), f"line {reader.line_num}", f"malformed CSV ({exc})",
-            "check the quotes on this line",
-        ) from exc
+        raise _malformed(path, name, lines, str(exc), quoting) from exc
+    finally:
+        csv.field_size_limit(previous_limit)
     return Table(str(path), header, rows, locations)
+
+
+_FIELD_SIZE_LIMIT = 2**31 - 1  # the csv module's default (131,072 characters) is too small
+
+
+class _LineCounter:
+    """Lines of ``text`` for :mod:`csv`, remembering the line on which each record starts."""
+
+    def __init__(self, text: str):
+        self._lines = iter(text.splitlines(keepends=True))
+        self.line = 0
+        self.record_start = 1
+
+    def __iter__(self) -> _LineCounter:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.line += 1
+        return line
+
+    def start_record(self) -> None:
+        self.record_start = self.line + 1
+
+
+def _malformed(path: Path, name: str, lines: _LineCounter, problem: str,
+               quoting: bool) -> DataError:
+    start = lines.record_start
+    if "unexpected end of data" in problem or "EOF" in problem:
+        return DataError(str(path), f"line {start}", "a quoted field that starts on this line is "
+                         "never closed (the file ends inside it)",
+                         "add the closing double quote, or pass --no-quoting if the quotes in "
+                         "this file are plain text")
+    if "expected after" in problem:
+        return DataError(str(path), f"line {lines.line}", "text follows the closing quote of a "
+                         "quoted field", "quote the whole field and double the quotes inside it "
+                         "(\"he said \"\"hi\"\"\"), or pass --no-quoting if the quotes in this file "
+                         "are plain text")
+    return DataError(str(path), f"line {lines.line}", f"malformed {name} ({problem})",
+                     "check the quotes on this line" if quoting else "fix this line")
 
 
 def _check_header(path: Path, header: list[str]) -> None:

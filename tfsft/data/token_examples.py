@@ -469,7 +469,8 @@ def read_token_data(source: Any, *, tokens_column: str = "tokens", tags_column: 
                     tag_column: int | None = None, tag_names: Sequence[str] | None = None,
                     separator: str | None = None, scheme: str | None = None,
                     repair: bool = False, labelled: bool = True, max_rows: int | None = None,
-                    file_format: str | None = None, encoding: str = "utf-8") -> TokenExamples:
+                    file_format: str | None = None, encoding: str = "utf-8",
+                    delimiter: str | None = None, quoting: bool = True) -> TokenExamples:
     """Read token-classification data in any of the module's formats (see the docstring).
 
     Tables are read as tokens + tags when they have ``tokens_column``, else as text + entity
@@ -479,7 +480,7 @@ def read_token_data(source: Any, *, tokens_column: str = "tokens", tags_column: 
         return read_conll(source, tag_column=tag_column, encoding=encoding, labelled=labelled,
                           separator=separator, scheme=scheme, repair=repair,
                           max_sentences=max_rows)
-    table = read_table(source, file_format, encoding)
+    table = read_table(source, file_format, encoding, delimiter, quoting)
     if tokens_column in table.columns:
         if labelled and tags_column is None:
             tags_column = next((c for c in ("tags", "ner_tags") if c in table.columns), None)

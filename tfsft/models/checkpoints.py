@@ -14,7 +14,6 @@ tfsft.errors.CheckpointError: no/such/folder: no such checkpoint folder. ... kno
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tempfile
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 
 from tfsft.errors import CheckpointError
+from tfsft.io_utils import read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,11 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def read_config(folder: Path) -> dict:
-    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = read_json_file(folder / "config.json", "checkpoint config",
+                            "copy the checkpoint folder again")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{folder / 'config.json'}: expected a JSON object of settings")
+    return config
 
 
 def is_keras_hub_preset(folder: Path) -> bool:
@@ -90,6 +94,7 @@ def load_backbone(name_or_path: str | Path, dtype: str | None = None) -> tuple[k
         raise CheckpointError(f"{folder}: hidden_act {activation!r} is not supported")
     exact_gelu = activation == "gelu"
     if (folder / "model.safetensors").exists():
+        check_safetensors(folder / "model.safetensors")
         backbone = keras_hub.models.BertBackbone.from_preset(str(folder), dtype=dtype)
     elif (folder / "tf_model.h5").exists():
         with tempfile.TemporaryDirectory(prefix="tfsft-h5-") as tmp:
@@ -100,6 +105,18 @@ def load_backbone(name_or_path: str | Path, dtype: str | None = None) -> tuple[k
             f"{folder}: no weights found; expected model.safetensors or tf_model.h5"
         )
     return backbone, {"folder": str(folder), "exact_gelu": exact_gelu}
+
+
+def check_safetensors(path: Path) -> None:
+    """A truncated or damaged ``model.safetensors`` is a :class:`CheckpointError` naming it."""
+    from safetensors import safe_open
+
+    try:  # opening checks the header, and that the file holds every tensor it lists
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
+        raise CheckpointError(f"{path}: the weights cannot be read ({exc}); the file is "
+                              "incomplete or damaged: copy the checkpoint again") from None
 
 
 @keras.saving.register_keras_serializable(package="tfsft")

@@ -202,6 +202,8 @@ class Task:
     headline_metric: ClassVar[str] = "loss"
     # Files evaluate() writes into an output folder (the run folder, for --overwrite's check).
     report_files: ClassVar[tuple[str, ...]] = ("metrics.json",)
+    #: What happens to an example longer than max_length (for the data check's warning).
+    long_example_treatment: ClassVar[str] = "truncated"
 
     def __init__(self, options: TaskOptions):
         self.options = options
@@ -232,11 +234,19 @@ class Task:
     # -- data -------------------------------------------------------------------------------
     def read(self, source: Any, role: str = "train", labelled: bool = True,
              max_rows: int | None = None, file_format: str | None = None,
-             encoding: str = "utf-8") -> Any:
+             encoding: str = "utf-8", delimiter: str | None = None, quoting: bool = True) -> Any:
         """Checked examples from a file, DataFrame or dataset. ``role`` is ``train`` (learns the
         task state, e.g. the label list), ``validation`` (validation column names, known state)
-        or ``eval`` (known state)."""
+        or ``eval`` (known state). ``file_format``, ``encoding``, ``delimiter`` and ``quoting``
+        are passed on to :func:`tfsft.data.readers.read_table`."""
         raise NotImplementedError
+
+    def target_summary(self, examples: Any) -> dict[str, Any] | None:
+        """The targets of ``examples`` for the data check: ``{"kind": "classes"|"labels"|"tags",
+        "counts": {name: n}, "imbalance_ratio": r}`` (see :func:`tfsft.data.checks.class_counts`)
+        or ``{"kind": "values", "values": {name: {"min", "mean", "std", "max"}}}``; None for
+        unlabelled examples."""
+        return None
 
     def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         """A seeded validation split of the training examples."""
@@ -244,7 +254,8 @@ class Task:
 
     def load_training_data(self, config: TrainConfig) -> tuple[Any, Any]:
         """Training and validation examples for ``config`` (a file, or a split)."""
-        common = dict(file_format=config.file_format, encoding=config.encoding)
+        common = dict(file_format=config.file_format, encoding=config.encoding,
+                      delimiter=config.delimiter, quoting=config.quoting)
         train = self.read(config.train, role="train", max_rows=config.max_train_rows, **common)
         if config.validation:
             validation = self.read(config.validation, role="validation",

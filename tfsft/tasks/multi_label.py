@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.data.examples import TextExamples, TextRows, normalize_label, sort_labels
+from tfsft.data.checks import class_counts
+from tfsft.data.examples import (
+    TextExamples,
+    TextRows,
+    normalize_label,
+    refuse_missing_value_marker,
+    sort_labels,
+)
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import OutputCheck, create_task, option, register_task
 from tfsft.tasks.sentence import SentenceOptions, SentenceTask
@@ -137,6 +144,14 @@ class MultiLabelTask(SentenceTask):
                 targets[row, [index[label] for label in labels]] = 1
         return TextExamples(rows.texts, rows.text_pairs, targets, tuple(self.labels or ()),
                             source=table.source, locations=rows.locations)
+
+    def target_summary(self, examples: TextExamples) -> dict[str, Any] | None:
+        if examples.targets is None:
+            return None
+        summary = class_counts(examples.target_names, examples.targets.sum(axis=0),
+                               kind="labels")
+        summary["rows_without_labels"] = int((examples.targets.sum(axis=1) == 0).sum())
+        return summary
 
     def target_record(self, target: Any) -> dict[str, Any]:
         return {"labels": [label for label, on in zip(self.labels, target, strict=True) if on]}
@@ -272,6 +287,7 @@ def parse_labels(value: Any, delimiter: str, source: str, where: str,
     labels = []
     for item in value:
         label = normalize_label(item)
+        refuse_missing_value_marker(label, source, where, column)
         if label is None:
             raise DataError(source, where, f"the labels (column {column!r}) hold an empty label",
                             "remove it")

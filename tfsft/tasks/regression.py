@@ -120,6 +120,15 @@ class RegressionTask(SentenceTask):
         return TextExamples(rows.texts, rows.text_pairs, targets, self.target_names,
                             source=table.source, locations=rows.locations)
 
+    def target_summary(self, examples: TextExamples) -> dict[str, Any] | None:
+        if examples.targets is None:
+            return None
+        values = {}
+        for name, column in zip(self.target_names, examples.targets.T, strict=True):
+            values[name] = {"min": float(column.min()), "mean": float(column.mean()),
+                            "std": float(column.std()), "max": float(column.max())}
+        return {"kind": "values", "values": values}
+
     def target_record(self, target: Any) -> dict[str, Any]:
         return {name: float(value) for name, value in zip(self.target_names, target, strict=True)}
 

@@ -103,12 +103,13 @@ class SentenceTask(Task):
 
     def read(self, source: Any, role: str = "train", labelled: bool = True,
              max_rows: int | None = None, file_format: str | None = None,
-             encoding: str = "utf-8") -> TextExamples:
+             encoding: str = "utf-8", delimiter: str | None = None, quoting: bool = True) -> TextExamples:
         from tfsft.data.readers import Table, read_table
 
         if role != "train" and self.text_pair and self.options.text_pair_column is None:
             raise ConfigError("this model takes text pairs: pass --text-pair-column")
-        table = source if isinstance(source, Table) else read_table(source, file_format, encoding)
+        table = source if isinstance(source, Table) else read_table(
+            source, file_format, encoding, delimiter, quoting)
         text_column, pair_column = self.columns(role)
         target_columns = self.target_columns(role) if labelled else []
         reader = self.target_reader(table, role) if labelled else None

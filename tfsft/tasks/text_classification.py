@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfsft.data.checks import class_counts
 from tfsft.data.examples import (
     TextClassificationData,
     TextRows,
     classification_examples,
     label_reader,
+    normalize_label,
+    sort_labels,
     stratified_split,
 )
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import OutputCheck, create_task, option, register_task
 from tfsft.tasks.sentence import SentenceOptions, SentenceTask
 
@@ -107,8 +110,32 @@ class TextClassificationTask(SentenceTask):
                                            self.options.exclude_labels,
                                            labelled=role != "unlabelled")
         if role == "train":
+            self._check_label_set(examples, table)
             self.labels = examples.labels
         return examples
+
+    def _check_label_set(self, examples: TextClassificationData, table: Table) -> None:
+        column = self._label_column("train")
+        if len(examples.labels) < 2:
+            raise DataError(table.source, None, f"every training row has the label "
+                            f"{examples.labels[0]!r} (column {column!r}): a classifier needs "
+                            "at least 2 classes", "check --label-column, or add rows of the "
+                            "other classes")
+        excluded = {str(x) for x in self.options.exclude_labels}
+        if excluded:
+            present = {normalize_label(row.get(column)) for row in table.rows}
+            never = sorted(excluded - present)
+            if never:
+                raise DataError(table.source, None, f"--exclude-labels {never} never occur in "
+                                f"column {column!r}; the labels are "
+                                f"{', '.join(map(repr, sort_labels(present - {None})))}",
+                                "fix the spelling, or leave them out")
+
+    def target_summary(self, examples: TextClassificationData) -> dict[str, Any] | None:
+        if examples.label_ids is None:
+            return None
+        return class_counts(examples.labels, np.bincount(examples.label_ids,
+                                                         minlength=len(examples.labels)))
 
     def target_record(self, target: Any) -> dict[str, Any]:
         return {"label": self.labels[int(target)]}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,7 @@ class TokenClassificationTask(Task):
     metric_directions = {"loss": False, "token_accuracy": True}
     headline_metric = "f1"
     report_files = ("metrics.json", REPORT_FILE, CONFUSION_FILE, ERRORS_FILE)
+    long_example_treatment = "split into overlapping windows (--stride)"
 
     def __init__(self, options: TokenClassificationOptions):
         super().__init__(options)
@@ -204,7 +206,7 @@ class TokenClassificationTask(Task):
 
     def read(self, source: Any, role: str = "train", labelled: bool = True,
              max_rows: int | None = None, file_format: str | None = None,
-             encoding: str = "utf-8") -> TokenExamples:
+             encoding: str = "utf-8", delimiter: str | None = None, quoting: bool = True) -> TokenExamples:
         options = self.options
         scheme = self._scheme_option() or (self.scheme if role != "train" and self.labels
                                            else None)
@@ -213,7 +215,8 @@ class TokenClassificationTask(Task):
             text_column=options.text_column, entities_column=options.entities_column,
             tag_column=options.tag_column, tag_names=options.tag_names or None,
             separator=options.token_separator, scheme=scheme, repair=options.repair_tags,
-            labelled=labelled, max_rows=max_rows, file_format=file_format, encoding=encoding)
+            labelled=labelled, max_rows=max_rows, file_format=file_format, encoding=encoding,
+            delimiter=delimiter, quoting=quoting)
         return self._learn(data, role if labelled else "unlabelled")
 
     def read_tokens(self, tokens: list[list[str]], tags: list[list[str]] | None = None,
@@ -257,6 +260,19 @@ class TokenClassificationTask(Task):
                                             self.scheme) for s in data.tags]
         data.tags, data.scheme = tags, self.scheme
         return data
+
+    def target_summary(self, examples: TokenExamples) -> dict[str, Any] | None:
+        from tfsft.data.checks import class_counts
+
+        if examples.tags is None:
+            return None
+        entities = Counter(kind for sentence in examples.tags
+                           for _, _, kind in tag_schemes.spans(sentence, examples.scheme))
+        names = sorted(entities)
+        summary = class_counts(names, [entities[n] for n in names], kind="entities")
+        summary["sentences_without_entities"] = sum(
+            not any(t != "O" for t in sentence) for sentence in examples.tags)
+        return summary
 
     def split(self, examples: TokenExamples, fraction: float,
               seed: int) -> tuple[TokenExamples, TokenExamples]:

@@ -23,6 +23,15 @@ import keras
 import numpy as np
 
 from tfsft.config import TrainConfig
+from tfsft.data.checks import (
+    DATA_CHECK_FILE,
+    LENGTHS_PLOT,
+    DataCheck,
+    check_data,
+    plot_lengths,
+    refuse_certain_mistakes,
+    refuse_same_file,
+)
 from tfsft.data.pipeline import make_dataset
 from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
@@ -40,14 +49,13 @@ from tfsft.runs import (
     task_record,
 )
 from tfsft.tasks.base import Task, create_task
-from tfsft.tokenization import WordPieceTokenizer, unknown_word_share
+from tfsft.tokenization import WordPieceTokenizer
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.optimizers import adamw
 from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
 
 logger = logging.getLogger(__name__)
-UNKNOWN_WARNING_SHARE = 0.05  # warn when more of the training words than this are [UNK]
 
 
 @dataclass
@@ -97,6 +105,9 @@ def train(config: TrainConfig,
     """
     started = time.perf_counter()
     run_dir = Path(config.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; name a new folder "
+                          "for the run")
     with run_lock(run_dir):
         _prepare_run_dir(run_dir, config)
         return _train(config, run_dir, callbacks, started)
@@ -108,10 +119,13 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
 
     checkpoint = resolve_checkpoint(config.model)
     task = create_task(config.task, config.task_options)
+    monitor, mode = task.monitor(config.monitor)
+    refuse_same_file(config.train, config.validation)
     train_data, validation_data = task.load_training_data(config)
     logger.info("%s: %d training and %d validation examples", task.name, len(train_data),
                 len(validation_data))
     tokenizer = WordPieceTokenizer.from_pretrained(checkpoint, max_length=config.max_length)
+    data_check = _check_data(task, train_data, validation_data, tokenizer, config, run_dir)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
     train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
@@ -119,16 +133,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     validation_encoded = task.encode(tokenizer, validation_data, config.max_length)
     encoding_notes["validation"] = task.encoding_notes()
     tokenize_seconds = time.perf_counter() - tokenize_start
-    unknown_share = unknown_word_share(tokenizer, train_encoded.token_ids)
-    if unknown_share > UNKNOWN_WARNING_SHARE:
-        logger.warning(
-            "%.1f %% of the words in the training data are [UNK] to the vocabulary of %s: the "
-            "model cannot tell them apart. Choose a checkpoint whose vocabulary covers this "
-            "language or script (for Chinese text, a Chinese BERT).", 100 * unknown_share,
-            checkpoint)
-    else:
-        logger.info("%.2f %% of the training words are [UNK] to the vocabulary",
-                    100 * unknown_share)
+    unknown_share = data_check.report["train"]["tokens"]["unknown_word_share"]
 
     train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed)
     validation_ds = make_dataset(validation_encoded, config.batch_size)
@@ -149,7 +154,6 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     # Optimizer slots created before fit: variables created inside the first traced step make
     # TensorFlow trace the whole training step twice (about 8 s more for MiniLM on 2 cores).
     model.optimizer.build(model.trainable_variables)
-    monitor, mode = task.monitor(config.monitor)
 
     meter = ThroughputMeter()
     fit_callbacks = standard_callbacks(
@@ -204,6 +208,23 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     }
     atomic_write_json(run_dir / "run.json", summary)
     return TrainResult(run_dir, metrics, history, summary)
+
+
+def _check_data(task: Task, train_data: Any, validation_data: Any,
+                tokenizer: WordPieceTokenizer, config: TrainConfig, run_dir: Path) -> DataCheck:
+    """The data check (see :mod:`tfsft.data.checks`): stops on certain mistakes, logs the
+    warnings, writes ``data_check.json`` and ``token_lengths.png`` into the run folder."""
+    check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
+    refuse_certain_mistakes(check, config.validation)
+    for warning in check.warnings:
+        logger.warning(warning)
+    tokens = check.report["train"]["tokens"]
+    logger.info("Data check: %d of %d training examples longer than max_length %d; %.2f %% of "
+                "the words are [UNK]", tokens["over_max_length"], len(train_data),
+                config.max_length, 100 * tokens["unknown_word_share"])
+    atomic_write_json(run_dir / DATA_CHECK_FILE, {**check.report, "warnings": check.warnings})
+    plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
+    return check
 
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
