@@ -329,10 +329,14 @@ def test_long_sentences_become_overlapping_windows_and_merge_back(tiny_checkpoin
 def test_stride_must_leave_room_in_a_window(tiny_checkpoint):
     from tfsft.tokenization import WordPieceTokenizer
 
-    task = create_task("token-classification")
+    tokenizer = WordPieceTokenizer.from_pretrained(tiny_checkpoint)
+    task = create_task("token-classification", {"stride": 32})
     data = task.read_tokens([["Ann"]], [["B-PER"]])
-    with pytest.raises(ConfigError, match="stride \\(32\\) must be smaller than max_length - 2"):
-        task.encode(WordPieceTokenizer.from_pretrained(tiny_checkpoint), data, max_length=16)
+    with pytest.raises(ConfigError, match="--stride 32 must be smaller than max_length - 2"):
+        task.encode(tokenizer, data, max_length=16)
+    default = create_task("token-classification")  # 32, or a quarter of the window if less
+    assert len(default.encode(tokenizer, default.read_tokens([["Ann"]], [["B-PER"]]),
+                              max_length=16)) == 1
 
 
 def test_tags_are_normalised(tmp_path):

@@ -275,7 +275,10 @@ def refuse_same_file(train_source: Any, validation_source: Any) -> None:
 
 def refuse_certain_mistakes(check: DataCheck, validation_source: Any) -> None:
     """Stop on what is certainly wrong: validation examples that all occur in training. (One
-    class is refused by the task's reader, a blank text by the table reader.)"""
+    class is refused by the task's reader, a blank text by the table reader.) A validation set
+    split off the training data is never refused: duplicates in the data are only warned of."""
+    if validation_source is None:
+        return
     found = check.report.get("overlap")
     if found and found["exact_share"] == 1.0:
         raise DataError(str(validation_source), None, "every validation example also occurs in "

@@ -269,7 +269,8 @@ def _checked_text(table: Table, row: dict[str, Any], where: str, column: str) ->
                         "fill it in or remove the row")
     if not isinstance(value, str):
         raise DataError(table.source, where,
-                        f"the text (column {column!r}) is a {type(value).__name__}, not a string",
+                        f"the text (column {column!r}) is {value!r:.40} ({type(value).__name__}), "
+                        "not a string",
                         "store text as strings")
     if not visible(value):
         what = "empty" if not value.strip() else "only invisible (zero-width) characters"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import unicodedata
 from collections import Counter
@@ -40,6 +41,7 @@ from tfsft.data import tags as tag_schemes
 from tfsft.data.readers import Table, read_table
 from tfsft.errors import DataError
 
+logger = logging.getLogger(__name__)
 CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio", ".bioes", ".bmes", ".txt")
 DOCSTART = "-DOCSTART-"
 # Words of a raw text: one CJK character, a run of letters/digits, or one other visible character.
@@ -298,6 +300,8 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
     if not tokens:
         raise DataError(str(path), None, "no sentences found",
                         "give one token per line and a blank line between sentences")
+    if docstarts:
+        logger.info("%s: %d -DOCSTART- lines skipped (document separators)", path, docstarts)
     return sentences_from_tokens(tokens, tags if labelled else None, str(path), locations,
                                  separator, scheme, repair,
                                  {"-DOCSTART- lines": docstarts} if docstarts else None)

@@ -58,7 +58,8 @@ class TextClassificationOptions(SentenceOptions):
     def validate(self) -> None:
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or self.class_weight == "balanced"):
-            raise ConfigError("class_weight must be 'balanced' or a mapping label -> weight")
+            raise ConfigError(f"class_weight must be 'balanced' or a mapping label -> weight such "
+                              f"as '{{\"pos\": 2.0}}', got {self.class_weight!r}")
         self.exclude_labels = [str(x) for x in self.exclude_labels]
 
 

@@ -84,11 +84,12 @@ class TokenClassificationOptions(TaskOptions):
                                          "space; none for character-per-line CJK data)")
     label_all_subtokens: bool = option(False, help="train on every word piece, not only each "
                                                    "word's first")
-    stride: int = option(32, help="word pieces shared by consecutive windows of a sentence "
-                                  "longer than max_length")
+    stride: int | None = option(None, help="word pieces shared by consecutive windows of a "
+                                           "sentence longer than max_length (default 32, or a "
+                                           "quarter of max_length - 2 if that is less)")
 
     def validate(self) -> None:
-        if self.stride < 0:
+        if self.stride is not None and self.stride < 0:
             raise ConfigError("stride must be >= 0")
         if any("," in name for name in self.tag_names):  # --tag-names O,B-PER,I-PER
             self.tag_names = [n.strip() for name in self.tag_names for n in name.split(",")
@@ -332,9 +333,9 @@ class TokenClassificationTask(Task):
         from tfsft.data.pipeline import TokenAligned, TokenEncodedData
 
         width = max_length - 2
-        if self.options.stride >= width:
-            raise ConfigError(f"stride ({self.options.stride}) must be smaller than max_length "
-                              f"- 2 ({width})")
+        stride = min(32, width // 4) if self.options.stride is None else self.options.stride
+        if stride >= width:
+            raise ConfigError(f"--stride {stride} must be smaller than max_length - 2 ({width})")
         ids, pieces = text_pieces(tokenizer, examples.texts)
         labelled = examples.tags is not None
         rows_ids, rows_targets, lengths, sentence_of, start_of = [], [], [], [], []
@@ -353,7 +354,7 @@ class TokenClassificationTask(Task):
                     targets[row_pieces.unit_start] = unit_ids
             if len(row_ids) == 0:
                 empty += 1
-            starts = windows(len(row_ids), width, self.options.stride)
+            starts = windows(len(row_ids), width, stride)
             windowed += len(starts) > 1
             for start in starts:
                 piece_ids = row_ids[start:start + width]

@@ -85,6 +85,7 @@ class StopOnNaN(keras.callbacks.Callback):
             return
         optimizer = self.model.optimizer
         rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        print(flush=True)  # end the progress bar's line: the error goes on its own
         raise TrainingDiverged(
             f"the training loss became {float(loss)} at epoch {self._epoch + 1}, step "
             f"{batch + 1} (learning rate then {rate:.3g}); nothing of this step was saved. "
