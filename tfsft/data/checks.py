@@ -58,6 +58,9 @@ class DataCheck:
             if labels and labels.get("counts"):
                 counts = ", ".join(f"{k} {v}" for k, v in labels["counts"].items())
                 lines.append(f"  {labels['kind']}: {counts}")
+                for key in ("rows_without_labels", "sentences_without_entities"):
+                    if key in labels:
+                        lines.append(f"  {key.replace('_', ' ')}: {labels[key]}")
                 if labels.get("imbalance_ratio"):
                     lines.append(f"  imbalance ratio (largest / smallest): "
                                  f"{labels['imbalance_ratio']:.2f}")
@@ -111,7 +114,9 @@ def _target_key(targets: Any, i: int) -> Any:
     if targets is None:
         return None
     value = targets[i]
-    return tuple(np.ravel(value).tolist()) if isinstance(value, np.ndarray) else str(value)
+    if isinstance(value, (np.ndarray, list, tuple)):  # multi-hot rows, per-word tags
+        return tuple(np.ravel(np.asarray(value)).tolist())
+    return str(value)
 
 
 def duplicates(texts: list[str], pairs: list[str] | None, targets: Any = None) -> dict[str, Any]:
@@ -180,7 +185,7 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
     if labels:
         report["labels"] = labels
         warnings += label_warnings(labels, examples.source)
-    targets = getattr(examples, "targets", None)
+    targets = getattr(examples, "targets", getattr(examples, "tags", None))
     report["duplicates"] = duplicates(examples.texts, examples.text_pairs, targets)
     if report["duplicates"]["conflicting"]:
         warnings.append(f"{examples.source}: {report['duplicates']['conflicting']} texts occur "
