@@ -64,8 +64,13 @@ def machine() -> dict[str, Any]:
             "cpus": os.cpu_count()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and "cpu" not in info:
                 info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and "cpu_flags" not in info:
+                flags = set(line.split(":", 1)[1].split())
+                info["cpu_flags"] = sorted(flags & {"avx2", "avx512f", "avx512_bf16",
+                                                    "avx512_vnni", "amx_bf16", "amx_tile"})
+            if "cpu" in info and "cpu_flags" in info:
                 break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):

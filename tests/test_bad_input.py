@@ -531,3 +531,34 @@ def test_outputs_keep_the_umask(trained_run):
     for name in ("task.json", "config.yaml", "run.json", "heldout.jsonl", "tokenizer"):
         mode = os.stat(trained_run.run_dir / name).st_mode & 0o777
         assert mode & 0o044 == 0o044, (name, oct(mode))
+
+
+def test_staging_folders_of_killed_exports_are_removed(tmp_path):
+    from exporters.savedmodel import remove_stale_staging, stage_dir
+
+    dead = tmp_path / ".export-tmp-999999999-abc"  # no such process
+    (dead / "savedmodel").mkdir(parents=True)
+    mine = stage_dir(tmp_path)  # this process's own: stays
+    other = tmp_path / ".export-tmp-notes"  # not named like one of ours: stays
+    other.mkdir()
+    assert not dead.exists() and mine.is_dir() and other.is_dir()
+    assert remove_stale_staging(tmp_path) == []
+    assert os.stat(mine).st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_first_export_leaves_no_folder(trained_run, tmp_path):
+    from exporters import export
+
+    with pytest.raises(AttributeError):
+        export(trained_run.run_dir, tmp_path / "out", data=object())  # fails inside the export
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(AttributeError):
+        export(trained_run.run_dir, tmp_path / "kept", data=object())
+    assert (tmp_path / "kept").is_dir()  # the user's folder stays
