@@ -411,7 +411,8 @@ def _data(args: argparse.Namespace) -> int:
     for role, source in list(sources.items()):
         if source and hasattr(task, "columns") and not is_conll_file(source, args.file_format):
             sources[role], blank[role] = without_blank_texts(
-                read_table(source, **read), [c for c in task.columns(role) if c])
+                read_table(source, **read), [c for c in task.columns(role) if c],
+                _excluded_rows(task, role))
     train = task.read(sources["train"], role="train", **read)
     validation = (task.read(sources["validation"], role="validation", **read)
                   if args.validation else None)
@@ -434,6 +435,17 @@ def _data(args: argparse.Namespace) -> int:
             plot_lengths(lengths, args.max_length, folder / "token_lengths.png")
         print(f"written to {args.output_dir}")
     return 0
+
+
+def _excluded_rows(task: Any, role: str):
+    """A predicate: the row carries a label of ``--exclude-labels`` (skipped by the reader)."""
+    from tfsft.data.examples import normalize_label
+
+    excluded = {str(x) for x in getattr(task.options, "exclude_labels", None) or ()}
+    if not excluded or not hasattr(task, "target_columns"):
+        return None
+    column = task.target_columns(role)[0]
+    return lambda row: normalize_label(row.get(column)) in excluded
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -291,13 +291,17 @@ def refuse_certain_mistakes(check: DataCheck, validation_source: Any) -> None:
                         "pass held-out data as --validation, or leave it out to split one off")
 
 
-def without_blank_texts(table: Table, columns: list[str]) -> tuple[Table, list[str]]:
+def without_blank_texts(table: Table, columns: list[str],
+                        skipped: Any = None) -> tuple[Table, list[str]]:
     """``table`` without the rows whose text columns are empty, whitespace or invisible, and
-    where those rows were (for ``tfsft data inspect``, which reports them instead of failing)."""
+    where those rows were (for ``tfsft data inspect``, which reports them instead of failing).
+    Rows for which ``skipped(row)`` is true (excluded labels) are left to the task's reader."""
     keep, blank = [], []
     for i, row in enumerate(table.rows):
         values = [row.get(c) for c in columns]
-        if any(isinstance(v, str) and not visible(v) for v in values):
+        if skipped is not None and skipped(row):
+            keep.append(i)
+        elif any(isinstance(v, str) and not visible(v) for v in values):
             blank.append(table.locations[i])
         else:
             keep.append(i)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import io
 import json
 import lzma
 import os
@@ -214,7 +215,9 @@ class _LineCounter:
     """Lines of ``text`` for :mod:`csv`, remembering the line on which each record starts."""
 
     def __init__(self, text: str):
-        self._lines = iter(text.splitlines(keepends=True))
+        # Lines end at \n, \r\n or \r only, as csv expects (str.splitlines would also split at
+        # \x0c, \x1c, \u2028 ... inside a text and change the data).
+        self._lines = iter(io.StringIO(text, newline=""))
         self.line = 0
         self.record_start = 1
 
