@@ -538,6 +538,7 @@ def test_outputs_keep_the_umask(trained_run):
 
 def test_staging_folders_of_killed_exports_are_removed(tmp_path):
     from exporters.savedmodel import remove_stale_staging, stage_dir
+    from tfsft.io_utils import _umask
 
     dead = tmp_path / ".export-tmp-999999999-abc"  # no such process
     (dead / "savedmodel").mkdir(parents=True)
@@ -547,12 +548,6 @@ def test_staging_folders_of_killed_exports_are_removed(tmp_path):
     assert not dead.exists() and mine.is_dir() and other.is_dir()
     assert remove_stale_staging(tmp_path) == []
     assert os.stat(mine).st_mode & 0o777 == 0o777 & ~_umask()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def test_a_failed_first_export_leaves_no_folder(trained_run, tmp_path):

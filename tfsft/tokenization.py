@@ -172,24 +172,6 @@ class WordPieceTokenizer(tf.Module):
         return tf.gather(dense, tf.clip_by_value(index, 0, max_length - 1), batch_dims=1)
 
 
-def unknown_word_share(tokenizer: WordPieceTokenizer, token_ids: np.ndarray) -> float:
-    """Share of words that the vocabulary maps to ``[UNK]``, in flat encoded ``token_ids``.
-
-    A word is what BERT's pre-tokenization splits off (a run of letters or digits, a
-    punctuation mark, one CJK character): each is a piece that does not start with ``##``,
-    and an unknown word is one ``[UNK]`` piece.
-
-    >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "ok", "##s"])
-    >>> unknown_word_share(tokenizer, np.array([2, 4, 5, 1, 1, 4, 3]))
-    0.5
-    """
-    ids = np.asarray(token_ids)
-    special = np.isin(ids, [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id])
-    words = ~tokenizer.continuation_ids[ids] & ~special
-    total = int(words.sum())
-    return float((ids[words] == tokenizer.unk_id).sum() / total) if total else 0.0
-
-
 def unpad(encoded: dict[str, tf.Tensor], key: str = "token_ids") -> list[list[int]]:
     """Rows of ``encoded[key]`` without padding, as lists (for inspection and tests)."""
     values = np.asarray(encoded[key])

@@ -272,7 +272,7 @@ def check_data(task: Any, train: Any, validation: Any = None, tokenizer: Any = N
 def refuse_same_file(train_source: Any, validation_source: Any) -> None:
     """Validation data must not be the training file itself."""
     if (isinstance(train_source, (str, Path)) and isinstance(validation_source, (str, Path))
-            and Path(train_source).resolve() == Path(validation_source).resolve()):  # same file
+            and Path(train_source).resolve() == Path(validation_source).resolve()):
         raise DataError(str(validation_source), None, "the validation data is the training "
                         "file itself", "pass a separate --validation file, or leave it out to "
                         "split one off the training data")
