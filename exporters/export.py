@@ -29,7 +29,7 @@ import numpy as np
 
 from exporters import onnx_model, savedmodel, tflite
 from exporters.report import markdown_table, report
-from exporters.verify import Check, batch_size_of, make_batches, run_all, single_examples, verify
+from exporters.verify import Check, batch_size_of, decoding, make_batches, run_all, verify
 from tfsft.errors import ConfigError, TfsftError
 from tfsft.io_utils import atomic_directory, atomic_write_json
 from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
@@ -86,7 +86,9 @@ def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str]
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     heldout = heldout.subset(np.arange(min(max_examples, len(heldout))))
     batches = make_batches(run.task, run.tokenizer, heldout, run.max_length)
-    timing = {"batch_1": single_examples(batches, latency_examples)}
+    singles = heldout.subset(np.arange(min(latency_examples, len(heldout))))
+    timing = {"batch_1": make_batches(run.task, run.tokenizer, singles, run.max_length,
+                                      batch_size=1)}
     full_batches = [b for b in batches if batch_size_of(b) == 32][:5]
     if full_batches:  # fewer than 32 held-out examples: no batch-32 timing
         timing["batch_32"] = full_batches
@@ -145,7 +147,8 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
                      quantize: Sequence[str], heldout: Any, batches: list[dict],
                      timing: dict) -> list[Check]:
     reference_runner = keras_runner(run)
-    reference = run_all(reference_runner, batches, list(run.task.output_checks()))
+    reference = run_all(decoding(reference_runner, run.task), batches,
+                        list(run.task.output_checks()))
 
     def check(artifact, variant, path, runner, **notes):
         logger.info("verifying %s %s on %d held-out examples", artifact, variant, len(heldout))
@@ -182,6 +185,10 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
         path = folder / tflite.TOKEN_ID_VARIANTS[variant]
         path.write_bytes(tflite.convert_token_ids(saved, variant, calibration))
         checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
+    if not run.task.lite_text_model:
+        logger.info("no raw-text TFLite model for %s: %s", run.task.name,
+                    run.task.lite_text_reason)
+        return checks
     logger.info("converting TFLite raw-text model")
     path = folder / tflite.TEXT_MODEL
     path.write_bytes(tflite.convert_text(saved))

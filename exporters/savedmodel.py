@@ -15,7 +15,8 @@ Signatures (the outputs are the task's, see ``tfsft.tasks``):
   classification's entity spans): raw strings -> the raw-text TFLite model's outputs.
 
 ``assets/`` holds ``vocab.txt``, ``labels.txt`` (one name per output column) and ``task.json``
-(the task, its options and state: labels, thresholds, target statistics).
+(the task, its options and state: labels, thresholds, target statistics), plus the task's own
+sidecar files (question answering: ``qa_postprocess.py``).
 
 Loading needs ``import tensorflow_text`` first (it registers the tokenizer ops).
 """
@@ -157,11 +158,19 @@ def savedmodel_runner(path: str | os.PathLike):
     """A verify runner: raw texts through ``serving_default`` of the SavedModel at ``path``."""
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 
-    serve = tf.saved_model.load(str(path)).signatures[SERVING_SIGNATURE]
+    signatures = tf.saved_model.load(str(path)).signatures
+    serve, token_ids = signatures[SERVING_SIGNATURE], signatures[TOKEN_IDS_SIGNATURE]
+    # Tasks whose raw-text outputs are per example while the token-id outputs are per window
+    # (question answering): the token-id outputs come from serve_token_ids.
+    also_token_ids = not set(token_ids.structured_outputs) <= set(serve.structured_outputs)
 
     def run(batch):
         inputs = {k: tf.constant(list(v)) for k, v in batch["text_inputs"].items()}
-        return {k: v.numpy() for k, v in serve(**inputs).items()}
+        outputs = {k: v.numpy() for k, v in serve(**inputs).items()}
+        if also_token_ids:
+            ids = token_ids(**{name: tf.constant(batch[name], tf.int32) for name in ID_INPUTS})
+            outputs.update({k: v.numpy() for k, v in ids.items()})
+        return outputs
 
     return run
 
@@ -225,3 +234,5 @@ def write_task_sidecars(folder: Path, run: TrainedRun) -> None:
     (folder / "labels.txt").write_text("".join(f"{label}\n" for label in run.labels),
                                        encoding="utf-8")
     atomic_write_json(folder / "task.json", task_record(run.task, run.max_length))
+    for name, source in run.task.sidecar_files().items():
+        shutil.copyfile(source, folder / name)

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from exporters.savedmodel import ID_INPUTS
 from tfsft.tasks.base import OutputCheck, Task
 
 # A batch handed to runners: raw-text inputs (``text_inputs``) and the token-id features.
@@ -51,6 +50,12 @@ class Check:
     latency_ms: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
+    def _equal(self, name: str) -> np.ndarray:
+        """Per example: whether the artifact's value equals the reference's (``equal`` rules)."""
+        return np.concatenate([np.asarray(r).ravel() == np.asarray(o).ravel()
+                               for r, o in zip(self.reference[name], self.outputs[name],
+                                               strict=True)])
+
     def _pairs(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Reference and artifact values of output ``name`` (real tokens only if per token)."""
         ours, theirs = [], []
@@ -65,11 +70,18 @@ class Check:
         return np.concatenate(ours), np.concatenate(theirs)
 
     def diff(self, name: str) -> float:
+        """max |Δ| (``equal`` rules: the share of examples that differ)."""
+        if self.rules[name].kind == "equal":
+            same = self._equal(name)
+            return round(1.0 - float(same.mean()), 8) if same.size else 0.0
         reference, output = self._pairs(name)
         return round(float(np.max(np.abs(output - reference))), 8) if reference.size else 0.0
 
     def agreement_of(self, name: str) -> float | None:
         rule = self.rules[name]
+        if rule.kind == "equal":
+            same = self._equal(name)
+            return float(same.mean()) if same.size else 1.0
         reference, output = self._pairs(name)
         if rule.kind == "argmax":
             return float(np.mean(output.argmax(-1) == reference.argmax(-1)))
@@ -114,7 +126,8 @@ class Check:
     def rule_text(self, name: str) -> str:
         rule = self.rules[name]
         if not self.quantized:
-            return f"max |Δ| <= {rule.tolerance:g}"
+            what = "share differing" if rule.kind == "equal" else "max |Δ|"
+            return f"{what} <= {rule.tolerance:g}"
         if rule.kind == "scores":
             return f"correlation >= {rule.min_correlation}"
         return f"{rule.kind} agreement >= {rule.min_agreement}"
@@ -157,22 +170,20 @@ def make_batches(task: Task, tokenizer, examples: Any, max_length: int,
 
 
 def batch_size_of(batch: Batch) -> int:
-    return len(batch["input_ids"])
+    """Examples in ``batch`` (a question-answering example may fill several token-id rows)."""
+    return len(next(iter(batch["text_inputs"].values())))
 
 
-def single_examples(batches: Sequence[Batch], count: int) -> list[Batch]:
-    """The first ``count`` examples as batches of one, trimmed to their own length."""
-    singles = []
-    for batch in batches:
-        for i in range(batch_size_of(batch)):
-            if len(singles) == count:
-                return singles
-            length = int(batch["attention_mask"][i].sum())
-            singles.append({
-                "text_inputs": {k: v[i:i + 1] for k, v in batch["text_inputs"].items()},
-                **{k: batch[k][i:i + 1, :length] for k in ID_INPUTS},
-            })
-    return singles
+def decoding(runner: Runner, task: Task) -> Runner:
+    """``runner`` plus the per-example values the task decodes from its token-id outputs
+    (:meth:`~tfsft.tasks.base.Task.decode_exported`) where the artifact does not give them."""
+
+    def run(batch: Batch) -> dict[str, np.ndarray]:
+        outputs = dict(runner(batch))
+        decoded = task.decode_exported(batch, outputs)
+        return {**{k: v for k, v in decoded.items() if k not in outputs}, **outputs}
+
+    return run
 
 
 def median_ms(runner: Runner, batches: Sequence[Batch], warmup: int = 2) -> float:
@@ -189,13 +200,21 @@ def median_ms(runner: Runner, batches: Sequence[Batch], warmup: int = 2) -> floa
 
 def run_all(runner: Runner, batches: Sequence[Batch],
             names: Sequence[str]) -> dict[str, list[np.ndarray]]:
-    """Each named output of ``runner``, one float32 array per batch."""
+    """Each named output of ``runner``, one array per batch (float32; strings as ``str``)."""
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for batch in batches:
         result = runner(batch)
         for name in names:
-            outputs[name].append(np.asarray(result[name], dtype=np.float32))
+            outputs[name].append(_comparable(result[name]))
     return outputs
+
+
+def _comparable(value: Any) -> np.ndarray:
+    value = np.asarray(value)
+    if value.dtype.kind in "OSU":  # strings (TensorFlow gives bytes)
+        return np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                         for v in value.ravel()], dtype=object).reshape(value.shape)
+    return value.astype(np.float32)
 
 
 def size_of(path: str | Path) -> int:
@@ -210,7 +229,7 @@ def verify(artifact: str, variant: str, path: str | Path, runner: Runner, task: 
            latency_batches: dict[str, Sequence[Batch]], notes: dict | None = None) -> Check:
     """Run ``runner`` on all held-out ``batches``, compare with ``reference`` and time it."""
     rules = task.output_checks()
-    outputs = run_all(runner, batches, list(rules))
+    outputs = run_all(decoding(runner, task), batches, list(rules))
     quality = task.export_quality(examples, {k: np.concatenate(v) if not rules[k].per_token
                                              else v for k, v in outputs.items()})
     check = Check(artifact, variant, str(path), size_of(path), rules, reference, outputs,

@@ -168,7 +168,10 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predictions for texts (arguments or a file)")
     predict.add_argument("run_dir")
     predict.add_argument("texts", nargs="*", help="texts (single-text models)")
-    predict.add_argument("--input", help="file of texts (CSV/TSV/JSONL/Parquet, or .txt: one a line)")
+    predict.add_argument("--input", help="file of texts (CSV/TSV/JSONL/Parquet, or .txt: one a "
+                                         "line; question answering: SQuAD JSON too)")
+    predict.add_argument("--question", help="question answering: the question (with --context)")
+    predict.add_argument("--context", help="question answering: the passage holding the answer")
     predict.add_argument("--batch-size", type=int, default=64)
     _read_options(predict)
 
@@ -200,8 +203,9 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
                          help=f"how to read the data (default {DEFAULT_TASK})")
     inspect.add_argument("--model", default="minilm-l6",
                          help="checkpoint whose tokenizer counts the tokens (default minilm-l6)")
-    inspect.add_argument("--max-length", type=int, default=128,
-                         help="tokens per example the model would keep (default 128)")
+    inspect.add_argument("--max-length", type=int,
+                         help="tokens per example the model would keep (default: the task's, "
+                              "128; question answering 384)")
     inspect.add_argument("--output-dir", help="also write data_check.json, data_check.txt and "
                                               "token_lengths.png into this (new) folder")
     inspect.add_argument("--format", dest="file_format", choices=FILE_FORMATS)
@@ -362,27 +366,48 @@ def _predict(args: argparse.Namespace) -> int:
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
-    if run.text_pair and (args.texts or (args.input or "").endswith(".txt")):
+    names = run.task.text_inputs()
+    inputs: dict[str, list[str]] = {name: [] for name in names}
+    if names == ("question", "context"):
+        if args.texts:
+            raise ConfigError("this model answers questions: pass --question Q --context C, or "
+                              "--input FILE, not bare texts")
+        if (args.question is None) != (args.context is None):
+            raise ConfigError("pass both --question and --context")
+        if args.question is not None:
+            for flag, value in (("--question", args.question), ("--context", args.context)):
+                if not visible(value):
+                    raise ConfigError(f"{flag} is empty or only whitespace")
+            inputs["question"].append(args.question)
+            inputs["context"].append(args.context)
+    elif args.question is not None or args.context is not None:
+        raise ConfigError("--question and --context are for question-answering runs; this run "
+                          f"is {run.task.name!r}: pass texts")
+    elif len(names) > 1 and (args.texts or (args.input or "").endswith(".txt")):
         raise ConfigError("this model takes text pairs: give them in a CSV/TSV/JSONL/Parquet "
                           "--input file (columns --text-column and --text-pair-column), not as "
                           "arguments or a .txt file")
-    texts, pairs = list(args.texts), None
-    for number, text in enumerate(texts, 1):
-        if not visible(text):
-            raise ConfigError(f"text argument {number} ({text!r}) is empty or only whitespace")
+    else:
+        for number, text in enumerate(args.texts, 1):
+            if not visible(text):
+                raise ConfigError(f"text argument {number} ({text!r}) is empty or only "
+                                  "whitespace")
+        inputs["text"] += args.texts
     if args.input:
-        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")) and len(names) == 1:
             lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
             if blank:
                 logger.info("%s: %d blank lines skipped", args.input, blank)
-            texts += lines
+            inputs[names[0]] += lines
         else:
-            data = _read(run, args.input, args, labelled=False)
-            texts += data.texts
-            pairs = data.text_pairs
-    if not texts:
-        raise ConfigError("nothing to predict: pass texts as arguments or --input FILE")
-    for record in run.predict(texts, pairs, batch_size=args.batch_size):
+            for name, values in run.task.texts(_read(run, args.input, args,
+                                                     labelled=False)).items():
+                inputs[name] += values
+    if not inputs[names[0]]:
+        raise ConfigError("nothing to predict: pass texts as arguments or --input FILE" if
+                          names != ("question", "context") else
+                          "nothing to predict: pass --question and --context, or --input FILE")
+    for record in run.predict_inputs(inputs, batch_size=args.batch_size):
         print(json.dumps(record, ensure_ascii=False))
     return 0
 
@@ -401,6 +426,7 @@ def _data(args: argparse.Namespace) -> int:
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
                if getattr(args, f.name, None) is not None}
     task = create_task(name, options)
+    args.max_length = args.max_length or task.default_max_length
     if not 8 <= args.max_length <= 512:
         raise ConfigError(f"--max-length must be between 8 and 512, got {args.max_length}")
     read = dict(file_format=args.file_format, encoding=args.encoding or "utf-8",

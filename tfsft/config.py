@@ -30,7 +30,7 @@ import yaml
 from tfsft.choices import LR_DECAYS
 from tfsft.errors import ConfigError
 from tfsft.option_types import coerce
-from tfsft.tasks.base import make_options, option_fields, options_class, task_names
+from tfsft.tasks.base import make_options, option_fields, options_class, task_class, task_names
 from tfsft.training.precision import PRECISIONS
 
 REQUIRED = ("train", "model", "output_dir")
@@ -61,7 +61,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     lr_schedule: str = "linear"
     clipnorm: float | None = 1.0
-    max_length: int = 128
+    max_length: int | None = None  # the task's default (128; question answering 384)
     dropout: float = 0.1
     seed: int = 42
     precision: str = "auto"
@@ -123,6 +123,8 @@ class TrainConfig:
         for name in self.field_names():
             if name not in DATA_FIELDS:  # data may also be a DataFrame or a dataset
                 setattr(self, name, coerce(getattr(self, name), hints[name], name))
+        if self.task in task_names() and self.max_length is None:
+            self.max_length = task_class(self.task).default_max_length
         checks = [
             (self.task in task_names(), f"task must be one of {task_names()}"),
             (self.epochs >= 1, "epochs must be >= 1"),

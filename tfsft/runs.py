@@ -186,7 +186,18 @@ class TrainedRun:
         inputs = {"text": list(texts)}
         if text_pairs is not None:
             inputs["text_pair"] = list(text_pairs)
-        examples = self.task.examples_from_texts(inputs)
+        return self.predict_inputs(inputs, batch_size, verbose)
+
+    def predict_inputs(self, inputs: dict[str, Sequence[str]], batch_size: int = 64,
+                       verbose: int | str = 0) -> list[dict[str, Any]]:
+        """Predictions for raw inputs by name, as the SavedModel takes them (``{"text": [...]}``,
+        question answering ``{"question": [...], "context": [...]}``).
+
+        >>> run.predict_inputs({"question": ["Who wrote it?"],          # doctest: +SKIP
+        ...                     "context": ["Ada wrote it in 1843."]})[0]["answer"]
+        'Ada'
+        """
+        examples = self.task.examples_from_texts({k: list(v) for k, v in inputs.items()})
         return self.task.predictions(self.outputs(examples, batch_size, verbose))
 
     def evaluate(self, examples: Any, output_dir: str | Path | None = None,

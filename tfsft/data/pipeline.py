@@ -74,6 +74,17 @@ class TokenEncodedData(EncodedData):
     row_start: np.ndarray | None = None
 
 
+@dataclass
+class QAEncodedData(EncodedData):
+    """Encoded question-answering windows: row ``r`` is a window of question
+    ``window_example[r]``; ``offsets[r]`` the character span in its context of each of the
+    row's tokens (``[tokens, 2]``, -1 outside the context)."""
+
+    window_example: np.ndarray | None = None
+    offsets: list | None = None
+    contexts: list[str] | None = None
+
+
 def encode_texts(tokenizer: WordPieceTokenizer, texts: Sequence[str],
                  text_pairs: Sequence[str] | None, max_length: int) -> EncodedData:
     """Tokenize every text (or pair) once, in chunks, with the graph tokenizer; no targets."""

@@ -32,3 +32,41 @@ class MaskedTokenAccuracy(keras.metrics.Mean):
 
     def get_config(self):
         return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
+@keras.saving.register_keras_serializable(package="tfsft")
+class SpanLoss(keras.losses.Loss):
+    """Extractive question answering: the mean of the cross-entropies of the start and the end
+    token. Targets are ``[batch, 2]`` token positions (``[CLS]``, 0, when the window does not
+    hold the answer); predictions ``[batch, length, 2]`` start and end logits.
+
+    >>> import numpy as np
+    >>> logits = np.zeros((1, 4, 2), np.float32)
+    >>> round(float(SpanLoss()(np.array([[1, 2]]), logits)), 4)  # log(4): uniform over 4 tokens
+    1.3863
+    """
+
+    def __init__(self, name: str = "span_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1, 2))
+        start = keras.losses.sparse_categorical_crossentropy(
+            y_true[:, 0], y_pred[:, :, 0], from_logits=True)
+        end = keras.losses.sparse_categorical_crossentropy(
+            y_true[:, 1], y_pred[:, :, 1], from_logits=True)
+        return (start + end) / 2.0
+
+
+@keras.saving.register_keras_serializable(package="tfsft")
+class SpanAccuracy(keras.metrics.Mean):
+    """Share of windows whose argmax start and argmax end tokens are both the target's."""
+
+    def __init__(self, name: str = "span_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1, 2))
+        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=1), "int32")  # [batch, 2]
+        both = keras.ops.all(keras.ops.equal(predicted, y_true), axis=-1)
+        return super().update_state(keras.ops.cast(both, "float32"), sample_weight=sample_weight)

@@ -6,8 +6,9 @@ files, its prediction records, its serving outputs and how each output is verifi
 The trainer, the CLI, the run folder and the exporters only ever call these methods, so a new
 task is one module (a :class:`Task` subclass decorated with :func:`register_task`) plus its test.
 
->>> sorted(task_names())
-['multi-label-classification', 'regression', 'text-classification', 'token-classification']
+>>> sorted(task_names())  # doctest: +NORMALIZE_WHITESPACE
+['multi-label-classification', 'question-answering', 'regression', 'text-classification',
+ 'token-classification']
 >>> options_class("regression").__name__
 'RegressionOptions'
 
@@ -43,6 +44,7 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelTask",
     "regression": "tfsft.tasks.regression:RegressionTask",
     "token-classification": "tfsft.tasks.token_classification:TokenClassificationTask",
+    "question-answering": "tfsft.tasks.question_answering:QuestionAnsweringTask",
 }
 # Options classes of the built-in tasks, importable without TensorFlow (for the CLI).
 _OPTIONS: dict[str, str] = {
@@ -50,6 +52,7 @@ _OPTIONS: dict[str, str] = {
     "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelOptions",
     "regression": "tfsft.tasks.regression:RegressionOptions",
     "token-classification": "tfsft.tasks.token_classification:TokenClassificationOptions",
+    "question-answering": "tfsft.tasks.question_answering:QuestionAnsweringOptions",
 }
 
 
@@ -171,7 +174,10 @@ class OutputCheck:
 
     ``kind``: ``"scores"`` (max |Δ| <= ``tolerance`` for fp32 artifacts), ``"argmax"`` (also the
     share of equal argmaxes over the last axis), ``"decisions"`` (also the share of equal
-    ``value > threshold`` decisions; ``threshold`` per column). ``per_token`` outputs are
+    ``value > threshold`` decisions; ``threshold`` per column), ``"equal"`` (per-example values
+    such as answer strings: the share of differing values is at most ``tolerance`` for fp32
+    artifacts, the share of equal ones at least ``min_agreement`` for quantized ones).
+    ``per_token`` outputs are
     compared on real tokens only (the attention mask). A quantized artifact passes when its
     agreement is >= ``min_agreement`` (``argmax``/``decisions``) or, for ``scores``, when its
     Pearson correlation with the reference is >= ``min_correlation``.
@@ -204,6 +210,8 @@ class Task:
     report_files: ClassVar[tuple[str, ...]] = ("metrics.json",)
     #: What happens to an example longer than max_length (for the data check's warning).
     long_example_treatment: ClassVar[str] = "truncated"
+    #: ``--max-length`` when none is given.
+    default_max_length: ClassVar[int] = 128
 
     def __init__(self, options: TaskOptions):
         self.options = options
@@ -360,9 +368,25 @@ class Task:
         """Outputs of the raw-text TFLite model when :attr:`lite_text_signature` is set."""
         return self.export_outputs(raw)
 
+    # Whether export writes a raw-text TFLite model, and why not where it does not.
+    lite_text_model: ClassVar[bool] = True
+    lite_text_reason: ClassVar[str] = ""
+
     def output_checks(self) -> dict[str, OutputCheck]:
-        """How each of :meth:`export_outputs` is compared in export verification."""
+        """How each of :meth:`export_outputs` (and of :meth:`decode_exported`) is compared in
+        export verification."""
         raise NotImplementedError
+
+    def decode_exported(self, batch: dict[str, Any],
+                        outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-example values decoded from a token-id artifact's :meth:`export_outputs` on a
+        verification ``batch`` (``text_inputs`` and token ids), compared as the serving
+        signature's outputs of the same names (e.g. answers); default none."""
+        return {}
+
+    def sidecar_files(self) -> dict[str, Path]:
+        """Files shipped beside the TFLite and ONNX models (name -> source path)."""
+        return {}
 
     def export_quality(self, examples: Any, outputs: dict[str, np.ndarray]) -> float | None:
         """:attr:`headline_metric` of exported ``outputs`` on labelled held-out examples."""
