@@ -67,7 +67,13 @@ TASK_RUNS = {"regression": ("regression-tfsft", "regression-hf",
                             "HF-TF TFBertForSequenceClassification(num_labels=1)",
                             ("pearson", "spearman", "mae", "rmse")),
              "ner": ("ner-tfsft", "ner-hf", "HF-TF TFBertForTokenClassification",
-                     ("valid_f1", "test_f1"))}
+                     ("valid_f1", "test_f1")),
+             "qa": ("qa-tfsft", "qa-hf", "HF-TF TFBertForQuestionAnswering",
+                    ("exact_match", "f1")),
+             "qa-dev-train": ("qa-tfsft-dev-train", "qa-hf-dev-train",
+                              "HF-TF TFBertForQuestionAnswering", ("exact_match", "f1"))}
+TASK_NAMES = {"ner": "token-classification", "qa": "question-answering",
+              "qa-dev-train": "question-answering"}
 
 
 def task_rows(results: Path) -> list[dict]:
@@ -75,13 +81,13 @@ def task_rows(results: Path) -> list[dict]:
     rows = []
     for task, (own, peer, peer_name, metrics) in TASK_RUNS.items():
         mine, theirs = _load(results / f"task_{own}.json"), _load(results / f"task_{peer}.json")
-        for recipe, run, name in ((own, mine, f"tfsft train --task {task}"),
-                                  (peer, theirs, peer_name)):
+        own_name = f"tfsft train --task {TASK_NAMES.get(task, task)}"
+        for recipe, run, name in ((own, mine, own_name), (peer, theirs, peer_name)):
             if run is None:
                 continue
             rows.append({
                 "task": task, "recipe": recipe,
-                "name": name.replace("--task ner", "--task token-classification"), "data": run["data"],
+                "name": name, "data": run["data"],
                 "epochs": run["epochs"], "precision": run["precision"],
                 "examples_per_second": run["examples_per_second"],
                 "tfsft_speedup": _ratio(mine["examples_per_second"],
@@ -161,6 +167,15 @@ def goals(training: list[dict], inference: list[dict], tasks: list[dict] = ()) -
         goal("NER valid F1, tfsft - HF-TF peer (points)",
              round(100 * (own["metrics"]["valid_f1"] - peer["metrics"]["valid_f1"]), 2), -0.5)
         goal("NER training examples/s, tfsft / HF-TF peer", peer["tfsft_speedup"], 2.0)
+    for direction, (own_recipe, peer_recipe) in (
+            ("train->dev", ("qa-tfsft", "qa-hf")),
+            ("dev->train", ("qa-tfsft-dev-train", "qa-hf-dev-train"))):
+        own, peer = task_runs.get(own_recipe), task_runs.get(peer_recipe)
+        if own and peer:
+            goal(f"QA F1 ({direction}), tfsft - HF-TF peer (points)",
+                 round(own["metrics"]["f1"] - peer["metrics"]["f1"], 2), 0.0)
+            goal(f"QA training windows/s ({direction}), tfsft / HF-TF peer",
+                 peer["tfsft_speedup"], 2.0)
     return found
 
 

@@ -18,6 +18,18 @@ decay 0.01, 10 % linear warm-up then linear decay, gradient clipping at 1.0):
   (-100 elsewhere), ``DataCollatorForTokenClassification`` per-batch padding; predictions
   read off each word's first piece and scored with ``seqeval`` on the same files.
 
+- ``qa-tfsft``: ``tfsft train --task question-answering`` on one file of the SQuAD v1.1
+  sample, validated and scored on the other (``--direction train-dev`` or ``dev-train``),
+  3 epochs, batch 16, max_length 384, doc_stride 128; EM / F1 of its answers (official
+  normalisation).
+- ``qa-hf``: transformers ``TFBertForQuestionAnswering`` + tf-keras ``fit``, the recipe of its
+  ``run_qa.py`` example: a fast tokenizer with ``truncation="only_second"``, ``stride=128`` and
+  overflowing windows, answers labelled by offset mapping (``[CLS]`` when outside the window),
+  its n-best post-processing (20 best starts and ends per window, spans up to 30 tokens, the
+  highest start + end logit over all windows); per-batch padding (``DataCollatorWithPadding``,
+  faster than the example's default padding to 384); same files, epochs, batch size and
+  schedule. Examples/s count windows, the same for both.
+
 Each writes one JSON: wall time from process start to the end of ``fit``, steady examples/s,
 peak RSS and the held-out metrics.
 """
@@ -37,13 +49,18 @@ from pathlib import Path  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 
-RECIPES = ("regression-tfsft", "regression-hf", "ner-tfsft", "ner-hf")
+RECIPES = ("regression-tfsft", "regression-hf", "ner-tfsft", "ner-hf", "qa-tfsft", "qa-hf",
+           "qa-tfsft-dev-train", "qa-hf-dev-train")
 VADER = Path(os.environ.get("TFSFT_BENCHMARK_DATA", common.REPO.parent / "shared" / "data")) \
     / "vader-sentiment" / "tweets.tsv"
 REGRESSION_EPOCHS = 3
 HELD_OUT = 0.2
 CONLL = VADER.parent.parent / "conll2003"
 NER_EPOCHS = 2
+SQUAD = VADER.parent.parent / "squad-sample"
+SQUAD_FILES = {"train-dev": ("train-v1.1-sample.json", "dev-v1.1-sample.json"),
+               "dev-train": ("dev-v1.1-sample.json", "train-v1.1-sample.json")}
+QA_EPOCHS, QA_BATCH_SIZE, QA_MAX_LENGTH, QA_DOC_STRIDE, QA_MAX_ANSWER = 3, 16, 384, 128, 30
 
 
 def vader_split() -> tuple[tuple[list[str], list[float]], tuple[list[str], list[float]]]:
@@ -226,6 +243,131 @@ def run_ner_hf(seed: int = common.SEED) -> dict:
             "valid_f1": f1_on("valid.txt"), "test_f1": f1_on("test.txt")}
 
 
+def run_qa_tfsft(direction: str, seed: int = common.SEED, precision: str = "auto",
+                 run_dir: Path | None = None) -> dict:
+    import keras
+
+    from tfsft.config import TrainConfig
+    from tfsft.training.trainer import train
+
+    train_name, eval_name = SQUAD_FILES[direction]
+    timer = common.step_timer(keras.callbacks.Callback)
+    with tempfile.TemporaryDirectory() as folder:
+        config = TrainConfig(train=str(SQUAD / train_name), validation=str(SQUAD / eval_name),
+                             model="minilm-l6", output_dir=str(run_dir or Path(folder) / "run"),
+                             task="question-answering", epochs=QA_EPOCHS,
+                             batch_size=QA_BATCH_SIZE, max_length=QA_MAX_LENGTH,
+                             task_options={"doc_stride": QA_DOC_STRIDE,
+                                           "max_answer_length": QA_MAX_ANSWER},
+                             learning_rate=common.LEARNING_RATE, seed=seed, precision=precision,
+                             tensorboard=False, overwrite=run_dir is not None)
+        result = train(config, callbacks=[timer])
+    return {"timer": timer, "precision": result.summary["precision"],
+            "train_examples": result.summary["encoding"]["train"]["windows"],
+            "questions": result.summary["train_examples"],
+            "exact_match": result.metrics["exact_match"], "f1": result.metrics["f1"],
+            "eval_questions": result.metrics["questions"]}
+
+
+def hf_answers(start_logits, end_logits, features, contexts, n_best: int = 20,
+               max_answer_length: int = QA_MAX_ANSWER) -> list[str]:
+    """The answer of every question from its windows' logits, as transformers' ``run_qa.py``
+    post-processes them (``utils_qa.postprocess_qa_predictions``, v1: always an answer)."""
+    import numpy as np
+
+    best: dict[int, tuple[float, str]] = {}
+    for start, end, feature in zip(start_logits, end_logits, features, strict=True):
+        example, offsets = feature["example"], feature["offsets"]
+        starts = np.argsort(start)[-1:-n_best - 1:-1]
+        ends = np.argsort(end)[-1:-n_best - 1:-1]
+        for s in starts:
+            for e in ends:
+                if (s >= len(offsets) or e >= len(offsets) or offsets[s] is None
+                        or offsets[e] is None or e < s or e - s + 1 > max_answer_length):
+                    continue
+                score = float(start[s] + end[e])
+                if example not in best or score > best[example][0]:
+                    best[example] = (score, contexts[example][offsets[s][0]:offsets[e][1]])
+    return [best.get(i, (0.0, ""))[1] for i in range(len(contexts))]
+
+
+def run_qa_hf(direction: str, seed: int = common.SEED) -> dict:
+    from benchmarks.training import hf_model_and_tokenizer
+    from tfsft.data.qa_examples import read_qa_data
+    from tfsft.evaluation.squad_metrics import squad_metrics
+
+    train_name, eval_name = SQUAD_FILES[direction]
+    train_data, eval_data = read_qa_data(SQUAD / train_name), read_qa_data(SQUAD / eval_name)
+    model, tokenizer = hf_model_and_tokenizer(head="TFBertForQuestionAnswering", seed=seed)
+    import numpy as np
+    import tf_keras
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, create_optimizer
+
+    def features(data, labelled: bool):
+        encoded = tokenizer([q.lstrip() for q in data.questions], data.contexts,
+                            truncation="only_second", max_length=QA_MAX_LENGTH,
+                            stride=QA_DOC_STRIDE, return_overflowing_tokens=True,
+                            return_offsets_mapping=True)
+        rows, meta = {"input_ids": [], "attention_mask": [], "token_type_ids": []}, []
+        if labelled:
+            rows.update(start_positions=[], end_positions=[])
+        for i, example in enumerate(encoded["overflow_to_sample_mapping"]):
+            sequence = encoded.sequence_ids(i)
+            offsets = [o if sequence[k] == 1 else None
+                       for k, o in enumerate(encoded["offset_mapping"][i])]
+            for name in ("input_ids", "attention_mask", "token_type_ids"):
+                rows[name].append(encoded[name][i])
+            meta.append({"example": example, "offsets": offsets})
+            if labelled:
+                text, start = data.answers[example][0]
+                end = start + len(text)
+                context = [k for k, s in enumerate(sequence) if s == 1]
+                first, last = context[0], context[-1]
+                if offsets[first][0] > start or offsets[last][1] < end:
+                    span = (0, 0)  # the answer is not inside this window: [CLS]
+                else:
+                    s = first
+                    while s <= last and offsets[s][0] <= start:
+                        s += 1
+                    e = last
+                    while e >= first and offsets[e][1] >= end:
+                        e -= 1
+                    span = (s - 1, e + 1)
+                rows["start_positions"].append(span[0])
+                rows["end_positions"].append(span[1])
+        return Dataset.from_dict(rows), meta
+
+    collator = DataCollatorWithPadding(tokenizer, return_tensors="np")
+    train_rows, _ = features(train_data, True)
+    eval_rows, eval_meta = features(eval_data, True)  # labelled: validation loss in fit
+    train_ds = model.prepare_tf_dataset(train_rows, shuffle=True, batch_size=QA_BATCH_SIZE,
+                                        tokenizer=tokenizer, collate_fn=collator)
+    eval_ds = model.prepare_tf_dataset(eval_rows, shuffle=False, batch_size=QA_BATCH_SIZE,
+                                       tokenizer=tokenizer, collate_fn=collator)
+    import math
+
+    steps = QA_EPOCHS * math.ceil(len(train_rows) / QA_BATCH_SIZE)
+    optimizer, _ = create_optimizer(init_lr=common.LEARNING_RATE, num_train_steps=steps,
+                                    num_warmup_steps=math.ceil(common.WARMUP_RATIO * steps),
+                                    weight_decay_rate=common.WEIGHT_DECAY,
+                                    adam_global_clipnorm=common.CLIPNORM)
+    model.compile(optimizer=optimizer)  # transformers' own loss: mean of start and end CE
+    timer = common.step_timer(tf_keras.callbacks.Callback)
+    model.fit(train_ds, validation_data=eval_ds, epochs=QA_EPOCHS, callbacks=[timer], verbose=2)
+    start_logits, end_logits = [], []
+    for batch in eval_ds:
+        inputs = batch[0] if isinstance(batch, tuple) else batch
+        out = model(inputs, training=False)
+        start_logits += [np.asarray(r) for r in out.start_logits.numpy()]
+        end_logits += [np.asarray(r) for r in out.end_logits.numpy()]
+    answers = hf_answers(start_logits, end_logits, eval_meta, eval_data.contexts)
+    metrics = squad_metrics(answers, eval_data.gold_texts)
+    return {"timer": timer, "precision": "float32", "train_examples": len(train_rows),
+            "questions": len(train_data), "exact_match": metrics["exact_match"],
+            "f1": metrics["f1"], "eval_questions": metrics["questions"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", choices=RECIPES)
@@ -233,7 +375,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=common.SEED,
                         help="training seed (the data split stays seeded 42)")
     parser.add_argument("--precision", default="auto", help="tfsft recipes: --precision")
+    parser.add_argument("--direction", choices=tuple(SQUAD_FILES), default="train-dev",
+                        help="qa recipes: train on the first file, score on the second "
+                             "(the -dev-train recipes: dev-train)")
+    parser.add_argument("--run-dir", type=Path, help="qa-tfsft: keep the run folder here")
     args = parser.parse_args(argv)
+    if args.recipe.startswith("qa"):
+        return _main_qa(args)
     needed = VADER if args.recipe.startswith("regression") else CONLL / "train.txt"
     if not needed.exists():
         raise SystemExit(f"{needed} not found; set TFSFT_BENCHMARK_DATA to the folder that holds "
@@ -259,6 +407,27 @@ def main(argv: list[str] | None = None) -> None:
         **timer.steady(epochs * counts["train_examples"]),
         "wall_seconds": round(timer.fit_end - STARTED, 3), **result,
         "peak_rss_mb": round(common.peak_rss_mb(), 1)})
+
+
+def _main_qa(args: argparse.Namespace) -> None:
+    if not SQUAD.exists():
+        raise SystemExit(f"{SQUAD} not found; set TFSFT_BENCHMARK_DATA to the folder that holds "
+                         "squad-sample/")
+    if args.recipe.endswith("-dev-train"):
+        args.direction = "dev-train"
+    result = (run_qa_tfsft(args.direction, args.seed, args.precision, args.run_dir)
+              if args.recipe.startswith("qa-tfsft") else run_qa_hf(args.direction, args.seed))
+    timer = result.pop("timer")
+    from tfsft.io_utils import atomic_write_json
+
+    windows = result["train_examples"]
+    atomic_write_json(args.out, {
+        "recipe": args.recipe, "task": "question-answering", "direction": args.direction,
+        "data": "SQuAD v1.1 sample " + " -> ".join(SQUAD_FILES[args.direction]),
+        "seed": args.seed, "epochs": QA_EPOCHS, "max_length": QA_MAX_LENGTH,
+        "doc_stride": QA_DOC_STRIDE, "batch_size": QA_BATCH_SIZE,
+        **timer.steady(QA_EPOCHS * windows), "wall_seconds": round(timer.fit_end - STARTED, 3),
+        **result, "machine": common.machine(), "peak_rss_mb": round(common.peak_rss_mb(), 1)})
 
 
 if __name__ == "__main__":

@@ -195,3 +195,35 @@ def multi_label_rows(count: int, seed: int = 0) -> list[tuple[str, str]]:
                 labels.append(label)
         rows.append((" ".join(words), "|".join(labels)))
     return rows
+
+
+QUESTIONS = {"good": "what was good ?", "bad": "what was bad ?"}
+
+
+def qa_rows(count: int, seed: int = 0, unanswerable: bool = False) -> list[dict]:
+    """Synthetic reading comprehension: a context with one positive and one negative word;
+    the question asks for one of them (or, with ``unanswerable``, sometimes for a polarity
+    the context lacks)."""
+    rng = random.Random(seed)
+    positive = [w for w in POSITIVE if w != "good"]
+    negative = [w for w in NEGATIVE if w != "bad"]
+    rows = []
+    for i in range(count):
+        words = rng.sample(FILLER, rng.randint(4, 14)) + rng.sample(FILLER, rng.randint(0, 10))
+        kind = "good" if i % 2 == 0 else "bad"
+        missing = unanswerable and i % 5 == 4
+        targets = {"good": rng.choice(positive), "bad": rng.choice(negative)}
+        if missing:
+            del targets[kind]
+        for word in targets.values():
+            words.insert(rng.randint(0, len(words)), word)
+        context = " ".join(words)
+        row = {"id": f"q{i}", "question": QUESTIONS[kind], "context": context}
+        if missing:
+            row["answers"] = {"text": [], "answer_start": []}
+        else:
+            answer = targets[kind]
+            start = (" " + context + " ").index(f" {answer} ")
+            row["answers"] = {"text": [answer], "answer_start": [start]}
+        rows.append(row)
+    return rows

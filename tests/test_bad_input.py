@@ -22,7 +22,7 @@ import pytest
 
 from tfsft.cli import main as cli
 
-from .conftest import sentiment_rows
+from .conftest import qa_rows, sentiment_rows
 
 ROWS = sentiment_rows(60, seed=3)
 CSV = "text,label\n" + "".join(f"{t},{label}\n" for t, label in ROWS)
@@ -35,6 +35,25 @@ CONLL = "".join(f"{w} {t}\n" for w, t in [("Anna", "B-PER"), ("was", "O"), ("in"
                                            ("Rome", "B-LOC")]) + "\n"
 CONLL_TRAIN = CONLL * 30
 REGRESSION = "text,score\n" + "".join(f"{t},{i % 7 - 3}\n" for i, (t, _) in enumerate(ROWS))
+QA_ROWS = [{k: r[k] for k in ("question", "context")} | {
+    "answer_text": r["answers"]["text"][0], "answer_start": r["answers"]["answer_start"][0]}
+    for r in qa_rows(40, seed=2)]
+QA_JSONL = "".join(json.dumps(r) + "\n" for r in QA_ROWS)
+QA_TRAIN = ("train --task question-answering --model {ckpt} --output-dir {d}/run --epochs 1 "
+            "--batch-size 16 --max-length 24 --max-question-length 6 --doc-stride 4 "
+            "--precision float32 --no-tensorboard --backup-every-steps 1000 ")
+QA_TRAIN_FILE = QA_TRAIN + "--train {d}/train.jsonl "
+
+
+def qa_jsonl(**changes) -> str:
+    """QA_JSONL with one more row (line 41): a good row with ``changes``."""
+    return QA_JSONL + json.dumps({**QA_ROWS[0], **changes}) + "\n"
+
+
+SQUAD_GOOD = {"data": [{"title": "t", "paragraphs": [
+    {"context": r["context"], "qas": [{"id": f"q{i}", "question": r["question"], "answers": [
+        {"text": r["answer_text"], "answer_start": r["answer_start"]}]}]}
+    for i, r in enumerate(QA_ROWS)]}]}
 MULTI = "text,labels\n" + "".join(f"{t},{'a|b' if i % 3 else 'b'}\n"
                                    for i, (t, _) in enumerate(ROWS))
 
@@ -320,6 +339,52 @@ CASES = [
     ("ml-nan-label", TRAIN + "--task multi-label-classification --train {d}/m.csv "
      "--label-column labels",
      {"m.csv": MULTI + "fine,a|NaN\n"}, "line 62: the label (column 'labels') is 'NaN'"),
+    # -- question answering -------------------------------------------------------------------
+    ("qa-answer-not-in-context", QA_TRAIN_FILE,
+     {"train.jsonl": qa_jsonl(answer_text="zebra", answer_start=0)},
+     "line 41: the answer 'zebra' is not at answer_start 0"),
+    ("qa-offset-off-by-one", QA_TRAIN_FILE,
+     {"train.jsonl": qa_jsonl(answer_start=QA_ROWS[0]["answer_start"] + 1)},
+     f"the text occurs at offset {QA_ROWS[0]['answer_start']}"),
+    ("qa-offset-past-end", QA_TRAIN_FILE, {"train.jsonl": qa_jsonl(answer_start=999)},
+     "line 41: answer_start 999 is past the end of the context"),
+    ("qa-offset-not-integer", QA_TRAIN_FILE, {"train.jsonl": qa_jsonl(answer_start=2.5)},
+     "answer_start is 2.5, not a character offset"),
+    ("qa-empty-question", QA_TRAIN_FILE, {"train.jsonl": qa_jsonl(question="   ")},
+     "line 41: the question is empty"),
+    ("qa-missing-context", QA_TRAIN_FILE,
+     {"train.jsonl": QA_JSONL + json.dumps({"question": "what ?", "answer_text": "x",
+                                            "answer_start": 0}) + "\n"},
+     "line 41: the context is missing"),
+    ("qa-no-answer-column", QA_TRAIN_FILE,
+     {"train.jsonl": "".join(json.dumps({"question": r["question"], "context": r["context"]})
+                             + "\n" for r in QA_ROWS)}, "no answer column"),
+    ("qa-no-answer-start", QA_TRAIN_FILE,
+     {"train.jsonl": "".join(json.dumps({"question": r["question"], "context": r["context"],
+                                         "answer_text": r["answer_text"]}) + "\n"
+                             for r in QA_ROWS)}, "no column 'answer_start'"),
+    ("qa-squad-wrong-layout", QA_TRAIN + "--train {d}/train.json",
+     {"train.json": json.dumps([{"question": "q"}])}, "not in the SQuAD layout: found a list"),
+    ("qa-squad-no-paragraphs", QA_TRAIN + "--train {d}/train.json",
+     {"train.json": json.dumps({"data": [{"title": "t"}]})},
+     "data[0]: the article has no paragraphs list"),
+    ("qa-squad-bad-answer", QA_TRAIN + "--train {d}/train.json",
+     {"train.json": json.dumps({"data": [{"paragraphs": [{"context": "good film", "qas": [
+         {"id": "x9", "question": "what ?", "answers": [{"text": "film",
+                                                         "answer_start": 0}]}]}]}]})},
+     "question 'x9': the answer 'film' is not at answer_start 0"),
+    ("qa-squad-invalid-json", QA_TRAIN + "--train {d}/train.json",
+     {"train.json": '{"data": [\n  {"paragraphs": ]}'}, "line 2, column 18: invalid JSON"),
+    ("qa-doc-stride-too-big", QA_TRAIN_FILE.replace("--doc-stride 4", "--doc-stride 30"),
+     {"train.jsonl": QA_JSONL}, "--doc-stride 30 must be smaller than the context pieces"),
+    ("qa-question-length-zero", QA_TRAIN_FILE + "--max-question-length 0",
+     {"train.jsonl": QA_JSONL}, "max_question_length must be >= 1"),
+    ("qa-skip-bad-answers-counted", QA_TRAIN_FILE + "--skip-bad-answers",
+     {"train.jsonl": qa_jsonl(answer_start=1)}, "ok: 1 questions skipped"),
+    ("qa-long-context-windowed", QA_TRAIN + "--train {d}/train.json",
+     {"train.json": json.dumps(SQUAD_GOOD)}, "ok: overlapping windows"),
+    ("qa-predict-needs-context", "predict {run} --question 'who ?'", {},
+     "--question and --context are for question-answering runs"),
     # -- evaluate / predict / export on a trained run ----------------------------------------
     ("eval-missing-data", "evaluate {run} --data {d}/nope.csv", {}, "file not found"),
     ("eval-unseen-label", "evaluate {run} --data {d}/dev.csv",

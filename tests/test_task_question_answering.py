@@ -4,7 +4,6 @@ and the task contract on a tiny model."""
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
@@ -18,40 +17,8 @@ from tfsft.tasks import create_task
 from tfsft.tasks.qa_graph import question_windows, span_answers
 from tfsft.tokenization import WordPieceTokenizer
 
-from .conftest import FILLER, NEGATIVE, POSITIVE, TINY_VOCAB, write_hf_checkpoint
+from .conftest import TINY_VOCAB, qa_rows, write_hf_checkpoint
 from .task_contract import run_task_contract
-
-QUESTIONS = {"good": "what was good ?", "bad": "what was bad ?"}
-
-
-def qa_rows(count: int, seed: int = 0, unanswerable: bool = False) -> list[dict]:
-    """Synthetic reading comprehension: a context with one positive and one negative word;
-    the question asks for one of them (or, with ``unanswerable``, sometimes for a polarity
-    the context lacks)."""
-    rng = random.Random(seed)
-    positive = [w for w in POSITIVE if w != "good"]
-    negative = [w for w in NEGATIVE if w != "bad"]
-    rows = []
-    for i in range(count):
-        words = rng.sample(FILLER, rng.randint(4, 14)) + rng.sample(FILLER, rng.randint(0, 10))
-        kind = "good" if i % 2 == 0 else "bad"
-        missing = unanswerable and i % 5 == 4
-        targets = {"good": rng.choice(positive), "bad": rng.choice(negative)}
-        if missing:
-            del targets[kind]
-        for word in targets.values():
-            words.insert(rng.randint(0, len(words)), word)
-        context = " ".join(words)
-        row = {"id": f"q{i}", "question": QUESTIONS[kind], "context": context}
-        if missing:
-            row["answers"] = {"text": [], "answer_start": []}
-        else:
-            answer = targets[kind]
-            start = (" " + context + " ").index(f" {answer} ")
-            row["answers"] = {"text": [answer], "answer_start": [start]}
-        rows.append(row)
-    return rows
-
 
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -231,3 +198,51 @@ def test_question_answering_meets_the_task_contract(qa_checkpoint, tmp_path):
     answers = {a["variant"]: a["outputs"]["answer"] for a in result.export_report["artifacts"]
                if a["artifact"] == "onnx"}
     assert answers["fp32"]["agreement"] >= 0.99
+
+
+def test_hugging_face_datasets_in_the_squad_layout(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = qa_rows(20, seed=3, unanswerable=True)
+    dataset = datasets.Dataset.from_list(rows)
+    in_memory = read_qa_data(dataset)
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    from_disk = read_qa_data(tmp_path / "saved")
+    expected = [[(t, s) for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"],
+                                         strict=True)] for r in rows]
+    assert in_memory.answers == expected and from_disk.answers == expected
+    assert in_memory.ids == [r["id"] for r in rows]
+
+
+def test_unanswerable_questions_learn_a_threshold_and_predict_from_the_cli(
+        qa_checkpoint, tmp_path, capsys):
+    """SQuAD v2 data: a no-answer threshold is learned on validation and saved with the run;
+    metrics split HasAns / NoAns; predict answers --question/--context and JSONL input."""
+    from tfsft.cli import main as cli
+    from tfsft.training.trainer import train
+
+    from .conftest import tiny_config
+
+    train_file = tmp_path / "train.json"
+    train_file.write_text(json.dumps(squad_document(qa_rows(240, seed=6, unanswerable=True))))
+    config = tiny_config(qa_checkpoint, train_file, tmp_path / "run", task="question-answering",
+                         epochs=3, max_length=24, learning_rate=2e-3, **CONTRACT_OPTIONS)
+    result = train(config)
+    assert {"HasAns_f1", "NoAns_f1", "HasAns_questions"} <= set(result.metrics)
+    state = json.loads((result.run_dir / "task.json").read_text())["state"]
+    assert state["unanswerable"] is True and isinstance(state["null_threshold"], float)
+    wrong = (result.run_dir / "wrong_answers.jsonl").read_text().splitlines()
+    predictions = json.loads((result.run_dir / "predictions.json").read_text())
+    assert len(predictions) == result.metrics["questions"] and len(wrong) < len(predictions)
+
+    row = qa_rows(1, seed=11)[0]
+    capsys.readouterr()
+    assert cli(["predict", str(result.run_dir), "--question", row["question"], "--context",
+                row["context"]]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"answer", "start", "end", "score"}
+    if record["start"] >= 0:
+        assert row["context"][record["start"]:record["end"]] == record["answer"]
+    write_jsonl(tmp_path / "questions.jsonl",
+                [{"question": r["question"], "context": r["context"]} for r in qa_rows(5)])
+    assert cli(["predict", str(result.run_dir), "--input", str(tmp_path / "questions.jsonl")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5

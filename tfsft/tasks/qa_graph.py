@@ -132,10 +132,14 @@ def span_answers(raw: tf.Tensor, windows: dict[str, tf.Tensor], contexts: tf.Ten
         windows["context_begin"], window)
     rows = tf.range(pairs)
     found = tf.math.is_finite(score)
-    first = tf.where(found, tf.gather_nd(char_starts.to_tensor(-1), tf.stack(
-        [rows, tf.where(found, piece_s, 0)], 1)), -1)
-    last = tf.where(found, tf.gather_nd(char_ends.to_tensor(-1), tf.stack(
-        [rows, tf.where(found, piece_e, 0)], 1)), -1)
+
+    def char_at(offsets: tf.RaggedTensor, piece: tf.Tensor) -> tf.Tensor:
+        # one column more: a batch whose contexts have no pieces at all still has a column 0
+        dense = tf.concat([offsets.to_tensor(-1), tf.fill([pairs, 1], -1)], axis=1)
+        return tf.where(found, tf.gather_nd(dense, tf.stack(
+            [rows, tf.where(found, piece, 0)], 1)), -1)
+
+    first, last = char_at(char_starts, piece_s), char_at(char_ends, piece_e)
 
     null_score, null_window = _first_best(start_logits[:, 0] + end_logits[:, 0], example,
                                           pairs, np.inf, lowest=True)
