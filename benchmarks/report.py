@@ -93,8 +93,16 @@ def task_rows(results: Path) -> list[dict]:
                 "tfsft_speedup": _ratio(mine["examples_per_second"],
                                         run["examples_per_second"]) if mine else None,
                 "wall_seconds": run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],
-                "metrics": {m: run[m] for m in metrics}})
+                "cpu": _cpu(run.get("machine")), "metrics": {m: run[m] for m in metrics}})
     return rows
+
+
+def _cpu(machine: dict | None) -> str:
+    """CPU model and its widest vector / matrix extensions (runs of earlier releases: ?)."""
+    if not machine:
+        return "?"
+    flags = machine.get("cpu_flags") or []
+    return f"{machine.get('cpu', '?')} ({', '.join(flags) or 'no flags recorded'})"
 
 
 def inference_rows(results: Path) -> list[dict]:
@@ -220,13 +228,14 @@ def markdown(training: list[dict], inference: list[dict], found: list[dict],
         lines += ["### Tasks against their Hugging Face peer (same weights, data, split, epochs "
                   "and optimizer; `python -m benchmarks.tasks`)", "",
                   "| task | recipe | data | epochs | precision | examples/s | tfsft speed-up | "
-                  "wall s | peak RSS MB | held-out metrics |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "wall s | peak RSS MB | held-out metrics | CPU |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in tasks:
             scores = ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
             lines.append(f"| {r['task']} | {r['name']} | {r['data']} | {r['epochs']} | "
-                         f"{r['precision']} | {r['examples_per_second']:.1f} | "
+                         f"{r['precision']} | {r['examples_per_second']:.2f} | "
                          f"{_fmt(r['tfsft_speedup'], '{:.2f}x')} | {r['wall_seconds']:.1f} | "
-                         f"{r['peak_rss_mb']:.0f} | {scores} |")
+                         f"{r['peak_rss_mb']:.0f} | {scores} | {r['cpu']} |")
         lines.append("")
     if inference:
         lines += ["### Inference latency (median ms; SST-2 dev sentences at real lengths, or "
