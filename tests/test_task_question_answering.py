@@ -20,6 +20,7 @@ from tfsft.tokenization import WordPieceTokenizer
 from .conftest import TINY_VOCAB, qa_rows, write_hf_checkpoint
 from .task_contract import run_task_contract
 
+
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
