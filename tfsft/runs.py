@@ -72,10 +72,7 @@ class TrainedRun:
         record = self._task_record()
         self.task: Task = create_task(record["task"], record["options"], record["state"])
         self.max_length: int = int(record["max_length"])
-        from tfsft.tokenization import WordPieceTokenizer
-
-        self.tokenizer = WordPieceTokenizer.from_pretrained(self.run_dir / TOKENIZER_DIR,
-                                                            max_length=self.max_length)
+        self.tokenizer = self.task.load_tokenizer(self.run_dir / TOKENIZER_DIR, self.max_length)
         self.task.bind(self.tokenizer, self.max_length)
 
     def _task_record(self) -> dict[str, Any]:

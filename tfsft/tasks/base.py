@@ -7,8 +7,8 @@ The trainer, the CLI, the run folder and the exporters only ever call these meth
 task is one module (a :class:`Task` subclass decorated with :func:`register_task`) plus its test.
 
 >>> sorted(task_names())  # doctest: +NORMALIZE_WHITESPACE
-['multi-label-classification', 'question-answering', 'regression', 'text-classification',
- 'token-classification']
+['causal-lm', 'multi-label-classification', 'question-answering', 'regression',
+ 'text-classification', 'token-classification']
 >>> options_class("regression").__name__
 'RegressionOptions'
 
@@ -45,6 +45,7 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "regression": "tfsft.tasks.regression:RegressionTask",
     "token-classification": "tfsft.tasks.token_classification:TokenClassificationTask",
     "question-answering": "tfsft.tasks.question_answering:QuestionAnsweringTask",
+    "causal-lm": "tfsft.tasks.causal_lm:CausalLMTask",
 }
 # Options classes of the built-in tasks, importable without TensorFlow (for the CLI).
 _OPTIONS: dict[str, str] = {
@@ -53,6 +54,7 @@ _OPTIONS: dict[str, str] = {
     "regression": "tfsft.tasks.regression:RegressionOptions",
     "token-classification": "tfsft.tasks.token_classification:TokenClassificationOptions",
     "question-answering": "tfsft.tasks.question_answering:QuestionAnsweringOptions",
+    "causal-lm": "tfsft.tasks.causal_lm:CausalLMOptions",
 }
 
 
@@ -210,8 +212,9 @@ class Task:
     report_files: ClassVar[tuple[str, ...]] = ("metrics.json",)
     #: What happens to an example longer than max_length (for the data check's warning).
     long_example_treatment: ClassVar[str] = "truncated"
-    #: ``--max-length`` when none is given.
+    #: ``--max-length`` when none is given, and the longest one accepted.
     default_max_length: ClassVar[int] = 128
+    max_length_limit: ClassVar[int] = 512
 
     def __init__(self, options: TaskOptions):
         self.options = options
@@ -221,6 +224,12 @@ class Task:
     def bind(self, tokenizer: WordPieceTokenizer, max_length: int) -> None:
         """The tokenizer and length the task's model uses (set by the trainer and the run)."""
         self.tokenizer, self.max_length = tokenizer, max_length
+
+    def load_tokenizer(self, folder: Path, max_length: int) -> Any:
+        """The tokenizer of a checkpoint or run folder (default: WordPiece, ``vocab.txt``)."""
+        from tfsft.tokenization import WordPieceTokenizer
+
+        return WordPieceTokenizer.from_pretrained(folder, max_length=max_length)
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -255,6 +264,15 @@ class Task:
         or ``{"kind": "values", "values": {name: {"min", "mean", "std", "max"}}}``; None for
         unlabelled examples."""
         return None
+
+    def token_length_report(self, tokenizer: Any, examples: Any,
+                            max_length: int) -> tuple[dict[str, Any], np.ndarray]:
+        """Tokens per example before truncation, for the data check: the report (``median``,
+        ``p95``, ``max``, ``over_max_length``, ``over_max_length_share``,
+        ``unknown_word_share``) and the lengths (see :func:`tfsft.data.checks.token_lengths`)."""
+        from tfsft.data.checks import token_lengths
+
+        return token_lengths(tokenizer, examples.texts, examples.text_pairs, max_length)
 
     def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         """A seeded validation split of the training examples."""

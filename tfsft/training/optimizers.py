@@ -96,10 +96,13 @@ def adamw(
     beta_1: float = 0.9,
     beta_2: float = 0.999,
     epsilon: float = 1e-6,
+    gradient_accumulation_steps: int | None = None,
 ) -> AdamW:
     """AdamW with decoupled weight decay on weight matrices and embeddings only.
 
-    ``clipnorm`` clips the global gradient norm (``None`` to turn clipping off).
+    ``clipnorm`` clips the global gradient norm (``None`` to turn clipping off);
+    ``gradient_accumulation_steps`` (>= 2) updates with the mean gradient of that many batches.
     """
     return AdamW(learning_rate=learning_rate, weight_decay=weight_decay, beta_1=beta_1,
-                 beta_2=beta_2, epsilon=epsilon, global_clipnorm=clipnorm)
+                 beta_2=beta_2, epsilon=epsilon, global_clipnorm=clipnorm,
+                 gradient_accumulation_steps=gradient_accumulation_steps)

