@@ -4,7 +4,8 @@ Steps (each in its own process, so memory and Keras flavours stay apart): fp32 a
 throughput; the profile of ``benchmarks.profile``; one epoch of the five training recipes of
 ``benchmarks.training`` on the same SST-2 sample; export of the tfsft run to SavedModel / TFLite /
 ONNX (verified on SST-2 dev); the HF-TF peer's SavedModel; inference latency of all of them;
-the task recipes of ``benchmarks.tasks`` (regression on VADER tweets) against their HF peers.
+the task recipes of ``benchmarks.tasks`` (regression on VADER tweets) against their HF peers;
+causal-LM training tokens/s (``benchmarks.causal_lm_speed``) against keras-hub's own fit.
 Writes ``benchmarks/results/*.json``, ``results/benchmarks.md``, ``results/benchmarks.png`` and
 ``docs/benchmarks.md``. Nothing here asserts a time; the tables give ratios against the peers
 measured in the same run.
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated subset of {','.join(TASK_RECIPES)}, or none "
                              "(default: all but the qa recipes, which take about an hour on "
                              "2 cores; their earlier results stay in the report)")
+    parser.add_argument("--no-causal-lm", action="store_true",
+                        help="leave out the causal-LM training recipes (SmolLM2-135M, LoRA and "
+                             "full fine-tuning against keras-hub's Llama3CausalLM.fit)")
     parser.add_argument("--results", type=Path, default=common.RESULTS)
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
@@ -88,6 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     for recipe in task_recipes:
         _python("benchmarks.tasks", recipe, "--out", str(results / f"task_{recipe}.json"),
                 log=work / f"task_{recipe}.log")
+    if not args.no_causal_lm:
+        from benchmarks import causal_lm_speed
+
+        print("causal-LM training (SmolLM2-135M) against keras-hub", flush=True)
+        for recipe in causal_lm_speed.RECIPES:
+            _python("benchmarks.causal_lm_speed", recipe, "--out",
+                    str(results / f"causal_lm_{recipe}.json"), log=work / f"causal_lm_{recipe}.log")
+        print(causal_lm_speed.summarize(results))
     summary = report.write(results, total_seconds=time.perf_counter() - started,
                            docs=None if args.no_docs else common.REPO / "docs" / "benchmarks.md")
     print(summary)

@@ -66,11 +66,14 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     _check_choices(quantize, QUANTIZATIONS, "quantization")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
+    exporter = _exporter_of(run)
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
     created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     try:
+        if exporter is not None:
+            return exporter(run, base, formats, quantize, allow_mismatch, data, max_examples)
         return _export(run, base, formats, quantize, allow_mismatch, data, max_examples,
                        latency_examples)
     except BaseException:
@@ -78,6 +81,18 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
             with contextlib.suppress(OSError):
                 base.rmdir()
         raise
+
+
+def _exporter_of(run: TrainedRun):
+    """The task's own export function (``Task.exporter``, for models that are not encoders,
+    such as causal-lm's), else None."""
+    reference = getattr(run.task, "exporter", None)
+    if not reference:
+        return None
+    import importlib
+
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str],

@@ -10,24 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tfsft.chat_tokenizer import byte_symbols
+
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
           "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt "
           "%}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-
-
-def byte_symbols() -> list[str]:
-    """GPT-2's printable stand-ins of the 256 byte values (byte-level BPE's base vocabulary)."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    codes, extra = [], 0
-    for byte in range(256):
-        if byte in printable:
-            codes.append(byte)
-        else:
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
 
 
 def write_tiny_gguf(path: str | Path, layers: int = 2, hidden: int = 32, heads: int = 4,

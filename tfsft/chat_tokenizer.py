@@ -176,6 +176,25 @@ class ChatTokenizer:
         return [self.bos_id, *ids] if self.add_bos else ids
 
 
+def byte_symbols() -> list[str]:
+    """The printable character byte-level BPE writes for each byte value 0..255 (GPT-2's
+    table: printable Latin-1 characters stand for themselves, the others map above U+0100).
+
+    >>> byte_symbols()[ord("a")], byte_symbols()[ord(" ")], byte_symbols()[ord("\\n")]
+    ('a', 'Ġ', 'Ċ')
+    """
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)}
+    symbols, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + extra))
+            extra += 1
+    return symbols
+
+
 def _token_text(token: Any) -> str | None:
     """A special token from tokenizer_config.json: a string or ``{"content": ...}``."""
     if isinstance(token, dict):

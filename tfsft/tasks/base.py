@@ -386,6 +386,10 @@ class Task:
         """Outputs of the raw-text TFLite model when :attr:`lite_text_signature` is set."""
         return self.export_outputs(raw)
 
+    # ``module:function`` that exports runs of this task instead of the encoder exporters
+    # (called as ``export(run, base, formats, quantize, allow_mismatch, data, max_examples)``).
+    exporter: ClassVar[str | None] = None
+
     # Whether export writes a raw-text TFLite model, and why not where it does not.
     lite_text_model: ClassVar[bool] = True
     lite_text_reason: ClassVar[str] = ""

@@ -127,6 +127,7 @@ class CausalLMTask(Task):
     long_example_treatment = "cut at the end (examples left without response tokens skipped)"
     lite_text_model = False
     lite_text_reason = "generation loops are exported as SavedModel only"
+    exporter = "exporters.causal_lm:export_causal_lm"
 
     def __init__(self, options: CausalLMOptions):
         super().__init__(options)
