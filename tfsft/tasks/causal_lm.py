@@ -188,7 +188,7 @@ class CausalLMTask(Task):
         return task.read(path, role="eval", labelled=False, file_format="jsonl")
 
     def texts(self, examples: ChatExamples) -> dict[str, list[str]]:
-        return {"prompt": examples.texts}
+        return {"text": examples.texts}
 
     def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> ChatExamples:
         from tfsft.data.chat_examples import examples_from_prompts
@@ -346,7 +346,7 @@ class CausalLMTask(Task):
 
     # -- export -----------------------------------------------------------------------------
     def text_inputs(self) -> tuple[str, ...]:
-        return ("prompt",)
+        return ("text",)
 
     def export_outputs(self, raw):
         raise ConfigError("causal-lm runs export with `tfsft export` (SavedModel generate "
