@@ -68,13 +68,13 @@ def conversation_tokens(rows: list[dict[str, str]]) -> tuple[list[str], list[int
     return texts, counts
 
 
-def run_tfsft(rows, mode: str, work: Path) -> dict:
+def run_tfsft(rows, mode: str, work: Path, validation_rows) -> dict:
     from tfsft.config import TrainConfig
     from tfsft.training.trainer import train
 
     train_file, validation_file = work / "train.jsonl", work / "validation.jsonl"
     write_jsonl(rows, train_file)
-    write_jsonl(rows[:8], validation_file)
+    write_jsonl(validation_rows, validation_file)
     timer = StepTimer()
     config = TrainConfig(train=str(train_file), validation=str(validation_file), model=MODEL,
                          output_dir=str(work / "run"), task="causal-lm", epochs=1,
@@ -117,13 +117,14 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=EXAMPLES)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    rows = sst2_chat_rows(DATA / "train.tsv", args.examples)
+    rows = sst2_chat_rows(DATA / "train.tsv", args.examples + 8)
+    rows, validation_rows = rows[:args.examples], rows[args.examples:]  # validation: tfsft only
     texts, counts = conversation_tokens(rows)
     framework, mode = args.recipe.rsplit("-", 1)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         if framework == "tfsft":
-            measured = run_tfsft(rows, mode, Path(work))
+            measured = run_tfsft(rows, mode, Path(work), validation_rows)
         else:
             measured = run_keras_hub(rows, mode, texts, longest=max(counts) + 2)
     steady = measured["steps"][1:]
