@@ -1,9 +1,12 @@
-"""Export a causal-lm run: a SavedModel that generates (greedy and sampled, with a KV cache).
+"""Export a causal-lm run: a SavedModel that generates (greedy and sampled, with a KV cache),
+and the forward graph (token ids -> logits) as ONNX and TFLite.
 
 Layout under the output folder (TensorFlow Serving loads ``<version>/``)::
 
     saved_models/NAME/<version>/            SavedModel: generate, sample, logits
     saved_models/NAME/<version>/assets/     tokenizer.json, tokenizer_config.json, task.json
+    saved_models/NAME/onnx/                 --format onnx: model.onnx (+ int8 / fp16 variants)
+    saved_models/NAME/tflite/               --format tflite: model.tflite (+ fp16 / int8-dynamic)
     saved_models/NAME/export_report.json
 
 Signatures (LoRA merged, float32):
@@ -22,8 +25,12 @@ ops cannot express, so an in-graph tokenizer would split some whitespace runs di
 ``tokenizer.json`` (keras-hub's BytePairTokenizer encodes ``"\\n\\n"`` as one token where
 ``tokenizers`` gives two) and answer with a different model input.
 
-The export is verified in a fresh process: greedy completions of the held-out prompts equal
-those of ``tfsft generate``.
+The SavedModel is verified in a fresh process: greedy completions of the held-out prompts equal
+those of ``tfsft generate``. The ONNX and TFLite graphs (``exporters.causal_lm_forward``) are
+compared with the Keras model's logits at every position of held-out conversations: fp32 within
+1e-3 and the same next token at >= 99 % of positions; fp16 and int8-dynamic variants are
+reported. The export report says why the generation loop itself is not exported to ONNX or
+TFLite.
 """
 
 from __future__ import annotations
@@ -189,75 +196,168 @@ def generation_module(model, tokenizer, max_length: int):
 
 def export_causal_lm(run, base: Path, formats: list[str], quantize: list[str],
                      allow_mismatch: bool, data: Any, max_examples: int) -> dict[str, Any]:
-    """Write, verify and publish the SavedModel of a causal-lm run (see the module docstring)."""
-    import tensorflow as tf
-
+    """Write, verify and publish the SavedModel of a causal-lm run (see the module docstring)
+    and, where asked, the forward graph as ONNX and TFLite (``exporters.causal_lm_forward``)."""
     from exporters import savedmodel
-    from exporters.export import ExportMismatchError
-    from tfsft.runs import HELDOUT_FILE, TASK_FILE, TOKENIZER_DIR
+    from exporters.export import ExportMismatchError, publish_folders, published_path
+    from tfsft.runs import HELDOUT_FILE
 
-    unsupported = [f for f in formats if f != "savedmodel"] + list(quantize)
-    if unsupported:
-        raise ConfigError(f"causal-lm runs export as a SavedModel only; {unsupported} are not "
-                          "built for them yet")
+    if "int8" in quantize:
+        raise ConfigError("causal-lm runs have no calibrated int8 variant; use "
+                          "--quantize int8-dynamic (int8 weights, activations at run time)")
+    if quantize and not {"tflite", "onnx"} & set(formats):
+        raise ConfigError("--quantize makes TFLite and ONNX variants: add tflite or onnx to "
+                          "--format")
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
-    count = min(VERIFY_PROMPTS, max_examples, len(heldout))
-    prompts = [run.tokenizer.prompt_ids(heldout.prompts[i]) for i in range(count)]
+    if not len(heldout):
+        raise ConfigError(f"no held-out conversations to verify the export on (the run's "
+                          f"{HELDOUT_FILE} is empty); pass data to verify on")
     staging = savedmodel.stage_dir(base)
     try:
-        folder = staging / "savedmodel"
         started = time.perf_counter()
-        model = run.model.merged() if run.model.lora_enabled else run.model
-        module = generation_module(model, run.tokenizer, run.max_length)
-        tf.saved_model.save(module, str(folder), signatures={
-            "generate": module.generate, "sample": module.sample, "logits": module.logits})
-        assets = folder / "assets"
-        assets.mkdir(exist_ok=True)
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(run.run_dir / TOKENIZER_DIR / name, assets / name)
-        shutil.copy(run.run_dir / TASK_FILE, assets / TASK_FILE)
-        build_seconds = time.perf_counter() - started
-        logger.info("verifying the SavedModel's greedy completions on %d prompts", count)
-        from tfsft.generation import Generator
-
-        generator = Generator(run.model.backbone, run.tokenizer,
-                              max_length=run.max_length + VERIFY_NEW_TOKENS)
-        expected = generator.generate_texts(prompts, VERIFY_NEW_TOKENS)
-        served = fresh_process_completions(folder, prompts, VERIFY_NEW_TOKENS)
-        equal = [a == b for a, b in zip(expected, served, strict=True)]
-        check = {"artifact": "savedmodel", "variant": "fp32", "prompts": count,
-                 "max_new_tokens": VERIFY_NEW_TOKENS,
-                 "equal_to_tfsft_generate": int(sum(equal)),
-                 "agreement": round(sum(equal) / max(count, 1), 4),
-                 "passed": all(equal), "build_seconds": round(build_seconds, 1),
-                 "mismatches": [{"prompt": heldout.texts[i], "generate": expected[i],
-                                 "savedmodel": served[i]}
-                                for i in range(count) if not equal[i]][:5]}
-        summary = {"run_dir": str(run.run_dir), "task": run.task.name, "artifacts": [check],
-                   "passed": check["passed"],
-                   "not_exported": {
-                       "tflite": "not built for causal-lm runs yet (the forward graph is the "
-                                 "SavedModel's logits signature)",
-                       "onnx": "not built for causal-lm runs yet",
-                       "prompt strings": "tokenized outside the graph (see "
-                                         "exporters/causal_lm.py: RE2 has no look-ahead)"}}
-        print(json.dumps(check))
-        if not check["passed"] and not allow_mismatch:
+        model = run.model.merged()  # a float32 copy without LoRA, changed for the export only
+        logger.info("merged model ready in %.1f s", time.perf_counter() - started)
+        checks = []
+        if "savedmodel" in formats:
+            checks.append(_savedmodel(run, model, staging / "savedmodel", heldout,
+                                      min(VERIFY_PROMPTS, max_examples, len(heldout))))
+        if {"onnx", "tflite"} & set(formats):
+            checks += _forward_graphs(run, model, staging, formats, quantize, heldout,
+                                      min(FORWARD_CONVERSATIONS, max_examples, len(heldout)))
+        print(checks_table(checks))
+        summary = {"run_dir": str(run.run_dir), "task": run.task.name, "formats": formats,
+                   "quantize": quantize, "artifacts": checks,
+                   "passed": all(c["passed"] for c in checks), "not_exported": NOT_EXPORTED}
+        if not summary["passed"] and not allow_mismatch:
             atomic_write_json(base / "export_report.failed.json", summary)
             raise ExportMismatchError(
-                f"the SavedModel's greedy completions differ from tfsft generate on "
-                f"{count - sum(equal)} of {count} prompts (see "
-                f"{base / 'export_report.failed.json'}); nothing was published. Pass "
+                "an exported artifact does not match the trained model (see the table above "
+                f"and {base / 'export_report.failed.json'}); nothing was published. Pass "
                 "--allow-mismatch to publish anyway")
-        published = savedmodel.publish_version(folder, base)
-        savedmodel.write_serving_config(base, base.name)
+        published = publish_folders(staging, base, formats)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    check["path"] = str(published)
-    summary["published"] = {"savedmodel": str(published)}
+    for check in checks:
+        check["path"] = published_path(check["path"], staging, published)
+    summary["published"] = {k: str(v) for k, v in published.items()}
     atomic_write_json(base / "export_report.json", summary)
     (base / "export_report.failed.json").unlink(missing_ok=True)
     return summary
+
+
+#: Held-out conversations whose next-token logits the ONNX and TFLite graphs are checked on.
+FORWARD_CONVERSATIONS = 50
+NOT_EXPORTED = {
+    "generation loop as TFLite": (
+        "the decoding loop collects tokens in a growing TensorArray, which the TFLite "
+        "converter cannot lower to builtin ops ('tf.TensorListReserve' op requires "
+        "element_shape to be 1D tensor; it suggests SELECT_TF_OPS, i.e. shipping the "
+        "TensorFlow Flex delegate in the app), and the text decoding uses tf.strings ops that "
+        "are not TFLite ops; tflite/model.tflite is the forward graph, run the loop around it"),
+    "generation loop as ONNX": (
+        "keras-hub's key/value-cache update (keras.ops.slice_update) lowers to the TensorFlow "
+        "op XlaDynamicUpdateSlice, which tf2onnx 1.17 has no ONNX conversion for ('Unsupported "
+        "ops: XlaDynamicUpdateSlice', two per layer); the graph it writes does not load in "
+        "onnxruntime. onnx/model.onnx is the forward graph: run the loop around it"),
+    "prompt strings": ("tokenized outside the graph (see exporters/causal_lm.py: RE2 has no "
+                       "look-ahead)"),
+}
+
+
+def _savedmodel(run, model, folder: Path, heldout, count: int) -> dict[str, Any]:
+    """The generating SavedModel in ``folder``, checked in a fresh process against
+    ``tfsft generate`` on ``count`` held-out prompts."""
+    import tensorflow as tf
+
+    from tfsft.generation import Generator
+    from tfsft.runs import TASK_FILE, TOKENIZER_DIR
+
+    started = time.perf_counter()
+    module = generation_module(model, run.tokenizer, run.max_length)
+    tf.saved_model.save(module, str(folder), signatures={
+        "generate": module.generate, "sample": module.sample, "logits": module.logits})
+    assets = folder / "assets"
+    assets.mkdir(exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(run.run_dir / TOKENIZER_DIR / name, assets / name)
+    shutil.copy(run.run_dir / TASK_FILE, assets / TASK_FILE)
+    build_seconds = time.perf_counter() - started
+    logger.info("verifying the SavedModel's greedy completions on %d prompts", count)
+    prompts = [run.tokenizer.prompt_ids(heldout.prompts[i]) for i in range(count)]
+    generator = Generator(run.model.backbone, run.tokenizer,
+                          max_length=run.max_length + VERIFY_NEW_TOKENS)
+    expected = generator.generate_texts(prompts, VERIFY_NEW_TOKENS)
+    served = fresh_process_completions(folder, prompts, VERIFY_NEW_TOKENS)
+    equal = [a == b for a, b in zip(expected, served, strict=True)]
+    return {"artifact": "savedmodel", "variant": "fp32", "path": str(folder),
+            "prompts": count, "max_new_tokens": VERIFY_NEW_TOKENS,
+            "equal_to_tfsft_generate": int(sum(equal)),
+            "agreement": round(sum(equal) / max(count, 1), 4),
+            "rule": "greedy completions equal tfsft generate's", "passed": all(equal),
+            "build_seconds": round(build_seconds, 1),
+            "mismatches": [{"prompt": heldout.texts[i], "generate": expected[i],
+                            "savedmodel": served[i]}
+                           for i in range(count) if not equal[i]][:5]}
+
+
+def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: list[str],
+                    heldout, count: int) -> list[dict[str, Any]]:
+    """ONNX and TFLite forward graphs, each compared with the Keras model's logits at every
+    real position of ``count`` held-out conversations (prompt and response)."""
+    from exporters import causal_lm_forward as forward
+
+    conversations = [run.tokenizer.encode_chat(heldout.conversation(i))[0][:run.max_length]
+                     for i in range(count)]
+    batches = forward.conversation_batches(conversations, int(run.tokenizer.pad_id))
+    expected = forward.reference_outputs(forward.keras_runner(run.model), batches)
+    function = forward.forward_function(model)
+    checks = []
+    if "onnx" in formats:
+        folder = staging / "onnx"
+        folder.mkdir()
+        write_tokenizer_sidecars(run, folder)
+        for variant, path in forward.write_onnx(function, folder, quantize).items():
+            checks.append(forward.compare("onnx", variant, path, forward.onnx_runner(path),
+                                          batches, expected))
+    if "tflite" in formats:
+        folder = staging / "tflite"
+        folder.mkdir()
+        write_tokenizer_sidecars(run, folder)
+        paths = forward.write_tflite(function, folder, quantize, staging / "forward-savedmodel")
+        for variant, path in paths.items():
+            checks.append(forward.compare("tflite", variant, path, forward.tflite_runner(path),
+                                          batches, expected))
+    return checks
+
+
+def write_tokenizer_sidecars(run, folder: Path) -> None:
+    """``tokenizer.json``, ``tokenizer_config.json`` (chat template) and ``task.json``."""
+    from tfsft.runs import TASK_FILE, TOKENIZER_DIR
+
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(run.run_dir / TOKENIZER_DIR / name, folder / name)
+    shutil.copy(run.run_dir / TASK_FILE, folder / TASK_FILE)
+
+
+def checks_table(checks: list[dict[str, Any]]) -> str:
+    """The export checks as a Markdown table.
+
+    >>> print(checks_table([]).splitlines()[0])
+    | artifact | variant | size MB | checked | max abs Δlogit | agreement | ok |
+    """
+    lines = ["| artifact | variant | size MB | checked | max abs Δlogit | agreement | ok |",
+             "|---|---|---|---|---|---|---|"]
+    for c in checks:
+        if c["artifact"] == "savedmodel":
+            checked, diff = f"{c['prompts']} greedy completions", "-"
+            agreement = f"{c['equal_to_tfsft_generate']}/{c['prompts']} equal"
+        else:
+            checked, diff = f"{c['positions']} positions", f"{c['max_abs_logit_diff']:.2e}"
+            agreement = f"{100 * c['argmax_agreement']:.2f} % argmax"
+        size = f"{c['size_mb']:.1f}" if "size_mb" in c else "-"
+        lines.append(f"| {c['artifact']} | {c['variant']} | {size} | {checked} | {diff} | "
+                     f"{agreement} | {'yes' if c['passed'] else 'NO'} |")
+    return "\n".join(lines)
 
 
 _FRESH_PROCESS = """

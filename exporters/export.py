@@ -119,11 +119,11 @@ def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str]
                 "an artifact does not match the Keras model (see the table above and "
                 f"{base / 'export_report.failed.json'}); nothing was published. Pass "
                 "--allow-mismatch to publish anyway")
-        published = _publish(staging, base, formats)
+        published = publish_folders(staging, base, formats)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for artifact in summary["artifacts"]:
-        artifact["path"] = _final_path(artifact["path"], staging, published)
+        artifact["path"] = published_path(artifact["path"], staging, published)
     summary["published"] = {k: str(v) for k, v in published.items()}
     atomic_write_json(base / "export_report.json", summary)
     (base / "export_report.failed.json").unlink(missing_ok=True)  # from an earlier attempt
@@ -245,7 +245,8 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
     return checks
 
 
-def _publish(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
+def publish_folders(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """Move the staged SavedModel (a new version) and tflite/ and onnx/ folders into ``base``."""
     published: dict[str, Path] = {}
     if "savedmodel" in formats:
         published["savedmodel"] = savedmodel.publish_version(staging / "savedmodel", base)
@@ -259,7 +260,8 @@ def _publish(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Pat
     return published
 
 
-def _final_path(path: str, staging: Path, published: dict[str, Path]) -> str:
+def published_path(path: str, staging: Path, published: dict[str, Path]) -> str:
+    """Where a file staged at ``path`` lies after :func:`publish_folders`."""
     for name, target in published.items():
         prefix = str(staging / name)
         if path.startswith(prefix):

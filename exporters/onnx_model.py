@@ -85,14 +85,10 @@ def optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> di
     then the transformer fusions. The two steps are run separately because
     ``optimize_model(opt_level>=1)`` in onnxruntime 1.30 imports torch.
     """
-    import onnxruntime as ort
     from onnxruntime.transformers import optimizer
 
     basic = target.with_name(target.stem + ".basic.onnx")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(basic)
-    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    basic_optimize(source, basic)
     try:
         optimized = optimizer.optimize_model(str(basic), model_type="bert", num_heads=num_heads,
                                              hidden_size=hidden_size, opt_level=0)
@@ -100,6 +96,16 @@ def optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> di
         basic.unlink(missing_ok=True)
     optimized.save_model_to_file(str(target))
     return fused_operators(target)
+
+
+def basic_optimize(source: Path, target: Path) -> None:
+    """ONNX Runtime's basic graph optimizations (constant folding, redundant node removal)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
 def fused_operators(path: Path) -> dict[str, int]:
@@ -127,7 +133,26 @@ def to_fp16(source: Path, target: Path) -> None:
 
     model = OnnxModel(onnx.load(str(source)))
     model.convert_float_to_float16(keep_io_types=True)
+    _drop_repeated_nodes(model.model.graph)
     model.save_model_to_file(str(target))
+
+
+def _drop_repeated_nodes(graph) -> None:
+    """Remove nodes that repeat an earlier node exactly (name, op, inputs and outputs).
+
+    The float16 pass casts a constant back to float32 once per consumer that must stay float32
+    (``Range``, ...) and names every such ``Cast`` and its output after the constant, so a
+    constant with two such consumers gets two identical nodes, which ONNX rejects.
+    """
+    seen, index = set(), 0
+    while index < len(graph.node):
+        node = graph.node[index]
+        key = node.SerializeToString()
+        if key in seen:
+            del graph.node[index]
+        else:
+            seen.add(key)
+            index += 1
 
 
 def write_sidecars(folder: Path, run) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,7 +214,9 @@ def test_causal_lm_trains_evaluates_predicts_and_generates(tiny_llm, tmp_path, c
                 "--temperature", "0.7", "--seed", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["prompt"] == "name a fruit"
     summary = json.loads((result.run_dir / "run.json").read_text())
-    assert summary["train_tokens"] > 0 and summary["precision"] == "float32"
+    from tfsft.training.precision import resolve_precision
+
+    assert summary["train_tokens"] > 0 and summary["precision"] == resolve_precision("auto")
     if lora_rank:
         check_savedmodel_export(run, tmp_path / "exports" / "lm")
 
@@ -225,9 +228,11 @@ def check_savedmodel_export(run, base):
 
     from exporters import export
 
-    report = export(run.run_dir, base)
+    report = export(run.run_dir, base, formats="savedmodel,onnx,tflite",
+                    quantize="int8-dynamic,fp16")
     check = report["artifacts"][0]
     assert report["passed"] and check["agreement"] == 1.0 and check["prompts"] >= 4
+    check_forward_graphs(run, base, report)
     loaded = tf.saved_model.load(str(base / "1"))
     assert {"generate", "sample", "logits"} <= set(loaded.signatures)
     assert (base / "1" / "assets" / "tokenizer.json").exists()
@@ -253,6 +258,39 @@ def check_savedmodel_export(run, base):
     expected = np.asarray(run.model.next_token_logits(ids.numpy(), np.asarray(
         tf.sequence_mask(lengths, width, dtype=tf.int32))))
     np.testing.assert_allclose(forward, expected, atol=1e-4)
+
+
+def check_forward_graphs(run, base, report):
+    """ONNX and TFLite forward graphs match the Keras model's logits; each variant is checked
+    on every real position of the held-out conversations, and runs in onnxruntime / LiteRT."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    checks = {(c["artifact"], c["variant"]): c for c in report["artifacts"]}
+    assert set(checks) == {("savedmodel", "fp32"), ("onnx", "fp32"), ("onnx", "int8-dynamic"),
+                           ("onnx", "fp16"), ("tflite", "fp32"), ("tflite", "fp16"),
+                           ("tflite", "int8-dynamic")}
+    for key in (("onnx", "fp32"), ("tflite", "fp32")):
+        assert checks[key]["max_abs_logit_diff"] < 1e-4 and checks[key]["argmax_agreement"] == 1
+        assert checks[key]["positions"] > 4 * 10
+    for c in checks.values():
+        assert Path(c["path"]).is_file() or Path(c["path"]).is_dir(), c["path"]
+    assert "XlaDynamicUpdateSlice" in report["not_exported"]["generation loop as ONNX"]
+    for folder in (base / "onnx", base / "tflite"):
+        assert {"tokenizer.json", "tokenizer_config.json", "task.json"} <= {
+            p.name for p in folder.iterdir()}
+    ids = np.array([run.tokenizer.prompt_ids([{"role": "user", "content": "name a fruit"}])],
+                   np.int32)
+    mask = np.ones_like(ids)
+    expected = np.asarray(run.model.next_token_logits(ids, mask))
+    session = ort.InferenceSession(str(base / "onnx" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    lite = Interpreter(model_path=str(base / "tflite" / "model.tflite"))
+    lite_logits = lite.get_signature_runner("serve_token_ids")(
+        input_ids=ids, attention_mask=mask)["logits"]
+    for logits in (onnx_logits, lite_logits):
+        np.testing.assert_allclose(logits, expected, atol=1e-4)
 
 
 def test_lora_run_resumes_after_sigkill_mid_epoch(tiny_llm, tmp_path):

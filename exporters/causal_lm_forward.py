@@ -1,0 +1,204 @@
+"""The forward graph of a causal-lm run (token ids -> next-token logits) as ONNX and TFLite.
+
+Files written (``saved_models/NAME/onnx/`` and ``saved_models/NAME/tflite/``)::
+
+    onnx/model.onnx                 tf2onnx (opset 17): input_ids, attention_mask (int32 [batch,
+                                    length], both axes dynamic; right padding) -> logits (float32
+                                    [batch, length, vocabulary])
+    onnx/model_int8.onnx            dynamic int8 quantization (int8 weights, per channel)
+    onnx/model_fp16.onnx            float16 weights and compute, float32 inputs and outputs
+    tflite/model.tflite             the same graph for LiteRT (builtin ops only)
+    tflite/model_fp16.tflite        weights in float16
+    tflite/model_int8_dynamic.tflite  weights in int8, activations float
+    */tokenizer.json, tokenizer_config.json, task.json   the tokenizer and chat template
+
+Generation is a loop the caller runs around this graph (append the argmax, run again); the
+SavedModel's ``generate`` signature runs the whole loop with a key/value cache instead.
+
+The graph is the Keras model's own forward pass with its weights frozen into constants (the
+TFLite converter otherwise keeps Keras 3 variables as resource variables that LiteRT cannot
+read), and with the attention mask broadcast by ``expand_dims`` instead of keras-hub's
+``mask[:, None, :, :]``, a boolean strided slice with a new axis that TFLite has no builtin
+kernel for.
+
+>>> import onnxruntime as ort                                          # doctest: +SKIP
+>>> session = ort.InferenceSession("onnx/model.onnx")                  # doctest: +SKIP
+>>> logits = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+INPUTS = ("input_ids", "attention_mask")
+SIGNATURE = "serve_token_ids"
+ONNX_FILES = {"fp32": "model.onnx", "int8-dynamic": "model_int8.onnx", "fp16": "model_fp16.onnx"}
+TFLITE_FILES = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
+                "int8-dynamic": "model_int8_dynamic.tflite"}
+#: fp32 artifacts must match the Keras model this closely on every real position ...
+FP32_MAX_DIFF = 1e-3
+#: ... and pick the same next token at this share of them. Other variants are reported.
+FP32_MIN_AGREEMENT = 0.99
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def forward_function(model):
+    """A ``tf.function(input_ids, attention_mask) -> {"logits"}`` with the weights of ``model``
+    (a float32 :class:`~tfsft.models.causal_lm.CausalLMModel` without LoRA) as constants.
+
+    ``model``'s attention layers are changed in place (see the module docstring): pass a copy
+    made for the export, such as ``CausalLMModel.merged()``.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    for layer in model.backbone._flatten_layers():
+        if hasattr(layer, "_masked_softmax"):
+            layer._masked_softmax = types.MethodType(_masked_softmax, layer)
+    spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUTS]
+
+    @tf.function(input_signature=spec)
+    def traced(input_ids, attention_mask):
+        return model.next_token_logits(input_ids, attention_mask)
+
+    frozen = convert_variables_to_constants_v2(traced.get_concrete_function())
+
+    @tf.function(input_signature=spec)
+    def forward(input_ids, attention_mask):
+        return {"logits": frozen(input_ids=input_ids, attention_mask=attention_mask)[0]}
+
+    return forward
+
+
+def _masked_softmax(self, attention_scores, attention_mask=None):
+    import keras
+
+    if attention_mask is None:
+        return self._softmax(attention_scores)
+    return self._softmax(attention_scores, keras.ops.expand_dims(attention_mask, 1))
+
+
+def write_onnx(forward, folder: Path, variants: Sequence[str]) -> dict[str, Path]:
+    """``model.onnx`` and the requested variants (``int8-dynamic``, ``fp16``) in ``folder``."""
+    import onnx
+    import tf2onnx
+
+    from exporters import onnx_model
+
+    paths = {"fp32": folder / ONNX_FILES["fp32"]}
+    logger.info("converting the forward graph to ONNX (tf2onnx, opset %d)", onnx_model.OPSET)
+    proto, _ = tf2onnx.convert.from_function(forward, input_signature=forward.input_signature,
+                                             opset=onnx_model.OPSET)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(paths["fp32"]))
+    if "int8-dynamic" in variants:
+        paths["int8-dynamic"] = folder / ONNX_FILES["int8-dynamic"]
+        onnx_model.quantize_int8(paths["fp32"], paths["int8-dynamic"])
+    if "fp16" in variants:
+        paths["fp16"] = folder / ONNX_FILES["fp16"]
+        onnx_model.to_fp16(paths["fp32"], paths["fp16"])
+    return paths
+
+
+def write_tflite(forward, folder: Path, variants: Sequence[str], work: Path) -> dict[str, Path]:
+    """``model.tflite`` and the requested variants (``fp16``, ``int8-dynamic``) in ``folder``;
+    ``work`` holds the intermediate SavedModel the converter reads."""
+    import tensorflow as tf
+
+    from exporters import tflite
+
+    module = tf.Module()
+    module.forward = forward
+    # the frozen graph holds no variables, so there are no gradients to save
+    tf.saved_model.save(module, str(work), signatures={SIGNATURE: forward},
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    paths = {}
+    for variant in ["fp32", *[v for v in ("fp16", "int8-dynamic") if v in variants]]:
+        logger.info("converting the forward graph to TFLite %s", variant)
+        paths[variant] = folder / TFLITE_FILES[variant]
+        paths[variant].write_bytes(tflite.convert_token_ids(work, variant))
+    return paths
+
+
+def onnx_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Runner:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=list(providers))
+    return lambda ids, mask: session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def tflite_runner(path: Path) -> Runner:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner(SIGNATURE)
+    return lambda ids, mask: runner(input_ids=ids, attention_mask=mask)["logits"]
+
+
+def keras_runner(model) -> Runner:
+    return lambda ids, mask: np.asarray(model.next_token_logits(ids, mask))
+
+
+def conversation_batches(token_lists: Sequence[Sequence[int]], pad_id: int,
+                         batch_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Right-padded ``(input_ids, attention_mask)`` int32 batches of the token lists.
+
+    >>> [ids.tolist() for ids, _ in conversation_batches([[5, 6, 7], [8]], pad_id=0)]
+    [[[5, 6, 7], [8, 0, 0]]]
+    """
+    batches = []
+    for begin in range(0, len(token_lists), batch_size):
+        rows = token_lists[begin:begin + batch_size]
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), pad_id, np.int32)
+        mask = np.zeros((len(rows), width), np.int32)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)], mask[i, :len(row)] = row, 1
+        batches.append((ids, mask))
+    return batches
+
+
+def reference_outputs(reference: Runner, batches) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per batch: the reference logits at the real positions and their argmax."""
+    out = []
+    for ids, mask in batches:
+        logits = reference(ids, mask)[mask.astype(bool)]
+        out.append((logits, logits.argmax(-1)))
+    return out
+
+
+def compare(artifact: str, variant: str, path: Path, runner: Runner, batches,
+            expected: list[tuple[np.ndarray, np.ndarray]], **notes: Any) -> dict[str, Any]:
+    """Max |Δlogit| and next-token argmax agreement over every real position of ``batches``;
+    fp32 artifacts must reach :data:`FP32_MAX_DIFF` and :data:`FP32_MIN_AGREEMENT`."""
+    logger.info("verifying %s %s on %d conversations", artifact, variant,
+                sum(len(ids) for ids, _ in batches))
+    worst, agree, positions, seconds = 0.0, 0, 0, []
+    for (ids, mask), (logits, choice) in zip(batches, expected, strict=True):
+        started = time.perf_counter()
+        got = np.asarray(runner(ids, mask), np.float32)
+        seconds.append(time.perf_counter() - started)
+        got = got[mask.astype(bool)]
+        worst = max(worst, float(np.abs(got - logits).max()))
+        agree += int((got.argmax(-1) == choice).sum())
+        positions += len(choice)
+    agreement = agree / max(positions, 1)
+    gated = variant == "fp32"
+    passed = not gated or (worst <= FP32_MAX_DIFF and agreement >= FP32_MIN_AGREEMENT)
+    return {"artifact": artifact, "variant": variant, "path": str(path),
+            "size_mb": round(path.stat().st_size / 1e6, 1), "positions": positions,
+            "max_abs_logit_diff": worst, "argmax_agreement": round(agreement, 4),
+            "median_batch_ms": round(1000 * float(np.median(seconds)), 1),
+            "rule": (f"max |Δlogit| <= {FP32_MAX_DIFF:g} and argmax agreement >= "
+                     f"{FP32_MIN_AGREEMENT:.0%}" if gated else "reported"),
+            "passed": passed, **notes}
