@@ -205,9 +205,6 @@ def export_causal_lm(run, base: Path, formats: list[str], quantize: list[str],
     if "int8" in quantize:
         raise ConfigError("causal-lm runs have no calibrated int8 variant; use "
                           "--quantize int8-dynamic (int8 weights, activations at run time)")
-    if quantize and not {"tflite", "onnx"} & set(formats):
-        raise ConfigError("--quantize makes TFLite and ONNX variants: add tflite or onnx to "
-                          "--format")
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     if not len(heldout):
         raise ConfigError(f"no held-out conversations to verify the export on (the run's "
@@ -270,17 +267,13 @@ def _savedmodel(run, model, folder: Path, heldout, count: int) -> dict[str, Any]
     import tensorflow as tf
 
     from tfsft.generation import Generator
-    from tfsft.runs import TASK_FILE, TOKENIZER_DIR
 
     started = time.perf_counter()
     module = generation_module(model, run.tokenizer, run.max_length)
     tf.saved_model.save(module, str(folder), signatures={
         "generate": module.generate, "sample": module.sample, "logits": module.logits})
-    assets = folder / "assets"
-    assets.mkdir(exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(run.run_dir / TOKENIZER_DIR / name, assets / name)
-    shutil.copy(run.run_dir / TASK_FILE, assets / TASK_FILE)
+    (folder / "assets").mkdir(exist_ok=True)
+    write_tokenizer_sidecars(run, folder / "assets")
     build_seconds = time.perf_counter() - started
     logger.info("verifying the SavedModel's greedy completions on %d prompts", count)
     prompts = [run.tokenizer.prompt_ids(heldout.prompts[i]) for i in range(count)]

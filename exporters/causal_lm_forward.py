@@ -37,13 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from exporters.onnx_model import FILES as ONNX_FILES
+from exporters.savedmodel import TOKEN_IDS_SIGNATURE as SIGNATURE
+from exporters.tflite import TOKEN_ID_VARIANTS as TFLITE_FILES
+
 logger = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask")
-SIGNATURE = "serve_token_ids"
-ONNX_FILES = {"fp32": "model.onnx", "int8-dynamic": "model_int8.onnx", "fp16": "model_fp16.onnx"}
-TFLITE_FILES = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
-                "int8-dynamic": "model_int8_dynamic.tflite"}
 #: fp32 artifacts must match the Keras model this closely on every real position ...
 FP32_MAX_DIFF = 1e-3
 #: ... and pick the same next token at this share of them. Other variants are reported.
