@@ -88,7 +88,8 @@ def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: P
     encoded = run.task.encode(run.tokenizer, examples, run.max_length)
     for ours, theirs in zip(_arrays(run.task.model_outputs(reloaded, encoded)),
                             _arrays(run.outputs(examples, verbose=0)), strict=True):
-        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+        # float32 sums in a different batch order differ in the last bits (1e-6 on logits near 4)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
     # export to every format and variant; each passes the task's parity rules
     export_dir = tmp_path / "exports" / "model"
