@@ -303,23 +303,24 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
                      for i in range(count)]
     batches = forward.conversation_batches(conversations, int(run.tokenizer.pad_id))
     expected = forward.reference_outputs(forward.keras_runner(run.model), batches)
-    function = forward.forward_function(model)
+    files = forward.write_frozen(model, staging, onnx="onnx" in formats,
+                                 tflite="tflite" in formats)
     checks = []
-    if "onnx" in formats:
-        folder = staging / "onnx"
+    for artifact, write, runner in (("onnx", forward.write_onnx, forward.onnx_runner),
+                                    ("tflite", forward.write_tflite, forward.tflite_runner)):
+        if artifact not in formats:
+            continue
+        folder = staging / artifact
         folder.mkdir()
         write_tokenizer_sidecars(run, folder)
-        for variant, path in forward.write_onnx(function, folder, quantize).items():
-            checks.append(forward.compare("onnx", variant, path, forward.onnx_runner(path),
-                                          batches, expected))
-    if "tflite" in formats:
-        folder = staging / "tflite"
-        folder.mkdir()
-        write_tokenizer_sidecars(run, folder)
-        paths = forward.write_tflite(function, folder, quantize, staging / "forward-savedmodel")
-        for variant, path in paths.items():
-            checks.append(forward.compare("tflite", variant, path, forward.tflite_runner(path),
-                                          batches, expected))
+        for variant, path in write(files, folder, quantize).items():
+            method = forward.METHODS.get((artifact, variant))
+            checks.append(forward.compare(artifact, variant, path, runner(path), batches,
+                                          expected, **({"method": method} if method else {})))
+    if files.graph_def is not None:
+        files.graph_def.unlink()
+    if files.savedmodel is not None:
+        shutil.rmtree(files.savedmodel)
     return checks
 
 

@@ -5,7 +5,8 @@ Files written (``saved_models/NAME/onnx/`` and ``saved_models/NAME/tflite/``)::
     onnx/model.onnx                 tf2onnx (opset 17): input_ids, attention_mask (int32 [batch,
                                     length], both axes dynamic; right padding) -> logits (float32
                                     [batch, length, vocabulary])
-    onnx/model_int8.onnx            dynamic int8 quantization (int8 weights, per channel)
+    onnx/model_int8.onnx            int8 weights (MatMulNBits, one scale per 32 weights),
+                                    float activations (see onnx_model.quantize_weights_int8)
     onnx/model_fp16.onnx            float16 weights and compute, float32 inputs and outputs
     tflite/model.tflite             the same graph for LiteRT (builtin ops only)
     tflite/model_fp16.tflite        weights in float16
@@ -32,6 +33,7 @@ import logging
 import time
 import types
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,10 @@ FP32_MIN_AGREEMENT = 0.99
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def forward_function(model):
-    """A ``tf.function(input_ids, attention_mask) -> {"logits"}`` with the weights of ``model``
-    (a float32 :class:`~tfsft.models.causal_lm.CausalLMModel` without LoRA) as constants.
+def freeze(model):
+    """The forward pass of ``model`` (a float32 :class:`~tfsft.models.causal_lm.CausalLMModel`
+    without LoRA) as a ``ConcreteFunction(input_ids, attention_mask) -> [logits]`` whose
+    weights are constants, inlined into one graph.
 
     ``model``'s attention layers are changed in place (see the module docstring): pass a copy
     made for the export, such as ``CausalLMModel.merged()``.
@@ -72,7 +75,15 @@ def forward_function(model):
     def traced(input_ids, attention_mask):
         return model.next_token_logits(input_ids, attention_mask)
 
-    frozen = convert_variables_to_constants_v2(traced.get_concrete_function())
+    return convert_variables_to_constants_v2(traced.get_concrete_function(),
+                                             aggressive_inlining=True)
+
+
+def forward_function(frozen):
+    """``tf.function(input_ids, attention_mask) -> {"logits"}`` around :func:`freeze`'s result."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUTS]
 
     @tf.function(input_signature=spec)
     def forward(input_ids, attention_mask):
@@ -89,46 +100,83 @@ def _masked_softmax(self, attention_scores, attention_mask=None):
     return self._softmax(attention_scores, keras.ops.expand_dims(attention_mask, 1))
 
 
-def write_onnx(forward, folder: Path, variants: Sequence[str]) -> dict[str, Path]:
-    """``model.onnx`` and the requested variants (``int8-dynamic``, ``fp16``) in ``folder``."""
-    import onnx
-    import tf2onnx
+@dataclass
+class FrozenFiles:
+    """The frozen forward graph on disk, as each converter reads it."""
 
-    from exporters import onnx_model
+    graph_def: Path | None = None  # for tf2onnx
+    graph_inputs: list[str] = field(default_factory=list)
+    graph_outputs: list[str] = field(default_factory=list)
+    savedmodel: Path | None = None  # for the TFLite converter
+
+
+def write_frozen(model, work: Path, onnx: bool, tflite: bool) -> FrozenFiles:
+    """Freeze ``model`` (see :func:`freeze`) and write what the ONNX and TFLite converters read
+    into ``work``; the frozen graph is released on return, before any converter runs."""
+    import tensorflow as tf
+
+    from exporters import onnx_frozen
+
+    frozen, files = freeze(model), FrozenFiles()
+    if onnx:
+        files.graph_def = work / "forward.pb"
+        files.graph_inputs, files.graph_outputs = onnx_frozen.write_graph_def(frozen,
+                                                                              files.graph_def)
+    if tflite:
+        files.savedmodel = work / "forward-savedmodel"
+        forward = forward_function(frozen)
+        module = tf.Module()
+        module.forward = forward
+        # the frozen graph holds no variables, so there are no gradients to save
+        tf.saved_model.save(module, str(files.savedmodel), signatures={SIGNATURE: forward},
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    return files
+
+
+def write_onnx(files: FrozenFiles, folder: Path, variants: Sequence[str]) -> dict[str, Path]:
+    """``model.onnx`` and the requested variants (``int8-dynamic``, ``fp16``) in ``folder``,
+    converted by tf2onnx in a fresh process (see ``exporters.onnx_frozen``)."""
+    from exporters import onnx_frozen, onnx_model
 
     paths = {"fp32": folder / ONNX_FILES["fp32"]}
-    logger.info("converting the forward graph to ONNX (tf2onnx, opset %d)", onnx_model.OPSET)
-    proto, _ = tf2onnx.convert.from_function(forward, input_signature=forward.input_signature,
-                                             opset=onnx_model.OPSET)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(paths["fp32"]))
+    logger.info("converting the forward graph to ONNX (tf2onnx, opset %d, separate process)",
+                onnx_frozen.OPSET)
+    onnx_frozen.convert_in_subprocess(
+        files.graph_def, paths["fp32"], inputs=dict(zip(files.graph_inputs, INPUTS, strict=True)),
+        outputs={files.graph_outputs[0]: "logits"})
     if "int8-dynamic" in variants:
         paths["int8-dynamic"] = folder / ONNX_FILES["int8-dynamic"]
-        onnx_model.quantize_int8(paths["fp32"], paths["int8-dynamic"])
+        logger.info("quantizing the ONNX weights to int8 (MatMulNBits, blocks of %d)",
+                    onnx_model.WEIGHT_BLOCK)
+        onnx_model.quantize_weights_int8(paths["fp32"], paths["int8-dynamic"])
     if "fp16" in variants:
         paths["fp16"] = folder / ONNX_FILES["fp16"]
         onnx_model.to_fp16(paths["fp32"], paths["fp16"])
     return paths
 
 
-def write_tflite(forward, folder: Path, variants: Sequence[str], work: Path) -> dict[str, Path]:
-    """``model.tflite`` and the requested variants (``fp16``, ``int8-dynamic``) in ``folder``;
-    ``work`` holds the intermediate SavedModel the converter reads."""
-    import tensorflow as tf
-
+def write_tflite(files: FrozenFiles, folder: Path, variants: Sequence[str]) -> dict[str, Path]:
+    """``model.tflite`` and the requested variants (``fp16``, ``int8-dynamic``) in ``folder``,
+    each converted in a fresh process (the converter's peak is about 20x the model's size)."""
     from exporters import tflite
 
-    module = tf.Module()
-    module.forward = forward
-    # the frozen graph holds no variables, so there are no gradients to save
-    tf.saved_model.save(module, str(work), signatures={SIGNATURE: forward},
-                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     paths = {}
     for variant in ["fp32", *[v for v in ("fp16", "int8-dynamic") if v in variants]]:
-        logger.info("converting the forward graph to TFLite %s", variant)
+        logger.info("converting the forward graph to TFLite %s (separate process)", variant)
         paths[variant] = folder / TFLITE_FILES[variant]
-        paths[variant].write_bytes(tflite.convert_token_ids(work, variant))
+        tflite.convert_token_ids_in_subprocess(files.savedmodel, variant, paths[variant])
     return paths
+
+
+#: How each quantized variant was made, for the report.
+METHODS = {
+    ("onnx", "int8-dynamic"): "int8 weights (MatMulNBits, symmetric, one scale per "
+                              "32 weights), float activations",
+    ("onnx", "fp16"): "float16 weights and compute, float32 inputs and outputs",
+    ("tflite", "int8-dynamic"): "int8 weights, activations quantized per row at run time "
+                                "(TFLite dynamic range)",
+    ("tflite", "fp16"): "float16 weights, float32 compute",
+}
 
 
 def onnx_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Runner:

@@ -34,9 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 from exporters.bert_graph import token_id_function
+from exporters.onnx_frozen import OPSET
 from exporters.savedmodel import ID_INPUTS
 
-OPSET = 17
 FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8.onnx",
          "fp16": "model_fp16.onnx"}
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
@@ -124,6 +124,41 @@ def quantize_int8(source: Path, target: Path) -> None:
     # all float32 here.
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
+
+
+#: Weights per int8 scale in :func:`quantize_weights_int8`.
+WEIGHT_BLOCK = 32
+
+
+def quantize_weights_int8(source: Path, target: Path, block_size: int = WEIGHT_BLOCK) -> None:
+    """Weight-only int8: every MatMul with a constant weight becomes ``MatMulNBits`` (8 bits,
+    one symmetric scale per ``block_size`` weights of an input column); activations stay float.
+
+    For decoder language models. :func:`quantize_int8` also quantizes each activation tensor
+    to uint8 with one scale per tensor, which decoder hidden states with a few outlier
+    features (values in the hundreds beside values near zero) do not survive: on SmolLM2-135M
+    its next-token agreement with float32 was 0 % (per-channel weights) and 50 % (per-tensor),
+    against 99.4 % for this.
+    """
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    quantizer_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quantizer_log.level
+    quantizer_log.setLevel(logging.WARNING)  # one INFO line per node otherwise
+    try:
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8)
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=block_size,
+                                         is_symmetric=True, algo_config=config)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(target), False)
+    finally:
+        quantizer_log.setLevel(level)
 
 
 def to_fp16(source: Path, target: Path) -> None:

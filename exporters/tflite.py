@@ -26,6 +26,8 @@ Run the raw-text model with LiteRT and the tf-text op resolver::
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -80,6 +82,16 @@ def convert_token_ids(savedmodel: Path, variant: str,
     return converter.convert()
 
 
+def convert_token_ids_in_subprocess(savedmodel: Path, variant: str, path: Path) -> None:
+    """:func:`convert_token_ids` (``fp32``, ``fp16`` or ``int8-dynamic``) run by a new Python
+    process that writes the flatbuffer to ``path`` (see :mod:`exporters.fresh_process`): for
+    models whose conversion would not fit in memory beside the exporting process's own."""
+    from exporters.fresh_process import run_module
+
+    run_module(__name__, {"savedmodel": str(savedmodel), "variant": variant, "path": str(path)},
+               f"the TFLite {variant} conversion of {Path(savedmodel).name}")
+
+
 def convert_text(savedmodel: Path) -> bytes:
     """The raw-text ``serving_default`` signature (or ``serve_text_lite`` where the task has
     one), tokenizer included (tf-text custom ops)."""
@@ -132,3 +144,9 @@ def text_runner(path: Path) -> Callable[[dict], dict[str, np.ndarray]]:
 
 def _utf8(texts: np.ndarray) -> np.ndarray:
     return np.array([text.encode("utf-8") for text in texts], dtype=object)
+
+
+if __name__ == "__main__":
+    _request = json.loads(sys.argv[1])
+    Path(_request["path"]).write_bytes(convert_token_ids(Path(_request["savedmodel"]),
+                                                         _request["variant"]))

@@ -275,6 +275,13 @@ def check_forward_graphs(run, base, report):
         assert checks[key]["positions"] > 4 * 10
     for c in checks.values():
         assert Path(c["path"]).is_file() or Path(c["path"]).is_dir(), c["path"]
+    for key in (("onnx", "int8-dynamic"), ("onnx", "fp16"), ("tflite", "int8-dynamic")):
+        assert checks[key]["method"] and checks[key]["rule"] == "reported"
+    # int8 weights, float activations: MatMulNBits in place of every weight MatMul
+    import onnx
+    int8_ops = {n.op_type for n in onnx.load(checks[("onnx", "int8-dynamic")]["path"]).graph.node}
+    assert "MatMulNBits" in int8_ops and "DynamicQuantizeLinear" not in int8_ops
+    assert checks[("onnx", "int8-dynamic")]["argmax_agreement"] >= 0.95
     assert "XlaDynamicUpdateSlice" in report["not_exported"]["generation loop as ONNX"]
     for folder in (base / "onnx", base / "tflite"):
         assert {"tokenizer.json", "tokenizer_config.json", "task.json"} <= {

@@ -35,3 +35,7 @@ class ConfigError(TfsftError, ValueError):
 
 class CheckpointError(TfsftError, ValueError):
     """A model checkpoint folder is missing, incomplete or of an unsupported kind."""
+
+
+class ExportError(TfsftError):
+    """A converter (tf2onnx, the TFLite converter) could not write an artifact."""
