@@ -133,3 +133,38 @@ def test_predict_logits_returns_input_order():
     model = keras.Model(inputs, keras.ops.cast(length, "float32"))
     logits = predict_logits(model, encoded, batch_size=2, verbose=0)
     assert logits[:, 0].tolist() == encoded.lengths.tolist()
+
+
+def test_buckets_pad_every_batch_to_a_few_widths_and_token_targets_alike():
+    from tfsft.data.pipeline import RaggedRows, TokenAligned, length_buckets
+
+    tokenizer = WordPieceTokenizer(TINY_VOCAB)
+    rows = sentiment_rows(100)
+    data = TextClassificationData([t for t, _ in rows], None,
+                                  np.zeros(len(rows), np.int32), ("neg", "pos"))
+    encoded = encode(tokenizer, data, max_length=32)
+    positions = np.concatenate([np.arange(n // 2) for n in encoded.lengths]).astype(np.int32)
+    encoded.targets = {"tags": TokenAligned(np.ones(int(encoded.lengths.sum()), np.int32), -1),
+                       "positions": RaggedRows(positions, encoded.lengths // 2, pad_value=-1)}
+    buckets = length_buckets(32, smallest=4)
+    assert buckets == (4, 8, 16, 32)
+    widths = set()
+    for features, targets in make_dataset(encoded, batch_size=8, shuffle=True, seed=1,
+                                          buckets=buckets):
+        ids, mask = features["token_ids"].numpy(), features["padding_mask"].numpy()
+        width = ids.shape[1]
+        assert width in buckets and width >= mask.sum(axis=1).max()
+        assert width < 2 * mask.sum(axis=1).max() or width == buckets[0]  # the smallest that fits
+        assert targets["tags"].shape == ids.shape
+        np.testing.assert_array_equal(targets["tags"].numpy() == 1, mask == 1)
+        assert targets["positions"].shape[1] in buckets
+        widths.add(width)
+    assert len(widths) >= 2  # the data has rows of several lengths
+
+
+def test_gpu_precision_follows_the_compute_capability():
+    from tfsft.training.precision import gpu_precision, resolve_precision
+
+    assert gpu_precision([(8, 6)]) == "mixed_bfloat16"  # Ampere: bfloat16 tensor cores
+    assert gpu_precision([(7, 0)]) == "mixed_float16"  # Volta: float16 only, loss scaling
+    assert resolve_precision("float32") == "float32"

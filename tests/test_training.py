@@ -153,3 +153,11 @@ def test_export_savedmodel_serves_raw_text_in_a_fresh_process(trained_run, tmp_p
     encoded = unpad(run.tokenizer.encode(texts, max_length=run.max_length))
     pad = run.tokenizer.pad_id
     assert [[i for i in row if i != pad] for row in result["input_ids"]] == encoded
+
+
+def test_jit_compiled_run_learns_with_bucketed_batches(tiny_checkpoint, tmp_path):
+    train_file = write_csv(tmp_path / "train.csv", sentiment_rows(512, seed=1))
+    result = train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", jit_compile=True))
+    assert result.summary["jit_compile"] is True
+    assert result.metrics["accuracy"] >= 0.9
+    assert TrainedRun(result.run_dir).predict(["a superb film"])[0]["label"] == "pos"

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from tfsft.choices import LR_DECAYS  # noqa: E402
 from tfsft.errors import ConfigError, TfsftError  # noqa: E402
 from tfsft.tasks.base import option_fields, options_class, task_names  # noqa: E402
+from tfsft.training.distribution import STRATEGIES  # noqa: E402
 from tfsft.training.precision import PRECISIONS  # noqa: E402
 
 logger = logging.getLogger("tfsft")
@@ -148,6 +149,13 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS,
                        help="compute precision (auto: bfloat16 matmuls on CPUs with AMX/AVX512-BF16, "
                             "else float32; weights and the saved model stay float32)")
+    train.add_argument("--strategy", choices=STRATEGIES,
+                       help="tf.distribute strategy (auto: multi-worker when TF_CONFIG names a "
+                            "cluster, mirrored with several GPUs, else one-device); --batch-size "
+                            "is the global batch")
+    train.add_argument("--jit-compile", action="store_true", default=None,
+                       help="compile the training step with XLA; batches are padded to length "
+                            "buckets (16, 32, 64, ... max length) so it compiles a few shapes")
     train.add_argument("--early-stopping-patience", type=int)
     train.add_argument("--no-early-stopping", action="store_true")
     train.add_argument("--reduce-lr-on-plateau", action="store_true", default=None)
@@ -350,6 +358,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_tensorboard:
         config.tensorboard = False
     result = train(config)
+    if result.summary.get("chief") is False:  # a multi-worker run's other workers
+        print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
+                          "worker": result.summary["distribution"]["worker_index"],
+                          "written_by": "the chief"}))
+        return 0
     print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
                       "validation": result.summary["validation"],
                       "train_examples_per_second": result.summary["train_examples_per_second"],

@@ -31,6 +31,7 @@ from tfsft.choices import LR_DECAYS
 from tfsft.errors import ConfigError
 from tfsft.option_types import coerce
 from tfsft.tasks.base import make_options, option_fields, options_class, task_class, task_names
+from tfsft.training.distribution import STRATEGIES
 from tfsft.training.precision import PRECISIONS
 
 REQUIRED = ("train", "model", "output_dir")
@@ -66,6 +67,8 @@ class TrainConfig:
     dropout: float = 0.1
     seed: int = 42
     precision: str = "auto"
+    strategy: str = "auto"  # see tfsft.training.distribution
+    jit_compile: bool = False  # XLA, batches padded to length buckets
     early_stopping_patience: int | None = 2
     reduce_lr_on_plateau: bool = False
     monitor: str | None = None  # the task's default (val_loss)
@@ -140,6 +143,7 @@ class TrainConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.lr_schedule in LR_DECAYS, f"lr_schedule must be one of {LR_DECAYS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
             (0 < self.validation_fraction < 1, "validation_fraction must be in (0, 1)"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),

@@ -145,12 +145,27 @@ def count_batches(rows: int, batch_size: int) -> int:
     return -(-rows // batch_size)
 
 
+def length_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
+    """Batch widths for XLA: powers of two from ``smallest`` up to ``max_length``, and
+    ``max_length`` itself, so that a compiled step sees a bounded number of shapes.
+
+    >>> length_buckets(128), length_buckets(384), length_buckets(8)
+    ((16, 32, 64, 128), (16, 32, 64, 128, 256, 384), (8,))
+    """
+    widths, width = [], smallest
+    while width < max_length:
+        widths.append(width)
+        width *= 2
+    return (*widths, max_length)
+
+
 def make_dataset(
     encoded: EncodedData,
     batch_size: int,
     shuffle: bool = False,
     seed: int | None = None,
     window_batches: int = WINDOW_BATCHES,
+    buckets: Sequence[int] | None = None,
 ) -> tf.data.Dataset:
     """A dataset of ``(features, targets)`` batches, grouped by length and padded per batch.
 
@@ -163,6 +178,9 @@ def make_dataset(
     batches by length, cuts it into batches and shuffles the batches; the order changes every
     epoch and is the same for the same ``seed``. Batches do not keep the input order, so use
     :func:`predict_logits` for predictions.
+    With ``buckets`` (ascending widths, see :func:`length_buckets`), each batch is padded to
+    the smallest bucket that holds its longest row instead (for ``jit_compile``: one compiled
+    program per bucket, not per length); per-row targets of their own length likewise.
     """
     rows = len(encoded)
     lengths = tf.constant(encoded.lengths)
@@ -177,28 +195,32 @@ def make_dataset(
                                   reshuffle_each_iteration=True)
     else:
         batches = tf.data.Dataset.from_tensor_slices(_length_order(encoded)).batch(batch_size)
-    dataset = batches.map(_batch_gatherer(encoded), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batches.map(_batch_gatherer(encoded, buckets), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
         count_batches(rows, batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _batch_gatherer(encoded: EncodedData):
-    """``f(row indices) -> (features, targets[, sample weights])``, rows padded to the longest."""
+def _batch_gatherer(encoded: EncodedData, buckets: Sequence[int] | None = None):
+    """``f(row indices) -> (features, targets[, sample weights])``, rows padded to the longest
+    (or to its bucket)."""
     token_ids = tf.RaggedTensor.from_row_lengths(encoded.token_ids, encoded.lengths)
     segment_ids = tf.RaggedTensor.from_row_lengths(encoded.segment_ids, encoded.lengths)
     lengths = tf.constant(encoded.lengths)
     targets = encoded.targets or {"target": np.zeros(len(encoded), np.int32)}
-    gatherers = {name: _target_gatherer(encoded, value) for name, value in targets.items()}
+    gatherers = {name: _target_gatherer(encoded, value, buckets)
+                 for name, value in targets.items()}
     weights = None if encoded.sample_weights is None else tf.constant(
         encoded.sample_weights.astype(np.float32))
-    extras = {name: _target_gatherer(encoded, value)
+    extras = {name: _target_gatherer(encoded, value, buckets)
               for name, value in (encoded.extra_features or {}).items()}
+    pad = _bucket_padder(buckets)
 
     def gather(indices):
-        ids = tf.gather(token_ids, indices).to_tensor()
-        mask = tf.sequence_mask(tf.gather(lengths, indices), tf.shape(ids)[1], dtype=tf.int32)
-        features = {"token_ids": ids, "segment_ids": tf.gather(segment_ids, indices).to_tensor(),
+        ids = pad(tf.gather(token_ids, indices))
+        width = tf.shape(ids)[1]
+        mask = tf.sequence_mask(tf.gather(lengths, indices), width, dtype=tf.int32)
+        features = {"token_ids": ids, "segment_ids": pad(tf.gather(segment_ids, indices)),
                     "padding_mask": mask}
         features.update({name: take(indices) for name, take in extras.items()})
         y = {name: take(indices) for name, take in gatherers.items()}
@@ -210,15 +232,30 @@ def _batch_gatherer(encoded: EncodedData):
     return gather
 
 
-def _target_gatherer(encoded: EncodedData, target: np.ndarray | TokenAligned | RaggedRows):
-    if isinstance(target, RaggedRows):
-        ragged = tf.RaggedTensor.from_row_lengths(target.values, target.row_lengths)
-        pad = tf.constant(target.pad_value, dtype=ragged.dtype)
-        return lambda indices: tf.gather(ragged, indices).to_tensor(default_value=pad)
-    if isinstance(target, TokenAligned):
-        ragged = tf.RaggedTensor.from_row_lengths(target.values, encoded.lengths)
-        pad = tf.constant(target.pad_value, dtype=ragged.dtype)
-        return lambda indices: tf.gather(ragged, indices).to_tensor(default_value=pad)
+def _bucket_padder(buckets: Sequence[int] | None, default_value=None):
+    """``f(ragged rows) -> dense [rows, width]``: width the longest row, or its bucket."""
+    if not buckets:
+        return lambda rows: rows.to_tensor(default_value=default_value)
+    widths = tf.constant(sorted(buckets), tf.int64)
+
+    def pad(rows):
+        longest = tf.cast(tf.reduce_max(rows.row_lengths()), tf.int64)
+        index = tf.minimum(tf.searchsorted(widths, [longest])[0], len(buckets) - 1)
+        width = tf.maximum(widths[index], longest)  # rows past the last bucket keep their width
+        return rows.to_tensor(default_value=default_value,
+                              shape=tf.stack([tf.cast(rows.nrows(), tf.int64), width]))
+
+    return pad
+
+
+def _target_gatherer(encoded: EncodedData, target: np.ndarray | TokenAligned | RaggedRows,
+                     buckets: Sequence[int] | None = None):
+    if isinstance(target, RaggedRows | TokenAligned):
+        row_lengths = (target.row_lengths if isinstance(target, RaggedRows)
+                       else encoded.lengths)
+        ragged = tf.RaggedTensor.from_row_lengths(target.values, row_lengths)
+        pad = _bucket_padder(buckets, tf.constant(target.pad_value, dtype=ragged.dtype))
+        return lambda indices: pad(tf.gather(ragged, indices))
     values = tf.constant(target)
     return lambda indices: tf.gather(values, indices)
 

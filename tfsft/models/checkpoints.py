@@ -131,13 +131,17 @@ def load_backbone(name_or_path: str | Path, dtype: str | None = None) -> tuple[k
     if activation not in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
         raise CheckpointError(f"{folder}: hidden_act {activation!r} is not supported")
     exact_gelu = activation == "gelu"
+    # keras-hub's converter leaves the checkpoint's dropout out (its default is 0.1)
+    dropout = float(config.get("hidden_dropout_prob", 0.1))
     if (folder / "model.safetensors").exists():
         check_safetensors(folder / "model.safetensors")
-        backbone = keras_hub.models.BertBackbone.from_preset(str(folder), dtype=dtype)
+        backbone = keras_hub.models.BertBackbone.from_preset(str(folder), dtype=dtype,
+                                                             dropout=dropout)
     elif (folder / "tf_model.h5").exists():
         with tempfile.TemporaryDirectory(prefix="tfsft-h5-") as tmp:
             _tf_h5_to_safetensors(folder, Path(tmp))
-            backbone = keras_hub.models.BertBackbone.from_preset(tmp, dtype=dtype)
+            backbone = keras_hub.models.BertBackbone.from_preset(tmp, dtype=dtype,
+                                                                 dropout=dropout)
     else:
         raise CheckpointError(
             f"{folder}: no weights found; expected model.safetensors or tf_model.h5"

@@ -34,6 +34,7 @@ def standard_callbacks(
     reduce_lr_on_plateau: bool = False,
     backup_every_steps: int | None = 200,
     tensorboard: bool = True,
+    chief: bool = True,
 ) -> list[keras.callbacks.Callback]:
     """Backup/resume, best checkpoint, CSV history, early stopping, plateau LR and TensorBoard.
 
@@ -41,27 +42,44 @@ def standard_callbacks(
     that many steps under ``run_dir/backup``; a restarted run picks it up. ``None`` backs up at
     each epoch end instead. ``mode`` says whether lower (``min``) or higher (``max``) values of
     ``monitor`` are better (each task declares it for its metrics).
+
+    ``chief=False`` (a worker of a multi-worker run other than the chief) writes nothing: it
+    restores from the chief's backup and stops early when the chief does (all workers see the
+    same averaged metrics).
     """
     run_dir = Path(run_dir)
+    backup = dict(backup_dir=str(run_dir / BACKUP_DIR), save_freq=backup_every_steps or "epoch",
+                  double_checkpoint=True)
     callbacks: list[keras.callbacks.Callback] = [
         StopOnNaN(),  # first: a diverged step stops the run before anything is saved
-        keras.callbacks.BackupAndRestore(
-            backup_dir=str(run_dir / BACKUP_DIR),
-            save_freq=backup_every_steps or "epoch",
-            double_checkpoint=True,
-        ),
-        BestWeightsCheckpoint(run_dir / BEST_CHECKPOINT, monitor=monitor, mode=mode),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
+        keras.callbacks.BackupAndRestore(**backup) if chief else RestoreFromChiefBackup(**backup),
     ]
+    if chief:
+        callbacks += [
+            BestWeightsCheckpoint(run_dir / BEST_CHECKPOINT, monitor=monitor, mode=mode),
+            keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
+        ]
     if patience is not None:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=patience, restore_best_weights=True, verbose=1))
     if reduce_lr_on_plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, mode=mode, factor=0.5, patience=1, verbose=1))
-    if tensorboard:
+    if tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
     return callbacks
+
+
+class RestoreFromChiefBackup(keras.callbacks.BackupAndRestore):
+    """A non-chief worker's :class:`keras.callbacks.BackupAndRestore`: it restores the chief's
+    backup when training (re)starts, and neither writes nor removes it. The chief saves at the
+    same steps, so a restarted job resumes every worker from the same state."""
+
+    def _save_model(self):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
 
 
 class TrainingDiverged(TfsftError):

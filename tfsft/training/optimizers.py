@@ -4,7 +4,10 @@ On TensorFlow each variable is updated by one fused ``ResourceApplyAdam`` kernel
 arithmetic as ``keras.optimizers.AdamW``), instead of a dozen element-wise ops: the training step
 traces faster and spends less time reading and writing the optimizer state. Sparse gradients
 (embedding lookups) are summed into dense ones first, so a token that occurs many times in a batch
-counts once in the second moment and the clipping norm, with its summed gradient.
+counts once in the second moment and the clipping norm, with its summed gradient. Under a
+``tf.distribute`` strategy with several replicas the gradients are summed over replicas before
+they are clipped, so a run on N replicas takes the same steps as one process with the same
+global batch.
 
 >>> optimizer = adamw(learning_rate=2e-5, weight_decay=0.01, clipnorm=1.0)
 >>> optimizer.global_clipnorm
@@ -35,18 +38,29 @@ class AdamW(keras.optimizers.AdamW):
     def get_config(self):
         return {**super().get_config(), "no_decay_names": list(self.no_decay_names)}
 
+    def _use_weight_decay(self, variable):
+        # Under a tf.distribute strategy Keras asks about each replica's copy, named by its
+        # path ("layer_norm/gamma:0", "layer_norm/gamma/replica_1:0"), which the patterns
+        # above do not match: LayerNorm and biases would be decayed.
+        name = variable.name.split(":")[0].split("/")
+        if len(name) > 1 and name[-1].startswith("replica_"):
+            name = name[:-1]
+        if name[-1] in self.no_decay_names:
+            return False
+        return super()._use_weight_decay(variable)
+
     def _fused(self) -> bool:
         """Whether the fused kernels apply: TensorFlow, no AMSGrad, no ``tf.distribute`` strategy."""
         return keras.backend.backend() == "tensorflow" and not self.amsgrad and (
             not tf.distribute.has_strategy())
 
     def _backend_apply_gradients(self, grads, trainable_variables):
-        if self._fused():
-            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-                     for g in grads]
+        if _replicas() == 1:  # with several replicas: after summing them (_sum_over_replicas)
+            grads = [_dense(g) for g in grads]
         return super()._backend_apply_gradients(grads, trainable_variables)
 
     def _clip_gradients(self, grads):
+        grads = _sum_over_replicas(grads)
         if not (self._fused() and self.global_clipnorm) or self.clipnorm or self.clipvalue:
             return super()._clip_gradients(grads)
         # Keras's clip_by_global_norm, with each squared norm taken in one pass (l2_loss).
@@ -55,6 +69,11 @@ class AdamW(keras.optimizers.AdamW):
         limit = tf.cast(self.global_clipnorm, tf.float32)
         scale = limit * tf.minimum(1.0 / norm, 1.0 / limit) + (norm - norm)  # NaN stays NaN
         return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        if _replicas() > 1:  # summed over replicas before clipping (see _sum_over_replicas)
+            return grads_and_vars
+        return super()._all_reduce_sum_gradients(grads_and_vars)
 
     def _apply_weight_decay(self, variables):
         if self.weight_decay is None or not self._fused():
@@ -83,6 +102,35 @@ class AdamW(keras.optimizers.AdamW):
                 grad=tf.cast(grad, value.dtype),
                 **{name: tf.cast(x, value.dtype) for name, x in scalars.items()})
         return None
+
+
+def _replicas() -> int:
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else int(context.num_replicas_in_sync)
+
+
+def _sum_over_replicas(grads: list) -> list:
+    """Each replica's gradients summed over all replicas (each replica's loss is already divided
+    by their number), before they are clipped: the clipped norm is then the global batch's, as
+    in one process. Keras sums them after clipping, so each replica would clip its own share,
+    and training would differ with the number of replicas."""
+    if _replicas() == 1:
+        return grads
+    present = [i for i, g in enumerate(grads) if g is not None]
+    summed = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+    grads = list(grads)
+    for i, value in zip(present, summed, strict=True):
+        # rows of a sparse gradient summed per token, as the single-process path does
+        grads[i] = _dense(value)
+    return grads
+
+
+def _dense(grad):
+    """A sparse gradient (an embedding lookup's) as a dense one, rows of a repeated token summed:
+    Keras's AdamW would otherwise square each repeat on its own and update only the rows in the
+    batch, where BERT fine-tuning (and tfsft's fused update) uses the dense Adam update."""
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
 def _tf_variable(variable: keras.Variable | tf.Variable) -> tf.Variable:

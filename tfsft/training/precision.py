@@ -3,7 +3,9 @@
 ``float32`` computes everything in float32. ``mixed_bfloat16`` / ``mixed_float16`` keep the
 weights and optimizer state in float32 but run the backbone's matmuls in 16 bits (Keras mixed
 precision; the classifier head, the loss and the saved model stay float32; ``mixed_float16``
-trains with dynamic loss scaling). ``auto`` picks ``mixed_bfloat16`` on a CPU with AMX-BF16 or
+trains with dynamic loss scaling). ``auto`` picks, on a GPU, ``mixed_bfloat16`` where it has
+bfloat16 tensor cores (NVIDIA Ampere or newer: compute capability 8.0 and up) and
+``mixed_float16`` on older ones; on a CPU, ``mixed_bfloat16`` where it has AMX-BF16 or
 AVX512-BF16 instructions, whose bfloat16 matmuls run several times faster than float32 ones, and
 ``float32`` everywhere else.
 
@@ -30,7 +32,31 @@ def resolve_precision(precision: str) -> str:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    return "mixed_bfloat16" if cpu_has_fast_bfloat16() and not _has_gpu() else "float32"
+    capabilities = gpu_compute_capabilities()
+    if capabilities:
+        return gpu_precision(capabilities)
+    return "mixed_bfloat16" if cpu_has_fast_bfloat16() else "float32"
+
+
+def gpu_precision(capabilities: list[tuple[int, int]]) -> str:
+    """``mixed_bfloat16`` when every GPU has bfloat16 tensor cores (compute capability >= 8.0),
+    else ``mixed_float16`` (float16 tensor cores since Volta; trained with loss scaling).
+
+    >>> gpu_precision([(8, 0)]), gpu_precision([(7, 5)]), gpu_precision([(9, 0), (7, 0)])
+    ('mixed_bfloat16', 'mixed_float16', 'mixed_float16')
+    """
+    return "mixed_bfloat16" if all(c >= (8, 0) for c in capabilities) else "mixed_float16"
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    """The compute capability of each GPU TensorFlow sees (none without GPUs)."""
+    import tensorflow as tf
+
+    out = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        out.append(tuple(details.get("compute_capability") or (0, 0)))
+    return out
 
 
 @functools.cache
@@ -43,8 +69,3 @@ def cpu_has_fast_bfloat16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
         return False
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
-
-def _has_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))

@@ -32,7 +32,7 @@ from tfsft.data.checks import (
     refuse_certain_mistakes,
     refuse_same_file,
 )
-from tfsft.data.pipeline import make_dataset
+from tfsft.data.pipeline import length_buckets, make_dataset
 from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
@@ -50,6 +50,13 @@ from tfsft.runs import (
 )
 from tfsft.tasks.base import Task, create_task
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
+from tfsft.training.distribution import (
+    Distribution,
+    barrier,
+    make_distribution,
+    prepare_model,
+    shard_by_data,
+)
 from tfsft.training.optimizers import adamw
 from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
@@ -107,13 +114,16 @@ def train(config: TrainConfig,
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; name a new folder "
                           "for the run")
+    distribution = make_distribution(config.strategy)  # before any other TensorFlow work
+    if not distribution.is_chief:  # writes nothing; reads the chief's backup
+        return _train(config, run_dir, callbacks, started, distribution)
     with run_lock(run_dir):
         _prepare_run_dir(run_dir, config)
-        return _train(config, run_dir, callbacks, started)
+        return _train(config, run_dir, callbacks, started, distribution)
 
 
 def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbacks.Callback],
-           started: float) -> TrainResult:
+           started: float, distribution: Distribution) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
 
     checkpoint = resolve_checkpoint(config.model)
@@ -124,7 +134,8 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     logger.info("%s: %d training and %d validation examples", task.name, len(train_data),
                 len(validation_data))
     tokenizer = task.load_tokenizer(checkpoint, config.max_length)
-    data_check = _check_data(task, train_data, validation_data, tokenizer, config, run_dir)
+    data_check = _check_data(task, train_data, validation_data, tokenizer, config,
+                             run_dir if distribution.is_chief else None)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
     train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
@@ -134,44 +145,68 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     tokenize_seconds = time.perf_counter() - tokenize_start
     unknown_share = data_check.report["train"]["tokens"]["unknown_word_share"]
 
-    train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed)
-    validation_ds = make_dataset(validation_encoded, config.batch_size)
+    buckets = length_buckets(config.max_length) if config.jit_compile else None
+    train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed,
+                            buckets=buckets)
+    validation_ds = make_dataset(validation_encoded, config.batch_size, buckets=buckets)
+    if distribution.distributed:
+        logger.info("Strategy %s: %d worker(s), %d replica(s); the global batch of %d is split "
+                    "into %d rows per replica", distribution.name, distribution.workers,
+                    distribution.replicas, config.batch_size,
+                    distribution.per_replica_batch(config.batch_size))
+        train_ds, validation_ds = shard_by_data(train_ds), shard_by_data(validation_ds)
     steps_per_epoch = int(train_ds.cardinality())
     accumulation = config.gradient_accumulation_steps
     total_steps = math.ceil(steps_per_epoch * config.epochs / accumulation)  # optimizer updates
 
     precision = resolve_precision(config.precision)
     logger.info("Training with %s precision", precision)
-    model = task.build_model(checkpoint, dropout=config.dropout, dtype=precision)
-    schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
-                           warmup_steps=math.ceil(config.warmup_ratio * total_steps),
-                           decay=config.lr_schedule)
-    learning_rate = config.learning_rate if config.reduce_lr_on_plateau else schedule
-    optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm,
-                      gradient_accumulation_steps=accumulation if accumulation > 1 else None)
-    if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    task.compile(model, optimizer)
-    # Optimizer slots created before fit: variables created inside the first traced step make
-    # TensorFlow trace the whole training step twice (about 8 s more for MiniLM on 2 cores).
-    model.optimizer.build(model.trainable_variables)
+    with distribution.strategy.scope():  # weights, optimizer and metrics on every replica
+        model = task.build_model(checkpoint, dropout=config.dropout, dtype=precision)
+        schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
+                               warmup_steps=math.ceil(config.warmup_ratio * total_steps),
+                               decay=config.lr_schedule)
+        learning_rate = config.learning_rate if config.reduce_lr_on_plateau else schedule
+        optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm,
+                          gradient_accumulation_steps=accumulation if accumulation > 1 else None)
+        if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        task.compile(model, optimizer)
+        # Keras's "auto" would compile with XLA on a GPU, once per batch length
+        model.jit_compile = config.jit_compile
+        # Optimizer slots created before fit: variables created inside the first traced step
+        # make TensorFlow trace the whole training step twice (about 8 s more for MiniLM).
+        model.optimizer.build(model.trainable_variables)
+    prepare_model(distribution, model, train_ds)
 
     meter = ThroughputMeter()
     fit_callbacks = standard_callbacks(
         run_dir, monitor=monitor, mode=mode, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
+        chief=distribution.is_chief,
     ) + [meter, *callbacks]
     resume = backup_state(run_dir)
     if resume:
         logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
+    barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
     fit_start = time.perf_counter()
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
-              callbacks=fit_callbacks, shuffle=False, verbose="auto")
+              callbacks=fit_callbacks, shuffle=False,
+              verbose="auto" if distribution.is_chief else 0)  # one progress bar
     fit_seconds = time.perf_counter() - fit_start
-    if precision != "float32" or getattr(model, "lora_enabled", False):
-        # the saved model, its metrics and exports compute in float32, LoRA merged
+    model_jit = model.jit_compile
+    if not distribution.is_chief:
+        logger.info("Worker %d finished training; the chief writes the run folder",
+                    distribution.worker_index)
+        return TrainResult(run_dir, {}, {}, {"chief": False,
+                                              "distribution": distribution.describe(
+                                                  config.batch_size)})
+    if (precision != "float32" or getattr(model, "lora_enabled", False)
+            or distribution.distributed):
+        # the saved model, its metrics and exports compute in float32, LoRA merged, in this
+        # process alone (a copy made outside the strategy's scope)
         model = model.with_float32_compute()
 
     outputs = task.model_outputs(model, validation_encoded)
@@ -190,9 +225,11 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         "skipped_rows": {"train": train_data.skipped, "validation": validation_data.skipped},
         "resumed_from": resume,
         "precision": precision,
+        "jit_compile": bool(model_jit),
+        "distribution": distribution.describe(config.batch_size),
         "steps_per_epoch": steps_per_epoch,
         "epochs_run": len(epoch_seconds),
-        "optimizer_steps": int(optimizer.iterations),
+        "optimizer_steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
         "tokenize_seconds": round(tokenize_seconds, 3),
         "fit_seconds": round(fit_seconds, 3),
         "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
@@ -213,9 +250,10 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
 
 
 def _check_data(task: Task, train_data: Any, validation_data: Any,
-                tokenizer: Any, config: TrainConfig, run_dir: Path) -> DataCheck:
+                tokenizer: Any, config: TrainConfig, run_dir: Path | None) -> DataCheck:
     """The data check (see :mod:`tfsft.data.checks`): stops on certain mistakes, logs the
-    warnings, writes ``data_check.json`` and ``token_lengths.png`` into the run folder."""
+    warnings, writes ``data_check.json`` and ``token_lengths.png`` into the run folder (none:
+    writes nothing)."""
     check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
     refuse_certain_mistakes(check, config.validation)
     for warning in check.warnings:
@@ -224,8 +262,9 @@ def _check_data(task: Task, train_data: Any, validation_data: Any,
     logger.info("Data check: %d of %d training examples longer than max_length %d; %.2f %% of "
                 "the words are [UNK]", tokens["over_max_length"], len(train_data),
                 config.max_length, 100 * tokens["unknown_word_share"])
-    atomic_write_json(run_dir / DATA_CHECK_FILE, {**check.report, "warnings": check.warnings})
-    plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
+    if run_dir is not None:
+        atomic_write_json(run_dir / DATA_CHECK_FILE, {**check.report, "warnings": check.warnings})
+        plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
     return check
 
 

@@ -1,0 +1,179 @@
+"""Multi-worker training (MultiWorkerMirroredStrategy) with local workers on loopback addresses:
+the same steps as one process with the same global batch, and a restart after a lost worker."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tfsft.errors import ConfigError
+from tfsft.training.distribution import (
+    Distribution,
+    cluster_spec,
+    is_chief_task,
+    make_distribution,
+)
+from tfsft.training.local_cluster import worker_command, worker_environments
+
+from .conftest import TINY_CONFIG, TINY_VOCAB, sentiment_rows, write_csv, write_hf_checkpoint
+
+ENV = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A checkpoint without dropout (so replicas compute exactly what one process would) and
+    SST-2-like data: 1,000 training rows (a last batch of 8 rows), 200 validation rows."""
+    folder = tmp_path_factory.mktemp("distributed")
+    checkpoint = write_hf_checkpoint(folder / "checkpoint", TINY_VOCAB,
+                                     dict(TINY_CONFIG, hidden_dropout_prob=0.0,
+                                          attention_probs_dropout_prob=0.0))
+    return {"folder": folder, "checkpoint": checkpoint,
+            "train": write_csv(folder / "train.csv", sentiment_rows(1000, seed=3)),
+            "validation": write_csv(folder / "dev.csv", sentiment_rows(200, seed=4))}
+
+
+def train_command(job, run_dir: Path, *extra: str) -> list[str]:
+    return ["tfsft", "train", "--model", str(job["checkpoint"]), "--train", str(job["train"]),
+            "--validation", str(job["validation"]), "--output-dir", str(run_dir),
+            "--epochs", "2", "--batch-size", "16", "--max-length", "16",
+            "--learning-rate", "1e-3", "--dropout", "0", "--no-tensorboard",
+            "--no-early-stopping", *extra]
+
+
+def local_cluster(command: list[str], workers: int = 2) -> list[str]:
+    return [sys.executable, "-m", "tfsft.training.local_cluster", "--workers", str(workers),
+            "--", *command]
+
+
+def history(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "history.csv") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def test_two_local_workers_take_the_steps_of_one_process(job):
+    single, multi = job["folder"] / "single", job["folder"] / "multi"
+    done = subprocess.run([sys.executable, "-m", "tfsft.cli", *train_command(job, single)[1:]],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = subprocess.run(local_cluster(train_command(job, multi)), env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"written_by": "the chief"' in done.stderr  # worker 1's closing line, relayed
+    assert "Strategy multi-worker: 2 worker(s), 2 replica(s)" in done.stderr
+
+    for one, two in zip(history(single), history(multi), strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
+    summary = json.loads((multi / "run.json").read_text())
+    assert summary["distribution"] == {"strategy": "multi-worker", "workers": 2,
+                                       "worker_index": 0, "replicas": 2,
+                                       "global_batch_size": 16, "per_replica_batch_size": 8}
+    assert summary["optimizer_steps"] == json.loads(
+        (single / "run.json").read_text())["optimizer_steps"]
+    # only the chief wrote: the same files as a single-process run
+    assert sorted(p.name for p in multi.iterdir()) == sorted(p.name for p in single.iterdir())
+
+
+def _worker_pid(launcher: subprocess.Popen, index: int) -> int | None:
+    """The pid of the launcher's worker ``index`` (from its TF_CONFIG)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent != launcher.pid:
+            continue
+        for item in environ:
+            if item.startswith(b"TF_CONFIG="):
+                if json.loads(item[len(b"TF_CONFIG="):])["task"]["index"] == index:
+                    return int(entry.name)
+    return None
+
+
+def test_a_job_whose_worker_is_killed_resumes_from_the_chief_backup(job):
+    run_dir = job["folder"] / "killed"
+    command = local_cluster(train_command(job, run_dir, "--backup-every-steps", "5"))
+    metadata = run_dir / "backup" / "training_metadata.json"
+    first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    killed = {}
+    deadline = time.monotonic() + 300
+    try:
+        while first.poll() is None and not killed and time.monotonic() < deadline:
+            try:
+                state = json.loads(metadata.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                state = {"epoch": 0, "batch": -1}
+            pid = _worker_pid(first, 1)
+            if state["epoch"] == 0 and state["batch"] >= 20 and pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed["at"] = state
+            time.sleep(0.05)
+        stderr = first.communicate(timeout=120)[1].decode()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert killed, "worker 1 was not found to kill"
+    assert first.returncode == 128 + signal.SIGKILL, stderr[-3000:]
+    assert "worker 1 ended with signal 9" in stderr
+    assert not (run_dir / "model.keras").exists()
+
+    killed_at = json.loads(metadata.read_text())  # the backup both workers restart from
+    second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming from the backup" in second.stderr
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["resumed_from"] == killed_at
+    steps_per_epoch = summary["steps_per_epoch"]
+    assert summary["optimizer_steps"] == killed_at["batch"] + 1 + 2 * steps_per_epoch
+    assert not (run_dir / "backup").exists()
+
+
+def test_worker_environments_name_one_loopback_cluster():
+    envs = worker_environments(3, base={})
+    configs = [json.loads(env["TF_CONFIG"]) for env in envs]
+    addresses = configs[0]["cluster"]["worker"]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
+    assert all(c["cluster"] == configs[0]["cluster"] for c in configs)
+    assert worker_command(["tfsft", "train", "--model", "m"])[-2:] == ["--strategy",
+                                                                       "multi-worker"]
+    assert worker_command(["tfsft", "train", "--strategy", "auto"])[-1] == "auto"
+
+
+def test_chief_and_tf_config_errors(monkeypatch):
+    two = {"worker": ["a:1", "b:1"]}
+    assert is_chief_task(two, {"type": "worker", "index": 0})
+    assert not is_chief_task(two, {"type": "worker", "index": 1})
+    assert not is_chief_task({"chief": ["c:1"], **two}, {"type": "worker", "index": 0})
+    assert is_chief_task({}, {})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        cluster_spec({"TF_CONFIG": "{cluster"})
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="needs the TF_CONFIG environment variable"):
+        make_distribution("multi-worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two,
+                                                "task": {"type": "worker", "index": 5}}))
+    with pytest.raises(ConfigError, match="is not in its cluster"):
+        make_distribution("multi-worker")
+    with pytest.raises(ConfigError, match="--strategy must be one of"):
+        make_distribution("horovod")
+    assert make_distribution("one-device").per_replica_batch(3) == 3
+    with pytest.raises(ConfigError, match="must divide evenly among the 2 replicas"):
+        Distribution("mirrored", _TwoReplicas()).per_replica_batch(3)
+
+
+class _TwoReplicas:
+    num_replicas_in_sync = 2
