@@ -317,6 +317,10 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
             method = forward.METHODS.get((artifact, variant))
             checks.append(forward.compare(artifact, variant, path, runner(path), batches,
                                           expected, **({"method": method} if method else {})))
+            if artifact == "onnx" and forward.cuda_available():
+                checks.append(forward.compare(
+                    artifact, variant, path, forward.onnx_runner(path, (forward.CUDA,)),
+                    batches, expected, provider="CUDA"))
     if files.graph_def is not None:
         files.graph_def.unlink()
     if files.savedmodel is not None:

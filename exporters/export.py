@@ -18,6 +18,8 @@ the run's task (``tfsft.tasks``).
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -64,6 +66,10 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     if max_examples < 1:
         raise ConfigError(f"max_examples must be >= 1, got {max_examples}")
     _check_choices(quantize, QUANTIZATIONS, "quantization")
+    if "onnx" in formats and importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("--format onnx checks the model in ONNX Runtime, which is not "
+                          "installed: pip install 'tfsft[cpu]' (onnxruntime), or 'tfsft[gpu]' "
+                          "(onnxruntime-gpu) on a CUDA machine")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
     exporter = _exporter_of(run)
@@ -89,8 +95,6 @@ def _exporter_of(run: TrainedRun):
     reference = getattr(run.task, "exporter", None)
     if not reference:
         return None
-    import importlib
-
     module, _, name = reference.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -239,9 +243,11 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
         onnx_model.to_fp16(paths["optimized"], paths["fp16"])
         checks.append(check("onnx", "fp16", paths["fp16"],
                             onnx_model.session_runner(paths["fp16"]), provider="CPU"))
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            runner = onnx_model.session_runner(paths["fp16"], ("CUDAExecutionProvider",))
-            checks.append(check("onnx", "fp16", paths["fp16"], runner, provider="CUDA"))
+    if onnx_model.CUDA in ort.get_available_providers():  # onnxruntime-gpu on a CUDA machine
+        for variant in ("optimized", "fp16"):
+            if variant in paths and paths[variant].exists():
+                runner = onnx_model.session_runner(paths[variant], (onnx_model.CUDA,))
+                checks.append(check("onnx", variant, paths[variant], runner, provider="CUDA"))
     return checks
 
 

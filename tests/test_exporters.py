@@ -14,6 +14,7 @@ import pytest
 
 from exporters import ExportMismatchError, export
 from tfsft.cli import main as cli
+from tfsft.errors import ConfigError
 from tfsft.runs import TrainedRun
 from tfsft.tasks.base import OutputCheck
 from tfsft.tasks.text_classification import TextClassificationTask
@@ -150,3 +151,14 @@ def test_interrupted_export_leaves_no_visible_version(trained_run, tmp_path):
     assert not (base / "onnx").exists()
     export(trained_run.run_dir, base, formats=["savedmodel"])
     assert versions(base) == ["1"]
+
+
+def test_onnx_export_without_onnx_runtime_says_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install 'tfsft\[cpu\]'"):
+        export(tmp_path / "run", tmp_path / "out", formats=["onnx"])
+    assert not (tmp_path / "out").exists()
