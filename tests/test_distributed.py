@@ -21,7 +21,7 @@ from tfsft.training.distribution import (
     is_chief_task,
     make_distribution,
 )
-from tfsft.training.local_cluster import worker_command, worker_environments
+from tfsft.training.local_cluster import worker_command, worker_environments, worker_pid
 
 from .conftest import TINY_CONFIG, TINY_VOCAB, sentiment_rows, write_csv, write_hf_checkpoint
 
@@ -83,25 +83,6 @@ def test_two_local_workers_take_the_steps_of_one_process(job):
     assert sorted(p.name for p in multi.iterdir()) == sorted(p.name for p in single.iterdir())
 
 
-def _worker_pid(launcher: subprocess.Popen, index: int) -> int | None:
-    """The pid of the launcher's worker ``index`` (from its TF_CONFIG)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent != launcher.pid:
-            continue
-        for item in environ:
-            if item.startswith(b"TF_CONFIG="):
-                if json.loads(item[len(b"TF_CONFIG="):])["task"]["index"] == index:
-                    return int(entry.name)
-    return None
-
-
 def test_a_job_whose_worker_is_killed_resumes_from_the_chief_backup(job):
     run_dir = job["folder"] / "killed"
     command = local_cluster(train_command(job, run_dir, "--backup-every-steps", "5"))
@@ -116,7 +97,7 @@ def test_a_job_whose_worker_is_killed_resumes_from_the_chief_backup(job):
                 state = json.loads(metadata.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
                 state = {"epoch": 0, "batch": -1}
-            pid = _worker_pid(first, 1)
+            pid = worker_pid(first.pid, 1)
             if state["epoch"] == 0 and state["batch"] >= 20 and pid is not None:
                 os.kill(pid, signal.SIGKILL)
                 killed["at"] = state

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 #: Seconds the other workers get to exit after SIGTERM before SIGKILL.
@@ -75,6 +76,27 @@ def worker_command(command: Sequence[str]) -> list[str]:
     if "--strategy" not in command and not any(a.startswith("--strategy=") for a in command):
         command += ["--strategy", "multi-worker"]
     return command
+
+
+def worker_pid(launcher_pid: int, index: int) -> int | None:
+    """The process id of worker ``index`` started by the launcher ``launcher_pid`` (found by
+    its ``TF_CONFIG`` under ``/proc``; Linux), or None."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != launcher_pid:
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        for item in environ:
+            if item.startswith(b"TF_CONFIG="):
+                task = json.loads(item[len(b"TF_CONFIG="):]).get("task", {})
+                if task.get("index") == index:
+                    return int(entry.name)
+    return None
 
 
 def _relay(stream, prefix: str) -> None:
