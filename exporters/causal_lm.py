@@ -298,6 +298,7 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
     """ONNX and TFLite forward graphs, each compared with the Keras model's logits at every
     real position of ``count`` held-out conversations (prompt and response)."""
     from exporters import causal_lm_forward as forward
+    from exporters import onnx_model
 
     conversations = [run.tokenizer.encode_chat(heldout.conversation(i))[0][:run.max_length]
                      for i in range(count)]
@@ -317,9 +318,9 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
             method = forward.METHODS.get((artifact, variant))
             checks.append(forward.compare(artifact, variant, path, runner(path), batches,
                                           expected, **({"method": method} if method else {})))
-            if artifact == "onnx" and forward.cuda_available():
+            if artifact == "onnx" and onnx_model.cuda_available():
                 checks.append(forward.compare(
-                    artifact, variant, path, forward.onnx_runner(path, (forward.CUDA,)),
+                    artifact, variant, path, forward.onnx_runner(path, (onnx_model.CUDA,)),
                     batches, expected, provider="CUDA"))
     if files.graph_def is not None:
         files.graph_def.unlink()

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from exporters.onnx_model import CUDA
 from exporters.onnx_model import FILES as ONNX_FILES
 from exporters.savedmodel import TOKEN_IDS_SIGNATURE as SIGNATURE
 from exporters.tflite import TOKEN_ID_VARIANTS as TFLITE_FILES
@@ -178,13 +177,6 @@ METHODS = {
                                 "(TFLite dynamic range)",
     ("tflite", "fp16"): "float16 weights, float32 compute",
 }
-
-
-def cuda_available() -> bool:
-    """Whether onnxruntime (onnxruntime-gpu) can run models on a CUDA GPU here."""
-    import onnxruntime as ort
-
-    return CUDA in ort.get_available_providers()
 
 
 def onnx_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Runner:

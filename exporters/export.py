@@ -216,8 +216,6 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
 
 
 def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list[Check]:
-    import onnxruntime as ort
-
     folder.mkdir()
     onnx_model.write_sidecars(folder, run)
     paths = {variant: folder / name for variant, name in onnx_model.FILES.items()}
@@ -243,7 +241,7 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
         onnx_model.to_fp16(paths["optimized"], paths["fp16"])
         checks.append(check("onnx", "fp16", paths["fp16"],
                             onnx_model.session_runner(paths["fp16"]), provider="CPU"))
-    if onnx_model.CUDA in ort.get_available_providers():  # onnxruntime-gpu on a CUDA machine
+    if onnx_model.cuda_available():  # onnxruntime-gpu on a CUDA machine
         for variant in ("optimized", "fp16"):
             if variant in paths and paths[variant].exists():
                 runner = onnx_model.session_runner(paths[variant], (onnx_model.CUDA,))

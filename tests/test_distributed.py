@@ -158,3 +158,53 @@ def test_chief_and_tf_config_errors(monkeypatch):
 
 class _TwoReplicas:
     num_replicas_in_sync = 2
+
+
+TWO_REPLICAS = r'''
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+from tfsft.models.metrics import MaskedTokenLoss
+from tfsft.training.optimizers import LossScaleOptimizer, adamw
+
+def run(strategy, loss_scaled=False):
+    keras.utils.set_random_seed(0)
+    x = np.array([[1, 2, 3, 4]] * 4, "int32")
+    y = np.array([[1, -1, -1, -1], [2, 3, -1, -1], [1, 2, 3, 4], [4, 3, 2, 1]], "int32")
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(8, 4),
+                                  keras.layers.Dense(8)])
+        optimizer = adamw(0.1, 0.0, 1.0)
+        if loss_scaled:
+            optimizer = LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, loss=MaskedTokenLoss())
+    history = model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history
+    return history["loss"], [w.tolist() for w in model.get_weights()]
+
+# one strategy per process: two MirroredStrategy objects over the same devices share
+# collective instance keys
+mode = sys.argv[1]
+strategy = (tf.distribute.get_strategy() if mode == "one"
+            else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+print(json.dumps(run(strategy, loss_scaled=mode == "scaled")))
+'''
+
+
+def test_token_loss_and_loss_scaling_over_two_replicas_equal_one_process():
+    """MaskedTokenLoss (rows with different token counts) gives the global batch's token mean and
+    its gradients on 2 replicas; the loss-scaled optimizer steps like the plain one."""
+    import numpy as np
+
+    results = []
+    for mode in ("one", "two", "scaled"):
+        done = subprocess.run([sys.executable, "-c", TWO_REPLICAS, mode], env=ENV,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    one, two, scaled = results
+    np.testing.assert_allclose(two[0], one[0], rtol=1e-5)  # logged loss: the global mean
+    for a, b, c in zip(one[1], two[1], scaled[1], strict=True):
+        np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-5)
+        np.testing.assert_allclose(np.array(c), np.array(a), atol=1e-5)

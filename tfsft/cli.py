@@ -147,8 +147,10 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float)
     train.add_argument("--seed", type=int)
     train.add_argument("--precision", choices=PRECISIONS,
-                       help="compute precision (auto: bfloat16 matmuls on CPUs with AMX/AVX512-BF16, "
-                            "else float32; weights and the saved model stay float32)")
+                       help="compute precision (auto: on GPUs mixed_bfloat16 from compute "
+                            "capability 8.0, mixed_float16 on 7.x; on CPUs bfloat16 matmuls "
+                            "with AMX/AVX512-BF16; else float32; weights and the saved model "
+                            "stay float32)")
     train.add_argument("--strategy", choices=STRATEGIES,
                        help="tf.distribute strategy (auto: multi-worker when TF_CONFIG names a "
                             "cluster, mirrored with several GPUs, else one-device); --batch-size "

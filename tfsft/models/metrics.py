@@ -58,6 +58,13 @@ class SpanLoss(keras.losses.Loss):
         return (start + end) / 2.0
 
 
+def _replica_context():
+    """The ``tf.distribute`` replica context, or None (cross-replica, or symbolic tracing)."""
+    import tensorflow as tf
+
+    return tf.distribute.get_replica_context()
+
+
 @keras.saving.register_keras_serializable(package="tfsft")
 class SpanAccuracy(keras.metrics.Mean):
     """Share of windows whose argmax start and argmax end tokens are both the target's."""
@@ -94,7 +101,15 @@ class MaskedTokenLoss(keras.losses.Loss):
         safe = keras.ops.where(keep, y_true, 0)
         losses = keras.losses.sparse_categorical_crossentropy(safe, y_pred, from_logits=True)
         weight = keras.ops.cast(keep, losses.dtype)
-        return keras.ops.sum(losses * weight) / keras.ops.maximum(keras.ops.sum(weight), 1.0)
+        total, count = keras.ops.sum(losses * weight), keras.ops.sum(weight)
+        # Under a tf.distribute strategy each replica returns its share of the global batch's
+        # mean (its sum over all replicas' tokens): the gradients Keras sums over replicas are
+        # then the global mean's, as in one process. Keras scales only the losses it averages
+        # itself, not one already reduced to a number like this.
+        context = _replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            count = context.all_reduce("SUM", count)
+        return total / keras.ops.maximum(count, 1.0)
 
     def get_config(self):
         return {**super().get_config(), "ignore_class": self.ignore_class}

@@ -75,6 +75,16 @@ class RestoreFromChiefBackup(keras.callbacks.BackupAndRestore):
     backup when training (re)starts, and neither writes nor removes it. The chief saves at the
     same steps, so a restarted job resumes every worker from the same state."""
 
+    def on_train_begin(self, logs=None):
+        try:
+            self._load_model()
+        except OSError:
+            # a damaged last backup: the chief falls back to the one before it (copying it
+            # into place); read that one too, without touching the chief's files
+            self._weights_path = self._prev_weights_path
+            self._training_metadata_path = self._prev_training_metadata_path
+            self._load_model()
+
     def _save_model(self):
         pass
 

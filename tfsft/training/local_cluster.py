@@ -111,25 +111,48 @@ def run(command: Sequence[str], workers: int) -> int:
     command = worker_command(command)
     processes: list[subprocess.Popen] = []
     relays = []
-    for index, env in enumerate(worker_environments(workers)):
-        if index == 0:
-            processes.append(subprocess.Popen(command, env=env))
-            continue
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
-        relay = threading.Thread(target=_relay, args=(process.stdout, f"[worker {index}] "),
-                                 daemon=True)
-        relay.start()
-        processes.append(process)
-        relays.append(relay)
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM,
+                                                                     signal.SIGHUP)}
     try:
+        for index, env in enumerate(worker_environments(workers)):
+            if index == 0:
+                processes.append(subprocess.Popen(command, env=env))
+                continue
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT)
+            relay = threading.Thread(target=_relay, args=(process.stdout, f"[worker {index}] "),
+                                     daemon=True)
+            relay.start()
+            processes.append(process)
+            relays.append(relay)
         code = _wait(processes)
+    except OSError as exc:  # the command cannot be started
+        print(f"tfsft local cluster: cannot start {command[0]}: {exc.strerror or exc}",
+              file=sys.stderr)
+        code = 127
     except KeyboardInterrupt:
-        _stop(processes)
         code = 130
+    except _Stopped as stopped:
+        code = 128 + stopped.signal
+    finally:
+        _stop(processes)  # no worker outlives the launcher
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     for relay in relays:
         relay.join(timeout=5)
     return code
+
+
+class _Stopped(Exception):
+    """The launcher got SIGTERM or SIGHUP."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal = signal_number
+
+
+def _raise_stopped(signal_number, frame) -> None:
+    raise _Stopped(signal_number)
 
 
 def _wait(processes: list[subprocess.Popen]) -> int:

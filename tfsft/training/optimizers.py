@@ -104,6 +104,21 @@ class AdamW(keras.optimizers.AdamW):
         return None
 
 
+@keras.saving.register_keras_serializable(package="tfsft")
+class LossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's loss scaling (for ``mixed_float16``) with one decision for all replicas: a step
+    is skipped when any replica's gradients overflowed. Keras decides per replica, and the
+    replicas that apply the step would then wait forever for the others in the gradient sum."""
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        if _replicas() == 1:
+            return finite
+        overflowed = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(finite), tf.float32))
+        return tf.equal(overflowed, 0.0)
+
+
 def _replicas() -> int:
     context = tf.distribute.get_replica_context()
     return 1 if context is None else int(context.num_replicas_in_sync)

@@ -4,8 +4,8 @@
 weights and optimizer state in float32 but run the backbone's matmuls in 16 bits (Keras mixed
 precision; the classifier head, the loss and the saved model stay float32; ``mixed_float16``
 trains with dynamic loss scaling). ``auto`` picks, on a GPU, ``mixed_bfloat16`` where it has
-bfloat16 tensor cores (NVIDIA Ampere or newer: compute capability 8.0 and up) and
-``mixed_float16`` on older ones; on a CPU, ``mixed_bfloat16`` where it has AMX-BF16 or
+bfloat16 tensor cores (NVIDIA Ampere or newer: compute capability 8.0 and up), ``mixed_float16``
+on Volta and Turing (7.x) and ``float32`` on older ones; on a CPU, ``mixed_bfloat16`` where it has AMX-BF16 or
 AVX512-BF16 instructions, whose bfloat16 matmuls run several times faster than float32 ones, and
 ``float32`` everywhere else.
 
@@ -40,12 +40,17 @@ def resolve_precision(precision: str) -> str:
 
 def gpu_precision(capabilities: list[tuple[int, int]]) -> str:
     """``mixed_bfloat16`` when every GPU has bfloat16 tensor cores (compute capability >= 8.0),
-    else ``mixed_float16`` (float16 tensor cores since Volta; trained with loss scaling).
+    ``mixed_float16`` when every GPU has float16 ones (>= 7.0, Volta; trained with loss
+    scaling), else ``float32`` (older GPUs, or an unknown capability).
 
     >>> gpu_precision([(8, 0)]), gpu_precision([(7, 5)]), gpu_precision([(9, 0), (7, 0)])
     ('mixed_bfloat16', 'mixed_float16', 'mixed_float16')
+    >>> gpu_precision([(6, 1)]), gpu_precision([(0, 0)])
+    ('float32', 'float32')
     """
-    return "mixed_bfloat16" if all(c >= (8, 0) for c in capabilities) else "mixed_float16"
+    if all(c >= (8, 0) for c in capabilities):
+        return "mixed_bfloat16"
+    return "mixed_float16" if all(c >= (7, 0) for c in capabilities) else "float32"
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int]]:

@@ -57,7 +57,7 @@ from tfsft.training.distribution import (
     prepare_model,
     shard_by_data,
 )
-from tfsft.training.optimizers import adamw
+from tfsft.training.optimizers import LossScaleOptimizer, adamw
 from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
 
@@ -115,6 +115,10 @@ def train(config: TrainConfig,
         raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; name a new folder "
                           "for the run")
     distribution = make_distribution(config.strategy)  # before any other TensorFlow work
+    if distribution.distributed and config.jit_compile:
+        raise ConfigError(f"--jit-compile does not work with --strategy {distribution.name} "
+                          "(XLA cannot hold the collective ops between replicas); leave it out, "
+                          "or train on one device")
     if not distribution.is_chief:  # writes nothing; reads the chief's backup
         return _train(config, run_dir, callbacks, started, distribution)
     with run_lock(run_dir):
@@ -170,7 +174,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         optimizer = adamw(learning_rate, config.weight_decay, config.clipnorm,
                           gradient_accumulation_steps=accumulation if accumulation > 1 else None)
         if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer = LossScaleOptimizer(optimizer)
         task.compile(model, optimizer)
         # Keras's "auto" would compile with XLA on a GPU, once per batch length
         model.jit_compile = config.jit_compile
@@ -186,11 +190,11 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
         chief=distribution.is_chief,
     ) + [meter, *callbacks]
+    barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
     resume = backup_state(run_dir)
     if resume:
         logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
-    barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
     fit_start = time.perf_counter()
     model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
               callbacks=fit_callbacks, shuffle=False,
