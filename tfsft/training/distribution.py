@@ -25,14 +25,11 @@ cluster without one) writes the run folder; the others read its backup when they
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from tfsft.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
 
