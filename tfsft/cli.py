@@ -170,6 +170,41 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
                        help="replace an existing run folder")
     _task_options(train, task)
 
+    preprocess = commands.add_parser(
+        "preprocess", help="tokenize training data once into sharded TFRecord files "
+                           "(for data larger than memory; train with --train FOLDER)")
+    preprocess.add_argument("--task", choices=task_names(),
+                            help=f"what the data is for (default {DEFAULT_TASK})")
+    preprocess.add_argument("--model", default="minilm-l6",
+                            help="checkpoint whose tokenizer to use (default minilm-l6); "
+                                 "train the same model on the shards")
+    preprocess.add_argument("--train", required=True,
+                            help="training data: CSV/TSV/JSONL (also .gz/.bz2/.xz) or Parquet "
+                                 "file, read in chunks, never whole")
+    preprocess.add_argument("--output", required=True, help="folder to write the shards to")
+    preprocess.add_argument("--shards", type=int, default=8,
+                            help="TFRecord files to write (default 8; at least the number of "
+                                 "workers that will read them)")
+    preprocess.add_argument("--max-length", type=int,
+                            help="tokens per example, [CLS]/[SEP] included (default: the "
+                                 "task's, 128 for most)")
+    preprocess.add_argument("--chunk-rows", type=int, default=8192,
+                            help="rows read and tokenized at a time (default 8192)")
+    preprocess.add_argument("--workers", type=int,
+                            help="tokenizing threads (default: the CPU count, at most 4)")
+    preprocess.add_argument("--seed", type=int, default=42,
+                            help="seed of the calibration sample (default 42)")
+    preprocess.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
+                            help="file format, when the extension does not tell")
+    preprocess.add_argument("--encoding", default="utf-8",
+                            help="text encoding of the file (utf-8)")
+    _add_table_options(preprocess)
+    preprocess.add_argument("--overwrite", action="store_true",
+                            help="replace shards written earlier by tfsft preprocess")
+    preprocess.add_argument("--no-progress", dest="progress", action="store_false",
+                            help="no progress bars")
+    _task_options(preprocess, task)
+
     evaluate = commands.add_parser("evaluate", help="metrics of a trained run on labelled data")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--data", required=True)
@@ -281,6 +316,14 @@ def _task_of(argv: Sequence[str]) -> str:
             except TfsftError:
                 return DEFAULT_TASK  # reported when the config is loaded
             return task if task in task_names() else DEFAULT_TASK
+    if argv and argv[0] == "train":  # pre-tokenized data names its task
+        from tfsft.config import shard_defaults
+
+        for i, arg in enumerate(argv):
+            path = argv[i + 1] if arg == "--train" and i + 1 < len(argv) else (
+                arg.split("=", 1)[1] if arg.startswith("--train=") else None)
+            if path and shard_defaults(path).get("task") in task_names():
+                return shard_defaults(path)["task"]
     return DEFAULT_TASK
 
 
@@ -289,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(_task_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict,
+    command = {"train": _train, "preprocess": _preprocess, "evaluate": _evaluate, "predict": _predict,
                "generate": _generate, "export": _export, "data": _data}[args.command]
     try:
         return command(args)
@@ -344,7 +387,10 @@ def _train(args: argparse.Namespace) -> int:
     from tfsft.config import TrainConfig
     from tfsft.training.trainer import train
 
-    task = args.task or (_task_of(["--config", args.config]) if args.config else DEFAULT_TASK)
+    from tfsft.config import shard_defaults
+
+    task = args.task or (_task_of(["--config", args.config]) if args.config else
+                         shard_defaults(args.train).get("task", DEFAULT_TASK))
     task_fields = [f.name for f, _ in option_fields(options_class(task))]
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in TrainConfig.field_names() + task_fields
@@ -369,6 +415,29 @@ def _train(args: argparse.Namespace) -> int:
                       "validation": result.summary["validation"],
                       "train_examples_per_second": result.summary["train_examples_per_second"],
                       "wall_seconds": result.summary["wall_seconds"]}))
+    return 0
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from tfsft.config import parse_delimiter
+    from tfsft.data.shards import write_shards
+    from tfsft.tasks.base import make_options
+
+    task = args.task or DEFAULT_TASK
+    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(task))
+               if getattr(args, f.name, None) is not None}
+    options = make_options(options_class(task), options, source=f"task {task!r}").to_dict()
+    manifest = write_shards(
+        task, options, args.train, args.output, model=args.model, max_length=args.max_length,
+        shards=args.shards, chunk_rows=args.chunk_rows, workers=args.workers, seed=args.seed,
+        overwrite=args.overwrite, file_format=args.file_format, encoding=args.encoding,
+        delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
+        quoting=args.quoting is not False, progress=args.progress)
+    print(json.dumps({"output": str(manifest.folder), "task": manifest.task,
+                      "rows": manifest.rows, "tokens": manifest.tokens,
+                      "shards": len(manifest.shards), "skipped": manifest.skipped,
+                      "max_length": manifest.max_length,
+                      "seconds": manifest.extra["seconds"]["total"]}))
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,11 @@ class TrainConfig:
         section named after the task, or under ``task_options``."""
         values = {k.replace("-", "_") if k not in task_names() else k: v
                   for k, v in values.items()}
-        task = values.get("task") or "text-classification"
+        shards = shard_defaults(values.get("train"))
+        task = values.get("task") or shards.get("task", "text-classification")
+        values["task"] = task
+        if values.get("model") is None and shards.get("model"):
+            values["model"] = shards["model"]  # the checkpoint whose tokenizer made the shards
         if task not in task_names():
             raise ConfigError(f"{source}: unknown task {task!r}; the tasks are "
                               f"{', '.join(task_names())}")
@@ -130,6 +135,11 @@ class TrainConfig:
         for name in self.field_names():
             if name not in DATA_FIELDS:  # data may also be a DataFrame or a dataset
                 setattr(self, name, coerce(getattr(self, name), hints[name], name))
+        shards = shard_defaults(self.train)
+        if shards.get("task") == self.task:  # pre-tokenized data: its options are the defaults
+            self.task_options = {**shards["task_options"], **(self.task_options or {})}
+            if self.max_length is None:
+                self.max_length = shards["max_length"]
         if self.task in task_names() and self.max_length is None:
             self.max_length = task_class(self.task).default_max_length
         checks = [
@@ -211,3 +221,17 @@ def load_yaml_options(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
     return values
+
+
+def shard_defaults(train: Any) -> dict[str, Any]:
+    """``task``, ``task_options``, ``max_length`` and ``model`` of a folder written by ``tfsft
+    preprocess`` (read from its manifest; empty for anything else)."""
+    from tfsft.data.shards import MANIFEST_FILE
+
+    if not isinstance(train, (str, Path)) or not (Path(train) / MANIFEST_FILE).is_file():
+        return {}
+    try:
+        manifest = json.loads((Path(train) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return {k: manifest[k] for k in ("task", "task_options", "max_length", "model")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # tfsft.data.shards.read_manifest reports what is wrong with it

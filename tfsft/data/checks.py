@@ -259,7 +259,7 @@ def check_data(task: Any, train: Any, validation: Any = None, tokenizer: Any = N
         check.warnings += warnings
         if role_lengths is not None:
             lengths[role] = role_lengths
-    if validation is not None:
+    if validation is not None and train is not None:
         check.report["overlap"] = found = overlap(train, validation)
         if found["exact"]:
             check.warnings.append(

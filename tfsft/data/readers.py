@@ -12,19 +12,23 @@ it came from (``line 12``, ``row 3``), so that later checks can point the user a
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import gzip
 import io
 import json
 import lzma
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tfsft.errors import DataError
 
 _COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_DECOMPRESS_ERRORS = (OSError, EOFError, lzma.LZMAError, ValueError)
 FILE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
 
@@ -51,10 +55,77 @@ def read_table(source: Any, file_format: str | None = None, encoding: str = "utf
     delimiter, a newline or ``""``); ``quoting=False`` reads every quote as plain text.
     ``delimiter`` replaces the format's own (``,`` or a tab), e.g. ``";"``.
     """
+    if isinstance(source, Table):
+        return source
     if _is_dataframe(source):
         return _read_dataframe(source)
     if _is_hf_dataset(source):
         return _read_hf_dataset(source, name="Hugging Face dataset")
+    path = _existing_file(source)
+    if path.is_dir():
+        return _read_hf_dataset_folder(path)
+    fmt = file_format or guess_format(path)
+    if fmt == "parquet":
+        return _read_parquet(path)
+    text = _decode(path, _read_bytes(path), encoding)
+    return _collect(path, _records(path, fmt, io.StringIO(text, newline=""), delimiter, quoting))
+
+
+def iter_table_chunks(source: Any, chunk_rows: int = 8192, file_format: str | None = None,
+                      encoding: str = "utf-8", delimiter: str | None = None,
+                      quoting: bool = True) -> Iterator[Table]:
+    r"""The rows of ``source`` (as :func:`read_table` reads them) in tables of at most
+    ``chunk_rows`` rows, read as they are needed: a CSV/TSV/JSONL file (also compressed) or a
+    Parquet file is never held in memory whole. Locations are those of the whole file.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "reviews.csv"
+    >>> _ = path.write_text("text,label\ngreat,pos\nawful,neg\nfine,pos\n")
+    >>> [(len(t), t.locations[0]) for t in iter_table_chunks(path, chunk_rows=2)]
+    [(2, 'line 2'), (1, 'line 4')]
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if _is_dataframe(source) or _is_hf_dataset(source) or (
+            isinstance(source, (str, os.PathLike)) and Path(source).is_dir()):
+        table = read_table(source)  # in memory already, or a dataset folder (memory-mapped)
+        for start in range(0, len(table), chunk_rows):
+            stop = start + chunk_rows
+            yield Table(table.source, table.columns, table.rows[start:stop],
+                        table.locations[start:stop])
+        return
+    path = _existing_file(source)
+    fmt = file_format or guess_format(path)
+    if fmt == "parquet":
+        yield from _parquet_chunks(path, chunk_rows)
+        return
+    with _open_binary(path) as stream:
+        records = _records(path, fmt, _decoded_lines(path, stream, encoding), delimiter, quoting)
+        columns = next(records)
+        rows: list[dict[str, Any]] = []
+        locations: list[str] = []
+        chunks = 0
+        for row, location in records:
+            rows.append(row)
+            locations.append(location)
+            if len(rows) == chunk_rows:
+                yield _chunk(path, columns, rows, locations)
+                rows, locations, chunks = [], [], chunks + 1
+        if rows or not chunks:  # an empty table makes the readers say the file has no rows
+            yield _chunk(path, columns, rows, locations)
+
+
+def _chunk(path: Path, columns: list[str] | dict[str, None], rows: list[dict[str, Any]],
+           locations: list[str]) -> Table:
+    if isinstance(columns, dict):  # JSONL: the keys seen so far
+        if not rows and not columns:
+            raise DataError(str(path), None, "the file holds no records",
+                            "add one JSON object per line")
+        return Table(str(path), list(columns), rows, locations)
+    return Table(str(path), columns, rows, locations)
+
+
+def _existing_file(source: Any) -> Path:
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
             "Data must be a file path, a pandas DataFrame or a datasets.Dataset; "
@@ -63,20 +134,30 @@ def read_table(source: Any, file_format: str | None = None, encoding: str = "utf
     path = Path(source)
     if not path.exists():
         raise DataError(str(path), None, "file not found", "check the path")
-    if path.is_dir():
-        return _read_hf_dataset_folder(path)
-    fmt = file_format or guess_format(path)
-    if fmt == "parquet":
-        return _read_parquet(path)
-    text = _decode(path, _read_bytes(path), encoding)
+    return path
+
+
+def _records(path: Path, fmt: str, lines: Iterable[str], delimiter: str | None,
+             quoting: bool) -> Iterator[Any]:
+    """The column names (a list; for JSONL a dict that grows as keys appear), then
+    ``(row, location)`` pairs."""
     if fmt in ("csv", "tsv"):
-        delimiter = delimiter or ("," if fmt == "csv" else "\t")
-        return _read_delimited(path, text, delimiter, quoting)
+        return _delimited_records(path, lines, delimiter or ("," if fmt == "csv" else "\t"),
+                                  quoting)
     if fmt == "jsonl":
-        return _read_jsonl(path, text)
+        return _jsonl_records(path, lines)
     raise DataError(
         str(path), None, f"unknown file format {fmt!r}", f"use one of {', '.join(FILE_FORMATS)}"
     )
+
+
+def _collect(path: Path, records: Iterator[Any]) -> Table:
+    columns = next(records)
+    rows, locations = [], []
+    for row, location in records:
+        rows.append(row)
+        locations.append(location)
+    return _chunk(path, columns, rows, locations)
 
 
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
@@ -159,22 +240,73 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
         ) from exc
     nul = text.find("\x00")
     if nul >= 0:
-        line = text.count("\n", 0, nul) + 1
-        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
-        hint = ("the file looks UTF-16: pass --encoding utf-16" if encoding.lower().replace(
-            "-", "") in ("utf8", "ascii") and text.count("\x00") * 3 > len(text) else
-            "remove the NUL bytes; a text file never holds them")
-        raise DataError(str(path), f"line {line}, column {column}",
-                        "holds a NUL byte (\\x00): this is not plain text", hint)
+        _raise_nul(path, text, nul, text.count("\n", 0, nul) + 1, encoding)
     return text.removeprefix("\ufeff")
 
 
-def _read_delimited(path: Path, text: str, delimiter: str, quoting: bool = True) -> Table:
-    lines = _LineCounter(text)
+def _open_binary(path: Path) -> IO[bytes]:
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    return opener(path, "rb")
+
+
+def _decoded_lines(path: Path, stream: IO[bytes], encoding: str) -> Iterator[str]:
+    """Lines of a binary stream decoded one at a time (ends kept; ``\\r`` ends split as
+    :func:`_decode` + ``io.StringIO(newline="")`` would), with the same errors as
+    :func:`_decode`: the line and column of undecodable bytes or of a NUL character."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    number = 0
+    suffix = path.suffix.lower()
+    raw_lines = iter(stream)
+    while True:
+        try:
+            raw = next(raw_lines, None)
+            text = decoder.decode(raw if raw is not None else b"", final=raw is None)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                str(path), f"line {number + 1}, column {exc.start + 1}",
+                f"bytes {exc.object[exc.start:exc.end]!r} are not valid {encoding}",
+                f"re-save the file as {encoding}, or pass its encoding (--encoding latin-1, ...)",
+            ) from exc
+        except _DECOMPRESS_ERRORS as exc:
+            if suffix not in _COMPRESSIONS:
+                raise
+            raise DataError(
+                str(path), None, f"cannot decompress the {suffix} file ({exc})",
+                "check that the file is complete and not corrupted",
+            ) from exc
+        if number == 0:
+            text = text.removeprefix("\ufeff")
+        nul = text.find("\x00")
+        if nul >= 0:
+            line = number + text.count("\n", 0, nul) + 1
+            _raise_nul(path, text, nul, line, encoding)
+        if "\r" in text:
+            pieces = list(io.StringIO(text, newline=""))
+        else:
+            pieces = [text] if text else []
+        yield from pieces
+        number += text.count("\n") + text.count("\r") - text.count("\r\n")
+        if raw is None:
+            return
+
+
+def _raise_nul(path: Path, text: str, nul: int, line: int, encoding: str) -> None:
+    column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+    hint = ("the file looks UTF-16: pass --encoding utf-16" if encoding.lower().replace(
+        "-", "") in ("utf8", "ascii") and text.count("\x00") * 3 > len(text) else
+        "remove the NUL bytes; a text file never holds them")
+    raise DataError(str(path), f"line {line}, column {column}",
+                    "holds a NUL byte (\\x00): this is not plain text", hint)
+
+
+def _delimited_records(path: Path, text_lines: Iterable[str], delimiter: str,
+                       quoting: bool = True) -> Iterator[Any]:
+    """The header, then ``(row, "line N")`` for each record of a delimited file."""
+    lines = _LineCounter(text_lines)
     reader = csv.reader(lines, delimiter=delimiter, strict=True,
                         quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
     name = {",": "CSV", "\t": "TSV"}.get(delimiter, f"{delimiter!r}-separated")
-    previous_limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)
+    csv.field_size_limit(_FIELD_SIZE_LIMIT)
     try:
         header = next(reader, None)
         while header is not None and not header:
@@ -184,7 +316,7 @@ def _read_delimited(path: Path, text: str, delimiter: str, quoting: bool = True)
             raise DataError(str(path), None, "the file is empty", "add a header row and data rows")
         header = [name.strip() for name in header]
         _check_header(path, header)
-        rows, locations = [], []
+        yield header
         lines.start_record()
         for fields in reader:
             line = lines.record_start
@@ -199,25 +331,21 @@ def _read_delimited(path: Path, text: str, delimiter: str, quoting: bool = True)
                     else "this file is read without quotes, so a field cannot hold the "
                          "delimiter; fix the row",
                 )
-            rows.append(dict(zip(header, fields, strict=True)))
-            locations.append(f"line {line}")
+            yield dict(zip(header, fields, strict=True)), f"line {line}"
     except csv.Error as exc:
         raise _malformed(path, name, lines, str(exc), quoting) from exc
-    finally:
-        csv.field_size_limit(previous_limit)
-    return Table(str(path), header, rows, locations)
 
 
 _FIELD_SIZE_LIMIT = 2**31 - 1  # the csv module's default (131,072 characters) is too small
 
 
 class _LineCounter:
-    """Lines of ``text`` for :mod:`csv`, remembering the line on which each record starts."""
+    """Lines for :mod:`csv`, remembering the line on which each record starts."""
 
-    def __init__(self, text: str):
+    def __init__(self, lines: Iterable[str]):
         # Lines end at \n, \r\n or \r only, as csv expects (str.splitlines would also split at
         # \x0c, \x1c, \u2028 ... inside a text and change the data).
-        self._lines = iter(io.StringIO(text, newline=""))
+        self._lines = iter(lines)
         self.line = 0
         self.record_start = 1
 
@@ -262,9 +390,11 @@ def _check_header(path: Path, header: list[str]) -> None:
         seen.add(name)
 
 
-def _read_jsonl(path: Path, text: str) -> Table:
-    rows, locations, columns = [], [], {}
-    for line_number, line in enumerate(text.splitlines(), start=1):
+def _jsonl_records(path: Path, lines: Iterable[str]) -> Iterator[Any]:
+    """The column names seen so far (a dict that grows), then ``(record, "line N")``."""
+    columns: dict[str, None] = {}
+    yield columns
+    for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -276,25 +406,43 @@ def _read_jsonl(path: Path, text: str) -> Table:
             raise DataError(str(path), f"line {line_number}",
                             f"expected a JSON object, found {type(record).__name__}",
                             "write one JSON object per line, e.g. {\"text\": ..., \"label\": ...}")
-        rows.append(record)
-        locations.append(f"line {line_number}")
         columns.update(dict.fromkeys(record))
-    if not rows:
-        raise DataError(str(path), None, "the file holds no records", "add one JSON object per line")
-    return Table(str(path), list(columns), rows, locations)
+        yield record, f"line {line_number}"
 
 
 def _read_parquet(path: Path) -> Table:
+    chunks = list(_parquet_chunks(path, chunk_rows=None))
+    rows = [row for chunk in chunks for row in chunk.rows]
+    return Table(str(path), chunks[0].columns, rows,
+                 [f"row {i}" for i in range(1, len(rows) + 1)])
+
+
+def _parquet_chunks(path: Path, chunk_rows: int | None) -> Iterator[Table]:
+    """Tables of at most ``chunk_rows`` rows (None: one table) read batch by batch."""
     import pyarrow.parquet as pq
 
     try:
-        arrow_table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        columns = list(parquet.schema_arrow.names)
+        if chunk_rows is None:
+            batches = [parquet.read()]
+        else:
+            batches = parquet.iter_batches(batch_size=chunk_rows)
+        first = 1
+        empty = True
+        for batch in batches:
+            rows = batch.to_pylist()
+            empty = False
+            yield Table(str(path), columns, rows,
+                        [f"row {i}" for i in range(first, first + len(rows))])
+            first += len(rows)
+        if empty:
+            yield Table(str(path), columns, [], [])
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises many types for unreadable files
         raise DataError(str(path), None, f"cannot read the Parquet file ({exc})",
                         "check that it is a complete Parquet file") from exc
-    rows = arrow_table.to_pylist()
-    return Table(str(path), arrow_table.column_names, rows,
-                 [f"row {i}" for i in range(1, len(rows) + 1)])
 
 
 def _is_dataframe(source: Any) -> bool:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from tfsft.config import TrainConfig
     from tfsft.data.pipeline import EncodedData
+    from tfsft.data.readers import Table
     from tfsft.tokenization import WordPieceTokenizer
 
 # Built-in tasks, imported on first use (``module:Class``); register_task adds more.
@@ -212,6 +213,9 @@ class Task:
     report_files: ClassVar[tuple[str, ...]] = ("metrics.json",)
     #: What happens to an example longer than max_length (for the data check's warning).
     long_example_treatment: ClassVar[str] = "truncated"
+    #: Options that change only the model or what is done with its outputs, never the encoded
+    #: data: a run may change them when it trains on data preprocessed with other values.
+    model_options: ClassVar[tuple[str, ...]] = ()
     #: ``--max-length`` when none is given, and the longest one accepted.
     default_max_length: ClassVar[int] = 128
     max_length_limit: ClassVar[int] = 512
@@ -273,6 +277,27 @@ class Task:
         from tfsft.data.checks import token_lengths
 
         return token_lengths(tokenizer, examples.texts, examples.text_pairs, max_length)
+
+    def learn_chunk(self, chunk: Table) -> Any:
+        """What one chunk of the training data tells about the task state, for data read in
+        chunks (``tfsft preprocess``); :meth:`merge_chunks` combines the summaries of all chunks
+        into the state that :meth:`read` with ``role="train"`` learns from the whole data.
+        Default: the state learned from the chunk alone."""
+        self.read(chunk, role="train")
+        return self.state_dict()
+
+    def merge_chunks(self, summaries: Sequence[Any], source: str) -> None:
+        """Set the task state from the :meth:`learn_chunk` summaries of every chunk of
+        ``source``, with the checks that need the whole training data. Default: every chunk
+        must have learned the same state."""
+        if not summaries:
+            raise DataError(source, None, "there are no data rows", "add rows")
+        first = summaries[0]
+        if any(summary != first for summary in summaries[1:]):
+            raise ConfigError(f"task {self.name!r} learns a different state from different "
+                              f"parts of {source}, and cannot combine them; train from the "
+                              "file itself (tfsft train --train FILE)")
+        self.load_state(first)
 
     def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         """A seeded validation split of the training examples."""

@@ -119,6 +119,8 @@ class CausalLMOutputs:
 class CausalLMTask(Task):
     name = "causal-lm"
     Options = CausalLMOptions
+    model_options = ("lora_rank", "lora_alpha", "lora_targets", "eval_generations",
+                     "max_new_tokens")
     metric_directions = {"loss": False, "token_accuracy": True}
     headline_metric = "loss"
     default_max_length = 512

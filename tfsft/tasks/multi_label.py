@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,7 @@ class MultiLabelOptions(SentenceOptions):
 class MultiLabelTask(SentenceTask):
     name = "multi-label-classification"
     Options = MultiLabelOptions
+    model_options = ("pooling", "threshold")
     metric_directions = {"loss": False, "label_accuracy": True}
     headline_metric = "f1_micro"
     report_files = ("metrics.json", "classification_report.txt")
@@ -144,6 +146,17 @@ class MultiLabelTask(SentenceTask):
                 targets[row, [index[label] for label in labels]] = 1
         return TextExamples(rows.texts, rows.text_pairs, targets, tuple(self.labels or ()),
                             source=table.source, locations=rows.locations)
+
+    def chunk_summary(self, rows: TextRows, chunk: Table) -> list[str]:
+        return sorted({label for labels in rows.targets for label in labels})
+
+    def merge_chunks(self, summaries: Sequence[list[str]], source: str) -> None:
+        found = {label for labels in summaries for label in labels}
+        if not found:
+            raise DataError(source, None, "no row has a label",
+                            "check --label-column and --label-delimiter")
+        self.labels = sort_labels(found)
+        self.thresholds = [self._fixed_threshold] * len(self.labels)
 
     def target_summary(self, examples: TextExamples) -> dict[str, Any] | None:
         if examples.targets is None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfsft.data.qa_examples import QAColumns, QAExamples, read_qa_data
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError
 from tfsft.evaluation import qa_postprocess
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
 
@@ -105,6 +105,7 @@ class QAOutputs:
 class QuestionAnsweringTask(Task):
     name = "question-answering"
     Options = QuestionAnsweringOptions
+    model_options = ("max_answer_length", "n_best")
     metric_directions = {"loss": False, "span_accuracy": True}
     headline_metric = "f1"
     default_max_length = 384
@@ -148,6 +149,11 @@ class QuestionAnsweringTask(Task):
         if role == "train" and labelled:
             self.unanswerable = examples.unanswerable > 0
         return examples
+
+    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
+        if not summaries:
+            raise DataError(source, None, "there are no data rows", "add rows")
+        self.unanswerable = any(summary["unanswerable"] for summary in summaries)
 
     def target_summary(self, examples: QAExamples) -> dict[str, Any] | None:
         if examples.answers is None:

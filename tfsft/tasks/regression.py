@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,20 +106,48 @@ class RegressionTask(SentenceTask):
         if role != "unlabelled":
             targets = np.asarray(rows.targets, dtype=np.float64).reshape(-1, len(self.target_names))
         if role == "train":
-            if len(rows.texts) < 2:
-                raise DataError(table.source, None, "regression needs at least 2 training rows",
-                                "add rows")
-            self.mean = [float(x) for x in targets.mean(axis=0)]
-            spread = targets.std(axis=0)
-            if self.options.standardize and np.any(spread == 0):
-                constant = [n for n, s in zip(self.target_names, spread, strict=True) if s == 0]
-                raise DataError(table.source, None, f"target(s) {constant} have the same value in "
-                                "every training row", "check the target column")
-            if not self.options.standardize:
-                self.mean, spread = [0.0] * len(self.target_names), np.ones(len(spread))
-            self.std = [float(x) for x in spread]
+            self._learn_statistics(len(targets), targets.mean(axis=0), targets.std(axis=0),
+                                   table.source)
         return TextExamples(rows.texts, rows.text_pairs, targets, self.target_names,
                             source=table.source, locations=rows.locations)
+
+    def _learn_statistics(self, count: int, mean: np.ndarray, spread: np.ndarray,
+                          source: str) -> None:
+        """The standardization of the targets from their training count, mean and std."""
+        if count < 2:
+            raise DataError(source, None, "regression needs at least 2 training rows",
+                            "add rows")
+        if self.options.standardize and np.any(spread == 0):
+            constant = [n for n, s in zip(self.target_names, spread, strict=True) if s == 0]
+            raise DataError(source, None, f"target(s) {constant} have the same value in "
+                            "every training row", "check the target column")
+        self.mean = [float(x) for x in mean]
+        self.std = [float(x) for x in spread]
+        if not self.options.standardize:
+            self.mean, self.std = [0.0] * len(self.target_names), [1.0] * len(self.target_names)
+
+    def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
+        targets = np.asarray(rows.targets, dtype=np.float64).reshape(-1, len(self.target_names))
+        mean = targets.mean(axis=0)
+        return {"count": len(targets), "mean": mean,
+                "squares": ((targets - mean) ** 2).sum(axis=0)}
+
+    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
+        """Pooled mean and std of the chunks (Chan et al.'s parallel update)."""
+        count, mean = 0, np.zeros(len(self.target_names))
+        squares = np.zeros(len(self.target_names))
+        for summary in summaries:
+            n = summary["count"]
+            if not n:
+                continue
+            delta = summary["mean"] - mean
+            total = count + n
+            mean = mean + delta * n / total
+            squares = squares + summary["squares"] + delta ** 2 * count * n / total
+            count = total
+        spread = np.sqrt(squares / max(count, 1))
+        self._learn_statistics(count, mean, np.where(spread < 1e-12 * (1 + np.abs(mean)), 0.0,
+                                                     spread), source)
 
     def target_summary(self, examples: TextExamples) -> dict[str, Any] | None:
         if examples.targets is None:

@@ -51,6 +51,7 @@ class SentenceTask(Task):
     """Base of the sentence-level tasks (see the module docstring)."""
 
     Options = SentenceOptions
+    model_options = ("pooling",)
 
     def __init__(self, options: SentenceOptions):
         super().__init__(options)
@@ -116,6 +117,19 @@ class SentenceTask(Task):
         rows = read_text_rows(table, text_column, pair_column, target_columns, reader, max_rows,
                               flags=self.column_flags())
         return self.make_examples(rows, table, role if labelled else "unlabelled")
+
+    def learn_chunk(self, chunk: Table) -> Any:
+        from tfsft.data.examples import read_text_rows
+
+        text_column, pair_column = self.columns("train")
+        rows = read_text_rows(chunk, text_column, pair_column, self.target_columns("train"),
+                              self.target_reader(chunk, "train"), flags=self.column_flags())
+        return self.chunk_summary(rows, chunk)
+
+    def chunk_summary(self, rows: TextRows, chunk: Table) -> Any:
+        """What the checked rows of one chunk of training data tell about the task state
+        (see :meth:`~tfsft.tasks.base.Task.learn_chunk`)."""
+        raise NotImplementedError
 
     def column_flags(self) -> str:
         return "--text-column / --text-pair-column / " + " / ".join(

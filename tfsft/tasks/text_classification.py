@@ -15,6 +15,8 @@ are strings or integers (``2``, ``2.0`` and ``"2"`` are the same label).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +76,9 @@ class TextClassificationTask(SentenceTask):
     def __init__(self, options: TextClassificationOptions):
         super().__init__(options)
         self.labels: tuple[str, ...] | None = None
+        # Label counts of the whole training data when it was read in chunks (merge_chunks):
+        # class_weight="balanced" then weighs every chunk by them.
+        self.train_label_counts: np.ndarray | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "labels": list(self.labels or [])}
@@ -117,20 +122,46 @@ class TextClassificationTask(SentenceTask):
 
     def _check_label_set(self, examples: TextClassificationData, table: Table) -> None:
         column = self._label_column("train")
-        if len(examples.labels) < 2:
-            raise DataError(table.source, None, f"every training row has the label "
-                            f"{examples.labels[0]!r} (column {column!r}): a classifier needs "
+        present = {normalize_label(row.get(column)) for row in table.rows}
+        self._refuse_bad_label_set(examples.labels, present, table.source)
+
+    def _refuse_bad_label_set(self, labels: tuple[str, ...], present: set[str | None],
+                              source: str) -> None:
+        """A classifier needs 2 labels; every ``--exclude-labels`` entry must occur in
+        ``present`` (the labels of the training rows, excluded ones included)."""
+        column = self._label_column("train")
+        if len(labels) < 2:
+            raise DataError(source, None, f"every training row has the label "
+                            f"{labels[0]!r} (column {column!r}): a classifier needs "
                             "at least 2 classes", "check --label-column, or add rows of the "
                             "other classes")
+        never = sorted({str(x) for x in self.options.exclude_labels} - present)
+        if never:
+            raise DataError(source, None, f"--exclude-labels {never} never occur in "
+                            f"column {column!r}; the labels are "
+                            f"{', '.join(map(repr, sort_labels(present - {None})))}",
+                            "fix the spelling, or leave them out")
+
+    def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
+        column = self._label_column("train")
         excluded = {str(x) for x in self.options.exclude_labels}
-        if excluded:
-            present = {normalize_label(row.get(column)) for row in table.rows}
-            never = sorted(excluded - present)
-            if never:
-                raise DataError(table.source, None, f"--exclude-labels {never} never occur in "
-                                f"column {column!r}; the labels are "
-                                f"{', '.join(map(repr, sort_labels(present - {None})))}",
-                                "fix the spelling, or leave them out")
+        present = {normalize_label(row.get(column)) for row in chunk.rows} & excluded
+        return {"counts": dict(Counter(rows.targets)), "excluded_present": sorted(present)}
+
+    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
+        counts: Counter[str] = Counter()
+        present: set[str | None] = set()
+        for summary in summaries:
+            counts.update(summary["counts"])
+            present.update(summary["excluded_present"])
+        if not counts:
+            excluded = sorted({str(x) for x in self.options.exclude_labels})
+            raise DataError(source, None, f"no rows are left after skipping labels {excluded}",
+                            "check --exclude-labels")
+        labels = sort_labels(set(counts))
+        self._refuse_bad_label_set(labels, present | set(counts), source)
+        self.labels = labels
+        self.train_label_counts = np.array([counts[label] for label in labels], np.int64)
 
     def target_summary(self, examples: TextClassificationData) -> dict[str, Any] | None:
         if examples.label_ids is None:
@@ -149,7 +180,7 @@ class TextClassificationTask(SentenceTask):
         return stratified_split(examples, fraction, seed)
 
     def sample_weights(self, examples: TextClassificationData) -> np.ndarray | None:
-        weights = class_weights(self.options.class_weight, examples)
+        weights = class_weights(self.options.class_weight, examples, self.train_label_counts)
         return None if weights is None else weights[examples.label_ids]
 
     # -- model ------------------------------------------------------------------------------
@@ -228,23 +259,26 @@ class TextClassificationTask(SentenceTask):
         return list(self.labels or [])
 
 
-def class_weights(class_weight: str | dict[str, float] | None,
-                  data: TextClassificationData) -> np.ndarray | None:
-    """Loss weight per label id from ``"balanced"`` (scikit-learn's) or a label -> weight map
-    (unnamed labels weigh 1).
+def class_weights(class_weight: str | dict[str, float] | None, data: TextClassificationData,
+                  counts: np.ndarray | None = None) -> np.ndarray | None:
+    """Loss weight per label id from ``"balanced"`` (scikit-learn's: rows / (labels present *
+    rows of the label), by ``counts`` per label id or else the counts in ``data``) or a
+    label -> weight map (unnamed labels weigh 1).
 
     >>> data = TextClassificationData(["a"] * 4, None, np.array([0, 0, 0, 1]), ("neg", "pos"))
     >>> class_weights("balanced", data).round(3).tolist(), class_weights({"pos": 3}, data).tolist()
     ([0.667, 2.0], [1.0, 3.0])
+    >>> class_weights("balanced", data, counts=np.array([1, 1])).tolist()
+    [1.0, 1.0]
     """
     if class_weight is None:
         return None
     if class_weight == "balanced":
-        from sklearn.utils.class_weight import compute_class_weight
-
-        present = np.unique(data.label_ids)
+        if counts is None:
+            counts = np.bincount(data.label_ids, minlength=len(data.labels))
+        present = counts > 0
         weights = np.zeros(len(data.labels))
-        weights[present] = compute_class_weight("balanced", classes=present, y=data.label_ids)
+        weights[present] = counts.sum() / (present.sum() * counts[present])
         return weights
     weights = {str(k): float(v) for k, v in class_weight.items()}
     unknown = sorted(set(weights) - set(data.labels))

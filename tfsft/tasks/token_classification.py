@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
     from tfsft.data.pipeline import EncodedData
+    from tfsft.data.readers import Table
     from tfsft.tokenization import WordPieceTokenizer
 
 __all__ = ["TokenClassificationOptions", "TokenClassificationTask", "create_task"]
@@ -219,6 +220,29 @@ class TokenClassificationTask(Task):
             labelled=labelled, max_rows=max_rows, file_format=file_format, encoding=encoding,
             delimiter=delimiter, quoting=quoting)
         return self._learn(data, role if labelled else "unlabelled")
+
+    def learn_chunk(self, chunk: Table) -> dict[str, Any]:
+        options = self.options
+        data = read_token_data(
+            chunk, tokens_column=options.tokens_column, tags_column=options.tags_column,
+            text_column=options.text_column, entities_column=options.entities_column,
+            tag_names=options.tag_names or None, separator=options.token_separator,
+            scheme=self._scheme_option(), repair=options.repair_tags)
+        types = tag_schemes.entity_types(t for sentence in data.tags for t in sentence)
+        return {"scheme": data.scheme, "types": types}
+
+    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
+        schemes = sorted({summary["scheme"] for summary in summaries})
+        if len(schemes) > 1:
+            raise DataError(source, None, f"parts of the file look tagged in different schemes "
+                            f"({', '.join(schemes)})", "name the scheme with --tag-scheme")
+        types = sorted({kind for summary in summaries for kind in summary["types"]})
+        if not types:
+            raise DataError(source, None, "no entity tags, only O",
+                            "tag some entities (B-PER, I-PER, ...) in the training data")
+        self.scheme = schemes[0]
+        self.labels = tag_schemes.label_set(types, self.scheme)
+        self.label_index = {label: i for i, label in enumerate(self.labels)}
 
     def read_tokens(self, tokens: list[list[str]], tags: list[list[str]] | None = None,
                     role: str = "train") -> TokenExamples:

@@ -33,6 +33,14 @@ from tfsft.data.checks import (
     refuse_same_file,
 )
 from tfsft.data.pipeline import length_buckets, make_dataset
+from tfsft.data.shards import (
+    Manifest,
+    check_compatible,
+    is_shard_folder,
+    read_manifest,
+    shard_dataset,
+    shard_report,
+)
 from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
@@ -48,7 +56,7 @@ from tfsft.runs import (
     calibration_sample,
     task_record,
 )
-from tfsft.tasks.base import Task, create_task
+from tfsft.tasks.base import Task, create_task, option_fields
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.distribution import (
     Distribution,
@@ -131,27 +139,46 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     keras.utils.set_random_seed(config.seed)
 
     checkpoint = resolve_checkpoint(config.model)
-    task = create_task(config.task, config.task_options)
+    shards = read_manifest(config.train) if is_shard_folder(config.train) else None
+    task = _create_task(config, shards)
     monitor, mode = task.monitor(config.monitor)
     refuse_same_file(config.train, config.validation)
-    train_data, validation_data = task.load_training_data(config)
-    logger.info("%s: %d training and %d validation examples", task.name, len(train_data),
+    if shards is None:
+        train_data, validation_data = task.load_training_data(config)
+    else:
+        train_data, validation_data = None, _shard_validation_data(task, config)
+    train_rows = len(train_data) if shards is None else shards.rows
+    logger.info("%s: %d training and %d validation examples", task.name, train_rows,
                 len(validation_data))
     tokenizer = task.load_tokenizer(checkpoint, config.max_length)
+    if shards is not None:
+        check_compatible(shards, config.task, tokenizer, config.max_length)
     data_check = _check_data(task, train_data, validation_data, tokenizer, config,
-                             run_dir if distribution.is_chief else None)
+                             run_dir if distribution.is_chief else None, shards)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
-    train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
-    encoding_notes = {"train": task.encoding_notes()}
+    encoding_notes = {}
+    if shards is None:
+        train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
+        encoding_notes["train"] = task.encoding_notes()
+        train_tokens = int(train_encoded.lengths.sum())
+    else:
+        encoding_notes["train"] = shards.extra.get("encoding") or {}
+        train_tokens = shards.tokens
     validation_encoded = task.encode(tokenizer, validation_data, config.max_length)
     encoding_notes["validation"] = task.encoding_notes()
     tokenize_seconds = time.perf_counter() - tokenize_start
-    unknown_share = data_check.report["train"]["tokens"]["unknown_word_share"]
+    unknown_share = data_check.report["train"].get("tokens", {}).get("unknown_word_share")
 
     buckets = length_buckets(config.max_length) if config.jit_compile else None
-    train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True, seed=config.seed,
-                            buckets=buckets)
+    if shards is None:
+        train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True,
+                                seed=config.seed, buckets=buckets)
+    else:
+        if config.max_train_rows is not None:
+            train_rows = min(train_rows, config.max_train_rows)
+        train_ds = shard_dataset(shards, config.batch_size, seed=config.seed,
+                                 max_rows=config.max_train_rows, buckets=buckets)
     validation_ds = make_dataset(validation_encoded, config.batch_size, buckets=buckets)
     if distribution.distributed:
         logger.info("Strategy %s: %d worker(s), %d replica(s); the global batch of %d is split "
@@ -218,15 +245,19 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     metrics = task.evaluate(validation_data, outputs, output_dir=run_dir)
     history = read_history(run_dir / HISTORY_CSV)
     plot_training_curves(history, run_dir / "training_curves.png")
-    _save_model_files(run_dir, model, tokenizer, task, train_data, validation_data, config)
+    calibration = (train_data.subset(calibration_sample(len(train_data), config.seed))
+                   if shards is None else task.read_records(shards.folder / CALIBRATION_FILE))
+    _save_model_files(run_dir, model, tokenizer, task, calibration, validation_data, config)
 
     epoch_seconds = meter.epoch_seconds
     summary = {
         "task": task.name,
         "checkpoint": str(checkpoint),
-        "train_examples": len(train_data),
+        "train_examples": train_rows,
+        "train_data": "shards" if shards is not None else "file",
         "validation_examples": len(validation_data),
-        "skipped_rows": {"train": train_data.skipped, "validation": validation_data.skipped},
+        "skipped_rows": {"train": train_data.skipped if shards is None else shards.skipped,
+                         "validation": validation_data.skipped},
         "resumed_from": resume,
         "precision": precision,
         "jit_compile": bool(model_jit),
@@ -237,14 +268,14 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         "tokenize_seconds": round(tokenize_seconds, 3),
         "fit_seconds": round(fit_seconds, 3),
         "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
-        "train_examples_per_second": [round(len(train_data) / s, 2) for s in epoch_seconds if s],
+        "train_examples_per_second": [round(train_rows / s, 2) for s in epoch_seconds if s],
         # Without each epoch's first (tracing) step: examples in the remaining steps / their time.
         "train_examples_per_second_after_first_step": [
-            round(len(train_data) * (steps - 1) / steps / seconds, 2)
+            round(train_rows * (steps - 1) / steps / seconds, 2)
             for steps, seconds in zip(meter.epoch_steps, meter.steady_seconds, strict=True)
             if steps > 1 and seconds > 0],
-        "train_tokens": int(train_encoded.lengths.sum()),
-        "unknown_word_share": round(unknown_share, 4),
+        "train_tokens": train_tokens,
+        "unknown_word_share": None if unknown_share is None else round(unknown_share, 4),
         "encoding": {k: v for k, v in encoding_notes.items() if v},
         "wall_seconds": round(time.perf_counter() - started, 3),
         "validation": task.headline(metrics),
@@ -253,22 +284,58 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     return TrainResult(run_dir, metrics, history, summary)
 
 
+def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
+    """The run's task; from pre-tokenized shards, with the state learned when they were made
+    (options that change what the shards hold must equal those they were made with)."""
+    if shards is None:
+        return create_task(config.task, config.task_options)
+    task = create_task(config.task, shards.task_options)
+    allowed = {f.name for f, _ in option_fields(type(task.options))
+               if f.metadata.get("validation")} | set(task.model_options)
+    changed = sorted(name for name, value in config.task_options.items()
+                     if value != shards.task_options.get(name) and name not in allowed)
+    if changed:
+        made = ", ".join(f"--{n.replace('_', '-')} {shards.task_options.get(n)!r}"
+                         for n in changed)
+        raise ConfigError(f"{shards.folder} was preprocessed with {made}; this run asks for "
+                          f"{', '.join(repr(config.task_options[n]) for n in changed)}. Leave "
+                          "them out, or run tfsft preprocess again with the new values")
+    task = create_task(config.task, config.task_options)
+    task.load_state(shards.task_state)
+    return task
+
+
+def _shard_validation_data(task: Task, config: TrainConfig) -> Any:
+    if not config.validation:
+        raise ConfigError(f"--train {config.train} holds pre-tokenized shards, which cannot be "
+                          "split: pass a --validation file")
+    return task.read(config.validation, role="validation", max_rows=config.max_validation_rows,
+                     file_format=config.file_format, encoding=config.encoding,
+                     delimiter=config.delimiter, quoting=config.quoting)
+
+
 def _check_data(task: Task, train_data: Any, validation_data: Any,
-                tokenizer: Any, config: TrainConfig, run_dir: Path | None) -> DataCheck:
+                tokenizer: Any, config: TrainConfig, run_dir: Path | None,
+                shards: Manifest | None = None) -> DataCheck:
     """The data check (see :mod:`tfsft.data.checks`): stops on certain mistakes, logs the
     warnings, writes ``data_check.json`` and ``token_lengths.png`` into the run folder (none:
-    writes nothing)."""
+    writes nothing). Pre-tokenized training data (``shards``) is described by its manifest."""
     check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
-    refuse_certain_mistakes(check, config.validation)
+    if shards is not None:
+        check.report["train"] = shard_report(shards)
+    else:
+        refuse_certain_mistakes(check, config.validation)
     for warning in check.warnings:
         logger.warning(warning)
-    tokens = check.report["train"]["tokens"]
-    logger.info("Data check: %d of %d training examples longer than max_length %d; %.2f %% of "
-                "the words are [UNK]", tokens["over_max_length"], len(train_data),
-                config.max_length, 100 * tokens["unknown_word_share"])
+    tokens = check.report["train"].get("tokens")
+    if tokens:
+        logger.info("Data check: %d of %d training examples longer than max_length %d; %.2f "
+                    "%% of the words are [UNK]", tokens["over_max_length"], len(train_data),
+                    config.max_length, 100 * tokens["unknown_word_share"])
     if run_dir is not None:
         atomic_write_json(run_dir / DATA_CHECK_FILE, {**check.report, "warnings": check.warnings})
-        plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
+        if lengths:
+            plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
     return check
 
 
@@ -299,14 +366,13 @@ def write_examples(path: Path, task: Task, examples) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: Any,
-                      task: Task, data, validation_data, config: TrainConfig) -> None:
+def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: Any, task: Task,
+                      calibration: Any, validation_data: Any, config: TrainConfig) -> None:
     with atomic_directory(run_dir / TOKENIZER_DIR, overwrite=True) as tmp:
         tokenizer.save(tmp)
     write_examples(run_dir / HELDOUT_FILE, task, validation_data.subset(np.arange(
         min(len(validation_data), MAX_SAVED_EXAMPLES))))
-    write_examples(run_dir / CALIBRATION_FILE, task,
-                   data.subset(calibration_sample(len(data), config.seed)))
+    write_examples(run_dir / CALIBRATION_FILE, task, calibration)
     atomic_write_json(run_dir / TASK_FILE, task_record(task, config.max_length))
     with atomic_file(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
