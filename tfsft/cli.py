@@ -384,10 +384,8 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tfsft.config import TrainConfig
+    from tfsft.config import TrainConfig, shard_defaults
     from tfsft.training.trainer import train
-
-    from tfsft.config import shard_defaults
 
     task = args.task or (_task_of(["--config", args.config]) if args.config else
                          shard_defaults(args.train).get("task", DEFAULT_TASK))

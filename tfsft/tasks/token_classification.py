@@ -228,19 +228,21 @@ class TokenClassificationTask(Task):
             text_column=options.text_column, entities_column=options.entities_column,
             tag_names=options.tag_names or None, separator=options.token_separator,
             scheme=self._scheme_option(), repair=options.repair_tags)
-        types = tag_schemes.entity_types(t for sentence in data.tags for t in sentence)
-        return {"scheme": data.scheme, "types": types}
+        tags = {t for sentence in data.tags for t in sentence}
+        return {"prefixes": sorted({tag_schemes.split_tag(t)[0] for t in tags}),
+                "types": tag_schemes.entity_types(tags)}
 
     def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
-        schemes = sorted({summary["scheme"] for summary in summaries})
-        if len(schemes) > 1:
-            raise DataError(source, None, f"parts of the file look tagged in different schemes "
-                            f"({', '.join(schemes)})", "name the scheme with --tag-scheme")
+        prefixes = {p for summary in summaries for p in summary["prefixes"]}
         types = sorted({kind for summary in summaries for kind in summary["types"]})
         if not types:
             raise DataError(source, None, "no entity tags, only O",
                             "tag some entities (B-PER, I-PER, ...) in the training data")
-        self.scheme = schemes[0]
+        try:
+            self.scheme = self._scheme_option() or tag_schemes.detect_scheme(
+                f"{prefix}-X" for prefix in prefixes)
+        except ValueError as exc:
+            raise DataError(source, None, str(exc), "name the scheme with --tag-scheme") from exc
         self.labels = tag_schemes.label_set(types, self.scheme)
         self.label_index = {label: i for i, label in enumerate(self.labels)}
 

@@ -1,0 +1,323 @@
+"""Streaming readers, task state learned from chunks, tfsft preprocess shards and training on them."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import (
+    multi_label_rows,
+    regression_rows,
+    sentiment_rows,
+    tiny_config,
+    write_csv,
+    write_hf_checkpoint,
+)
+from tfsft.data.readers import iter_table_chunks, read_table
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks.base import create_task
+
+# -- streaming readers --------------------------------------------------------------------------
+
+QUOTED_CSV = ('\ufefftext,label\n"a, quoted\nfield",pos\n\nplain,neg\r\n"say ""hi""",pos\r'
+              'last,neg\n')
+
+
+def _write(path: Path, text: str) -> Path:
+    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix, open)
+    with opener(path, "wb") as handle:
+        handle.write(text.encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize("name,text", [
+    ("quoted.csv", QUOTED_CSV),
+    ("quoted.csv.gz", QUOTED_CSV),
+    ("rows.tsv.bz2", "text\tlabel\n" + "".join(f"row {i}\t{i % 3}\n" for i in range(23))),
+    ("rows.jsonl", "".join(json.dumps({"text": f"t\u2028{i}", "label": i % 2}) + "\n"
+                           + ("\n" if i == 4 else "") for i in range(11))),
+])
+@pytest.mark.parametrize("chunk_rows", [1, 3, 100])
+def test_chunks_hold_the_rows_and_locations_of_the_whole_table(tmp_path, name, text, chunk_rows):
+    path = _write(tmp_path / name, text)
+    whole = read_table(path)
+    chunks = list(iter_table_chunks(path, chunk_rows=chunk_rows))
+    assert all(len(chunk) <= chunk_rows for chunk in chunks)
+    assert [row for chunk in chunks for row in chunk.rows] == whole.rows
+    assert [where for chunk in chunks for where in chunk.locations] == whole.locations
+    assert chunks[-1].columns == whole.columns
+    assert len(chunks) == math.ceil(len(whole) / chunk_rows)
+
+
+def test_parquet_and_dataframes_come_in_chunks(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(10)], "label": [i % 2 for i in
+                                                                            range(10)]})
+    frame.to_parquet(tmp_path / "rows.parquet")
+    for source in (tmp_path / "rows.parquet", frame):
+        chunks = list(iter_table_chunks(source, chunk_rows=4))
+        assert [len(c) for c in chunks] == [4, 4, 2]
+        assert [r for c in chunks for r in c.rows] == read_table(source).rows
+        assert chunks[1].locations[0] == read_table(source).locations[4]
+
+
+@pytest.mark.parametrize("name,data", [
+    ("bad_byte.csv", b"text,label\nfine,pos\ncaf\xe9 ok,neg\n"),
+    ("nul.csv", b"text,label\nfine,pos\nbad\x00,neg\n"),
+    ("open_quote.csv", b'text,label\nfine,pos\n"never closed,neg\n'),
+    ("fields.csv", b"text,label\nfine,pos\ntoo,many,fields\n"),
+    ("header.csv", b"text,text\na,b\n"),
+    ("empty.csv", b""),
+    ("broken.jsonl", b'{"text": "a", "label": 1}\n{"text": \n'),
+    ("list.jsonl", b'{"text": "a", "label": 1}\n[1, 2]\n'),
+    ("empty.jsonl", b"\n\n"),
+    ("cut.csv.gz", gzip.compress(b"text,label\n" + b"fine,pos\n" * 5000)[:-40]),
+])
+def test_streamed_files_fail_with_the_errors_of_whole_files(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(DataError) as whole:
+        read_table(path)
+    with pytest.raises(DataError) as streamed:
+        list(iter_table_chunks(path, chunk_rows=2))
+    assert str(streamed.value) == str(whole.value)
+
+
+# -- task state learned from chunks --------------------------------------------------------------
+
+def assert_same_state(state: dict, expected: dict) -> None:
+    """Task states equal, target statistics to rounding (pooled from chunks, or in one go)."""
+    state, expected = dict(state), dict(expected)
+    for key in ("mean", "std"):
+        if key in expected:
+            np.testing.assert_allclose(state.pop(key), expected.pop(key), rtol=1e-9)
+    assert state == expected
+
+
+def _state_from_chunks(task_name, options, path, chunk_rows=4):
+    task = create_task(task_name, options)
+    summaries = [task.learn_chunk(chunk) for chunk in iter_table_chunks(path, chunk_rows)]
+    task.merge_chunks(summaries, str(path))
+    return task
+
+
+@pytest.mark.parametrize("task_name,options,rows", [
+    ("text-classification", {"class_weight": "balanced", "exclude_labels": ["meh"]},
+     sorted(sentiment_rows(40) + [("so so", "meh")] * 3, key=lambda r: r[1])),
+    ("regression", {"target_columns": ["label"]}, regression_rows(37)),
+    ("regression", {"target_columns": ["label"], "standardize": False}, regression_rows(9)),
+    ("multi-label-classification", {}, multi_label_rows(30)),
+])
+def test_sentence_tasks_learn_from_chunks_what_they_learn_from_the_whole_file(
+        tmp_path, task_name, options, rows):
+    path = write_csv(tmp_path / "train.csv", rows)
+    whole = create_task(task_name, options)
+    examples = whole.read(path)
+    chunked = _state_from_chunks(task_name, options, path)
+    assert_same_state(chunked.state_dict(), whole.state_dict())
+    if task_name == "text-classification":  # sorted by label: most chunks hold one label
+        np.testing.assert_allclose(chunked.sample_weights(chunked.read(path, role="eval")),
+                                   whole.sample_weights(examples))
+
+
+def test_token_classification_learns_its_tag_set_from_chunks(tmp_path):
+    path = tmp_path / "ner.jsonl"
+    rows = [{"tokens": ["Ann", "sings"], "tags": ["B-PER", "O"]},
+            {"tokens": ["in", "Rome"], "tags": ["O", "B-LOC"]},
+            {"tokens": ["plain", "words"], "tags": ["O", "O"]},
+            {"tokens": ["Bo", "Li", "Oslo"], "tags": ["B-PER", "I-PER", "B-LOC"]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    whole = create_task("token-classification")
+    whole.read(path)
+    chunked = _state_from_chunks("token-classification", {}, path, chunk_rows=1)
+    assert chunked.state_dict() == whole.state_dict()
+
+
+def test_whole_data_checks_still_apply_to_chunked_data(tmp_path):
+    path = write_csv(tmp_path / "one.csv", [(f"text {i}", "pos") for i in range(9)])
+    with pytest.raises(DataError) as whole:
+        create_task("text-classification").read(path)
+    with pytest.raises(DataError) as chunked:
+        _state_from_chunks("text-classification", {}, path)
+    assert str(chunked.value) == str(whole.value)
+    constant = write_csv(tmp_path / "constant.csv", [(f"text {i}", 2.5) for i in range(9)])
+    with pytest.raises(DataError, match="same value in every training row"):
+        _state_from_chunks("regression", {"target_columns": ["label"]}, constant)
+    with pytest.raises(DataError, match="never occur"):
+        _state_from_chunks("text-classification", {"exclude_labels": ["nope"]},
+                           write_csv(tmp_path / "two.csv", sentiment_rows(12)))
+
+
+# -- shards ------------------------------------------------------------------------------------
+
+def _rows_of(dataset, tokens_only=False):
+    """Multiset of rows (token ids, segment ids, target, weight) in a dataset of batches."""
+    rows = Counter()
+    for batch in dataset:
+        features, target = batch[0], batch[1]
+        weights = batch[2].numpy() if len(batch) == 3 else None
+        mask = features["padding_mask"].numpy().astype(bool)
+        for i in range(mask.shape[0]):
+            ids = tuple(features["token_ids"].numpy()[i][mask[i]].tolist())
+            segments = tuple(features["segment_ids"].numpy()[i][mask[i]].tolist())
+            value = target.numpy()[i]
+            value = tuple(np.round(value[mask[i]] if value.ndim and value.shape[0] == mask.shape[1]
+                                   else np.atleast_1d(value), 5).tolist())
+            rows[(ids, segments, value, None if weights is None else round(float(weights[i]),
+                                                                          5))] += 1
+    return rows
+
+
+@pytest.mark.parametrize("task_name,options,rows", [
+    ("text-classification", {"class_weight": "balanced", "exclude_labels": ["meh"]},
+     sentiment_rows(90) + [("so so", "meh")] * 4),
+    ("regression", {"target_columns": ["label"]}, regression_rows(70)),
+])
+def test_shards_hold_the_batches_of_the_in_memory_pipeline(tiny_checkpoint, tmp_path, task_name,
+                                                           options, rows):
+    from tfsft.data.pipeline import make_dataset
+    from tfsft.data.shards import read_manifest, shard_dataset, write_shards
+
+    path = write_csv(tmp_path / "train.csv", rows)
+    manifest = write_shards(task_name, options, path, tmp_path / "shards", model=tiny_checkpoint,
+                            max_length=12, shards=3, chunk_rows=16, workers=2, progress=False)
+    task = create_task(task_name, options)
+    examples = task.read(path)
+    tokenizer = task.load_tokenizer(tiny_checkpoint, 12)
+    encoded = task.encode(tokenizer, examples, 12, training=True)
+    assert_same_state(manifest.task_state, task.state_dict())
+    assert manifest.rows == len(examples) == sum(s["rows"] for s in manifest.shards)
+    assert manifest.tokens == int(encoded.lengths.sum())
+    assert manifest.skipped == ({"excluded_labels": 4} if task_name == "text-classification"
+                                else {})
+    again = read_manifest(tmp_path / "shards")
+    batches = shard_dataset(again, batch_size=8, seed=3)
+    assert int(batches.cardinality()) == math.ceil(len(examples) / 8)
+    sizes = [int(b[0]["token_ids"].shape[0]) for b in batches]
+    assert sorted(sizes)[1:] == [8] * (len(sizes) - 1)
+    assert _rows_of(batches) == _rows_of(make_dataset(encoded, batch_size=8))
+    first = [b[0]["token_ids"].numpy().tolist() for b in batches.take(3)]
+    second = [b[0]["token_ids"].numpy().tolist() for b in batches.take(3)]
+    assert first != second  # every epoch another order
+    assert (tmp_path / "shards" / "calibration.jsonl").read_text().count("\n") == min(
+        len(examples), 256)
+
+
+def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
+    from tfsft.data.pipeline import make_dataset
+    from tfsft.data.shards import read_manifest, shard_dataset, write_shards
+
+    path = tmp_path / "ner.jsonl"
+    words = ["good", "bad", "film", "the", "great"]
+    rng = np.random.default_rng(0)
+    with open(path, "w") as handle:
+        for _ in range(40):
+            tokens = [str(w) for w in rng.choice(words, rng.integers(2, 9))]
+            tags = ["B-X" if t == "film" else ("B-Y" if t == "great" else "O") for t in tokens]
+            handle.write(json.dumps({"tokens": tokens, "tags": tags}) + "\n")
+    write_shards("token-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+                 max_length=10, shards=2, chunk_rows=7, progress=False)
+    task = create_task("token-classification")
+    examples = task.read(path)
+    encoded = task.encode(task.load_tokenizer(tiny_checkpoint, 10), examples, 10, training=True)
+    batches = shard_dataset(read_manifest(tmp_path / "shards"), batch_size=6, seed=0,
+                            buckets=(8, 16))
+    assert {b[0]["token_ids"].shape[1] for b in batches} <= {8, 16}
+    assert _rows_of(batches) == _rows_of(make_dataset(encoded, batch_size=6))
+
+
+def test_shard_folders_are_checked(tiny_checkpoint, tmp_path):
+    from tfsft.data.shards import read_manifest, write_shards
+
+    path = write_csv(tmp_path / "train.csv", sentiment_rows(30))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not written by tfsft preprocess"):
+        write_shards("text-classification", {}, path, tmp_path / "mine", model=tiny_checkpoint,
+                     progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "shards"
+    write_shards("text-classification", {}, path, out, model=tiny_checkpoint, shards=2,
+                 progress=False)
+    with pytest.raises(ConfigError, match="pass --overwrite"):
+        write_shards("text-classification", {}, path, out, model=tiny_checkpoint, progress=False)
+    write_shards("text-classification", {}, path, out, model=tiny_checkpoint, shards=3,
+                 overwrite=True, progress=False)
+    assert len(read_manifest(out).shards) == 3 and len(list(out.glob("*.tfrecord"))) == 3
+    shard = sorted(out.glob("*.tfrecord"))[1]
+    shard.write_bytes(shard.read_bytes()[:-5])
+    with pytest.raises(DataError, match="cut short"):
+        read_manifest(out)
+    shard.unlink()
+    with pytest.raises(DataError, match="is missing"):
+        read_manifest(out)
+    with pytest.raises(DataError, match="not a folder written by tfsft preprocess"):
+        read_manifest(tmp_path / "mine")
+
+
+def test_preprocess_and_train_from_shards_on_the_command_line(tiny_checkpoint, tmp_path, capsys):
+    from tfsft.cli import main
+
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(200), header=("review", "label"))
+    validation = write_csv(tmp_path / "dev.csv", sentiment_rows(40, seed=5))
+    shards = tmp_path / "shards"
+    assert main(["preprocess", "--train", str(train), "--output", str(shards), "--model",
+                 str(tiny_checkpoint), "--text-column", "review", "--max-length", "16",
+                 "--shards", "4", "--chunk-rows", "64", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["rows"] == 200 and printed["shards"] == 4
+
+    common = ["train", "--train", str(shards), "--epochs", "6", "--batch-size", "16",
+              "--learning-rate", "3e-3", "--precision", "float32", "--no-tensorboard",
+              "--backup-every-steps", "5", "--validation-text-column", "text"]
+    assert main([*common, "--output-dir", str(tmp_path / "nope")]) == 2
+    assert "pass a --validation file" in capsys.readouterr().err
+    assert main([*common, "--validation", str(validation), "--label-column", "stars",
+                 "--output-dir", str(tmp_path / "nope")]) == 2
+    assert "preprocessed with --label-column 'label'" in capsys.readouterr().err
+    assert main([*common, "--validation", str(validation), "--max-length", "32",
+                 "--output-dir", str(tmp_path / "nope")]) == 2
+    assert "--max-length 16" in capsys.readouterr().err
+    other = write_hf_checkpoint(tmp_path / "other-bert", ["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                          "good", "bad"])
+    assert main([*common, "--validation", str(validation), "--model", str(other),
+                 "--output-dir", str(tmp_path / "nope")]) == 2
+    assert "another tokenizer" in capsys.readouterr().err
+
+    run = tmp_path / "run"
+    assert main([*common, "--validation", str(validation), "--output-dir", str(run)]) == 0
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["train_data"] == "shards" and summary["train_examples"] == 200
+    assert summary["optimizer_steps"] == 6 * math.ceil(200 / 16)
+    assert (run / "calibration.jsonl").is_file() and (run / "model.keras").is_file()
+    check = json.loads((run / "data_check.json").read_text())
+    assert check["train"]["rows"] == 200 and check["train"]["labels"]["counts"] == {
+        "neg": 100, "pos": 100}
+
+
+def test_training_from_shards_matches_training_from_the_file(tiny_checkpoint, tmp_path):
+    """Same rows, same steps: a tiny model reaches the same quality either way."""
+    from tfsft.data.shards import write_shards
+    from tfsft.training.trainer import train
+
+    path = write_csv(tmp_path / "train.csv", sentiment_rows(512, seed=1))
+    validation = write_csv(tmp_path / "dev.csv", sentiment_rows(64, seed=9))
+    write_shards("text-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+                 max_length=16, shards=4, progress=False)
+    results = {}
+    for name, data in (("file", path), ("shards", tmp_path / "shards")):
+        config = tiny_config(tiny_checkpoint, data, tmp_path / f"run-{name}",
+                             validation=str(validation))
+        results[name] = train(config)
+    assert results["shards"].summary["optimizer_steps"] == results["file"].summary[
+        "optimizer_steps"]
+    assert results["file"].metrics["accuracy"] >= 0.9
+    assert results["shards"].metrics["accuracy"] >= 0.9
