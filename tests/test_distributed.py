@@ -59,12 +59,22 @@ def history(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def test_two_local_workers_take_the_steps_of_one_process(job):
-    single, multi = job["folder"] / "single", job["folder"] / "multi"
-    done = subprocess.run([sys.executable, "-m", "tfsft.cli", *train_command(job, single)[1:]],
+@pytest.mark.parametrize("data", ["file", "shards"])
+def test_two_local_workers_take_the_steps_of_one_process(job, data):
+    single, multi = job["folder"] / f"single-{data}", job["folder"] / f"multi-{data}"
+    extra: list[str] = []
+    if data == "shards":  # pre-tokenized by tfsft preprocess, read by every worker
+        from tfsft.data.shards import write_shards
+
+        shards = job["folder"] / "shards"
+        write_shards("text-classification", {}, job["train"], shards, model=job["checkpoint"],
+                     max_length=16, shards=4, progress=False)
+        extra = ["--train", str(shards)]
+    done = subprocess.run([sys.executable, "-m", "tfsft.cli",
+                           *train_command(job, single, *extra)[1:]],
                           env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    done = subprocess.run(local_cluster(train_command(job, multi)), env=ENV,
+    done = subprocess.run(local_cluster(train_command(job, multi, *extra)), env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"written_by": "the chief"' in done.stderr  # worker 1's closing line, relayed

@@ -56,13 +56,17 @@ def test_chunks_hold_the_rows_and_locations_of_the_whole_table(tmp_path, name, t
     assert len(chunks) == math.ceil(len(whole) / chunk_rows)
 
 
-def test_parquet_and_dataframes_come_in_chunks(tmp_path):
+def test_parquet_dataframes_and_datasets_come_in_chunks(tmp_path):
+    import datasets
     import pandas as pd
 
     frame = pd.DataFrame({"text": [f"row {i}" for i in range(10)], "label": [i % 2 for i in
                                                                             range(10)]})
     frame.to_parquet(tmp_path / "rows.parquet")
-    for source in (tmp_path / "rows.parquet", frame):
+    dataset = datasets.Dataset.from_pandas(frame).cast_column(
+        "label", datasets.ClassLabel(names=["neg", "pos"]))
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    for source in (tmp_path / "rows.parquet", frame, dataset, tmp_path / "saved"):
         chunks = list(iter_table_chunks(source, chunk_rows=4))
         assert [len(c) for c in chunks] == [4, 4, 2]
         assert [r for c in chunks for r in c.rows] == read_table(source).rows

@@ -86,9 +86,16 @@ def iter_table_chunks(source: Any, chunk_rows: int = 8192, file_format: str | No
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    if _is_dataframe(source) or _is_hf_dataset(source) or (
-            isinstance(source, (str, os.PathLike)) and Path(source).is_dir()):
-        table = read_table(source)  # in memory already, or a dataset folder (memory-mapped)
+    if _is_hf_dataset(source) or (isinstance(source, (str, os.PathLike))
+                                  and Path(source).is_dir()):
+        dataset = source if _is_hf_dataset(source) else _load_hf_dataset_folder(Path(source))
+        name = "Hugging Face dataset" if _is_hf_dataset(source) else str(source)
+        for start in range(0, max(len(dataset), 1), chunk_rows):  # Arrow, memory-mapped
+            part = dataset.select(range(start, min(start + chunk_rows, len(dataset))))
+            yield _read_hf_dataset(part, name, first=start)
+        return
+    if _is_dataframe(source):
+        table = read_table(source)  # in memory already
         for start in range(0, len(table), chunk_rows):
             stop = start + chunk_rows
             yield Table(table.source, table.columns, table.rows[start:stop],
@@ -464,7 +471,7 @@ def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-def _read_hf_dataset(dataset: Any, name: str) -> Table:
+def _read_hf_dataset(dataset: Any, name: str, first: int = 0) -> Table:
     columns = list(dataset.column_names)
     rows = dataset.to_list()
     # ClassLabel columns hold ints; give them their names so labels read as the user wrote them.
@@ -474,10 +481,14 @@ def _read_hf_dataset(dataset: Any, name: str) -> Table:
             for row in rows:
                 if row[column] is not None and row[column] >= 0:
                     row[column] = names[row[column]]
-    return Table(name, columns, rows, [f"example {i}" for i in range(len(rows))])
+    return Table(name, columns, rows, [f"example {i}" for i in range(first, first + len(rows))])
 
 
 def _read_hf_dataset_folder(path: Path) -> Table:
+    return _read_hf_dataset(_load_hf_dataset_folder(path), name=str(path))
+
+
+def _load_hf_dataset_folder(path: Path) -> Any:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a dependency
@@ -492,4 +503,4 @@ def _read_hf_dataset_folder(path: Path) -> Table:
         splits = ", ".join(str(path / s) for s in dataset)
         raise DataError(str(path), None, "this folder holds several splits",
                         f"pass one of them: {splits}")
-    return _read_hf_dataset(dataset, name=str(path))
+    return dataset
