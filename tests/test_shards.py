@@ -30,10 +30,10 @@ QUOTED_CSV = ('\ufefftext,label\n"a, quoted\nfield",pos\n\nplain,neg\r\n"say ""h
               'last,neg\n')
 
 
-def _write(path: Path, text: str) -> Path:
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     opener = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix, open)
     with opener(path, "wb") as handle:
-        handle.write(text.encode("utf-8"))
+        handle.write(text.encode(encoding))
     return path
 
 
@@ -45,10 +45,17 @@ def _write(path: Path, text: str) -> Path:
                            + ("\n" if i == 4 else "") for i in range(11))),
 ])
 @pytest.mark.parametrize("chunk_rows", [1, 3, 100])
-def test_chunks_hold_the_rows_and_locations_of_the_whole_table(tmp_path, name, text, chunk_rows):
-    path = _write(tmp_path / name, text)
-    whole = read_table(path)
-    chunks = list(iter_table_chunks(path, chunk_rows=chunk_rows))
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_chunks_hold_the_rows_and_locations_of_the_whole_table(tmp_path, name, text, chunk_rows,
+                                                               encoding):
+    from tfsft.data import readers
+
+    path = _write(tmp_path / name, text, encoding)
+    whole = read_table(path, encoding=encoding)
+    with readers._open_binary(path) as stream:  # blocks of 7 bytes: lines cut anywhere
+        assert "".join(readers._decoded_lines(path, stream, encoding, block_size=7)) == (
+            text.removeprefix("\ufeff"))
+    chunks = list(iter_table_chunks(path, chunk_rows=chunk_rows, encoding=encoding))
     assert all(len(chunk) <= chunk_rows for chunk in chunks)
     assert [row for chunk in chunks for row in chunk.rows] == whole.rows
     assert [where for chunk in chunks for where in chunk.locations] == whole.locations
@@ -84,6 +91,9 @@ def test_parquet_dataframes_and_datasets_come_in_chunks(tmp_path):
     ("list.jsonl", b'{"text": "a", "label": 1}\n[1, 2]\n'),
     ("empty.jsonl", b"\n\n"),
     ("cut.csv.gz", gzip.compress(b"text,label\n" + b"fine,pos\n" * 5000)[:-40]),
+    ("cut_character.csv", b"text,label\nfine,pos\ncaf\xc3"),
+    ("late_byte.csv", b"text,label\n" + b"fine,pos\n" * 20000 + b"caf\xe9 ok,neg\n"),
+    ("late_nul.csv", b"text,label\n" + b"fine,pos\n" * 20000 + b"bad\x00,neg\n"),
 ])
 def test_streamed_files_fail_with_the_errors_of_whole_files(tmp_path, name, data):
     path = tmp_path / name
@@ -100,6 +110,9 @@ def test_streamed_files_fail_with_the_errors_of_whole_files(tmp_path, name, data
 def assert_same_state(state: dict, expected: dict) -> None:
     """Task states equal, target statistics to rounding (pooled from chunks, or in one go)."""
     state, expected = dict(state), dict(expected)
+    counts = state.pop("label_counts", None)  # learned from chunks for balanced class weights
+    if counts is not None:
+        assert len(counts) == len(expected["labels"]) and min(counts) > 0
     for key in ("mean", "std"):
         if key in expected:
             np.testing.assert_allclose(state.pop(key), expected.pop(key), rtol=1e-9)
@@ -182,7 +195,7 @@ def _rows_of(dataset, tokens_only=False):
 
 @pytest.mark.parametrize("task_name,options,rows", [
     ("text-classification", {"class_weight": "balanced", "exclude_labels": ["meh"]},
-     sentiment_rows(90) + [("so so", "meh")] * 4),
+     sorted(sentiment_rows(90)[:70] + [("so so", "meh")] * 20, key=lambda r: r[1])),
     ("regression", {"target_columns": ["label"]}, regression_rows(70)),
 ])
 def test_shards_hold_the_batches_of_the_in_memory_pipeline(tiny_checkpoint, tmp_path, task_name,
@@ -200,7 +213,7 @@ def test_shards_hold_the_batches_of_the_in_memory_pipeline(tiny_checkpoint, tmp_
     assert_same_state(manifest.task_state, task.state_dict())
     assert manifest.rows == len(examples) == sum(s["rows"] for s in manifest.shards)
     assert manifest.tokens == int(encoded.lengths.sum())
-    assert manifest.skipped == ({"excluded_labels": 4} if task_name == "text-classification"
+    assert manifest.skipped == ({"excluded_labels": 20} if task_name == "text-classification"
                                 else {})
     again = read_manifest(tmp_path / "shards")
     batches = shard_dataset(again, batch_size=8, seed=3)
@@ -213,6 +226,20 @@ def test_shards_hold_the_batches_of_the_in_memory_pipeline(tiny_checkpoint, tmp_
     assert first != second  # every epoch another order
     assert (tmp_path / "shards" / "calibration.jsonl").read_text().count("\n") == min(
         len(examples), 256)
+
+
+def test_shards_mix_a_file_sorted_by_label(tiny_checkpoint, tmp_path):
+    from tfsft.data.shards import read_manifest, shard_dataset, write_shards
+
+    rows = sorted(sentiment_rows(2000), key=lambda r: r[1])  # 1,000 neg, then 1,000 pos
+    path = write_csv(tmp_path / "sorted.csv", rows)
+    write_shards("text-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+                 max_length=16, shards=4, chunk_rows=128, progress=False)
+    manifest = read_manifest(tmp_path / "shards")
+    assert sorted(s["rows"] for s in manifest.shards) != [500] * 4  # dealt at random
+    one_label = [len(set(y.numpy().tolist())) == 1 for _, y in
+                 shard_dataset(manifest, batch_size=16, seed=1)]
+    assert sum(one_label) <= 3  # a random batch of 16 holds one label with p = 2 ** -15
 
 
 def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):

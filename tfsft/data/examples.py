@@ -226,13 +226,15 @@ def refuse_missing_value_marker(label: str | None, source: str, where: str, colu
 
 def classification_examples(rows: TextRows, source: str, labels: Sequence[str] | None,
                             exclude_labels: Sequence[str] = (),
-                            labelled: bool = True) -> TextClassificationData:
-    """Examples from rows read with :func:`label_reader` (label list from the data if None)."""
+                            labelled: bool = True, chunk: bool = False) -> TextClassificationData:
+    """Examples from rows read with :func:`label_reader` (label list from the data if None).
+    ``chunk``: the rows are part of a larger file (which is checked whole): they may all have
+    been skipped, and skipping is not logged."""
     excluded = sorted({str(x) for x in exclude_labels})
-    if not rows.texts:
+    if not rows.texts and not chunk:
         raise DataError(source, None, f"no rows are left after skipping labels {excluded}",
                         "check --exclude-labels")
-    if rows.skipped:
+    if rows.skipped and not chunk:
         logger.warning("%s: skipped %d rows whose label is one of %s (--exclude-labels)",
                        source, rows.skipped, excluded)
     label_list = tuple(labels) if labels is not None else sort_labels(set(rows.targets))

@@ -256,24 +256,19 @@ def _open_binary(path: Path) -> IO[bytes]:
     return opener(path, "rb")
 
 
-def _decoded_lines(path: Path, stream: IO[bytes], encoding: str) -> Iterator[str]:
-    """Lines of a binary stream decoded one at a time (ends kept; ``\\r`` ends split as
-    :func:`_decode` + ``io.StringIO(newline="")`` would), with the same errors as
-    :func:`_decode`: the line and column of undecodable bytes or of a NUL character."""
+def _decoded_lines(path: Path, stream: IO[bytes], encoding: str,
+                   block_size: int = 1 << 16) -> Iterator[str]:
+    """Lines of a binary stream, decoded block by block (any encoding, UTF-16 included) and
+    split at ``\\n``, ``\\r\\n`` or ``\\r`` as :func:`_decode` + ``io.StringIO(newline="")``
+    would, ends kept; the same errors as :func:`_decode`: the line and column of undecodable
+    bytes or of a NUL character."""
     decoder = codecs.getincrementaldecoder(encoding)()
-    number = 0
     suffix = path.suffix.lower()
-    raw_lines = iter(stream)
+    line, column = 1, 0  # where the text decoded so far ends (column: bytes into the line)
+    carry, first = "", True
     while True:
         try:
-            raw = next(raw_lines, None)
-            text = decoder.decode(raw if raw is not None else b"", final=raw is None)
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                str(path), f"line {number + 1}, column {exc.start + 1}",
-                f"bytes {exc.object[exc.start:exc.end]!r} are not valid {encoding}",
-                f"re-save the file as {encoding}, or pass its encoding (--encoding latin-1, ...)",
-            ) from exc
+            block = stream.read(block_size)
         except _DECOMPRESS_ERRORS as exc:
             if suffix not in _COMPRESSIONS:
                 raise
@@ -281,19 +276,36 @@ def _decoded_lines(path: Path, stream: IO[bytes], encoding: str) -> Iterator[str
                 str(path), None, f"cannot decompress the {suffix} file ({exc})",
                 "check that the file is complete and not corrupted",
             ) from exc
-        if number == 0:
-            text = text.removeprefix("\ufeff")
+        try:
+            text = decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            buffered = len(exc.object) - len(block)  # bytes the decoder held from before
+            before = exc.object[buffered:max(exc.start, buffered)]
+            newline = before.rfind(b"\n")
+            where_line = line + before.count(b"\n")
+            where_column = (len(before) - newline if newline >= 0
+                            else column + exc.start - buffered + 1)
+            raise DataError(
+                str(path), f"line {where_line}, column {where_column}",
+                f"bytes {exc.object[exc.start:exc.end]!r} are not valid {encoding}",
+                f"re-save the file as {encoding}, or pass its encoding (--encoding latin-1, ...)",
+            ) from exc
+        if first:
+            text, first = text.removeprefix("\ufeff"), False
         nul = text.find("\x00")
         if nul >= 0:
-            line = number + text.count("\n", 0, nul) + 1
-            _raise_nul(path, text, nul, line, encoding)
-        if "\r" in text:
-            pieces = list(io.StringIO(text, newline=""))
-        else:
-            pieces = [text] if text else []
+            _raise_nul(path, carry + text, len(carry) + nul,
+                       line + text.count("\n", 0, nul), encoding)
+        newline = block.rfind(b"\n")
+        line += block.count(b"\n")
+        column = len(block) - newline - 1 if newline >= 0 else column + len(block)
+        pieces = list(io.StringIO(carry + text, newline=""))
+        # the last piece may continue in the next block (a "\r" may be half of "\r\n")
+        carry = pieces.pop() if pieces and block and not pieces[-1].endswith("\n") else ""
         yield from pieces
-        number += text.count("\n") + text.count("\r") - text.count("\r\n")
-        if raw is None:
+        if not block:
+            if carry:
+                yield carry
             return
 
 
@@ -313,7 +325,7 @@ def _delimited_records(path: Path, text_lines: Iterable[str], delimiter: str,
     reader = csv.reader(lines, delimiter=delimiter, strict=True,
                         quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
     name = {",": "CSV", "\t": "TSV"}.get(delimiter, f"{delimiter!r}-separated")
-    csv.field_size_limit(_FIELD_SIZE_LIMIT)
+    previous_limit = csv.field_size_limit(_FIELD_SIZE_LIMIT)
     try:
         header = next(reader, None)
         while header is not None and not header:
@@ -341,6 +353,8 @@ def _delimited_records(path: Path, text_lines: Iterable[str], delimiter: str,
             yield dict(zip(header, fields, strict=True)), f"line {line}"
     except csv.Error as exc:
         raise _malformed(path, name, lines, str(exc), quoting) from exc
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 _FIELD_SIZE_LIMIT = 2**31 - 1  # the csv module's default (131,072 characters) is too small

@@ -3,8 +3,10 @@
 :func:`write_shards` (``tfsft preprocess``) reads a training file in chunks (never whole),
 learns the task state from all chunks first (labels, target statistics), then tokenizes the
 chunks on several threads and deals each chunk's rows out over ``shards`` TFRecord files, one
-``tf.train.Example`` per row. :func:`shard_dataset` reads them back as training batches, the
-same batches :func:`tfsft.data.pipeline.make_dataset` makes from rows in memory.
+``tf.train.Example`` per row, then shuffles each shard (rows go to random shards, so the shards
+are a random permutation of the file however it was sorted). :func:`shard_dataset` reads them
+back as training batches, the batches :func:`tfsft.data.pipeline.make_dataset` makes from rows
+in memory.
 
 A shard folder holds ``manifest.json`` (task, options and learned state, tokenizer hash, max
 length, counts, skipped rows, the feature layout), the ``train-*.tfrecord`` files, the tokenizer
@@ -262,10 +264,11 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
                  progress: bool = True) -> Manifest:
     """Tokenize ``source`` once into ``shards`` TFRecord files under ``output_dir``.
 
-    Memory stays bounded by about ``workers * 2`` chunks of ``chunk_rows`` rows, whatever the
-    size of the file. ``model`` names the checkpoint whose tokenizer is used (and which
-    ``tfsft train --train DIR`` must use too). ``overwrite`` replaces an earlier shard folder
-    (never a folder this function did not write). Returns the manifest.
+    Memory stays bounded by about ``workers * 2`` chunks of ``chunk_rows`` rows while reading,
+    and by one shard's bytes while shuffling the shards (more shards, less memory). ``model``
+    names the checkpoint whose tokenizer is used (and which ``tfsft train --train DIR`` must
+    use too). ``overwrite`` replaces an earlier shard folder (never a folder this function did
+    not write). Returns the manifest.
     """
     from tfsft.data.readers import iter_table_chunks
     from tfsft.io_utils import atomic_directory, atomic_write_json
@@ -278,6 +281,7 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     _refuse_output(output, source, overwrite)
+    _refuse_whole_documents(task_name, source, file_format)
     task = create_task(task_name, task_options or {})
     max_length = max_length or task.default_max_length
     if not 2 <= max_length <= task.max_length_limit:
@@ -347,6 +351,24 @@ def _refuse_output(output: Path, source: Any, overwrite: bool) -> None:
                               "them, or name a new folder")
 
 
+def _refuse_whole_documents(task_name: str, source: Any, file_format: str | None) -> None:
+    """Formats that are one document, not rows, cannot be read in chunks: say so."""
+    if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
+        return
+    from tfsft.data.token_examples import is_conll_file
+
+    path = Path(source)
+    if task_name == "token-classification" and is_conll_file(path, file_format):
+        raise DataError(str(path), None, "a CoNLL file cannot be preprocessed in chunks",
+                        "write it as JSONL with tokens and tags columns, or train from the "
+                        "file itself (tfsft train --train FILE)")
+    if task_name == "question-answering" and file_format is None and (
+            path.name.lower().removesuffix(".gz").endswith(".json")):
+        raise DataError(str(path), None, "a SQuAD-style JSON document cannot be preprocessed in "
+                        "chunks", "write one question per JSONL line (question, context, "
+                        "answers), or train from the file itself (tfsft train --train FILE)")
+
+
 def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int, workers: int,
                    seed: int, rows_read: int, progress: bool) -> dict[str, Any]:
     """Encode chunks on ``workers`` threads, deal rows out over the shard files in order."""
@@ -358,7 +380,10 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
         if not hasattr(local, "task"):  # each thread its own task: encode() keeps notes
             local.task = task.with_options()
         own = local.task
-        examples = own.read(chunk, role="eval")
+        examples = own.read(chunk, role="chunk")
+        if len(examples) == 0:  # every row skipped (excluded labels): nothing to write
+            return _ChunkResult([], np.zeros(0, np.int32), {}, None,
+                                _skipped(examples), [], {})
         encoded = own.encode(own.tokenizer, examples, own.max_length, training=True)
         picks, keys = _calibration_picks(index, len(examples), seed)
         calibration = own.example_records(examples.subset(picks)) if len(picks) else []
@@ -369,7 +394,9 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
                             own.encoding_notes())
 
     names = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
-    writers = [tf.io.TFRecordWriter(str(folder / n)) for n in names]
+    unshuffled = [folder / f".{n}.unshuffled" for n in names]
+    writers = [tf.io.TFRecordWriter(str(path)) for path in unshuffled]
+    dealer = np.random.default_rng([seed, 1])
     counts = [0] * shards
     stats: dict[str, Any] = {"rows": 0, "tokens": 0, "rows_at_max_length": 0,
                              "skipped": Counter(), "specs": None, "notes": Counter()}
@@ -379,15 +406,17 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
     pending: list[Future] = []
 
     def collect(result: _ChunkResult) -> None:
+        if not result.records:
+            stats["skipped"].update(result.skipped)
+            return
         if stats["specs"] is None:
             stats["specs"] = result.specs
         elif result.specs != stats["specs"]:
             raise DataError(str(folder), None, "chunks encoded to different features "
                             f"({result.specs} vs {stats['specs']})", "report this as a bug")
-        start = stats["rows"]
-        for offset, record in enumerate(result.records):
-            shard = (start + offset) % shards
-            writers[shard].write(record)
+        for record, shard in zip(result.records,
+                                 dealer.integers(0, shards, len(result.records)), strict=True):
+            writers[shard].write(record)  # each row to a random shard, shuffled there later
             counts[shard] += 1
         stats["rows"] += len(result.records)
         stats["tokens"] += int(result.lengths.sum())
@@ -403,9 +432,9 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
         calibration.sort(key=lambda pair: pair[0])
         del calibration[CALIBRATION_ROWS:]
 
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfsft-encode")
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfsft-encode") as pool, \
-                _progress(progress, "tokenizing", "rows", total=rows_read) as bar:
+        with _progress(progress, "tokenizing", "rows", total=rows_read) as bar:
             for index, chunk in enumerate(chunks):
                 pending.append(pool.submit(encode, index, chunk))
                 while len(pending) > 2 * workers or (pending and pending[0].done()):
@@ -417,10 +446,10 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
                 collect(result)
                 bar.update(len(result.records) + sum(result.skipped.values()))
     finally:
-        for future in pending:
-            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)  # on an error: no more chunks encoded
         for writer in writers:
             writer.close()
+    _shuffle_shards(unshuffled, [folder / n for n in names], seed, progress)
     stats["shards"] = [{"file": n, "rows": c, "bytes": (folder / n).stat().st_size}
                        for n, c in zip(names, counts, strict=True)]
     stats["skipped"] = dict(stats["skipped"])
@@ -429,6 +458,25 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
     stats["target_summary"] = merge_target_summaries(targets)
     stats["calibration"] = [record for _, record in calibration]
     return stats
+
+
+def _shuffle_shards(sources: Sequence[Path], targets: Sequence[Path], seed: int,
+                    progress: bool) -> None:
+    """Write each shard's rows in a seeded random order (one shard in memory at a time): with
+    rows dealt to random shards first, the shards are a random permutation of the whole file,
+    however it was sorted, and reading them through a shuffle buffer mixes it well."""
+    import tensorflow as tf
+
+    with _progress(progress, "shuffling shards", "shards", total=len(sources)) as bar:
+        for index, (source, target) in enumerate(zip(sources, targets, strict=True)):
+            records = list(tf.data.TFRecordDataset(str(source)).as_numpy_iterator())
+            order = np.random.default_rng([seed, 2, index]).permutation(len(records))
+            with tf.io.TFRecordWriter(str(target)) as writer:
+                for position in order:
+                    writer.write(records[position])
+            del records
+            source.unlink()
+            bar.update(1)
 
 
 def _skipped(examples: Any) -> dict[str, int]:

@@ -257,8 +257,9 @@ class Task:
              max_rows: int | None = None, file_format: str | None = None,
              encoding: str = "utf-8", delimiter: str | None = None, quoting: bool = True) -> Any:
         """Checked examples from a file, DataFrame or dataset. ``role`` is ``train`` (learns the
-        task state, e.g. the label list), ``validation`` (validation column names, known state)
-        or ``eval`` (known state). ``file_format``, ``encoding``, ``delimiter`` and ``quoting``
+        task state, e.g. the label list), ``validation`` (validation column names, known state),
+        ``eval`` (known state) or ``chunk`` (known state; a part of a larger training file,
+        which may hold no rows after skipping). ``file_format``, ``encoding``, ``delimiter`` and ``quoting``
         are passed on to :func:`tfsft.data.readers.read_table`."""
         raise NotImplementedError
 

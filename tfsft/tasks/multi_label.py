@@ -73,7 +73,7 @@ class MultiLabelOptions(SentenceOptions):
 class MultiLabelTask(SentenceTask):
     name = "multi-label-classification"
     Options = MultiLabelOptions
-    model_options = ("pooling", "threshold")
+    model_options = ("pooling",)
     metric_directions = {"loss": False, "label_accuracy": True}
     headline_metric = "f1_micro"
     report_files = ("metrics.json", "classification_report.txt")

@@ -62,6 +62,8 @@ class TextClassificationOptions(SentenceOptions):
                 or self.class_weight == "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or a mapping label -> weight such "
                               f"as '{{\"pos\": 2.0}}', got {self.class_weight!r}")
+        if isinstance(self.class_weight, dict):  # labels are strings ("1" for a YAML key 1)
+            self.class_weight = {str(k): v for k, v in self.class_weight.items()}
         self.exclude_labels = [str(x) for x in self.exclude_labels]
 
 
@@ -81,12 +83,17 @@ class TextClassificationTask(SentenceTask):
         self.train_label_counts: np.ndarray | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "labels": list(self.labels or [])}
+        state = {**super().state_dict(), "labels": list(self.labels or [])}
+        if self.train_label_counts is not None:
+            state["label_counts"] = self.train_label_counts.tolist()
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         if state.get("labels"):
             self.labels = tuple(state["labels"])
+        if state.get("label_counts"):
+            self.train_label_counts = np.asarray(state["label_counts"], np.int64)
 
     # -- data -------------------------------------------------------------------------------
     def _label_column(self, role: str) -> str:
@@ -114,7 +121,7 @@ class TextClassificationTask(SentenceTask):
         labels = None if role == "train" else (self.labels or ())
         examples = classification_examples(rows, table.source, labels,
                                            self.options.exclude_labels,
-                                           labelled=role != "unlabelled")
+                                           labelled=role != "unlabelled", chunk=role == "chunk")
         if role == "train":
             self._check_label_set(examples, table)
             self.labels = examples.labels

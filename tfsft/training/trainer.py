@@ -142,7 +142,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     shards = read_manifest(config.train) if is_shard_folder(config.train) else None
     task = _create_task(config, shards)
     monitor, mode = task.monitor(config.monitor)
-    refuse_same_file(config.train, config.validation)
+    refuse_same_file(config.train if shards is None else shards.source, config.validation)
     if shards is None:
         train_data, validation_data = task.load_training_data(config)
     else:
@@ -289,6 +289,9 @@ def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
     (options that change what the shards hold must equal those they were made with)."""
     if shards is None:
         return create_task(config.task, config.task_options)
+    if config.task != shards.task:
+        raise ConfigError(f"{shards.folder} holds {shards.task} data; the run's task is "
+                          f"{config.task} (leave out --task, or preprocess for {config.task})")
     task = create_task(config.task, shards.task_options)
     allowed = {f.name for f, _ in option_fields(type(task.options))
                if f.metadata.get("validation")} | set(task.model_options)
