@@ -316,7 +316,7 @@ def _task_of(argv: Sequence[str]) -> str:
             except TfsftError:
                 return DEFAULT_TASK  # reported when the config is loaded
             return task if task in task_names() else DEFAULT_TASK
-    if argv and argv[0] == "train":  # pre-tokenized data names its task
+    if next((a for a in argv if not a.startswith("-")), None) == "train":  # shards: their task
         from tfsft.config import shard_defaults
 
         for i, arg in enumerate(argv):

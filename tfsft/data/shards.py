@@ -284,8 +284,8 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
     _refuse_whole_documents(task_name, source, file_format)
     task = create_task(task_name, task_options or {})
     max_length = max_length or task.default_max_length
-    if not 2 <= max_length <= task.max_length_limit:
-        raise ConfigError(f"--max-length must be between 2 and {task.max_length_limit}, "
+    if not 8 <= max_length <= task.max_length_limit:
+        raise ConfigError(f"--max-length must be between 8 and {task.max_length_limit}, "
                           f"got {max_length}")
     checkpoint = resolve_checkpoint(model)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
@@ -300,6 +300,8 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
             summaries.append(task.learn_chunk(chunk))
             rows_read += len(chunk)
             bar.update(len(chunk))
+    if not summaries:
+        raise DataError(name, None, "there are no data rows", "add rows")
     task.merge_chunks(summaries, name)
     del summaries
     tokenizer = task.load_tokenizer(checkpoint, max_length)
@@ -320,7 +322,10 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
             task_state=task.state_dict(), max_length=max_length,
             tokenizer_sha256=folder_sha256(tmp / TOKENIZER_DIR), rows=stats["rows"],
             tokens=stats["tokens"], shards=stats["shards"], features=stats["specs"],
-            skipped=stats["skipped"], source=name, model=str(model),
+            skipped=stats["skipped"],
+            source=str(Path(source).resolve()) if isinstance(source, (str, os.PathLike))
+            else name,
+            model=str(Path(model).resolve()) if Path(model).exists() else str(model),
             extra={"rows_read": rows_read, "rows_at_max_length": stats["rows_at_max_length"],
                    "length_counts": stats["length_counts"],
                    "target_summary": stats["target_summary"],
