@@ -376,8 +376,7 @@ def _refuse_whole_documents(task_name: str, source: Any, file_format: str | None
 
 def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int, workers: int,
                    seed: int, rows_read: int, progress: bool) -> dict[str, Any]:
-    """Encode chunks on ``workers`` threads, deal rows out over the shard files in order."""
-    import tensorflow as tf
+    """Encode chunks on ``workers`` threads; rows go to random shards (in chunk order)."""
 
     local = threading.local()
 
@@ -400,7 +399,7 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
 
     names = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
     unshuffled = [folder / f".{n}.unshuffled" for n in names]
-    writers = [tf.io.TFRecordWriter(str(path)) for path in unshuffled]
+    writers = [_RecordSpool(path) for path in unshuffled]
     dealer = np.random.default_rng([seed, 1])
     counts = [0] * shards
     stats: dict[str, Any] = {"rows": 0, "tokens": 0, "rows_at_max_length": 0,
@@ -465,6 +464,31 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
     return stats
 
 
+class _RecordSpool:
+    """Records appended to a file as (8-byte length, bytes): rows waiting for their shard to be
+    shuffled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+
+    def write(self, record: bytes) -> None:
+        self._file.write(len(record).to_bytes(8, "little"))
+        self._file.write(record)
+
+    def close(self) -> None:
+        self._file.close()
+
+    @staticmethod
+    def read(path: Path) -> list[bytes]:
+        data, records, position = path.read_bytes(), [], 0
+        while position < len(data):
+            size = int.from_bytes(data[position:position + 8], "little")
+            records.append(data[position + 8:position + 8 + size])
+            position += 8 + size
+        return records
+
+
 def _shuffle_shards(sources: Sequence[Path], targets: Sequence[Path], seed: int,
                     progress: bool) -> None:
     """Write each shard's rows in a seeded random order (one shard in memory at a time): with
@@ -474,7 +498,7 @@ def _shuffle_shards(sources: Sequence[Path], targets: Sequence[Path], seed: int,
 
     with _progress(progress, "shuffling shards", "shards", total=len(sources)) as bar:
         for index, (source, target) in enumerate(zip(sources, targets, strict=True)):
-            records = list(tf.data.TFRecordDataset(str(source)).as_numpy_iterator())
+            records = _RecordSpool.read(source)
             order = np.random.default_rng([seed, 2, index]).permutation(len(records))
             with tf.io.TFRecordWriter(str(target)) as writer:
                 for position in order:
