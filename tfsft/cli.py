@@ -322,8 +322,9 @@ def _task_of(argv: Sequence[str]) -> str:
         for i, arg in enumerate(argv):
             path = argv[i + 1] if arg == "--train" and i + 1 < len(argv) else (
                 arg.split("=", 1)[1] if arg.startswith("--train=") else None)
-            if path and shard_defaults(path).get("task") in task_names():
-                return shard_defaults(path)["task"]
+            task = shard_defaults(path).get("task") if path else None
+            if task in task_names():
+                return task
     return DEFAULT_TASK
 
 

@@ -19,7 +19,9 @@ In YAML they may sit at the top level or in a section named after the task::
 from __future__ import annotations
 
 import codecs
+import copy
 import dataclasses
+import functools
 import json
 import typing
 from dataclasses import dataclass, field
@@ -228,10 +230,22 @@ def shard_defaults(train: Any) -> dict[str, Any]:
     preprocess`` (read from its manifest; empty for anything else)."""
     from tfsft.data.shards import MANIFEST_FILE
 
-    if not isinstance(train, (str, Path)) or not (Path(train) / MANIFEST_FILE).is_file():
+    if not isinstance(train, (str, Path)):
         return {}
+    path = Path(train) / MANIFEST_FILE
     try:
-        manifest = json.loads((Path(train) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        modified = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return copy.deepcopy(_manifest_defaults(str(path), modified))  # callers may change it
+
+
+@functools.lru_cache(maxsize=8)
+def _manifest_defaults(path: str, modified: int) -> dict[str, Any]:
+    """What :func:`shard_defaults` reads, once per manifest version (config checks call it
+    several times per command)."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
         return {k: manifest[k] for k in ("task", "task_options", "max_length", "model")}
     except (OSError, ValueError, KeyError, TypeError):
         return {}  # tfsft.data.shards.read_manifest reports what is wrong with it

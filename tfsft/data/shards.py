@@ -176,11 +176,7 @@ def feature_specs(encoded: EncodedData) -> dict[str, FeatureSpec]:
 
     specs = {"token_ids": FeatureSpec("tokens", "int32"),
              "segment_ids": FeatureSpec("tokens", "int32")}
-    values: dict[str, Any] = {f"target/{k}": v for k, v in (encoded.targets or {}).items()}
-    if encoded.sample_weights is not None:
-        values["sample_weight"] = np.asarray(encoded.sample_weights, np.float32)
-    values.update({f"extra/{k}": v for k, v in (encoded.extra_features or {}).items()})
-    for name, value in values.items():
+    for name, value in _stored_values(encoded).items():
         if isinstance(value, TokenAligned):
             specs[name] = FeatureSpec("token_aligned", str(value.values.dtype),
                                       pad=_plain(value.pad_value))
@@ -191,6 +187,15 @@ def feature_specs(encoded: EncodedData) -> dict[str, FeatureSpec]:
             array = np.asarray(value)
             specs[name] = FeatureSpec("row", str(array.dtype), list(array.shape[1:]))
     return specs
+
+
+def _stored_values(encoded: EncodedData) -> dict[str, Any]:
+    """What is stored beside the token and segment ids, by feature name."""
+    values: dict[str, Any] = {f"target/{k}": v for k, v in (encoded.targets or {}).items()}
+    if encoded.sample_weights is not None:
+        values["sample_weight"] = np.asarray(encoded.sample_weights, np.float32)
+    values.update({f"extra/{k}": v for k, v in (encoded.extra_features or {}).items()})
+    return values
 
 
 def _plain(value: Any) -> float | int:
@@ -206,11 +211,7 @@ def _row_values(encoded: EncodedData) -> dict[str, list[np.ndarray] | np.ndarray
 
     rows: dict[str, Any] = {"token_ids": split(encoded.token_ids, encoded.lengths),
                             "segment_ids": split(encoded.segment_ids, encoded.lengths)}
-    values: dict[str, Any] = {f"target/{k}": v for k, v in (encoded.targets or {}).items()}
-    if encoded.sample_weights is not None:
-        values["sample_weight"] = np.asarray(encoded.sample_weights, np.float32)
-    values.update({f"extra/{k}": v for k, v in (encoded.extra_features or {}).items()})
-    for name, value in values.items():
+    for name, value in _stored_values(encoded).items():
         if isinstance(value, TokenAligned):
             rows[name] = split(value.values, encoded.lengths)
         elif isinstance(value, RaggedRows):
@@ -391,8 +392,8 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
         encoded = own.encode(own.tokenizer, examples, own.max_length, training=True)
         picks, keys = _calibration_picks(index, len(examples), seed)
         calibration = own.example_records(examples.subset(picks)) if len(picks) else []
-        return _ChunkResult(serialize_rows(encoded, feature_specs(encoded)),
-                            np.asarray(encoded.lengths), feature_specs(encoded),
+        specs = feature_specs(encoded)
+        return _ChunkResult(serialize_rows(encoded, specs), np.asarray(encoded.lengths), specs,
                             own.target_summary(examples), _skipped(examples),
                             list(zip(keys, calibration, strict=True)),
                             own.encoding_notes())
@@ -533,12 +534,12 @@ def merge_target_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any
     if kind not in ("classes", "labels", "tags") or any(
             s.get("kind") != kind or "counts" not in s for s in summaries):
         return None
+    from tfsft.data.checks import class_counts
+
     counts: Counter[str] = Counter()
     for summary in summaries:
         counts.update(summary["counts"])
-    present = [c for c in counts.values() if c]
-    return {"kind": kind, "counts": dict(counts),
-            "imbalance_ratio": round(max(present) / min(present), 3) if present else None}
+    return class_counts(list(counts), list(counts.values()), kind=kind)
 
 
 def _write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
@@ -572,12 +573,8 @@ class _progress:
 
 # -- reading ----------------------------------------------------------------------------------
 
-def check_compatible(manifest: Manifest, task: str | None, tokenizer: Any,
-                     max_length: int | None) -> None:
-    """Refuse shards made for another task, tokenizer or max length than the run's."""
-    if task and task != manifest.task:
-        raise ConfigError(f"{manifest.folder} holds {manifest.task} data; the run's task is "
-                          f"{task} (leave out --task, or preprocess for {task})")
+def check_compatible(manifest: Manifest, tokenizer: Any, max_length: int | None) -> None:
+    """Refuse shards made for another tokenizer or max length than the run's."""
     if max_length and max_length != manifest.max_length:
         raise ConfigError(f"{manifest.folder} was tokenized with --max-length "
                           f"{manifest.max_length}, not {max_length}; leave out --max-length, "

@@ -56,7 +56,7 @@ from tfsft.runs import (
     calibration_sample,
     task_record,
 )
-from tfsft.tasks.base import Task, create_task, option_fields
+from tfsft.tasks.base import Task, create_task, option_fields, options_class, task_class
 from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
 from tfsft.training.distribution import (
     Distribution,
@@ -152,7 +152,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
                 len(validation_data))
     tokenizer = task.load_tokenizer(checkpoint, config.max_length)
     if shards is not None:
-        check_compatible(shards, config.task, tokenizer, config.max_length)
+        check_compatible(shards, tokenizer, config.max_length)
     data_check = _check_data(task, train_data, validation_data, tokenizer, config,
                              run_dir if distribution.is_chief else None, shards)
     task.bind(tokenizer, config.max_length)
@@ -292,9 +292,8 @@ def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
     if config.task != shards.task:
         raise ConfigError(f"{shards.folder} holds {shards.task} data; the run's task is "
                           f"{config.task} (leave out --task, or preprocess for {config.task})")
-    task = create_task(config.task, shards.task_options)
-    allowed = {f.name for f, _ in option_fields(type(task.options))
-               if f.metadata.get("validation")} | set(task.model_options)
+    allowed = {f.name for f, _ in option_fields(options_class(config.task))
+               if f.metadata.get("validation")} | set(task_class(config.task).model_options)
     changed = sorted(name for name, value in config.task_options.items()
                      if value != shards.task_options.get(name) and name not in allowed)
     if changed:
