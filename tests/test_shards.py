@@ -354,3 +354,18 @@ def test_training_from_shards_matches_training_from_the_file(tiny_checkpoint, tm
         "optimizer_steps"]
     assert results["file"].metrics["accuracy"] >= 0.9
     assert results["shards"].metrics["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("task_name,name,text,message", [
+    ("token-classification", "train.conll", "Ann B-PER\nsings O\n", "CoNLL file cannot"),
+    ("question-answering", "train.json", '{"data": []}', "SQuAD-style JSON document cannot"),
+])
+def test_documents_that_are_not_rows_are_refused_by_preprocess(tmp_path, task_name, name, text,
+                                                              message):
+    from tfsft.data.shards import write_shards
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        write_shards(task_name, {}, path, tmp_path / "shards", progress=False)
+    assert not (tmp_path / "shards").exists()

@@ -282,8 +282,9 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     _refuse_output(output, source, overwrite)
-    _refuse_whole_documents(task_name, source, file_format)
     task = create_task(task_name, task_options or {})
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        task.refuse_chunked_file(Path(source), file_format)
     max_length = max_length or task.default_max_length
     if not 8 <= max_length <= task.max_length_limit:
         raise ConfigError(f"--max-length must be between 8 and {task.max_length_limit}, "
@@ -355,24 +356,6 @@ def _refuse_output(output: Path, source: Any, overwrite: bool) -> None:
         if not overwrite:
             raise ConfigError(f"{output} already holds shards; pass --overwrite to replace "
                               "them, or name a new folder")
-
-
-def _refuse_whole_documents(task_name: str, source: Any, file_format: str | None) -> None:
-    """Formats that are one document, not rows, cannot be read in chunks: say so."""
-    if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
-        return
-    from tfsft.data.token_examples import is_conll_file
-
-    path = Path(source)
-    if task_name == "token-classification" and is_conll_file(path, file_format):
-        raise DataError(str(path), None, "a CoNLL file cannot be preprocessed in chunks",
-                        "write it as JSONL with tokens and tags columns, or train from the "
-                        "file itself (tfsft train --train FILE)")
-    if task_name == "question-answering" and file_format is None and (
-            path.name.lower().removesuffix(".gz").endswith(".json")):
-        raise DataError(str(path), None, "a SQuAD-style JSON document cannot be preprocessed in "
-                        "chunks", "write one question per JSONL line (question, context, "
-                        "answers), or train from the file itself (tfsft train --train FILE)")
 
 
 def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int, workers: int,

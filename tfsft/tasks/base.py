@@ -287,6 +287,10 @@ class Task:
         self.read(chunk, role="train")
         return self.state_dict()
 
+    def refuse_chunked_file(self, path: Path, file_format: str | None) -> None:
+        """Raise :class:`DataError` when ``path`` is a file this task reads as one document
+        (not rows), which cannot be read in chunks; default: every format has rows."""
+
     def merge_chunks(self, summaries: Sequence[Any], source: str) -> None:
         """Set the task state from the :meth:`learn_chunk` summaries of every chunk of
         ``source``, with the checks that need the whole training data. Default: every chunk

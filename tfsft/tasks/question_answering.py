@@ -150,6 +150,13 @@ class QuestionAnsweringTask(Task):
             self.unanswerable = examples.unanswerable > 0
         return examples
 
+    def refuse_chunked_file(self, path: Path, file_format: str | None) -> None:
+        if file_format is None and path.name.lower().removesuffix(".gz").endswith(".json"):
+            raise DataError(str(path), None, "a SQuAD-style JSON document cannot be "
+                            "preprocessed in chunks", "write one question per JSONL line "
+                            "(question, context, answers), or train from the file itself "
+                            "(tfsft train --train FILE)")
+
     def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
         if not summaries:
             raise DataError(source, None, "there are no data rows", "add rows")

@@ -232,6 +232,14 @@ class TokenClassificationTask(Task):
         return {"prefixes": sorted({tag_schemes.split_tag(t)[0] for t in tags}),
                 "types": tag_schemes.entity_types(tags)}
 
+    def refuse_chunked_file(self, path: Path, file_format: str | None) -> None:
+        from tfsft.data.token_examples import is_conll_file
+
+        if is_conll_file(path, file_format):
+            raise DataError(str(path), None, "a CoNLL file cannot be preprocessed in chunks",
+                            "write it as JSONL with tokens and tags columns, or train from the "
+                            "file itself (tfsft train --train FILE)")
+
     def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
         prefixes = {p for summary in summaries for p in summary["prefixes"]}
         types = sorted({kind for summary in summaries for kind in summary["types"]})
