@@ -369,3 +369,27 @@ def test_documents_that_are_not_rows_are_refused_by_preprocess(tmp_path, task_na
     with pytest.raises(DataError, match=message):
         write_shards(task_name, {}, path, tmp_path / "shards", progress=False)
     assert not (tmp_path / "shards").exists()
+
+
+def test_workers_read_their_own_shards_for_the_same_steps(tiny_checkpoint, tmp_path):
+    """What each of two workers reads (tfsft.training.trainer._worker_shards): its own shard
+    files only, the same number of full batches, together nearly every row once per epoch."""
+    from tfsft.data.shards import read_manifest, shard_dataset, write_shards
+
+    path = write_csv(tmp_path / "train.csv", sentiment_rows(300))
+    write_shards("text-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+                 max_length=16, shards=4, progress=False)
+    manifest = read_manifest(tmp_path / "shards")
+    steps = math.ceil(manifest.rows / 16)
+    every_row = Counter(r[0] for r in _rows_of(shard_dataset(manifest, 16)).elements())
+    seen: Counter = Counter()
+    for worker in (0, 1):
+        own = Counter(r[0] for r in _rows_of(shard_dataset(manifest, 16, seed=1,
+                                                           files=[worker, worker + 2])).elements())
+        batches = list(shard_dataset(manifest, 8, seed=1, files=[worker, worker + 2],
+                                     steps=steps))
+        assert len(batches) == steps and {len(b[1]) for b in batches} == {8}
+        rows = Counter(r[0] for r in _rows_of(batches).elements())
+        assert set(rows) <= set(own)  # nothing from the other worker's files
+        seen += rows
+    assert sum((seen & every_row).values()) >= 0.95 * manifest.rows

@@ -571,7 +571,8 @@ def check_compatible(manifest: Manifest, tokenizer: Any, max_length: int | None)
 def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
                   max_rows: int | None = None, window_batches: int | None = None,
                   buckets: Sequence[int] | None = None,
-                  files: Sequence[int] | None = None) -> tf.data.Dataset:
+                  files: Sequence[int] | None = None,
+                  steps: int | None = None) -> tf.data.Dataset:
     """Shuffled training batches from the shards, as
     :func:`tfsft.data.pipeline.make_dataset` makes them from rows in memory.
 
@@ -579,7 +580,9 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     buffer of up to ``SHUFFLE_ROWS``, sorts each window of ``window_batches`` batches by
     length, cuts it into batches (all full but the last) and shuffles the batches.
     ``max_rows`` reads only that many rows per epoch; ``files`` (indices into the manifest's
-    shards) reads those shards only (one worker's share). Parsing runs in parallel.
+    shards) reads those shards only (one worker's share); ``steps`` makes every epoch exactly
+    that many batches (the rows repeat where they run out), so that workers reading shards of
+    different sizes take the same steps. Parsing runs in parallel.
     """
     import tensorflow as tf
 
@@ -602,6 +605,9 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     records = records.shuffle(min(rows, SHUFFLE_ROWS), seed=seed, reshuffle_each_iteration=True)
     if max_rows is not None:
         records = records.take(rows)
+    if steps is not None:
+        records = records.repeat().take(steps * batch_size)
+        rows = steps * batch_size
     specs = manifest.features
     parse_spec = _parse_spec(specs)
     window = batch_size * window_batches

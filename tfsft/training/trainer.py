@@ -180,13 +180,18 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         train_ds = shard_dataset(shards, config.batch_size, seed=config.seed,
                                  max_rows=config.max_train_rows, buckets=buckets)
     validation_ds = make_dataset(validation_encoded, config.batch_size, buckets=buckets)
+    steps_per_epoch = int(train_ds.cardinality())
+    fit_train_ds = train_ds
     if distribution.distributed:
         logger.info("Strategy %s: %d worker(s), %d replica(s); the global batch of %d is split "
                     "into %d rows per replica", distribution.name, distribution.workers,
                     distribution.replicas, config.batch_size,
                     distribution.per_replica_batch(config.batch_size))
-        train_ds, validation_ds = shard_by_data(train_ds), shard_by_data(validation_ds)
-    steps_per_epoch = int(train_ds.cardinality())
+        validation_ds = shard_by_data(validation_ds)
+        if shards is not None and distribution.workers > 1:  # each worker its own shard files
+            fit_train_ds = _worker_shards(distribution, shards, config, steps_per_epoch, buckets)
+        else:
+            fit_train_ds = shard_by_data(train_ds)
     accumulation = config.gradient_accumulation_steps
     total_steps = math.ceil(steps_per_epoch * config.epochs / accumulation)  # optimizer updates
 
@@ -209,6 +214,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         # make TensorFlow trace the whole training step twice (about 8 s more for MiniLM).
         model.optimizer.build(model.trainable_variables)
     prepare_model(distribution, model, train_ds)
+    train_ds = fit_train_ds
 
     meter = ThroughputMeter()
     fit_callbacks = standard_callbacks(
@@ -305,6 +311,28 @@ def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
     task = create_task(config.task, config.task_options)
     task.load_state(shards.task_state)
     return task
+
+
+def _worker_shards(distribution: Distribution, shards: Manifest, config: TrainConfig,
+                   steps: int, buckets: Any) -> Any:
+    """Training batches of a multi-worker run from shards: worker ``i`` of ``n`` reads shard
+    files ``i, i + n, ...`` only, in per-replica batches, ``steps`` of them per epoch."""
+    import tensorflow as tf
+
+    count = len(shards.shards)
+    if count < distribution.workers:
+        raise ConfigError(f"{shards.folder} holds {count} shard(s) for {distribution.workers} "
+                          "workers: run tfsft preprocess again with --shards of at least the "
+                          "number of workers")
+
+    def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        files = range(context.input_pipeline_id, count, context.num_input_pipelines)
+        return shard_dataset(shards, context.get_per_replica_batch_size(config.batch_size),
+                             seed=config.seed, buckets=buckets, files=files, steps=steps)
+
+    logger.info("Worker %d reads shard files %s", distribution.worker_index,
+                list(range(distribution.worker_index, count, distribution.workers)))
+    return distribution.strategy.distribute_datasets_from_function(worker_dataset)
 
 
 def _shard_validation_data(task: Task, config: TrainConfig) -> Any:
