@@ -7,7 +7,9 @@ The SST-2 recipe (all-MiniLM-L6-v2, first ``--rows`` training sentences, 1 epoch
 32, max_length 64, learning rate 5e-5, seed 42) runs three times: as one ``tfsft train`` process;
 as two workers started by ``python -m tfsft.training.local_cluster``; and as two workers whose
 worker 1 is killed with SIGKILL once the chief's backup has passed ``--kill-after`` steps, then
-started again with the same command. Each run is validated on all of SST-2 dev. On one machine
+started again with the same command. Each run is validated on all of SST-2 dev. With
+``--from-shards`` the same rows are first tokenized by ``tfsft preprocess`` into 4 shards and
+both runs train from them (each worker reading its own 2 shard files); no killed run. On one machine
 the two workers share its cores: the examples/s column shows what the collective all-reduce
 costs there, not what several hosts gain.
 """
@@ -30,12 +32,14 @@ from benchmarks import common
 REPO = common.REPO
 
 
-def recipe(run_dir: Path, rows: int, backup_every: int) -> list[str]:
+def recipe(run_dir: Path, rows: int, backup_every: int, shards: Path | None = None) -> list[str]:
     data = common.DATA
+    train = ["--train", str(data / "train.tsv"), "--max-train-rows", str(rows)] if shards is None \
+        else ["--train", str(shards)]
     return ["tfsft", "train", "--task", "text-classification", "--model", "minilm-l6",
-            "--train", str(data / "train.tsv"), "--validation", str(data / "dev.tsv"),
+            *train, "--validation", str(data / "dev.tsv"),
             "--text-column", "sentence", "--validation-text-column", "content",
-            "--label-column", "label", "--max-train-rows", str(rows), "--epochs", "1",
+            "--label-column", "label", "--epochs", "1",
             "--batch-size", "32", "--learning-rate", "5e-5", "--max-length", "64",
             "--seed", "42", "--no-tensorboard", "--backup-every-steps", str(backup_every),
             "--output-dir", str(run_dir)]
@@ -99,24 +103,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=4096)
     parser.add_argument("--kill-after", type=int, default=40,
                         help="steps the chief's backup has passed when worker 1 is killed")
-    parser.add_argument("--out", type=Path, default=common.RESULTS / "distributed.json")
+    parser.add_argument("--from-shards", action="store_true",
+                        help="train from `tfsft preprocess` shards of the same rows (4 shards; "
+                             "each worker reads its own), without the killed run")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    args.out = args.out or common.RESULTS / ("distributed_shards.json" if args.from_shards
+                                             else "distributed.json")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    results: dict[str, Any] = {"machine": common.machine(), "rows": args.rows}
+    results: dict[str, Any] = {"machine": common.machine(), "rows": args.rows,
+                               "from_shards": args.from_shards}
+    runs = ["one-process", "two-workers"]
     with tempfile.TemporaryDirectory(prefix="tfsft-distributed-") as tmp:
         tmp = Path(tmp)
+        shards = None
+        if args.from_shards:
+            shards = tmp / "shards"
+            lines = (common.DATA / "train.tsv").read_text(encoding="utf-8").splitlines()
+            (tmp / "rows.tsv").write_text("\n".join(lines[:args.rows + 1]) + "\n")
+            run([sys.executable, "-m", "tfsft.cli", "preprocess", "--train", str(tmp / "rows.tsv"),
+                 "--output", str(shards), "--text-column", "sentence", "--max-length", "64",
+                 "--shards", "4", "--no-progress"], env)
         for name, wrap in (("one-process", single), ("two-workers", workers)):
-            command = recipe(tmp / name, args.rows, backup_every=200)
+            command = recipe(tmp / name, args.rows, backup_every=200, shards=shards)
             results[name] = outcome(tmp / name, run(wrap(command), env))
-        command = workers(recipe(tmp / "killed", args.rows, backup_every=20))
-        results["two-workers-killed"] = killed_and_resumed(tmp / "killed", command, env,
-                                                           args.kill_after)
+        if not args.from_shards:
+            runs.append("two-workers-killed")
+            command = workers(recipe(tmp / "killed", args.rows, backup_every=20))
+            results["two-workers-killed"] = killed_and_resumed(tmp / "killed", command, env,
+                                                               args.kill_after)
     gap = abs(results["two-workers"]["accuracy"] - results["one-process"]["accuracy"])
     results["accuracy_gap_points"] = round(100 * gap, 2)
     print(f"CPU: {results['machine']['cpu']}")
     print("| run | dev accuracy | train examples/s | wall s | optimizer steps |")
     print("|---|---|---|---|---|")
-    for name in ("one-process", "two-workers", "two-workers-killed"):
+    for name in runs:
         r = results[name]
         print(f"| {name} | {r['accuracy']:.4f} | {r['train_examples_per_second']} | "
               f"{r['wall_seconds']} | {r['optimizer_steps']} |")

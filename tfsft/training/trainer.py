@@ -327,8 +327,10 @@ def _worker_shards(distribution: Distribution, shards: Manifest, config: TrainCo
 
     def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
         files = range(context.input_pipeline_id, count, context.num_input_pipelines)
+        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
         return shard_dataset(shards, context.get_per_replica_batch_size(config.batch_size),
-                             seed=config.seed, buckets=buckets, files=files, steps=steps)
+                             seed=config.seed, buckets=buckets, files=files,
+                             steps=steps * local_replicas)  # one batch per local replica
 
     logger.info("Worker %d reads shard files %s", distribution.worker_index,
                 list(range(distribution.worker_index, count, distribution.workers)))
