@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,6 +139,22 @@ def encode(tokenizer: WordPieceTokenizer, data: TextExamples, max_length: int) -
 # 2,048 SST-2 sentences, padded tokens / real tokens: 2.98 for random batches, 1.30 / 1.15 /
 # 1.07 for windows of 8 / 16 / 50 batches.
 WINDOW_BATCHES = 50
+# Batches prepared in parallel and ahead of the model step, fixed rather than tf.data AUTOTUNE:
+# with the autotuner on, deleting a finished iterator (each epoch's, each validation pass's)
+# waits for its thread, 0-5 s at random on a 2-core CPU; a padded batch takes about a
+# millisecond to gather next to a step of 50 ms and more, so two workers and two batches ahead
+# keep the step fed.
+PARALLEL_BATCHES = 2
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(dataset: tf.data.Dataset,
+                     prefetch: int = PREFETCH_BATCHES) -> tf.data.Dataset:
+    """``dataset`` prefetching ``prefetch`` batches, with tf.data's autotuner off (see
+    :data:`PARALLEL_BATCHES`): its parallel stages keep the number of calls they were given."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(prefetch).with_options(options)
 
 
 def count_batches(rows: int, batch_size: int) -> int:
@@ -195,10 +212,10 @@ def make_dataset(
                                   reshuffle_each_iteration=True)
     else:
         batches = tf.data.Dataset.from_tensor_slices(_length_order(encoded)).batch(batch_size)
-    dataset = batches.map(_batch_gatherer(encoded, buckets), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batches.map(_batch_gatherer(encoded, buckets), num_parallel_calls=PARALLEL_BATCHES)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
         count_batches(rows, batch_size)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(dataset)
 
 
 def _batch_gatherer(encoded: EncodedData, buckets: Sequence[int] | None = None):
@@ -282,18 +299,58 @@ def predict_logits(model: keras.Model, encoded: EncodedData, batch_size: int = 6
 
     Sentence-level outputs come as one array ``[rows, ...]``; per-token outputs
     (``[batch, length, ...]``) as a list with one ``[tokens of the row, ...]`` array per row.
+    Batches hold rows of similar length (little padding); the model's forward pass is traced
+    once per model for any batch shape (see :func:`forward_function`). ``verbose`` (not 0)
+    shows a progress bar.
     """
     dataset, restore = make_ordered_batches(encoded, batch_size)
-    logits = model.predict(dataset, verbose=verbose)
-    if isinstance(logits, tf.RaggedTensor):  # per-token outputs of batches of different widths
-        widths = logits.row_lengths().numpy()
-        values = logits.values.numpy()
-        padded = np.split(values, np.cumsum(widths)[:-1])
-    else:
-        logits = np.asarray(logits)
-        if logits.ndim < 3:
-            return logits[restore]
-        padded = list(logits)
+    return outputs_in_input_order(predict_batches(model, dataset, verbose), encoded, restore)
+
+
+def forward_function(model: keras.Model, features_spec: dict[str, tf.TensorSpec]):
+    """``model(features, training=False)`` as a ``tf.function`` traced once for batches of any
+    size and length (``features_spec`` has ``None`` dimensions), cached for the model.
+
+    ``keras.Model.predict`` traces twice on batches of different lengths: once for the first
+    shape, once more for the general one (about as long as a training step's trace).
+    """
+    key = tuple(sorted((name, spec.dtype.name) for name, spec in features_spec.items()))
+    cached = _FORWARD.setdefault(model, {})
+    if key not in cached:
+        general = {name: tf.TensorSpec([None] * spec.shape.rank, spec.dtype, name)
+                   for name, spec in features_spec.items()}
+        cached[key] = tf.function(lambda features: model(features, training=False),
+                                  input_signature=[general])
+    return cached[key]
+
+
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predict_batches(model: keras.Model, dataset: tf.data.Dataset,
+                    verbose: int | str = 0) -> list[np.ndarray]:
+    """The model's output (a NumPy array) for each feature batch of ``dataset``, in order."""
+    forward = forward_function(model, dataset.element_spec)
+    steps = int(dataset.cardinality())
+    progress = (keras.utils.Progbar(steps if steps >= 0 else None)
+                if verbose not in (0, "0", False) else None)
+    outputs = []
+    for features in dataset:
+        outputs.append(np.asarray(forward(features)))
+        if progress is not None:
+            progress.add(1)
+    return outputs
+
+
+def outputs_in_input_order(batches: Sequence[np.ndarray], encoded: EncodedData,
+                           restore: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    """Per-batch outputs of length-ordered batches (:func:`make_ordered_batches`) as one array
+    in input order, or per-token outputs as one array per row without its padding."""
+    if not batches:
+        return np.zeros((0,), np.float32)
+    if batches[0].ndim < 3:
+        return np.concatenate(batches)[restore]
     lengths = encoded.lengths[_length_order(encoded)]
+    padded = [row for batch in batches for row in batch]
     rows = [row[:length] for row, length in zip(padded, lengths, strict=True)]
     return [rows[i] for i in restore]

@@ -58,6 +58,8 @@ CALIBRATION_ROWS = CALIBRATION_EXAMPLES  # training rows kept for int8 export ca
 CHUNK_ROWS = 8192
 # Serialized rows held in the shuffle buffer while training (about 150 bytes each for SST-2).
 SHUFFLE_ROWS = 65536
+# Shard files read at the same time (each a TFRecord stream; parsing runs after).
+READ_FILES = 4
 
 
 def is_shard_folder(path: str | os.PathLike | None) -> bool:
@@ -586,7 +588,13 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     """
     import tensorflow as tf
 
-    from tfsft.data.pipeline import WINDOW_BATCHES, _bucket_padder, count_batches
+    from tfsft.data.pipeline import (
+        PARALLEL_BATCHES,
+        WINDOW_BATCHES,
+        _bucket_padder,
+        count_batches,
+        without_autotune,
+    )
 
     window_batches = window_batches or WINDOW_BATCHES
     chosen = list(range(len(manifest.shards))) if files is None else list(files)
@@ -601,7 +609,7 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     file_names = file_names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     records = file_names.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(paths), 16), block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        num_parallel_calls=min(len(paths), READ_FILES), deterministic=True)
     records = records.shuffle(min(rows, SHUFFLE_ROWS), seed=seed, reshuffle_each_iteration=True)
     if max_rows is not None:
         records = records.take(rows)
@@ -617,7 +625,7 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
         order = tf.argsort(parsed["token_ids"].row_lengths(), stable=True)
         return {name: tf.gather(value, order) for name, value in parsed.items()}
 
-    parsed = records.batch(window).map(parse_and_sort, num_parallel_calls=tf.data.AUTOTUNE)
+    parsed = records.batch(window).map(parse_and_sort, num_parallel_calls=PARALLEL_BATCHES)
     batches = parsed.unbatch().ragged_batch(batch_size)
     batches = batches.shuffle(window_batches, seed=seed, reshuffle_each_iteration=True)
     pad_tokens = _bucket_padder(buckets)
@@ -649,10 +657,10 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
         y = next(iter(targets.values())) if len(targets) == 1 else targets
         return (features, y) if weights is None else (features, y, weights)
 
-    dataset = batches.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batches.map(to_batch, num_parallel_calls=PARALLEL_BATCHES)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
         count_batches(rows, batch_size)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(dataset)
 
 
 def _parse_spec(specs: dict[str, FeatureSpec]) -> dict[str, Any]:
