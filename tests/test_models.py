@@ -17,6 +17,8 @@ from tfsft.errors import CheckpointError
 from tfsft.models.checkpoints import exact_gelu, load_backbone, resolve_checkpoint
 from tfsft.models.text_classifier import TextClassifier
 from tfsft.tokenization import WordPieceTokenizer
+from tfsft.training.optimizers import adamw
+from tfsft.training.schedules import WarmupDecay
 
 from .conftest import TINY_CONFIG, TINY_VOCAB, requires_minilm
 
@@ -53,6 +55,23 @@ def test_classifier_save_and_load_round_trip(tiny_checkpoint, tmp_path):
     # The exact GELU survives saving: with the approximate one the logits would move.
     dense = loaded.backbone.get_layer("transformer_layer_0")._feedforward_intermediate_dense
     assert dense.activation is exact_gelu
+
+
+def test_compiled_model_loads_in_a_process_that_imported_only_its_class(tiny_checkpoint,
+                                                                         tmp_path):
+    # The saved compile config names tfsft's AdamW and WarmupDecay: loading registers them.
+    model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2)
+    model.compile(optimizer=adamw(WarmupDecay(1e-4, total_steps=10, warmup_steps=1)))
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "model.keras")
+    script = ("import keras, tfsft.models.text_classifier, sys\n"
+              "model = keras.saving.load_model(sys.argv[1])\n"
+              "print(type(model.optimizer).__name__, model.optimizer.learning_rate.__class__)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("AdamW")
 
 
 def test_mixed_bfloat16_model_and_its_float32_twin(tiny_checkpoint):

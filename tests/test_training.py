@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import h5py
 import keras
@@ -43,8 +44,13 @@ def test_training_learns_and_writes_the_run_folder(trained_run):
     best = run_dir / "checkpoints/best.weights.h5"
     with h5py.File(best) as saved:
         assert set(saved) == {"layers", "vars"}  # no "optimizer" group
-    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    model = keras.saving.load_model(run_dir / "model.keras")
     model.load_weights(best)
+    # model.keras holds the network alone: uncompiled, no optimizer moments (a third the size)
+    assert not model.compiled
+    with zipfile.ZipFile(run_dir / "model.keras") as archive, archive.open(
+            "model.weights.h5") as weights, h5py.File(weights) as saved:
+        assert "optimizer" not in saved
 
 
 def test_reloaded_run_predicts_like_the_trained_model(trained_run):
@@ -64,8 +70,8 @@ def test_mixed_precision_run_learns_and_saves_a_float32_model(tiny_checkpoint, t
     assert result.metrics["accuracy"] >= 0.9
     run = TrainedRun(result.run_dir)
     assert run.model.backbone.compute_dtype == "float32"
-    reloaded = keras.saving.load_model(result.run_dir / "model.keras")  # with its optimizer
-    assert int(reloaded.optimizer.iterations) == result.summary["optimizer_steps"]
+    reloaded = keras.saving.load_model(result.run_dir / "model.keras")
+    assert reloaded.backbone.compute_dtype == "float32" and not reloaded.compiled
     assert [p["label"] for p in run.predict(["the film was superb", "a boring plot"])] == [
         "pos", "neg"]
 

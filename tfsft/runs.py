@@ -5,7 +5,8 @@ Layout of a run folder::
     config.yaml        the options the run was trained with
     task.json          the task, its options and what it learned (labels, thresholds, ...)
     tokenizer/         vocab.txt + tokenizer_config.json
-    model.keras        the trained model (keras.saving.load_model)
+    model.keras        the trained model, uncompiled, without optimizer state
+                       (keras.saving.load_model; ``backup/`` resumes an interrupted run)
     heldout.jsonl      validation examples, for checking exports
     calibration.jsonl  a sample of training examples, for int8 calibration
     metrics.json + the task's report files (validation results)
@@ -46,6 +47,22 @@ def calibration_sample(count: int, seed: int) -> np.ndarray:
     True
     """
     return np.sort(np.random.default_rng(seed).permutation(count)[:CALIBRATION_EXAMPLES])
+
+
+def save_model_file(model: Any, path: str | Path) -> None:
+    """Save ``model`` (a ``keras.Model``) as a ``.keras`` file without what only training
+    needs: no optimizer state (two moments per weight: three times the file) and no compile
+    config, so it loads uncompiled with ``keras.saving.load_model`` (compile it to evaluate or
+    train on). ``model`` itself keeps its optimizer and compiled state."""
+    optimizer, compiled = getattr(model, "optimizer", None), getattr(model, "compiled", False)
+    if optimizer is None and not compiled:  # e.g. a merged LoRA model: nothing to leave out
+        model.save(path)
+        return
+    try:
+        model.optimizer, model.compiled = None, False
+        model.save(path)
+    finally:
+        model.optimizer, model.compiled = optimizer, compiled
 
 
 def task_record(task: Task, max_length: int) -> dict[str, Any]:

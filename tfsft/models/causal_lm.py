@@ -135,6 +135,12 @@ class CausalLMModel(keras.Model):
         """The same model (LoRA merged) computing in float32 throughout, for saving."""
         return self.merged()
 
+    def compile_from_config(self, config):
+        from tfsft.models.text_model import register_training_objects
+
+        register_training_objects()
+        super().compile_from_config(config)
+
     def get_config(self):
         backbone = keras.saving.serialize_keras_object(self.backbone)
         if hasattr(self.backbone, "tie_word_embeddings"):

@@ -27,6 +27,15 @@ from tfsft.choices import POOLINGS
 from tfsft.models.checkpoints import load_backbone, use_exact_gelu
 
 
+def register_training_objects() -> None:
+    """Import (so register with Keras) tfsft's optimizer, schedule, losses and metrics, which
+    a compiled model's saved config names: ``keras.saving.load_model`` of a run's model then
+    works in a process that imported no more than the model's class."""
+    import tfsft.models.metrics  # noqa: F401
+    import tfsft.training.optimizers  # noqa: F401
+    import tfsft.training.schedules  # noqa: F401
+
+
 @keras.saving.register_keras_serializable(package="tfsft")
 class MeanPooling(keras.layers.Layer):
     """Average of the token vectors where ``padding_mask`` is 1."""
@@ -111,6 +120,7 @@ class TextModel(keras.Model):
 
     def compile_from_config(self, config):
         """Restore the compiled state (optimizer and its variables) when a saved model loads."""
+        register_training_objects()
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)

@@ -216,6 +216,9 @@ class Task:
     #: Options that change only the model or what is done with its outputs, never the encoded
     #: data: a run may change them when it trains on data preprocessed with other values.
     model_options: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`model_outputs` is :meth:`outputs_from_logits` of the model's outputs,
+    #: so that the trainer reuses those of its validation pass inside ``fit``.
+    outputs_from_validation: ClassVar[bool] = True
     #: ``--max-length`` when none is given, and the longest one accepted.
     default_max_length: ClassVar[int] = 128
     max_length_limit: ClassVar[int] = 512
@@ -359,11 +362,19 @@ class Task:
     def model_outputs(self, model: keras.Model, encoded: EncodedData, batch_size: int = 64,
                       verbose: int | str = 0) -> Any:
         """The raw outputs of ``model`` for ``encoded`` examples, in input order, in the form
-        :meth:`evaluate` and :meth:`predictions` take (default: one array row per example, or
-        one array per example for per-token models; see ``predict_logits``)."""
+        :meth:`evaluate` and :meth:`predictions` take: :meth:`outputs_from_logits` of the
+        model's outputs per row (see ``predict_logits``)."""
         from tfsft.data.pipeline import predict_logits
 
-        return predict_logits(model, encoded, batch_size=batch_size, verbose=verbose)
+        logits = predict_logits(model, encoded, batch_size=batch_size, verbose=verbose)
+        return self.outputs_from_logits(logits, encoded)
+
+    def outputs_from_logits(self, logits: Any, encoded: EncodedData) -> Any:
+        """:meth:`model_outputs` from the model's outputs on ``encoded`` rows in input order
+        (one array row per row, or one array per row for per-token models). The trainer passes
+        the outputs of its last validation pass here instead of predicting again when
+        :attr:`outputs_from_validation` is set (default: ``logits`` as they are)."""
+        return logits
 
     # -- after fit, metrics, predictions ----------------------------------------------------
     def after_fit(self, validation: Any, outputs: np.ndarray) -> None:

@@ -126,6 +126,8 @@ class CausalLMTask(Task):
     default_max_length = 512
     max_length_limit = 8192
     report_files = ("metrics.json", GENERATIONS_FILE)
+    # outputs are response losses and generated completions, not the validation logits
+    outputs_from_validation = False
     long_example_treatment = "cut at the end (examples left without response tokens skipped)"
     lite_text_model = False
     lite_text_reason = "generation loops are exported as SavedModel only"

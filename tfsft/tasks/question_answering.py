@@ -358,12 +358,8 @@ class QuestionAnsweringTask(Task):
 
         model.compile(optimizer=optimizer, loss=SpanLoss(), metrics=[SpanAccuracy()])
 
-    def model_outputs(self, model: keras.Model, encoded: EncodedData, batch_size: int = 64,
-                      verbose: int | str = 0) -> QAOutputs:
-        from tfsft.data.pipeline import predict_logits
-
-        rows = predict_logits(model, encoded, batch_size=batch_size, verbose=verbose)
-        return self._outputs(rows, encoded.offsets, encoded.window_example, encoded.contexts)
+    def outputs_from_logits(self, logits: Sequence[np.ndarray], encoded: EncodedData) -> QAOutputs:
+        return self._outputs(logits, encoded.offsets, encoded.window_example, encoded.contexts)
 
     @staticmethod
     def _outputs(rows: Sequence[np.ndarray], offsets: Sequence[np.ndarray],

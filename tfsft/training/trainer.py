@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from tfsft.runs import (
     TASK_FILE,
     TOKENIZER_DIR,
     calibration_sample,
+    save_model_file,
     task_record,
 )
 from tfsft.tasks.base import Task, create_task, option_fields, options_class, task_class
@@ -68,6 +70,7 @@ from tfsft.training.distribution import (
 from tfsft.training.optimizers import LossScaleOptimizer, adamw
 from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
+from tfsft.training.validation import ValidationPass
 
 logger = logging.getLogger(__name__)
 
@@ -83,31 +86,49 @@ class TrainResult:
 class ThroughputMeter(keras.callbacks.Callback):
     """Training time per epoch, from its first batch to its last (validation excluded).
 
-    ``steady_seconds`` leaves out each epoch's first step, which includes graph tracing.
+    ``steady_seconds`` leaves out each epoch's first step, which includes graph tracing
+    (``first_step_seconds``); ``steady_cpu_seconds`` is the process's CPU time over the same
+    steps (all threads), so ``steady_cpu_seconds / steady_seconds`` says how busy the cores were.
     """
 
     def __init__(self):
         super().__init__()
         self.epoch_seconds: list[float] = []
         self.steady_seconds: list[float] = []
+        self.steady_cpu_seconds: list[float] = []
+        self.first_step_seconds: list[float] = []
         self.epoch_steps: list[int] = []
         self._start = self._first = self._last = 0.0
+        self._first_cpu = self._last_cpu = 0.0
         self._steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = self._last = time.perf_counter()
+        self._start = self._first = self._last = time.perf_counter()
+        self._first_cpu = self._last_cpu = time.process_time()
         self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._last = time.perf_counter()
+        self._last, self._last_cpu = time.perf_counter(), time.process_time()
         self._steps += 1
         if self._steps == 1:
-            self._first = self._last
+            self._first, self._first_cpu = self._last, self._last_cpu
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(self._last - self._start)
+        self.first_step_seconds.append(self._first - self._start)
         self.steady_seconds.append(self._last - self._first)
+        self.steady_cpu_seconds.append(self._last_cpu - self._first_cpu)
         self.epoch_steps.append(self._steps)
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall seconds since this process started (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def train(config: TrainConfig,
@@ -118,6 +139,7 @@ def train(config: TrainConfig,
     A second ``train`` into the same folder while this one runs fails at once.
     """
     started = time.perf_counter()
+    startup = seconds_since_process_start()  # imports, before this call
     run_dir = Path(config.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; name a new folder "
@@ -128,14 +150,15 @@ def train(config: TrainConfig,
                           "(XLA cannot hold the collective ops between replicas); leave it out, "
                           "or train on one device")
     if not distribution.is_chief:  # writes nothing; reads the chief's backup
-        return _train(config, run_dir, callbacks, started, distribution)
+        return _train(config, run_dir, callbacks, started, distribution, startup)
     with run_lock(run_dir):
         _prepare_run_dir(run_dir, config)
-        return _train(config, run_dir, callbacks, started, distribution)
+        return _train(config, run_dir, callbacks, started, distribution, startup)
 
 
 def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbacks.Callback],
-           started: float, distribution: Distribution) -> TrainResult:
+           started: float, distribution: Distribution,
+           startup: float | None = None) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
 
     checkpoint = resolve_checkpoint(config.model)
@@ -223,13 +246,23 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
         chief=distribution.is_chief,
     ) + [meter, *callbacks]
+    validation_pass = None
+    if not distribution.distributed:  # Keras validates across replicas
+        # first: the checkpoint, early-stopping and log callbacks read what it logs
+        validation_pass = ValidationPass(
+            validation_encoded, config.batch_size, buckets=buckets,
+            keep_outputs=task.outputs_from_validation,
+            early_stopping=next((c for c in fit_callbacks
+                                 if isinstance(c, keras.callbacks.EarlyStopping)), None))
+        fit_callbacks.insert(0, validation_pass)
     barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
     resume = backup_state(run_dir)
     if resume:
         logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
     fit_start = time.perf_counter()
-    model.fit(train_ds, validation_data=validation_ds, epochs=config.epochs,
+    model.fit(train_ds, validation_data=None if validation_pass else validation_ds,
+              epochs=config.epochs,
               callbacks=fit_callbacks, shuffle=False,
               verbose="auto" if distribution.is_chief else 0)  # one progress bar
     fit_seconds = time.perf_counter() - fit_start
@@ -240,13 +273,18 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         return TrainResult(run_dir, {}, {}, {"chief": False,
                                               "distribution": distribution.describe(
                                                   config.batch_size)})
+    logits = validation_pass.final_outputs() if validation_pass is not None else None
     if (precision != "float32" or getattr(model, "lora_enabled", False)
             or distribution.distributed):
         # the saved model, its metrics and exports compute in float32, LoRA merged, in this
         # process alone (a copy made outside the strategy's scope)
         model = model.with_float32_compute()
+        logits = None  # predicted again by the model that is saved
 
-    outputs = task.model_outputs(model, validation_encoded)
+    if logits is not None:  # the last validation pass saw the weights the model ends with
+        outputs = task.outputs_from_logits(logits, validation_encoded)
+    else:
+        outputs = task.model_outputs(model, validation_encoded)
     task.after_fit(validation_data, outputs)
     metrics = task.evaluate(validation_data, outputs, output_dir=run_dir)
     history = read_history(run_dir / HISTORY_CSV)
@@ -256,6 +294,21 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     _save_model_files(run_dir, model, tokenizer, task, calibration, validation_data, config)
 
     epoch_seconds = meter.epoch_seconds
+    validation_seconds = sum(validation_pass.seconds) if validation_pass is not None else None
+    ended = time.perf_counter()
+    steady = sum(meter.steady_seconds)
+    in_fit = fit_seconds - sum(meter.first_step_seconds) - steady - (validation_seconds or 0.0)
+    seconds = {  # where the run's time went
+        "process_start_to_train": None if startup is None else round(startup, 3),
+        "before_fit": round(fit_start - started, 3),  # read, check, tokenize, build the model
+        "first_steps": round(sum(meter.first_step_seconds), 3),  # each epoch's, with tracing
+        "steady_steps": round(steady, 3),
+        "validation": None if validation_seconds is None else round(validation_seconds, 3),
+        # epoch-end callbacks (checkpoints, logs); with validation None, validation too
+        "other_in_fit": round(in_fit, 3),
+        "after_fit": round(ended - fit_start - fit_seconds, 3),  # evaluate, reports, save
+        "total": round(ended - started + (startup or 0.0), 3),
+    }
     summary = {
         "task": task.name,
         "checkpoint": str(checkpoint),
@@ -280,6 +333,9 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
             round(train_rows * (steps - 1) / steps / seconds, 2)
             for steps, seconds in zip(meter.epoch_steps, meter.steady_seconds, strict=True)
             if steps > 1 and seconds > 0],
+        "steady_cpu_per_wall": (round(sum(meter.steady_cpu_seconds) / steady, 3) if steady
+                                else None),
+        "seconds": seconds,
         "train_tokens": train_tokens,
         "unknown_word_share": None if unknown_share is None else round(unknown_share, 4),
         "encoding": {k: v for k, v in encoding_notes.items() if v},
@@ -407,4 +463,4 @@ def _save_model_files(run_dir: Path, model: keras.Model, tokenizer: Any, task: T
     write_examples(run_dir / CALIBRATION_FILE, task, calibration)
     atomic_write_json(run_dir / TASK_FILE, task_record(task, config.max_length))
     with atomic_file(run_dir / MODEL_FILE) as tmp:
-        model.save(tmp)
+        save_model_file(model, tmp)
