@@ -135,6 +135,28 @@ def test_predict_logits_returns_input_order():
     assert logits[:, 0].tolist() == encoded.lengths.tolist()
 
 
+def test_predictions_trace_once_for_every_batch_shape_and_pipelines_skip_autotune():
+    import keras
+
+    from tfsft.data.pipeline import forward_function
+
+    tokenizer = WordPieceTokenizer(TINY_VOCAB)
+    texts = ["good", "the film was really quite boring and dull", "fun", "a b c d e f g"] * 3
+    encoded = encode(tokenizer, TextClassificationData(texts, None, None, ("x",)), max_length=32)
+    inputs = {name: keras.Input((None,), dtype="int32", name=name)
+              for name in ("token_ids", "segment_ids", "padding_mask")}
+    model = keras.Model(inputs, keras.ops.cast(keras.ops.sum(inputs["padding_mask"], axis=1),
+                                               "float32"))
+    for batch_size in (2, 3, 5):  # batches of several sizes and lengths
+        assert predict_logits(model, encoded, batch_size=batch_size,
+                              verbose=0).tolist() == encoded.lengths.tolist()
+    dataset = make_dataset(encoded, 2)
+    features_spec = dataset.element_spec[0]
+    assert forward_function(model, features_spec).experimental_get_tracing_count() == 1
+    # tf.data's autotuner is off: deleting its iterators does not wait for the tuning thread
+    assert dataset.options().autotune.enabled is False
+
+
 def test_buckets_pad_every_batch_to_a_few_widths_and_token_targets_alike():
     from tfsft.data.pipeline import RaggedRows, TokenAligned, length_buckets
 

@@ -53,6 +53,78 @@ def test_training_learns_and_writes_the_run_folder(trained_run):
         assert "optimizer" not in saved
 
 
+def test_run_json_says_where_the_time_went(trained_run):
+    summary = trained_run.summary
+    seconds = summary["seconds"]
+    assert set(seconds) == {"process_start_to_train", "before_fit", "first_steps",
+                            "steady_steps", "validation", "other_in_fit", "after_fit", "total"}
+    parts = [seconds[k] for k in ("before_fit", "first_steps", "steady_steps", "validation",
+                                  "after_fit")]
+    assert all(value > 0 for value in parts) and seconds["other_in_fit"] >= 0
+    assert seconds["process_start_to_train"] >= 0  # Linux: read from /proc
+    # the parts of fit add up to fit's time, and the whole run is their sum and more
+    fit = seconds["first_steps"] + seconds["steady_steps"] + seconds["validation"] + seconds[
+        "other_in_fit"]
+    assert fit == pytest.approx(summary["fit_seconds"], abs=0.01)
+    assert seconds["total"] >= sum(parts)
+    assert 0 < summary["steady_cpu_per_wall"] <= 64
+
+
+def test_validation_pass_logs_what_evaluate_gives_and_keeps_the_best_epochs_outputs(
+        trained_run, tmp_path):
+    from tfsft.data.pipeline import make_dataset, predict_logits
+    from tfsft.training.optimizers import adamw
+    from tfsft.training.validation import ValidationPass
+
+    run = TrainedRun(trained_run.run_dir)
+    examples = run.task.read(write_csv(tmp_path / "dev.csv", sentiment_rows(40, seed=9)),
+                             role="validation")
+    encoded = run.task.encode(run.tokenizer, examples, 16)
+    model = run.model
+    model.compile(optimizer=adamw(1e-3))  # TextClassifier: cross-entropy and accuracy
+    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5,
+                                             restore_best_weights=True)
+    validation = ValidationPass(encoded, batch_size=8, early_stopping=stopping)
+    for callback in (validation, stopping):
+        callback.set_model(model)
+    stopping.on_train_begin()
+    logs = {}
+    validation.on_epoch_end(0, logs)
+    stopping.on_epoch_end(0, logs)
+    expected = model.evaluate(make_dataset(encoded, 8), return_dict=True, verbose=0)
+    assert logs["val_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert logs["val_accuracy"] == pytest.approx(expected["accuracy"])
+    best = predict_logits(model, encoded, verbose=0)
+    np.testing.assert_allclose(validation.final_outputs(), best, atol=1e-5)
+    # a worse second epoch: early stopping restores the first, whose outputs are kept
+    head = model.get_layer("logits")
+    head.kernel.assign(-head.kernel)
+    logs = {}
+    validation.on_epoch_end(1, logs)
+    stopping.on_epoch_end(1, logs)
+    assert logs["val_loss"] > expected["loss"] and stopping.best_epoch == 0
+    np.testing.assert_allclose(validation.final_outputs(), best, atol=1e-5)
+
+
+def test_after_first_step_runs_work_on_a_thread_and_raises_its_errors():
+    import threading
+
+    from tfsft.training.callbacks import AfterFirstStep
+
+    ran = []
+    background = AfterFirstStep(lambda: ran.append(threading.current_thread().name))
+    background.on_train_batch_end(0)
+    background.finish()
+    assert ran == ["tfsft-after-first-step"]
+    failing = AfterFirstStep(lambda: 1 / 0)
+    failing.on_train_batch_end(0)
+    with pytest.raises(ZeroDivisionError):
+        failing.on_train_end()
+    inline = AfterFirstStep(lambda: ran.append(threading.current_thread().name))
+    inline.finish()  # no step ran: done here
+    assert ran[-1] == threading.current_thread().name
+
+
 def test_reloaded_run_predicts_like_the_trained_model(trained_run):
     run = TrainedRun(trained_run.run_dir)
     predictions = run.predict(["the film was superb", "a boring and tedious plot"])

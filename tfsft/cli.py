@@ -361,6 +361,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``tfsft`` command: :func:`main`, then exit with its status. Once TensorFlow is
+    loaded, without Python's teardown of the interpreter (about 1.5 s of freeing TensorFlow's
+    objects one by one after everything is written): outputs are flushed first, and every file
+    tfsft writes is already closed and renamed into place. A multi-worker process (``TF_CONFIG``)
+    exits normally, leaving its collective runtime to shut down in order."""
+    status = main()
+    if "tensorflow" not in sys.modules or os.environ.get("TF_CONFIG"):
+        sys.exit(status)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for an operating-system error, naming the path and what to do.
 
@@ -670,4 +685,4 @@ def _export(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from pathlib import Path
 
 import keras
@@ -90,6 +91,47 @@ class RestoreFromChiefBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_end(self, logs=None):
         pass
+
+
+class AfterFirstStep(keras.callbacks.Callback):
+    """Run ``work`` (callables, in order) on a thread once the first training step is done,
+    for what the run writes anyway but need not wait for (a plot of the data): a training step
+    spends its time in TensorFlow's kernels, which leave Python free. The work is finished (and
+    any error it raised, raised) when training ends, or by :meth:`finish`.
+    """
+
+    def __init__(self, *work):
+        super().__init__()
+        self.work = [w for w in work if w is not None]
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._thread is None and self.work:
+            self._thread = threading.Thread(target=self._run, name="tfsft-after-first-step",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while self.work:
+                self.work.pop(0)()
+        except BaseException as exc:  # raised in the training thread by finish()
+            self._error = exc
+
+    def on_train_end(self, logs=None):
+        self.finish()
+
+    def finish(self) -> None:
+        """Wait for the work (or do it here if no step ran) and raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        else:
+            self._run()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 class TrainingDiverged(TfsftError):

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,12 @@ from tfsft.runs import (
     task_record,
 )
 from tfsft.tasks.base import Task, create_task, option_fields, options_class, task_class
-from tfsft.training.callbacks import HISTORY_CSV, backup_state, standard_callbacks
+from tfsft.training.callbacks import (
+    HISTORY_CSV,
+    AfterFirstStep,
+    backup_state,
+    standard_callbacks,
+)
 from tfsft.training.distribution import (
     Distribution,
     barrier,
@@ -176,8 +181,8 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     tokenizer = task.load_tokenizer(checkpoint, config.max_length)
     if shards is not None:
         check_compatible(shards, tokenizer, config.max_length)
-    data_check = _check_data(task, train_data, validation_data, tokenizer, config,
-                             run_dir if distribution.is_chief else None, shards)
+    data_check, plot = _check_data(task, train_data, validation_data, tokenizer, config,
+                                   run_dir if distribution.is_chief else None, shards)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
     encoding_notes = {}
@@ -202,10 +207,11 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
             train_rows = min(train_rows, config.max_train_rows)
         train_ds = shard_dataset(shards, config.batch_size, seed=config.seed,
                                  max_rows=config.max_train_rows, buckets=buckets)
-    validation_ds = make_dataset(validation_encoded, config.batch_size, buckets=buckets)
+    validation_ds = None  # without a strategy, ValidationPass makes its own
     steps_per_epoch = int(train_ds.cardinality())
     fit_train_ds = train_ds
     if distribution.distributed:
+        validation_ds = make_dataset(validation_encoded, config.batch_size, buckets=buckets)
         logger.info("Strategy %s: %d worker(s), %d replica(s); the global batch of %d is split "
                     "into %d rows per replica", distribution.name, distribution.workers,
                     distribution.replicas, config.batch_size,
@@ -240,12 +246,13 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     train_ds = fit_train_ds
 
     meter = ThroughputMeter()
+    background = AfterFirstStep(plot)
     fit_callbacks = standard_callbacks(
         run_dir, monitor=monitor, mode=mode, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         backup_every_steps=config.backup_every_steps, tensorboard=config.tensorboard,
         chief=distribution.is_chief,
-    ) + [meter, *callbacks]
+    ) + [meter, background, *callbacks]
     validation_pass = None
     if not distribution.distributed:  # Keras validates across replicas
         # first: the checkpoint, early-stopping and log callbacks read what it logs
@@ -266,6 +273,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
               callbacks=fit_callbacks, shuffle=False,
               verbose="auto" if distribution.is_chief else 0)  # one progress bar
     fit_seconds = time.perf_counter() - fit_start
+    background.finish()
     model_jit = model.jit_compile
     if not distribution.is_chief:
         logger.info("Worker %d finished training; the chief writes the run folder",
@@ -404,10 +412,11 @@ def _shard_validation_data(task: Task, config: TrainConfig) -> Any:
 
 def _check_data(task: Task, train_data: Any, validation_data: Any,
                 tokenizer: Any, config: TrainConfig, run_dir: Path | None,
-                shards: Manifest | None = None) -> DataCheck:
+                shards: Manifest | None = None) -> tuple[DataCheck, Callable[[], None] | None]:
     """The data check (see :mod:`tfsft.data.checks`): stops on certain mistakes, logs the
-    warnings, writes ``data_check.json`` and ``token_lengths.png`` into the run folder (none:
-    writes nothing). Pre-tokenized training data (``shards``) is described by its manifest."""
+    warnings, writes ``data_check.json`` into the run folder (none: writes nothing), and returns
+    it with the function that draws ``token_lengths.png`` there (run while training runs).
+    Pre-tokenized training data (``shards``) is described by its manifest."""
     check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
     if shards is not None:
         check.report["train"] = shard_report(shards)
@@ -420,11 +429,13 @@ def _check_data(task: Task, train_data: Any, validation_data: Any,
         logger.info("Data check: %d of %d training examples longer than max_length %d; %.2f "
                     "%% of the words are [UNK]", tokens["over_max_length"], len(train_data),
                     config.max_length, 100 * tokens["unknown_word_share"])
+    plot = None
     if run_dir is not None:
         atomic_write_json(run_dir / DATA_CHECK_FILE, {**check.report, "warnings": check.warnings})
         if lengths:
-            plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
-    return check
+            def plot() -> None:
+                plot_lengths(lengths, config.max_length, run_dir / LENGTHS_PLOT)
+    return check, plot
 
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:

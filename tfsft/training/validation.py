@@ -23,6 +23,7 @@ whose weights the model ends with.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -62,6 +63,23 @@ class ValidationPass(keras.callbacks.Callback):
         self._outputs: dict[int, Any] = {}
         self._last_epoch: int | None = None
         self._step = None
+        self._tracer: threading.Thread | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Trace the validation step on a thread while the training steps run: a step spends
+        # its time in TensorFlow's kernels, which leave Python (and the tracing) free.
+        if self._step is None and self._tracer is None:
+            self._tracer = threading.Thread(target=self._trace, name="tfsft-validation-trace",
+                                            daemon=True)
+            self._tracer.start()
+
+    def _trace(self) -> None:
+        try:
+            step = _validation_step(self.model, self.dataset.element_spec)
+            step.get_concrete_function()
+            self._step = step
+        except Exception:  # traced again (and any error raised) in the main thread
+            self._step = None
 
     def on_epoch_end(self, epoch, logs=None):
         started = time.perf_counter()
@@ -83,6 +101,9 @@ class ValidationPass(keras.callbacks.Callback):
     def evaluate(self) -> tuple[dict[str, float], Any]:
         """``{"loss": ..., metric: ...}`` over the validation rows, and the outputs."""
         model = self.model
+        if self._tracer is not None:
+            self._tracer.join()
+            self._tracer = None
         if self._step is None:
             self._step = _validation_step(model, self.dataset.element_spec)
         model.reset_metrics()
