@@ -401,7 +401,7 @@ def describe_os_error(exc: OSError) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from tfsft.config import TrainConfig, shard_defaults
-    from tfsft.training.trainer import train
+    from tfsft.training.trainer import seconds_since_process_start, train
 
     task = args.task or (_task_of(["--config", args.config]) if args.config else
                          shard_defaults(args.train).get("task", DEFAULT_TASK))
@@ -419,7 +419,7 @@ def _train(args: argparse.Namespace) -> int:
         config.early_stopping_patience = None
     if args.no_tensorboard:
         config.tensorboard = False
-    result = train(config)
+    result = train(config, startup_seconds=seconds_since_process_start())
     if result.summary.get("chief") is False:  # a multi-worker run's other workers
         print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
                           "worker": result.summary["distribution"]["worker_index"],

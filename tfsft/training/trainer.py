@@ -136,15 +136,17 @@ def seconds_since_process_start() -> float | None:
         return None
 
 
-def train(config: TrainConfig,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (),
+          startup_seconds: float | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.train`` and write a run folder (see tfsft.runs).
 
     ``callbacks`` run in ``fit`` after tfsft's own (checkpoints, logs, early stopping).
     A second ``train`` into the same folder while this one runs fails at once.
+    ``startup_seconds``: what the process spent before this call (the command line passes its
+    start-up, imports included), counted in ``run.json``'s account of the run's time.
     """
     started = time.perf_counter()
-    startup = seconds_since_process_start()  # imports, before this call
+    startup = startup_seconds
     run_dir = Path(config.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; name a new folder "
@@ -307,7 +309,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     steady = sum(meter.steady_seconds)
     in_fit = fit_seconds - sum(meter.first_step_seconds) - steady - (validation_seconds or 0.0)
     seconds = {  # where the run's time went
-        "process_start_to_train": None if startup is None else round(startup, 3),
+        "process_start_to_train": None if startup is None else round(startup, 3),  # imports
         "before_fit": round(fit_start - started, 3),  # read, check, tokenize, build the model
         "first_steps": round(sum(meter.first_step_seconds), 3),  # each epoch's, with tracing
         "steady_steps": round(steady, 3),
