@@ -319,8 +319,12 @@ def forward_function(model: keras.Model, features_spec: dict[str, tf.TensorSpec]
     if key not in cached:
         general = {name: tf.TensorSpec([None] * spec.shape.rank, spec.dtype, name)
                    for name, spec in features_spec.items()}
-        cached[key] = tf.function(lambda features: model(features, training=False),
-                                  input_signature=[general])
+        held = weakref.ref(model)  # the cache must not keep the model alive
+
+        def forward(features):
+            return held()(features, training=False)
+
+        cached[key] = tf.function(forward, input_signature=[general])
     return cached[key]
 
 
