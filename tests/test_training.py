@@ -87,7 +87,7 @@ def test_validation_pass_logs_what_evaluate_gives_and_keeps_the_best_epochs_outp
     model.compile(optimizer=adamw(1e-3))  # TextClassifier: cross-entropy and accuracy
     stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5,
                                              restore_best_weights=True)
-    validation = ValidationPass(encoded, batch_size=8, early_stopping=stopping)
+    validation = ValidationPass(encoded, batch_size=8, restorer=stopping)
     for callback in (validation, stopping):
         callback.set_model(model)
     stopping.on_train_begin()
@@ -107,6 +107,35 @@ def test_validation_pass_logs_what_evaluate_gives_and_keeps_the_best_epochs_outp
     stopping.on_epoch_end(1, logs)
     assert logs["val_loss"] > expected["loss"] and stopping.best_epoch == 0
     np.testing.assert_allclose(validation.final_outputs(), best, atol=1e-5)
+
+
+def test_best_weights_checkpoint_restores_the_best_epoch_from_its_file(trained_run, tmp_path,
+                                                                        capsys):
+    from tfsft.training.callbacks import BestWeightsCheckpoint
+
+    model = TrainedRun(trained_run.run_dir).model
+    best = [w.copy() for w in model.get_weights()]
+    head = model.get_layer("logits")
+    for restore in (True, False):
+        model.set_weights(best)
+        checkpoint = BestWeightsCheckpoint(tmp_path / f"{restore}.weights.h5", restore=restore)
+        checkpoint.set_model(model)
+        checkpoint.on_epoch_end(0, {"val_loss": 0.5})
+        head.kernel.assign(head.kernel * 3)  # a worse epoch
+        checkpoint.on_epoch_end(1, {"val_loss": 0.9})
+        checkpoint.on_train_end()
+        restored = all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best,
+                                                             strict=True))
+        assert restored == restore and checkpoint.best_epoch == 0
+    assert capsys.readouterr().out.count("Restoring model weights") == 1
+    # the best epoch last: nothing to restore, the file is not read
+    checkpoint = BestWeightsCheckpoint(tmp_path / "last.weights.h5", restore=True)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_loss": 0.9})
+    checkpoint.on_epoch_end(1, {"val_loss": 0.5})
+    (tmp_path / "last.weights.h5").unlink()
+    checkpoint.on_train_end()
+    assert checkpoint.best_epoch == 1
 
 
 def test_after_first_step_runs_work_on_a_thread_and_raises_its_errors():

@@ -57,12 +57,15 @@ def standard_callbacks(
     ]
     if chief:
         callbacks += [
-            BestWeightsCheckpoint(run_dir / BEST_CHECKPOINT, monitor=monitor, mode=mode),
+            # with early stopping, restores the best epoch from its file at the end
+            BestWeightsCheckpoint(run_dir / BEST_CHECKPOINT, monitor=monitor, mode=mode,
+                                  restore=patience is not None),
             keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
         ]
     if patience is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=patience, restore_best_weights=True, verbose=1))
+        callbacks.append(keras.callbacks.EarlyStopping(  # the chief restores from the file
+            monitor=monitor, mode=mode, patience=patience, restore_best_weights=not chief,
+            verbose=1))
     if reduce_lr_on_plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, mode=mode, factor=0.5, patience=1, verbose=1))
@@ -169,16 +172,25 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
     Only the model's weights: a third of the size of ``ModelCheckpoint(save_weights_only=True)``,
     which also writes the optimizer's two moment tensors per weight. Load them with
     ``model.load_weights(path)``.
+
+    With ``restore``, training ends with the best epoch's weights, read back from the file when
+    a later epoch was worse (what ``EarlyStopping(restore_best_weights=True)`` does with a copy
+    of every weight in memory, taken at each better epoch).
     """
 
-    def __init__(self, path: str | Path, monitor: str = "val_loss", mode: str = "min"):
+    def __init__(self, path: str | Path, monitor: str = "val_loss", mode: str = "min",
+                 restore: bool = False):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.path, self.monitor, self.mode = Path(path), monitor, mode
+        self.restore = restore
         self.best: float | None = None
+        self.best_epoch: int | None = None
+        self._last_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
+        self._last_epoch = epoch
         value = (logs or {}).get(self.monitor)
         if value is None:
             logger.warning("No %s at the end of epoch %d: the best checkpoint is not updated "
@@ -186,10 +198,19 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
             return
         better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
         if better:
-            self.best = float(value)
+            self.best, self.best_epoch = float(value), epoch
             with atomic_file(self.path) as tmp:
-                skip = [self.model.optimizer] if self.model.optimizer is not None else None
-                saving_lib.save_weights_only(self.model, tmp, objects_to_skip=skip)
+                saving_lib.save_weights_only(self.model, tmp, objects_to_skip=self._skip())
+
+    def on_train_end(self, logs=None):
+        if self.restore and self.best_epoch is not None and self.best_epoch != self._last_epoch:
+            print(f"Restoring model weights from the end of the best epoch: "
+                  f"{self.best_epoch + 1}.", flush=True)
+            saving_lib.load_weights_only(self.model, str(self.path), objects_to_skip=self._skip())
+
+    def _skip(self) -> list | None:
+        optimizer = getattr(self.model, "optimizer", None)
+        return [optimizer] if optimizer is not None else None
 
 
 def backup_state(run_dir: str | Path) -> dict | None:

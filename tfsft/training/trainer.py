@@ -75,7 +75,7 @@ from tfsft.training.distribution import (
 from tfsft.training.optimizers import LossScaleOptimizer, adamw
 from tfsft.training.precision import resolve_precision
 from tfsft.training.schedules import WarmupDecay
-from tfsft.training.validation import ValidationPass
+from tfsft.training.validation import ValidationPass, restores_best_weights
 
 logger = logging.getLogger(__name__)
 
@@ -261,8 +261,7 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         validation_pass = ValidationPass(
             validation_encoded, config.batch_size, buckets=buckets,
             keep_outputs=task.outputs_from_validation,
-            early_stopping=next((c for c in fit_callbacks
-                                 if isinstance(c, keras.callbacks.EarlyStopping)), None))
+            restorer=next((c for c in fit_callbacks if restores_best_weights(c)), None))
         fit_callbacks.insert(0, validation_pass)
     barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
     resume = backup_state(run_dir)

@@ -38,6 +38,7 @@ from tfsft.data.pipeline import (
     outputs_in_input_order,
     restore_order,
 )
+from tfsft.training.callbacks import BestWeightsCheckpoint
 
 
 class ValidationPass(keras.callbacks.Callback):
@@ -47,16 +48,17 @@ class ValidationPass(keras.callbacks.Callback):
     Put it first in ``fit``'s callbacks, with no ``validation_data``. With ``keep_outputs``,
     :meth:`final_outputs` gives the model's outputs (in input order, as
     :func:`~tfsft.data.pipeline.predict_logits` gives them) for the weights the model ends
-    with: those of ``early_stopping``'s best epoch when it restores them, else the last epoch's.
+    with: those of the best epoch when ``restorer`` restores them at the end of training (an
+    ``EarlyStopping(restore_best_weights=True)`` or a ``BestWeightsCheckpoint(restore=True)``),
+    else the last epoch's.
     """
 
     def __init__(self, encoded: EncodedData, batch_size: int,
                  buckets: Sequence[int] | None = None, keep_outputs: bool = True,
-                 early_stopping: keras.callbacks.EarlyStopping | None = None):
+                 restorer: keras.callbacks.Callback | None = None):
         super().__init__()
         self.encoded = encoded
-        self.early_stopping = (early_stopping if early_stopping is not None
-                               and early_stopping.restore_best_weights else None)
+        self.restorer = restorer if restores_best_weights(restorer) else None
         self.dataset = make_dataset(encoded, batch_size, buckets=buckets)
         self.keep_outputs = keep_outputs
         self.seconds: list[float] = []
@@ -94,9 +96,11 @@ class ValidationPass(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - started)
 
     def _best_epoch_so_far(self) -> int | None:
-        """Early stopping's best epoch before this one (it sees this epoch's logs after us)."""
-        stopping = self.early_stopping
-        return None if stopping is None or stopping.best_weights is None else stopping.best_epoch
+        """The restorer's best epoch before this one (it sees this epoch's logs after us)."""
+        restorer = self.restorer
+        if restorer is None or getattr(restorer, "best_weights", True) is None:
+            return None  # EarlyStopping before its first epoch
+        return restorer.best_epoch
 
     def evaluate(self) -> tuple[dict[str, float], Any]:
         """``{"loss": ..., metric: ...}`` over the validation rows, and the outputs."""
@@ -127,12 +131,16 @@ class ValidationPass(keras.callbacks.Callback):
         """The validation outputs of the weights the model holds after ``fit`` (early
         stopping's best epoch, or the last one); ``None`` when that epoch was not validated
         in this process (none ran: a run resumed after its last epoch)."""
-        stopping = self.early_stopping
-        if stopping is not None and stopping.best_weights is not None:
-            epoch = stopping.best_epoch
-        else:
-            epoch = self._last_epoch
+        best = self._best_epoch_so_far()
+        epoch = best if best is not None else self._last_epoch
         return self._outputs.get(epoch) if epoch is not None else None
+
+
+def restores_best_weights(callback: keras.callbacks.Callback | None) -> bool:
+    """Whether ``callback`` gives the model its best epoch's weights when training ends."""
+    if isinstance(callback, keras.callbacks.EarlyStopping):
+        return bool(callback.restore_best_weights)
+    return isinstance(callback, BestWeightsCheckpoint) and callback.restore
 
 
 def _validation_step(model: keras.Model, element_spec: Any):
