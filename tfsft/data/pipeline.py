@@ -17,6 +17,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -317,8 +318,7 @@ def forward_function(model: keras.Model, features_spec: dict[str, tf.TensorSpec]
     key = tuple(sorted((name, spec.dtype.name) for name, spec in features_spec.items()))
     cached = _FORWARD.setdefault(model, {})
     if key not in cached:
-        general = {name: tf.TensorSpec([None] * spec.shape.rank, spec.dtype, name)
-                   for name, spec in features_spec.items()}
+        general = any_shape(features_spec)
         held = weakref.ref(model)  # the cache must not keep the model alive
 
         def forward(features):
@@ -329,6 +329,13 @@ def forward_function(model: keras.Model, features_spec: dict[str, tf.TensorSpec]
 
 
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def any_shape(specs: Any) -> Any:
+    """``specs`` (a nest of ``tf.TensorSpec``) with every dimension unknown: the signature of a
+    ``tf.function`` traced once for batches of any size and length."""
+    return tf.nest.map_structure(
+        lambda spec: tf.TensorSpec([None] * spec.shape.rank, spec.dtype, spec.name), specs)
 
 
 def predict_batches(model: keras.Model, dataset: tf.data.Dataset,

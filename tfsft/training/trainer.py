@@ -146,7 +146,6 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
     start-up, imports included), counted in ``run.json``'s account of the run's time.
     """
     started = time.perf_counter()
-    startup = startup_seconds
     run_dir = Path(config.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; name a new folder "
@@ -157,10 +156,10 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
                           "(XLA cannot hold the collective ops between replicas); leave it out, "
                           "or train on one device")
     if not distribution.is_chief:  # writes nothing; reads the chief's backup
-        return _train(config, run_dir, callbacks, started, distribution, startup)
+        return _train(config, run_dir, callbacks, started, distribution, startup_seconds)
     with run_lock(run_dir):
         _prepare_run_dir(run_dir, config)
-        return _train(config, run_dir, callbacks, started, distribution, startup)
+        return _train(config, run_dir, callbacks, started, distribution, startup_seconds)
 
 
 def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbacks.Callback],

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from tfsft.data.pipeline import (
     EncodedData,
+    any_shape,
     make_dataset,
     outputs_in_input_order,
     restore_order,
@@ -147,10 +148,7 @@ def _validation_step(model: keras.Model, element_spec: Any):
     """``(features, y[, weights]) -> (outputs, loss)``, updating the compiled metrics, as a
     ``tf.function`` traced once for any batch shape."""
 
-    def general(spec: tf.TensorSpec) -> tf.TensorSpec:
-        return tf.TensorSpec([None] * spec.shape.rank, spec.dtype)
-
-    signature = [tf.nest.map_structure(general, part) for part in element_spec]
+    signature = [any_shape(part) for part in element_spec]
 
     def step(features, y, weights=None):
         outputs = model(features, training=False)
