@@ -56,7 +56,7 @@ class StepTimer:
 
 def conversation_tokens(rows: list[dict[str, str]]) -> tuple[list[str], list[int]]:
     """The rendered conversations and their token counts (tfsft's tokenizer)."""
-    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
 
     tokenizer = ChatTokenizer.from_pretrained(MODEL)
     texts, counts = [], []

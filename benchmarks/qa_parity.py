@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", help="questions: SQuAD JSON or JSONL")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    from tfsft.data.qa_examples import read_qa_data
+    from tfsft.tasks.question_answering.examples import read_qa_data
 
     data = read_qa_data(args.data, labelled=False)
     with tempfile.TemporaryDirectory() as folder:

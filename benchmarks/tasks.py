@@ -154,7 +154,7 @@ def run_regression_hf(train_part, held_out, seed: int = common.SEED) -> dict:
 
 def conll_sentences(name: str) -> tuple[list[list[str]], list[list[str]]]:
     """Tokens and tags of a CoNLL-2003 file (read with tfsft's reader, as both recipes use)."""
-    from tfsft.data.token_examples import read_conll
+    from tfsft.tasks.token_classification.examples import read_conll
 
     data = read_conll(CONLL / name)
     return [data.word_tokens(i) for i in range(len(data))], data.tags
@@ -293,7 +293,7 @@ def hf_answers(start_logits, end_logits, features, contexts, n_best: int = 20,
 
 def run_qa_hf(direction: str, seed: int = common.SEED) -> dict:
     from benchmarks.training import hf_model_and_tokenizer
-    from tfsft.data.qa_examples import read_qa_data
+    from tfsft.tasks.question_answering.examples import read_qa_data
     from tfsft.evaluation.squad_metrics import squad_metrics
 
     train_name, eval_name = SQUAD_FILES[direction]

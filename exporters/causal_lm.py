@@ -16,7 +16,7 @@ Signatures (LoRA merged, float32):
 - ``logits(token_ids, padding_mask)``: next-token logits at every position (the forward graph).
 
 ``prompt_ids`` are right-padded ``[batch, length]`` int32 token ids of prompts rendered with the
-chat template (``tfsft.chat_tokenizer.ChatTokenizer.prompt_ids``; the tokenizer files ship in
+chat template (``tfsft.tasks.causal_lm.chat_tokenizer.ChatTokenizer.prompt_ids``; the tokenizer files ship in
 ``assets/``); the outputs are ``completion_ids`` (``[batch, new]``, padded with -1),
 ``completion_lengths`` and ``completion`` (the decoded UTF-8 text, computed in the graph).
 Prompt *strings* are not tokenized in the graph: the byte-level BPE pre-tokenizer splits text
@@ -59,7 +59,7 @@ VERIFY_NEW_TOKENS = 32
 def token_bytes(tokenizer) -> list[bytes]:
     """The UTF-8 bytes each token id stands for (special tokens: empty, as decoding skips
     them)."""
-    from tfsft.chat_tokenizer import byte_symbols
+    from tfsft.tasks.causal_lm.chat_tokenizer import byte_symbols
 
     decoder = {symbol: byte for byte, symbol in enumerate(byte_symbols())}
     vocabulary = tokenizer._tokenizer.get_vocab(with_added_tokens=True)
@@ -80,7 +80,7 @@ def generation_module(model, tokenizer, max_length: int):
     """A ``tf.Module`` with the ``generate``, ``sample`` and ``logits`` functions."""
     import tensorflow as tf
 
-    from tfsft.generation import _causal_lm_class
+    from tfsft.tasks.causal_lm.generation import _causal_lm_class
 
     backbone = model.backbone
     causal_lm = _causal_lm_class(backbone)(backbone=backbone, preprocessor=None)
@@ -266,7 +266,7 @@ def _savedmodel(run, model, folder: Path, heldout, count: int) -> dict[str, Any]
     ``tfsft generate`` on ``count`` held-out prompts."""
     import tensorflow as tf
 
-    from tfsft.generation import Generator
+    from tfsft.tasks.causal_lm.generation import Generator
 
     started = time.perf_counter()
     module = generation_module(model, run.tokenizer, run.max_length)

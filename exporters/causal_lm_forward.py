@@ -54,7 +54,7 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def freeze(model):
-    """The forward pass of ``model`` (a float32 :class:`~tfsft.models.causal_lm.CausalLMModel`
+    """The forward pass of ``model`` (a float32 :class:`~tfsft.tasks.causal_lm.model.CausalLMModel`
     without LoRA) as a ``ConcreteFunction(input_ids, attention_mask) -> [logits]`` whose
     weights are constants, inlined into one graph.
 

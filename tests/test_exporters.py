@@ -17,7 +17,7 @@ from tfsft.cli import main as cli
 from tfsft.errors import ConfigError
 from tfsft.runs import TrainedRun
 from tfsft.tasks.base import OutputCheck
-from tfsft.tasks.text_classification import TextClassificationTask
+from tfsft.tasks.text_classification.task import TextClassificationTask
 from tfsft.tokenization import unpad
 
 from .conftest import sigkill_when

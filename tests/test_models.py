@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfsft.errors import CheckpointError
 from tfsft.models.checkpoints import exact_gelu, load_backbone, resolve_checkpoint
-from tfsft.models.text_classifier import TextClassifier
+from tfsft.tasks.text_classification.model import TextClassifier
 from tfsft.tokenization import WordPieceTokenizer
 from tfsft.training.optimizers import adamw
 from tfsft.training.schedules import WarmupDecay
@@ -64,7 +64,7 @@ def test_compiled_model_loads_in_a_process_that_imported_only_its_class(tiny_che
     model.compile(optimizer=adamw(WarmupDecay(1e-4, total_steps=10, warmup_steps=1)))
     model.optimizer.build(model.trainable_variables)
     model.save(tmp_path / "model.keras")
-    script = ("import keras, tfsft.models.text_classifier, sys\n"
+    script = ("import keras, tfsft.tasks.text_classification.model, sys\n"
               "model = keras.saving.load_model(sys.argv[1])\n"
               "print(type(model.optimizer).__name__, model.optimizer.learning_rate.__class__)")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")],

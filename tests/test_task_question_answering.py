@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsft.data.qa_examples import QAColumns, examples_from_rows, read_qa_data
+from tfsft.tasks.question_answering.examples import QAColumns, examples_from_rows, read_qa_data
 from tfsft.errors import DataError
-from tfsft.evaluation import qa_postprocess
+from tfsft.tasks.question_answering import postprocess as qa_postprocess
 from tfsft.evaluation.squad_metrics import best_null_threshold, squad_metrics
 from tfsft.tasks import create_task
-from tfsft.tasks.qa_graph import question_windows, span_answers
+from tfsft.tasks.question_answering.graph import question_windows, span_answers
 from tfsft.tokenization import WordPieceTokenizer
 
 from .conftest import TINY_VOCAB, qa_rows, write_hf_checkpoint
@@ -93,7 +93,7 @@ def test_bad_answers_are_refused_with_the_question_id(row, message):
 def test_skip_bad_answers_counts_them():
     rows = [{"question": "what ?", "context": "good film", "answer_text": "good",
              "answer_start": s} for s in (0, 1, 0)]
-    from tfsft.data.qa_examples import Table, examples_from_table
+    from tfsft.tasks.question_answering.examples import Table, examples_from_table
 
     table = Table("rows", list(rows[0]), rows, ["row 1", "row 2", "row 3"])
     data = examples_from_table(table, QAColumns(), skip_bad_answers=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfsft.data import tags as tag_schemes
-from tfsft.data.token_examples import read_token_data
+from tfsft.tasks.token_classification import tags as tag_schemes
+from tfsft.tasks.token_classification.examples import read_token_data
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks import create_task
 
@@ -298,7 +298,7 @@ def test_schemes_round_trip_through_spans():
 
 
 def test_words_split_into_pieces_take_continuation_tags(tiny_checkpoint):
-    from tfsft.tasks.token_classification import text_pieces
+    from tfsft.tasks.token_classification.task import text_pieces
     from tfsft.tokenization import WordPieceTokenizer
 
     task = create_task("token-classification")
@@ -312,7 +312,7 @@ def test_words_split_into_pieces_take_continuation_tags(tiny_checkpoint):
 
 
 def test_long_sentences_become_overlapping_windows_and_merge_back(tiny_checkpoint):
-    from tfsft.tasks.token_classification import windows
+    from tfsft.tasks.token_classification.task import windows
     from tfsft.tokenization import WordPieceTokenizer
 
     assert windows(30, 10, 4) == [0, 6, 12, 18, 20]
@@ -350,7 +350,7 @@ def test_tags_are_normalised(tmp_path):
 ])
 def test_perfect_unit_tags_give_the_gold_word_tags_in_bioes(tiny_checkpoint, tokens, tags):
     """Words split into several units keep valid BIOES tags in the metrics."""
-    from tfsft.tasks.token_classification import text_pieces
+    from tfsft.tasks.token_classification.task import text_pieces
     from tfsft.tokenization import WordPieceTokenizer
 
     task = create_task("token-classification")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsft.chat_tokenizer import byte_symbols
+from tfsft.tasks.causal_lm.chat_tokenizer import byte_symbols
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
           "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt "

@@ -27,7 +27,7 @@ _EXPORTS = {
     "ConfigError": "tfsft.errors",
     "DataError": "tfsft.errors",
     "TfsftError": "tfsft.errors",
-    "TextClassifier": "tfsft.models.text_classifier",
+    "TextClassifier": "tfsft.tasks.text_classification.model",
     "TextModel": "tfsft.models.text_model",
     "TrainedRun": "tfsft.runs",
     "Task": "tfsft.tasks.base",

@@ -535,7 +535,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.readers import read_text_lines, visible
-    from tfsft.generation import Sampling, load_generator
+    from tfsft.tasks.causal_lm.generation import Sampling, load_generator
 
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
@@ -611,7 +611,7 @@ def _data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.checks import check_data, plot_lengths, without_blank_texts
     from tfsft.data.readers import read_table
-    from tfsft.data.token_examples import is_conll_file
+    from tfsft.tasks.token_classification.examples import is_conll_file
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.base import create_task

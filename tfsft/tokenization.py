@@ -209,3 +209,12 @@ def _vocabulary_from_tokenizer_json(path: Path) -> list[str]:
         raise CheckpointError(f"{path}: the tokenizer is {model.get('type')!r}, not WordPiece")
     vocab = model["vocab"]
     return [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+
+
+def byte_to_char(text: str) -> np.ndarray:
+    """Character index of every UTF-8 byte offset of ``text`` (one more entry: the end)."""
+    if text.isascii():
+        return np.arange(len(text) + 1, dtype=np.int32)
+    sizes = [len(c.encode("utf-8")) for c in text]
+    return np.append(np.repeat(np.arange(len(text), dtype=np.int32), sizes),
+                     np.int32(len(text)))

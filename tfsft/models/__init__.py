@@ -1,7 +1,7 @@
 """Backbones loaded from local checkpoints, and task models built on them."""
 
 from tfsft.models.checkpoints import load_backbone, resolve_checkpoint
-from tfsft.models.text_classifier import TextClassifier
+from tfsft.tasks.text_classification.model import TextClassifier
 from tfsft.models.text_model import MeanPooling, TextModel
 
 __all__ = ["MeanPooling", "TextClassifier", "TextModel", "load_backbone", "resolve_checkpoint"]

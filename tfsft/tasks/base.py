@@ -41,21 +41,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Built-in tasks, imported on first use (``module:Class``); register_task adds more.
 _REGISTRY: dict[str, str | type[Task]] = {
-    "text-classification": "tfsft.tasks.text_classification:TextClassificationTask",
-    "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelTask",
-    "regression": "tfsft.tasks.regression:RegressionTask",
-    "token-classification": "tfsft.tasks.token_classification:TokenClassificationTask",
-    "question-answering": "tfsft.tasks.question_answering:QuestionAnsweringTask",
-    "causal-lm": "tfsft.tasks.causal_lm:CausalLMTask",
+    "text-classification": "tfsft.tasks.text_classification.task:TextClassificationTask",
+    "multi-label-classification": "tfsft.tasks.multi_label.task:MultiLabelTask",
+    "regression": "tfsft.tasks.regression.task:RegressionTask",
+    "token-classification": "tfsft.tasks.token_classification.task:TokenClassificationTask",
+    "question-answering": "tfsft.tasks.question_answering.task:QuestionAnsweringTask",
+    "causal-lm": "tfsft.tasks.causal_lm.task:CausalLMTask",
 }
 # Options classes of the built-in tasks, importable without TensorFlow (for the CLI).
 _OPTIONS: dict[str, str] = {
-    "text-classification": "tfsft.tasks.text_classification:TextClassificationOptions",
-    "multi-label-classification": "tfsft.tasks.multi_label:MultiLabelOptions",
-    "regression": "tfsft.tasks.regression:RegressionOptions",
-    "token-classification": "tfsft.tasks.token_classification:TokenClassificationOptions",
-    "question-answering": "tfsft.tasks.question_answering:QuestionAnsweringOptions",
-    "causal-lm": "tfsft.tasks.causal_lm:CausalLMOptions",
+    "text-classification": "tfsft.tasks.text_classification.task:TextClassificationOptions",
+    "multi-label-classification": "tfsft.tasks.multi_label.task:MultiLabelOptions",
+    "regression": "tfsft.tasks.regression.task:RegressionOptions",
+    "token-classification": "tfsft.tasks.token_classification.task:TokenClassificationOptions",
+    "question-answering": "tfsft.tasks.question_answering.task:QuestionAnsweringOptions",
+    "causal-lm": "tfsft.tasks.causal_lm.task:CausalLMOptions",
 }
 
 

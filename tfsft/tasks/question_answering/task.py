@@ -1,10 +1,10 @@
 """``question-answering``: extractive QA (SQuAD v1.1 / v2.0), answer text and offsets out.
 
 Data: SQuAD JSON, flat JSONL/CSV/Parquet rows or Hugging Face datasets (see
-:mod:`tfsft.data.qa_examples`); every answer is checked against its context.
+:mod:`tfsft.tasks.question_answering.examples`); every answer is checked against its context.
 
 Features: ``[CLS] question [SEP] context window [SEP]``, windows of ``max_length`` tokens over
-long contexts sharing ``doc_stride`` pieces (:mod:`tfsft.tasks.qa_graph`, the same ops in
+long contexts sharing ``doc_stride`` pieces (:mod:`tfsft.tasks.question_answering.graph`, the same ops in
 training and in the SavedModel). A window's target is the token span of the question's first
 answer, or ``[CLS]`` twice when the window does not hold the whole answer (and for
 unanswerable questions).
@@ -12,7 +12,7 @@ unanswerable questions).
 Model: the backbone's token vectors -> ``Dense(2)``: start and end logits per token, trained
 with the mean cross-entropy of start and end.
 
-Answers: the best span over all windows of a question (:mod:`tfsft.evaluation.qa_postprocess`,
+Answers: the best span over all windows of a question (:mod:`tfsft.tasks.question_answering.postprocess`,
 also shipped beside TFLite / ONNX models), mapped back to character offsets of the context; for
 data with unanswerable questions, the no-answer threshold that maximises validation F1. Metrics:
 the official SQuAD exact match and F1 (HasAns / NoAns split for v2), a file of wrong answers.
@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.data.qa_examples import QAColumns, QAExamples, read_qa_data
+from tfsft.tasks.question_answering.examples import QAColumns, QAExamples, read_qa_data
 from tfsft.errors import ConfigError, DataError
-from tfsft.evaluation import qa_postprocess
+from tfsft.tasks.question_answering import postprocess as qa_postprocess
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -221,7 +221,7 @@ class QuestionAnsweringTask(Task):
             raise ConfigError(f"{len(questions)} questions but {len(contexts)} contexts: every "
                               "question needs its context")
         rows = [{"question": q, "context": c} for q, c in zip(questions, contexts, strict=True)]
-        from tfsft.data.qa_examples import examples_from_rows
+        from tfsft.tasks.question_answering.examples import examples_from_rows
 
         return examples_from_rows(rows, "texts", labelled=False)
 
@@ -242,8 +242,8 @@ class QuestionAnsweringTask(Task):
         ``[tokens, 2]`` array per window, and each context's piece character spans."""
         import tensorflow as tf
 
-        from tfsft.tasks.qa_graph import question_windows
-        from tfsft.tasks.token_classification import byte_to_char
+        from tfsft.tasks.question_answering.graph import question_windows
+        from tfsft.tokenization import byte_to_char
 
         self._check_lengths(max_length)
         parts: dict[str, list] = {k: [] for k in ("ids", "segments", "lengths", "example",
@@ -443,7 +443,7 @@ class QuestionAnsweringTask(Task):
 
     def tokenize(self, tokenizer: WordPieceTokenizer, inputs: dict[str, tf.Tensor],
                  max_length: int) -> dict[str, tf.Tensor]:
-        from tfsft.tasks.qa_graph import question_windows
+        from tfsft.tasks.question_answering.graph import question_windows
 
         self._check_lengths(max_length)
         windows = question_windows(tokenizer, inputs["question"], inputs["context"],
@@ -456,7 +456,7 @@ class QuestionAnsweringTask(Task):
 
     def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
                         tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
-        from tfsft.tasks.qa_graph import question_windows, span_answers
+        from tfsft.tasks.question_answering.graph import question_windows, span_answers
 
         windows = question_windows(tokenizer, inputs["question"], inputs["context"],
                                    max_length, self.options.doc_stride,

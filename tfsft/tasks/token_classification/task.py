@@ -2,7 +2,7 @@
 
 Data: CoNLL column files, character-per-line Chinese data, JSONL token/tag lists or texts with
 character spans, Hugging Face datasets with ``tokens`` / ``ner_tags`` (see
-:mod:`tfsft.data.token_examples`). Tags in IO, BIO, BIOES/BIOUL or BMES, detected or set with
+:mod:`tfsft.tasks.token_classification.examples`). Tags in IO, BIO, BIOES/BIOUL or BMES, detected or set with
 ``tag_scheme``, and validated.
 
 How words meet word pieces. The text is tokenized whole, with the character span of every
@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.data import tags as tag_schemes
+from tfsft.tasks.token_classification import tags as tag_schemes
 from tfsft.data.examples import split_examples
-from tfsft.data.token_examples import TokenExamples, read_token_data, sentences_from_tokens, words_of
+from tfsft.tasks.token_classification.examples import TokenExamples, read_token_data, sentences_from_tokens, words_of
 from tfsft.errors import ConfigError, DataError
-from tfsft.evaluation.token_metrics import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
+from tfsft.tasks.token_classification.metrics import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,19 +124,12 @@ class TokenOutputs:
         return len(self.texts)
 
 
-def byte_to_char(text: str) -> np.ndarray:
-    """Character index of every UTF-8 byte offset of ``text`` (one more entry: the end)."""
-    if text.isascii():
-        return np.arange(len(text) + 1, dtype=np.int32)
-    sizes = [len(c.encode("utf-8")) for c in text]
-    return np.append(np.repeat(np.arange(len(text), dtype=np.int32), sizes),
-                     np.int32(len(text)))
-
-
 def text_pieces(tokenizer: WordPieceTokenizer, texts: Sequence[str],
                 chunk: int = 4096) -> tuple[list[np.ndarray], list[Pieces]]:
     """Word-piece ids and :class:`Pieces` of every text (tokenized whole, in chunks)."""
     import tensorflow as tf
+
+    from tfsft.tokenization import byte_to_char
 
     continuation = tokenizer.continuation_ids
     all_ids, all_pieces = [], []
@@ -233,7 +226,7 @@ class TokenClassificationTask(Task):
                 "types": tag_schemes.entity_types(tags)}
 
     def refuse_chunked_file(self, path: Path, file_format: str | None) -> None:
-        from tfsft.data.token_examples import is_conll_file
+        from tfsft.tasks.token_classification.examples import is_conll_file
 
         if is_conll_file(path, file_format):
             raise DataError(str(path), None, "a CoNLL file cannot be preprocessed in chunks",
@@ -524,7 +517,7 @@ class TokenClassificationTask(Task):
 
     def evaluate(self, examples: TokenExamples, outputs: TokenOutputs,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
-        from tfsft.evaluation.token_metrics import entity_metrics, write_token_report
+        from tfsft.tasks.token_classification.metrics import entity_metrics, write_token_report
 
         if examples.tags is None:
             raise ConfigError("evaluation needs tagged data")
@@ -557,7 +550,7 @@ class TokenClassificationTask(Task):
 
     def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
                         tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
-        from tfsft.tasks.token_graph import entity_outputs
+        from tfsft.tasks.token_classification.graph import entity_outputs
 
         return {**entity_outputs(raw, inputs["text"], tokenizer, max_length, self.labels,
                                  self.scheme), **self.export_outputs(raw)}
@@ -571,7 +564,7 @@ class TokenClassificationTask(Task):
 
     def export_quality(self, examples: TokenExamples, outputs: dict[str, Any]) -> float | None:
         """Entity micro-F1 of per-token logits computed on truncated texts (as exported)."""
-        from tfsft.evaluation.token_metrics import entity_metrics
+        from tfsft.tasks.token_classification.metrics import entity_metrics
 
         if examples.tags is None or self.tokenizer is None:
             return None

@@ -1,14 +1,14 @@
 """``causal-lm``: instruction tuning of a decoder language model (prompt -> response).
 
 Data: prompt/response columns, chat ``messages`` or Alpaca ``instruction``/``input``/``output``
-(:mod:`tfsft.data.chat_examples`). Each conversation is rendered with the checkpoint's own
-chat template (:class:`tfsft.chat_tokenizer.ChatTokenizer`); the loss covers the response
+(:mod:`tfsft.tasks.causal_lm.examples`). Each conversation is rendered with the checkpoint's own
+chat template (:class:`tfsft.tasks.causal_lm.chat_tokenizer.ChatTokenizer`); the loss covers the response
 tokens and the end-of-turn token after them, never the prompt. Conversations longer than
 ``--max-length`` tokens are cut at the end (counted in the data check and ``run.json``); a
 training example left without response tokens is skipped and counted.
 
 Model: a keras-hub decoder backbone (SmolLM2 / Llama, Gemma, GPT-2, ...) with logits computed
-only at the trained positions (:class:`tfsft.models.causal_lm.CausalLMModel`); LoRA adapters on
+only at the trained positions (:class:`tfsft.tasks.causal_lm.model.CausalLMModel`); LoRA adapters on
 the attention projections with ``--lora-rank`` (0: full fine-tuning). The saved model has the
 adapters merged.
 
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.data.chat_examples import LAYOUTS, ChatColumns, ChatExamples, read_chat_data
+from tfsft.tasks.causal_lm.examples import LAYOUTS, ChatColumns, ChatExamples, read_chat_data
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, create_task, option, register_task
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from tfsft.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.data.pipeline import ChatEncodedData
 
 __all__ = ["CausalLMOptions", "CausalLMTask", "create_task"]
@@ -77,7 +77,7 @@ class CausalLMOptions(TaskOptions):
     max_new_tokens: int = option(256, help="most tokens generated per prompt by predict")
 
     def validate(self) -> None:
-        from tfsft.models.causal_lm import LORA_TARGETS
+        from tfsft.tasks.causal_lm.model import LORA_TARGETS
 
         if self.lora_rank < 0:
             raise ConfigError("lora_rank must be >= 0 (0: full fine-tuning)")
@@ -138,7 +138,7 @@ class CausalLMTask(Task):
         self.last_encoding: dict[str, int] = {}
 
     def load_tokenizer(self, folder: Path, max_length: int) -> ChatTokenizer:
-        from tfsft.chat_tokenizer import ChatTokenizer
+        from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
 
         return ChatTokenizer.from_pretrained(folder, max_length=max_length)
 
@@ -195,7 +195,7 @@ class CausalLMTask(Task):
         return {"text": examples.texts}
 
     def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> ChatExamples:
-        from tfsft.data.chat_examples import examples_from_prompts
+        from tfsft.tasks.causal_lm.examples import examples_from_prompts
 
         prompts = texts.get("prompt", texts.get("text"))
         if prompts is None or set(texts) - {"prompt", "text"}:
@@ -261,7 +261,7 @@ class CausalLMTask(Task):
 
     # -- model ------------------------------------------------------------------------------
     def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
-        from tfsft.models.causal_lm import CausalLMModel, load_causal_backbone, trainable_summary
+        from tfsft.tasks.causal_lm.model import CausalLMModel, load_causal_backbone, trainable_summary
 
         backbone = load_causal_backbone(checkpoint, dtype=dtype)
         rank = self.options.lora_rank or None
@@ -289,7 +289,7 @@ class CausalLMTask(Task):
                     else len(encoded))
         completions: list[str | None] = [None] * len(encoded)
         if generate:
-            from tfsft.generation import Generator
+            from tfsft.tasks.causal_lm.generation import Generator
 
             if labelled:
                 longest = int(counts[:generate].max()) if generate else 0
@@ -306,7 +306,7 @@ class CausalLMTask(Task):
     # -- metrics and predictions ------------------------------------------------------------
     def evaluate(self, examples: ChatExamples, outputs: CausalLMOutputs,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
-        from tfsft.evaluation.generation_metrics import exact_match_scores, rouge_l_scores
+        from tfsft.tasks.causal_lm.metrics import exact_match_scores, rouge_l_scores
 
         if examples.responses is None:
             raise ConfigError("evaluation needs examples with responses")

@@ -196,7 +196,7 @@ class TextClassificationTask(SentenceTask):
         return len(self._known_labels())
 
     def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
-        from tfsft.models.text_classifier import TextClassifier
+        from tfsft.tasks.text_classification.model import TextClassifier
 
         return TextClassifier.from_pretrained(checkpoint, num_classes=self.num_outputs,
                                               pooling=self.options.pooling, dropout=dropout,

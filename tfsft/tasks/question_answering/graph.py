@@ -8,7 +8,7 @@ ends at the context's end. The question keeps at most ``max_question_length`` pi
 function makes the training features and runs inside the exported SavedModel, so both see the
 same windows.
 
-:func:`span_answers` is :func:`tfsft.evaluation.qa_postprocess.best_answers` in graph ops: the
+:func:`span_answers` is :func:`tfsft.tasks.question_answering.postprocess.best_answers` in graph ops: the
 best span of every question over its windows, its character offsets, text and probability.
 """
 

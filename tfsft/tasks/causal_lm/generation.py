@@ -195,8 +195,8 @@ def load_generator(name_or_run: str, max_new_tokens: int = 256, max_length: int 
                               "a causal-lm run (use tfsft predict)")
         return Generator(run.model.backbone, run.tokenizer,
                          max_length=run.max_length + max_new_tokens), run
-    from tfsft.chat_tokenizer import ChatTokenizer
-    from tfsft.models.causal_lm import load_causal_backbone
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.model import load_causal_backbone
     from tfsft.models.checkpoints import resolve_checkpoint
 
     folder = resolve_checkpoint(name_or_run)

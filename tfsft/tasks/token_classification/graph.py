@@ -1,7 +1,7 @@
 """Entity spans decoded inside the exported graph (TensorFlow ops only, for the SavedModel).
 
 :func:`entity_outputs` turns per-token logits of raw texts into per-piece tags and character
-offsets and into entity spans, decoded as :func:`tfsft.data.tags.spans` does (lenient: a tag of
+offsets and into entity spans, decoded as :func:`tfsft.tasks.token_classification.tags.spans` does (lenient: a tag of
 another type, a begin or a single tag starts a new entity). Outputs are dense, padded per batch:
 
 - ``tags`` string ``[batch, pieces]``: the tag of each unit's first piece ("" for continuation
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfsft.data import tags as tag_schemes
+from tfsft.tasks.token_classification import tags as tag_schemes
 
 _CODES = {"O": 0, "B": 1, "I": 2, "M": 2, "E": 3, "L": 3, "S": 4, "U": 4}
 _BIG = np.int32(2 ** 30)

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tfsft.data import tags as tag_schemes
+from tfsft.tasks.token_classification import tags as tag_schemes
 
 REPORT_FILE = "ner_report.txt"
 CONFUSION_FILE = "entity_confusion.tsv"

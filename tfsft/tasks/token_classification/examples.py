@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.data import tags as tag_schemes
+from tfsft.tasks.token_classification import tags as tag_schemes
 from tfsft.data.readers import Table, read_table
 from tfsft.errors import DataError
 
