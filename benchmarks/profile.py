@@ -64,8 +64,8 @@ def optimizer_update_ms(repeats: int = 20) -> dict[str, float]:
     import keras
     import tensorflow as tf
 
+    from tfsft.optimization.optimizers import adamw
     from tfsft.tasks.text_classification.model import TextClassifier
-    from tfsft.training.optimizers import adamw
 
     model = TextClassifier.from_pretrained("minilm-l6", num_classes=2)
     variables = model.trainable_variables

@@ -293,8 +293,8 @@ def hf_answers(start_logits, end_logits, features, contexts, n_best: int = 20,
 
 def run_qa_hf(direction: str, seed: int = common.SEED) -> dict:
     from benchmarks.training import hf_model_and_tokenizer
-    from tfsft.tasks.question_answering.examples import read_qa_data
     from tfsft.evaluation.squad_metrics import squad_metrics
+    from tfsft.tasks.question_answering.examples import read_qa_data
 
     train_name, eval_name = SQUAD_FILES[direction]
     train_data, eval_data = read_qa_data(SQUAD / train_name), read_qa_data(SQUAD / eval_name)

@@ -134,7 +134,7 @@ def run_keras_hub(texts, labels, dev_texts, dev_labels) -> dict:
     import tensorflow as tf
 
     from tfsft.models.checkpoints import load_backbone, resolve_checkpoint
-    from tfsft.training.schedules import WarmupDecay
+    from tfsft.optimization.schedules import WarmupDecay
 
     keras.utils.set_random_seed(common.SEED)
     folder = resolve_checkpoint("minilm-l6")

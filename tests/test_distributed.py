@@ -65,9 +65,10 @@ def test_two_local_workers_take_the_steps_of_one_process(job, data):
     extra: list[str] = []
     if data == "shards":  # pre-tokenized by tfsft preprocess, each worker its own files
         from tfsft.data.shards import write_shards
+        from tfsft.tasks.base import create_task
 
         shards = job["folder"] / "shards"
-        write_shards("text-classification", {}, job["train"], shards, model=job["checkpoint"],
+        write_shards(create_task("text-classification", {}), job["train"], shards, model=job["checkpoint"],
                      max_length=16, shards=4, progress=False)
         extra = ["--train", str(shards), "--learning-rate", "3e-3", "--epochs", "4"]
     done = subprocess.run([sys.executable, "-m", "tfsft.cli",
@@ -184,7 +185,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
 from tfsft.models.metrics import MaskedTokenLoss
-from tfsft.training.optimizers import LossScaleOptimizer, adamw
+from tfsft.optimization.optimizers import LossScaleOptimizer, adamw
 
 def run(strategy, loss_scaled=False):
     keras.utils.set_random_seed(0)

@@ -15,10 +15,10 @@ import tensorflow as tf
 
 from tfsft.errors import CheckpointError
 from tfsft.models.checkpoints import exact_gelu, load_backbone, resolve_checkpoint
+from tfsft.optimization.optimizers import adamw
+from tfsft.optimization.schedules import WarmupDecay
 from tfsft.tasks.text_classification.model import TextClassifier
 from tfsft.tokenization import WordPieceTokenizer
-from tfsft.training.optimizers import adamw
-from tfsft.training.schedules import WarmupDecay
 
 from .conftest import TINY_CONFIG, TINY_VOCAB, requires_minilm
 

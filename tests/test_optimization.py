@@ -10,11 +10,11 @@ from tfsft.config import TrainConfig
 from tfsft.data.examples import TextClassificationData
 from tfsft.errors import ConfigError
 from tfsft.evaluation.metrics import classification_metrics
+from tfsft.optimization.optimizers import adamw
+from tfsft.optimization.schedules import WarmupDecay
 from tfsft.tasks.text_classification.model import TextClassifier
 from tfsft.tasks.text_classification.task import class_weights
-from tfsft.training.optimizers import adamw
 from tfsft.training.precision import cpu_has_fast_bfloat16, resolve_precision
-from tfsft.training.schedules import WarmupDecay
 
 
 def values(schedule, steps):
@@ -151,7 +151,7 @@ def test_metrics_multiclass():
 
 
 def test_compiled_model_reloads_with_its_optimizer(tiny_checkpoint, tmp_path):
-    import tfsft.training.optimizers as optimizers
+    import tfsft.optimization.optimizers as optimizers
 
     model = TextClassifier.from_pretrained(tiny_checkpoint, num_classes=2)
     model.compile(optimizer=adamw(WarmupDecay(1e-3, 10, 2), weight_decay=0.05))

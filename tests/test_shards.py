@@ -204,7 +204,7 @@ def test_shards_hold_the_batches_of_the_in_memory_pipeline(tiny_checkpoint, tmp_
     from tfsft.data.shards import read_manifest, shard_dataset, write_shards
 
     path = write_csv(tmp_path / "train.csv", rows)
-    manifest = write_shards(task_name, options, path, tmp_path / "shards", model=tiny_checkpoint,
+    manifest = write_shards(create_task(task_name, options), path, tmp_path / "shards", model=tiny_checkpoint,
                             max_length=12, shards=3, chunk_rows=16, workers=2, progress=False)
     task = create_task(task_name, options)
     examples = task.read(path)
@@ -233,7 +233,7 @@ def test_shards_mix_a_file_sorted_by_label(tiny_checkpoint, tmp_path):
 
     rows = sorted(sentiment_rows(2000), key=lambda r: r[1])  # 1,000 neg, then 1,000 pos
     path = write_csv(tmp_path / "sorted.csv", rows)
-    write_shards("text-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+    write_shards(create_task("text-classification", {}), path, tmp_path / "shards", model=tiny_checkpoint,
                  max_length=16, shards=4, chunk_rows=128, progress=False)
     manifest = read_manifest(tmp_path / "shards")
     assert sorted(s["rows"] for s in manifest.shards) != [500] * 4  # dealt at random
@@ -254,7 +254,7 @@ def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
             tokens = [str(w) for w in rng.choice(words, rng.integers(2, 9))]
             tags = ["B-X" if t == "film" else ("B-Y" if t == "great" else "O") for t in tokens]
             handle.write(json.dumps({"tokens": tokens, "tags": tags}) + "\n")
-    write_shards("token-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+    write_shards(create_task("token-classification", {}), path, tmp_path / "shards", model=tiny_checkpoint,
                  max_length=10, shards=2, chunk_rows=7, progress=False)
     task = create_task("token-classification")
     examples = task.read(path)
@@ -272,15 +272,15 @@ def test_shard_folders_are_checked(tiny_checkpoint, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not written by tfsft preprocess"):
-        write_shards("text-classification", {}, path, tmp_path / "mine", model=tiny_checkpoint,
+        write_shards(create_task("text-classification", {}), path, tmp_path / "mine", model=tiny_checkpoint,
                      progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     out = tmp_path / "shards"
-    write_shards("text-classification", {}, path, out, model=tiny_checkpoint, shards=2,
+    write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint, shards=2,
                  progress=False)
     with pytest.raises(ConfigError, match="pass --overwrite"):
-        write_shards("text-classification", {}, path, out, model=tiny_checkpoint, progress=False)
-    write_shards("text-classification", {}, path, out, model=tiny_checkpoint, shards=3,
+        write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint, progress=False)
+    write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint, shards=3,
                  overwrite=True, progress=False)
     assert len(read_manifest(out).shards) == 3 and len(list(out.glob("*.tfrecord"))) == 3
     shard = sorted(out.glob("*.tfrecord"))[1]
@@ -343,7 +343,7 @@ def test_training_from_shards_matches_training_from_the_file(tiny_checkpoint, tm
 
     path = write_csv(tmp_path / "train.csv", sentiment_rows(512, seed=1))
     validation = write_csv(tmp_path / "dev.csv", sentiment_rows(64, seed=9))
-    write_shards("text-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+    write_shards(create_task("text-classification", {}), path, tmp_path / "shards", model=tiny_checkpoint,
                  max_length=16, shards=4, progress=False)
     results = {}
     for name, data in (("file", path), ("shards", tmp_path / "shards")):
@@ -367,7 +367,7 @@ def test_documents_that_are_not_rows_are_refused_by_preprocess(tmp_path, task_na
     path = tmp_path / name
     path.write_text(text)
     with pytest.raises(DataError, match=message):
-        write_shards(task_name, {}, path, tmp_path / "shards", progress=False)
+        write_shards(create_task(task_name, {}), path, tmp_path / "shards", progress=False)
     assert not (tmp_path / "shards").exists()
 
 
@@ -377,7 +377,7 @@ def test_workers_read_their_own_shards_for_the_same_steps(tiny_checkpoint, tmp_p
     from tfsft.data.shards import read_manifest, shard_dataset, write_shards
 
     path = write_csv(tmp_path / "train.csv", sentiment_rows(300))
-    write_shards("text-classification", {}, path, tmp_path / "shards", model=tiny_checkpoint,
+    write_shards(create_task("text-classification", {}), path, tmp_path / "shards", model=tiny_checkpoint,
                  max_length=16, shards=4, progress=False)
     manifest = read_manifest(tmp_path / "shards")
     steps = math.ceil(manifest.rows / 16)

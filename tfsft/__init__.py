@@ -35,8 +35,8 @@ _EXPORTS = {
     "register_task": "tfsft.tasks.base",
     "task_names": "tfsft.tasks.base",
     "WordPieceTokenizer": "tfsft.tokenization",
-    "adamw": "tfsft.training.optimizers",
-    "WarmupDecay": "tfsft.training.schedules",
+    "adamw": "tfsft.optimization.optimizers",
+    "WarmupDecay": "tfsft.optimization.schedules",
     "train": "tfsft.training.trainer",
 }
 

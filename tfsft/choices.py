@@ -5,3 +5,5 @@ This module imports nothing heavy, so ``tfsft --help`` can list the choices with
 
 LR_DECAYS = ("linear", "cosine", "exponential", "constant")
 POOLINGS = ("mean", "cls", "pooled")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")

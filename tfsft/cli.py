@@ -18,11 +18,10 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfsft.choices import LR_DECAYS  # noqa: E402
+from tfsft.choices import LR_DECAYS, PRECISIONS, STRATEGIES  # noqa: E402
 from tfsft.errors import ConfigError, TfsftError  # noqa: E402
-from tfsft.tasks.base import option_fields, options_class, task_names  # noqa: E402
-from tfsft.training.distribution import STRATEGIES  # noqa: E402
-from tfsft.training.precision import PRECISIONS  # noqa: E402
+from tfsft.tasks.base import option_fields, options_class, task_class, task_names  # noqa: E402
+from tfsft.tasks.commands import CommandContext, TaskCommand  # noqa: E402
 
 logger = logging.getLogger("tfsft")
 DEFAULT_TASK = "text-classification"
@@ -222,25 +221,10 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     _read_options(predict)
 
-    generate = commands.add_parser(
-        "generate", help="complete prompts with a causal-lm run (or checkpoint), streaming")
-    generate.add_argument("run_dir", help="a causal-lm run folder, or a checkpoint "
-                          "(smollm2-135m, a .gguf file, a Hugging Face folder) to try untuned")
-    generate.add_argument("prompts", nargs="*", help="prompts (one user message each)")
-    generate.add_argument("--input", help="prompts: a .txt file (one a line) or JSONL/CSV/"
-                          "Parquet with a prompt or messages field, as in training data")
-    generate.add_argument("--max-new-tokens", type=int, default=256)
-    generate.add_argument("--temperature", type=float, default=0.0,
-                          help="0 (default): greedy; above 0: sample")
-    generate.add_argument("--top-p", type=float, default=1.0,
-                          help="sample from the smallest set of tokens with this probability")
-    generate.add_argument("--seed", type=int, help="seed of the sampling (same seed, same text)")
-    generate.add_argument("--system-prompt", help="system message before each prompt")
-    generate.add_argument("--batch-size", type=int, default=8,
-                          help="prompts generated together with --json")
-    generate.add_argument("--json", action="store_true", help="one JSON object a line: "
-                          '{"prompt", "completion"} (no streaming)')
-    _read_options(generate)
+    for command in _task_commands(set(commands.choices)):
+        subcommand = commands.add_parser(command.name, help=command.help)
+        command.add_arguments(subcommand, _command_context())
+        subcommand.set_defaults(task_command=command)
 
     export = commands.add_parser(
         "export", help="export a trained run (SavedModel, TFLite, ONNX), verified on held-out data")
@@ -317,7 +301,7 @@ def _task_of(argv: Sequence[str]) -> str:
                 return DEFAULT_TASK  # reported when the config is loaded
             return task if task in task_names() else DEFAULT_TASK
     if next((a for a in argv if not a.startswith("-")), None) == "train":  # shards: their task
-        from tfsft.config import shard_defaults
+        from tfsft.data.shards.manifest import shard_defaults
 
         for i, arg in enumerate(argv):
             path = argv[i + 1] if arg == "--train" and i + 1 < len(argv) else (
@@ -333,8 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(_task_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    command = {"train": _train, "preprocess": _preprocess, "evaluate": _evaluate, "predict": _predict,
-               "generate": _generate, "export": _export, "data": _data}[args.command]
+    task_command = getattr(args, "task_command", None)
+    if task_command is not None:
+        context = _command_context()
+        command = lambda args: task_command.run(args, context)  # noqa: E731
+    else:
+        command = {"train": _train, "preprocess": _preprocess, "evaluate": _evaluate,
+                   "predict": _predict, "export": _export, "data": _data}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:
@@ -400,7 +389,8 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tfsft.config import TrainConfig, shard_defaults
+    from tfsft.config import TrainConfig
+    from tfsft.data.shards.manifest import shard_defaults
     from tfsft.training.trainer import seconds_since_process_start, train
 
     task = args.task or (_task_of(["--config", args.config]) if args.config else
@@ -435,14 +425,13 @@ def _train(args: argparse.Namespace) -> int:
 def _preprocess(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.shards import write_shards
-    from tfsft.tasks.base import make_options
+    from tfsft.tasks.base import create_task
 
-    task = args.task or DEFAULT_TASK
-    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(task))
+    name = args.task or DEFAULT_TASK
+    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
                if getattr(args, f.name, None) is not None}
-    options = make_options(options_class(task), options, source=f"task {task!r}").to_dict()
     manifest = write_shards(
-        task, options, args.train, args.output, model=args.model, max_length=args.max_length,
+        create_task(name, options), args.train, args.output, model=args.model, max_length=args.max_length,
         shards=args.shards, chunk_rows=args.chunk_rows, workers=args.workers, seed=args.seed,
         overwrite=args.overwrite, file_format=args.file_format, encoding=args.encoding,
         delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
@@ -455,6 +444,45 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_commands(taken: set[str]) -> list[TaskCommand]:
+    """The subcommands the tasks add (see :meth:`tfsft.tasks.base.Task.commands`)."""
+    found: dict[str, TaskCommand] = {}
+    for name in task_names():
+        for command in task_class(name).commands():
+            if command.name in taken or command.name in found:
+                raise ConfigError(f"task {name!r} adds the command {command.name!r}, which "
+                                  "another command already has")
+            found[command.name] = command
+    return list(found.values())
+
+
+def _command_context() -> CommandContext:
+    """What a task's subcommand gets from the command line."""
+    return CommandContext(add_read_options=_read_options, read_options=_read_keywords,
+                          is_run=_is_run_folder, load_run=_load_run)
+
+
+def _is_run_folder(path: str) -> bool:
+    from tfsft.runs import MODEL_FILE
+
+    return (Path(path) / MODEL_FILE).exists()
+
+
+def _load_run(path: str):
+    from tfsft.runs import TrainedRun
+
+    return TrainedRun(path)
+
+
+def _read_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``Task.read`` / ``TrainedRun.read`` from the reading flags."""
+    from tfsft.config import parse_delimiter
+
+    return {"file_format": args.file_format, "encoding": args.encoding or "utf-8",
+            "delimiter": parse_delimiter(args.delimiter) if args.delimiter else None,
+            "quoting": args.quoting is not False, **_column_overrides(args)}
+
+
 def _column_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Column options given on the command line (for ``TrainedRun.read``)."""
     names = {f.name for task in task_names() for f, _ in option_fields(options_class(task))
@@ -463,12 +491,7 @@ def _column_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read(run, path: str, args: argparse.Namespace, labelled: bool = True):
-    from tfsft.config import parse_delimiter
-
-    return run.read(path, labelled=labelled, file_format=args.file_format,
-                    encoding=args.encoding or "utf-8",
-                    delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
-                    quoting=args.quoting is not False, **_column_overrides(args))
+    return run.read(path, labelled=labelled, **_read_keywords(args))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -532,89 +555,14 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from tfsft.config import parse_delimiter
-    from tfsft.data.readers import read_text_lines, visible
-    from tfsft.tasks.causal_lm.generation import Sampling, load_generator
-
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    try:
-        sampling = Sampling(args.temperature, args.top_p, args.seed)
-    except ValueError as exc:
-        raise ConfigError(f"--temperature / --top-p: {exc}") from None
-    for number, text in enumerate(args.prompts, 1):
-        if not visible(text):
-            raise ConfigError(f"prompt argument {number} ({text!r}) is empty or only whitespace")
-    system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
-    conversations = [[*system, {"role": "user", "content": p}] for p in args.prompts]
-    generator, run = load_generator(args.run_dir, max_new_tokens=args.max_new_tokens)
-    if args.input:
-        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
-            lines, _ = read_text_lines(args.input, args.encoding or "utf-8")
-            conversations += [[*system, {"role": "user", "content": line}] for line in lines]
-        else:
-            from tfsft.tasks.base import create_task
-
-            task = run.task if run is not None else create_task("causal-lm")
-            overrides = {k: v for k, v in _column_overrides(args).items()
-                         if hasattr(task.options, k)}
-            examples = task.with_options(**overrides).read(
-                args.input, role="eval", labelled=False, file_format=args.file_format,
-                encoding=args.encoding or "utf-8", quoting=args.quoting is not False,
-                delimiter=parse_delimiter(args.delimiter) if args.delimiter else None)
-            conversations += [[*system, *p] if system and p[0]["role"] != "system" else p
-                              for p in examples.prompts]
-    if not conversations:
-        raise ConfigError("nothing to generate: pass prompts as arguments or --input FILE")
-    tokenizer = generator.tokenizer
-    prompt_ids = [tokenizer.prompt_ids(c) for c in conversations]
-    if args.json:
-        texts = generator.generate_texts(prompt_ids, args.max_new_tokens, sampling,
-                                         batch_size=max(1, args.batch_size))
-        for conversation, text in zip(conversations, texts, strict=True):
-            print(json.dumps({"prompt": conversation[-1]["content"], "completion": text},
-                             ensure_ascii=False), flush=True)
-        return 0
-    for number, ids in enumerate(prompt_ids):
-        if number:
-            print()
-        stream = TokenStream(tokenizer)
-        generator.complete([ids], args.max_new_tokens, sampling,
-                           on_token=lambda _row, token, stream=stream: stream.add(token))
-        stream.finish()
-    return 0
-
-
-class TokenStream:
-    """Prints a completion as its tokens arrive (holding back an incomplete UTF-8 character)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.printed = tokenizer, [], ""
-
-    def add(self, token: int) -> None:
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return
-        sys.stdout.write(text[len(self.printed):])
-        sys.stdout.flush()
-        self.printed = text
-
-    def finish(self) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        sys.stdout.write(text[len(self.printed):] + "\n")
-        sys.stdout.flush()
-
-
 def _data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.checks import check_data, plot_lengths, without_blank_texts
     from tfsft.data.readers import read_table
-    from tfsft.tasks.token_classification.examples import is_conll_file
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.base import create_task
+    from tfsft.tasks.token_classification.examples import is_conll_file
 
     name = args.task or DEFAULT_TASK
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))

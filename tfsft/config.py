@@ -19,10 +19,7 @@ In YAML they may sit at the top level or in a section named after the task::
 from __future__ import annotations
 
 import codecs
-import copy
 import dataclasses
-import functools
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +27,11 @@ from typing import Any
 
 import yaml
 
-from tfsft.choices import LR_DECAYS
+from tfsft.choices import LR_DECAYS, PRECISIONS, STRATEGIES
+from tfsft.data.shards.manifest import shard_defaults
 from tfsft.errors import ConfigError
 from tfsft.option_types import coerce
 from tfsft.tasks.base import make_options, option_fields, options_class, task_class, task_names
-from tfsft.training.distribution import STRATEGIES
-from tfsft.training.precision import PRECISIONS
 
 REQUIRED = ("train", "model", "output_dir")
 DATA_FIELDS = ("train", "validation", "task_options")
@@ -223,29 +219,3 @@ def load_yaml_options(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
     return values
-
-
-def shard_defaults(train: Any) -> dict[str, Any]:
-    """``task``, ``task_options``, ``max_length`` and ``model`` of a folder written by ``tfsft
-    preprocess`` (read from its manifest; empty for anything else)."""
-    from tfsft.data.shards import MANIFEST_FILE
-
-    if not isinstance(train, (str, Path)):
-        return {}
-    path = Path(train) / MANIFEST_FILE
-    try:
-        modified = path.stat().st_mtime_ns
-    except OSError:
-        return {}
-    return copy.deepcopy(_manifest_defaults(str(path), modified))  # callers may change it
-
-
-@functools.lru_cache(maxsize=8)
-def _manifest_defaults(path: str, modified: int) -> dict[str, Any]:
-    """What :func:`shard_defaults` reads, once per manifest version (config checks call it
-    several times per command)."""
-    try:
-        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-        return {k: manifest[k] for k in ("task", "task_options", "max_length", "model")}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # tfsft.data.shards.read_manifest reports what is wrong with it

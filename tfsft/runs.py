@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tfsft.data.shards.manifest import CALIBRATION_ROWS
 from tfsft.errors import ConfigError, TfsftError
 from tfsft.io_utils import read_json_file
 from tfsft.tasks.base import Task, create_task
@@ -37,7 +38,6 @@ HELDOUT_FILE = "heldout.jsonl"  # validation examples, for checking exports
 CALIBRATION_FILE = "calibration.jsonl"  # a sample of training examples, for int8 calibration
 TOKENIZER_DIR = "tokenizer"
 MAX_SAVED_EXAMPLES = 2000  # validation examples kept in the run folder to check exports
-CALIBRATION_EXAMPLES = 256  # training examples kept for int8 calibration
 
 
 def calibration_sample(count: int, seed: int) -> np.ndarray:
@@ -46,7 +46,7 @@ def calibration_sample(count: int, seed: int) -> np.ndarray:
     >>> calibration_sample(10, seed=0).tolist() == sorted(calibration_sample(10, seed=0).tolist())
     True
     """
-    return np.sort(np.random.default_rng(seed).permutation(count)[:CALIBRATION_EXAMPLES])
+    return np.sort(np.random.default_rng(seed).permutation(count)[:CALIBRATION_ROWS])
 
 
 def save_model_file(model: Any, path: str | Path) -> None:

@@ -16,12 +16,6 @@ import numpy as np
 from sklearn import metrics as skm
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def classification_metrics(
     label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:

@@ -32,8 +32,8 @@ def register_training_objects() -> None:
     a compiled model's saved config names: ``keras.saving.load_model`` of a run's model then
     works in a process that imported no more than the model's class."""
     import tfsft.models.metrics  # noqa: F401
-    import tfsft.training.optimizers  # noqa: F401
-    import tfsft.training.schedules  # noqa: F401
+    import tfsft.optimization.optimizers  # noqa: F401
+    import tfsft.optimization.schedules  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="tfsft")

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tfsft.config import TrainConfig
     from tfsft.data.pipeline import EncodedData
     from tfsft.data.readers import Table
+    from tfsft.tasks.commands import TaskCommand
     from tfsft.tokenization import WordPieceTokenizer
 
 # Built-in tasks, imported on first use (``module:Class``); register_task adds more.
@@ -227,6 +228,13 @@ class Task:
         self.options = options
         self.tokenizer: WordPieceTokenizer | None = None
         self.max_length: int | None = None
+
+    @classmethod
+    def commands(cls) -> Sequence[TaskCommand]:
+        """Subcommands this task adds to ``tfsft`` (see :mod:`tfsft.tasks.commands`), such as
+        causal-lm's ``generate``; default none. Import nothing heavy here: ``tfsft --help``
+        calls it."""
+        return ()
 
     def bind(self, tokenizer: WordPieceTokenizer, max_length: int) -> None:
         """The tokenizer and length the task's model uses (set by the trainer and the run)."""

@@ -1,9 +1,9 @@
-"""Optimizers, learning-rate schedules, callbacks and the training run (imported on first use)."""
+"""Callbacks, precision, distribution and the training run (imported on first use)."""
 
 from importlib import import_module
 
-_EXPORTS = {"standard_callbacks": "tfsft.training.callbacks", "adamw": "tfsft.training.optimizers",
-            "WarmupDecay": "tfsft.training.schedules"}
+_EXPORTS = {"standard_callbacks": "tfsft.training.callbacks", "adamw": "tfsft.optimization.optimizers",
+            "WarmupDecay": "tfsft.optimization.schedules"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -29,9 +29,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from tfsft.choices import STRATEGIES
 from tfsft.errors import ConfigError
-
-STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
 
 
 @dataclass

@@ -20,9 +20,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from tfsft.choices import PRECISIONS
 from tfsft.errors import ConfigError
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 

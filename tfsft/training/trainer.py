@@ -46,6 +46,8 @@ from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
 from tfsft.models.checkpoints import resolve_checkpoint
+from tfsft.optimization.optimizers import LossScaleOptimizer, adamw
+from tfsft.optimization.schedules import WarmupDecay
 from tfsft.run_folder import clear_run_folder, entries, mark_run_folder, run_lock
 from tfsft.runs import (
     CALIBRATION_FILE,
@@ -72,9 +74,7 @@ from tfsft.training.distribution import (
     prepare_model,
     shard_by_data,
 )
-from tfsft.training.optimizers import LossScaleOptimizer, adamw
 from tfsft.training.precision import resolve_precision
-from tfsft.training.schedules import WarmupDecay
 from tfsft.training.validation import ValidationPass, restores_best_weights
 
 logger = logging.getLogger(__name__)

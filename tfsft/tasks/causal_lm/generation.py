@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -179,27 +180,26 @@ def _causal_lm_class(backbone: keras.Model):
     return cls
 
 
-def load_generator(name_or_run: str, max_new_tokens: int = 256, max_length: int = 2048):
-    """A :class:`Generator` for a causal-lm run folder, or for a checkpoint (a known name, a
-    ``.gguf`` file, a Hugging Face folder) as it was pretrained; returns it with the
-    :class:`~tfsft.runs.TrainedRun` (None for a checkpoint)."""
-    from pathlib import Path
-
+def generator_for_run(run: Any, max_new_tokens: int = 256) -> Generator:
+    """A :class:`Generator` for a trained causal-lm run (a :class:`tfsft.runs.TrainedRun`)."""
     from tfsft.errors import ConfigError
-    from tfsft.runs import MODEL_FILE, TrainedRun
 
-    if (Path(name_or_run) / MODEL_FILE).exists():
-        run = TrainedRun(name_or_run)
-        if run.task.name != "causal-lm":
-            raise ConfigError(f"{name_or_run} is a {run.task.name!r} run; tfsft generate needs "
-                              "a causal-lm run (use tfsft predict)")
-        return Generator(run.model.backbone, run.tokenizer,
-                         max_length=run.max_length + max_new_tokens), run
+    if run.task.name != "causal-lm":
+        raise ConfigError(f"{run.run_dir} is a {run.task.name!r} run; tfsft generate needs "
+                          "a causal-lm run (use tfsft predict)")
+    return Generator(run.model.backbone, run.tokenizer,
+                     max_length=run.max_length + max_new_tokens)
+
+
+def generator_for_checkpoint(name: str, max_new_tokens: int = 256,
+                             max_length: int = 2048) -> Generator:
+    """A :class:`Generator` for a checkpoint as it was pretrained: a known name, a ``.gguf``
+    file or a Hugging Face folder."""
+    from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.tasks.causal_lm.model import load_causal_backbone
-    from tfsft.models.checkpoints import resolve_checkpoint
 
-    folder = resolve_checkpoint(name_or_run)
+    folder = resolve_checkpoint(name)
     tokenizer = ChatTokenizer.from_pretrained(folder, max_length=max_length)
     return Generator(load_causal_backbone(folder, dtype="float32"), tokenizer,
-                     max_length=max_length + max_new_tokens), None
+                     max_length=max_length + max_new_tokens)

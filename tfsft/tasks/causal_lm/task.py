@@ -33,15 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.tasks.causal_lm.examples import LAYOUTS, ChatColumns, ChatExamples, read_chat_data
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, create_task, option, register_task
+from tfsft.tasks.causal_lm.examples import LAYOUTS, ChatColumns, ChatExamples, read_chat_data
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
     from tfsft.data.pipeline import ChatEncodedData
+    from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.commands import TaskCommand
 
 __all__ = ["CausalLMOptions", "CausalLMTask", "create_task"]
 
@@ -132,6 +133,12 @@ class CausalLMTask(Task):
     lite_text_model = False
     lite_text_reason = "generation loops are exported as SavedModel only"
     exporter = "exporters.causal_lm:export_causal_lm"
+
+    @classmethod
+    def commands(cls) -> tuple[TaskCommand, ...]:
+        from tfsft.tasks.causal_lm.commands import GENERATE
+
+        return (GENERATE,)
 
     def __init__(self, options: CausalLMOptions):
         super().__init__(options)

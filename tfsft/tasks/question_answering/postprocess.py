@@ -34,12 +34,6 @@ import numpy as np
 __all__ = ["best_answers", "null_margins", "window_spans"]
 
 
-def _log_softmax(values: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float64)
-    top = values.max()
-    return values - top - np.log(np.exp(values - top).sum())
-
-
 def window_spans(start_logits: np.ndarray, end_logits: np.ndarray, in_context: np.ndarray,
                  max_answer_length: int) -> np.ndarray:
     """Scores ``[tokens, max_answer_length]`` of the span starting at token ``s`` with
@@ -59,6 +53,8 @@ def _search(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarra
             max_answer_length: int, n_best: int) -> tuple[list, list, list]:
     """Per example: the best span ``(score, window, s, e, probability)`` (None: no span), the
     lowest null score ``(score, probability)``, and candidate spans for the alternatives."""
+    from scipy.special import log_softmax  # not at --help time
+
     start_logits = np.asarray(start_logits, np.float32)
     end_logits = np.asarray(end_logits, np.float32)
     offsets = np.asarray(offsets)
@@ -73,7 +69,8 @@ def _search(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarra
         count = int(lengths[w])
         start, end = start_logits[w, :count], end_logits[w, :count]
         scores = window_spans(start, end, offsets[w, :count, 0] >= 0, max_answer_length)
-        log_start, log_end = _log_softmax(start), _log_softmax(end)
+        log_start = log_softmax(start.astype(np.float64))
+        log_end = log_softmax(end.astype(np.float64))
         null_score = start[0] + end[0]
         if null[example] is None or null_score < null[example][0]:
             null[example] = (null_score, float(np.exp(log_start[0] + log_end[0])))

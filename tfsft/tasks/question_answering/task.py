@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.tasks.question_answering.examples import QAColumns, QAExamples, read_qa_data
 from tfsft.errors import ConfigError, DataError
-from tfsft.tasks.question_answering import postprocess as qa_postprocess
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
+from tfsft.tasks.question_answering import postprocess as qa_postprocess
+from tfsft.tasks.question_answering.examples import QAColumns, QAExamples, read_qa_data
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

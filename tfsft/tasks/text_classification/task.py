@@ -212,12 +212,14 @@ class TextClassificationTask(SentenceTask):
     # -- metrics and predictions ------------------------------------------------------------
     def evaluate(self, examples: TextClassificationData, outputs: np.ndarray,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
-        from tfsft.evaluation.metrics import classification_metrics, softmax
+        from scipy.special import softmax
+
+        from tfsft.evaluation.metrics import classification_metrics
         from tfsft.evaluation.reports import write_evaluation
 
         if examples.label_ids is None:
             raise ConfigError("evaluation needs labelled data (--label-column)")
-        probabilities = softmax(outputs)
+        probabilities = softmax(outputs, axis=-1)
         if output_dir is None:
             return classification_metrics(examples.label_ids, probabilities, self.labels)
         return write_evaluation(output_dir, examples.label_ids, probabilities, self.labels,
@@ -228,10 +230,10 @@ class TextClassificationTask(SentenceTask):
         return {k: metrics[k] for k in keys}
 
     def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
-        from tfsft.evaluation.metrics import softmax
+        from scipy.special import softmax
 
         records = []
-        for row in softmax(np.asarray(outputs, np.float64)):
+        for row in softmax(np.asarray(outputs, np.float64), axis=-1):
             best = int(np.argmax(row))
             records.append({
                 "label": self.labels[best], "score": float(row[best]),

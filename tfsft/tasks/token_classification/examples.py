@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.tasks.token_classification import tags as tag_schemes
 from tfsft.data.readers import Table, read_table
 from tfsft.errors import DataError
+from tfsft.tasks.token_classification import tags as tag_schemes
 
 logger = logging.getLogger(__name__)
 CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio", ".bioes", ".bmes", ".txt")

@@ -1,8 +1,9 @@
 """Entity spans decoded inside the exported graph (TensorFlow ops only, for the SavedModel).
 
 :func:`entity_outputs` turns per-token logits of raw texts into per-piece tags and character
-offsets and into entity spans, decoded as :func:`tfsft.tasks.token_classification.tags.spans` does (lenient: a tag of
-another type, a begin or a single tag starts a new entity). Outputs are dense, padded per batch:
+offsets and into entity spans, decoded as
+:func:`tfsft.tasks.token_classification.tags.spans` does (lenient: a tag of another type, a
+begin or a single tag starts a new entity). Outputs are dense, padded per batch:
 
 - ``tags`` string ``[batch, pieces]``: the tag of each unit's first piece ("" for continuation
   pieces and padding); ``token_starts`` / ``token_ends`` int32 character offsets (-1: padding);

@@ -39,12 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.tasks.token_classification import tags as tag_schemes
 from tfsft.data.examples import split_examples
-from tfsft.tasks.token_classification.examples import TokenExamples, read_token_data, sentences_from_tokens, words_of
 from tfsft.errors import ConfigError, DataError
-from tfsft.tasks.token_classification.metrics import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
 from tfsft.tasks.base import OutputCheck, Task, TaskOptions, create_task, option, register_task
+from tfsft.tasks.token_classification import tags as tag_schemes
+from tfsft.tasks.token_classification.examples import (
+    TokenExamples,
+    read_token_data,
+    sentences_from_tokens,
+    words_of,
+)
+from tfsft.tasks.token_classification.metrics import CONFUSION_FILE, ERRORS_FILE, REPORT_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -460,12 +465,12 @@ class TokenClassificationTask(Task):
     def decode(self, logits: np.ndarray, pieces: Pieces,
                text: str) -> list[dict[str, Any]]:
         """Entities of one text from its per-piece logits."""
-        from tfsft.evaluation.metrics import softmax  # scikit-learn: not at --help time
+        from scipy.special import softmax  # not at --help time
 
         units = np.flatnonzero(pieces.unit_start)
         if not len(units):
             return []
-        probabilities = softmax(logits[units])
+        probabilities = softmax(logits[units], axis=-1)
         tag_ids = probabilities.argmax(-1)
         tags = [self.labels[i] for i in tag_ids]
         starts, ends = pieces.unit_spans()

@@ -1,174 +1,43 @@
-"""Pre-tokenized training data: sharded TFRecord files of token ids and targets, and a manifest.
+"""``tfsft preprocess``: a training file, read in chunks, tokenized once into sharded TFRecords.
 
-:func:`write_shards` (``tfsft preprocess``) reads a training file in chunks (never whole),
-learns the task state from all chunks first (labels, target statistics), then tokenizes the
-chunks on several threads and deals each chunk's rows out over ``shards`` TFRecord files, one
-``tf.train.Example`` per row, then shuffles each shard (rows go to random shards, so the shards
-are a random permutation of the file however it was sorted). :func:`shard_dataset` reads them
-back as training batches, the batches :func:`tfsft.data.pipeline.make_dataset` makes from rows
-in memory.
-
-A shard folder holds ``manifest.json`` (task, options and learned state, tokenizer hash, max
-length, counts, skipped rows, the feature layout), the ``train-*.tfrecord`` files, the tokenizer
-and ``calibration.jsonl`` (a seeded sample of the rows, for int8 export calibration).
-
->>> from tfsft.data.shards import write_shards, read_manifest
->>> manifest = write_shards("text-classification", {"text_column": "sentence"},
-...                         "train.tsv", "sst2-shards", model="minilm-l6",
-...                         max_length=64, shards=8)                    # doctest: +SKIP
->>> read_manifest("sst2-shards").rows                                   # doctest: +SKIP
-67349
+:func:`write_shards` reads a training file in chunks (never whole), learns the task state from
+all chunks first (labels, target statistics), then tokenizes the chunks on several threads and
+deals each chunk's rows out over ``shards`` TFRecord files, one ``tf.train.Example`` per row,
+then shuffles each shard (rows go to random shards, so the shards are a random permutation of
+the file however it was sorted).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
-import logging
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfsft.data.shards.manifest import (
+    CALIBRATION_FILE,
+    CALIBRATION_ROWS,
+    CHUNK_ROWS,
+    MANIFEST_FILE,
+    TOKENIZER_DIR,
+    FeatureSpec,
+    Manifest,
+    folder_sha256,
+)
 from tfsft.errors import ConfigError, DataError
-from tfsft.runs import CALIBRATION_EXAMPLES
 
 if TYPE_CHECKING:  # pragma: no cover
-    import tensorflow as tf
-
     from tfsft.data.pipeline import EncodedData
     from tfsft.tasks.base import Task
 
-logger = logging.getLogger(__name__)
-
-MANIFEST_FILE = "manifest.json"
-FORMAT = "tfsft-shards"
-VERSION = 1
-TOKENIZER_DIR = "tokenizer"
-CALIBRATION_FILE = "calibration.jsonl"
-CALIBRATION_ROWS = CALIBRATION_EXAMPLES  # training rows kept for int8 export calibration
-CHUNK_ROWS = 8192
-# Serialized rows held in the shuffle buffer while training (about 150 bytes each for SST-2).
-SHUFFLE_ROWS = 65536
-# Shard files read at the same time (each a TFRecord stream; parsing runs after).
-READ_FILES = 4
-
-
-def is_shard_folder(path: str | os.PathLike | None) -> bool:
-    """Whether ``path`` is a folder written by :func:`write_shards`."""
-    return path is not None and (Path(path) / MANIFEST_FILE).is_file()
-
-
-@dataclass
-class FeatureSpec:
-    """How one per-row value is stored: ``kind`` ``tokens`` (one value per token),
-    ``row`` (a fixed ``shape`` per row), ``token_aligned`` (one per token, padded with ``pad``)
-    or ``ragged`` (a row's own length, padded with ``pad``); ``dtype`` is the NumPy dtype."""
-
-    kind: str
-    dtype: str
-    shape: list[int] = field(default_factory=list)
-    pad: float | int = 0
-
-    @property
-    def stored_as(self) -> str:
-        return "float" if np.dtype(self.dtype).kind == "f" else "int64"
-
-
-@dataclass
-class Manifest:
-    """What ``manifest.json`` of a shard folder says (see the module docstring)."""
-
-    folder: Path
-    task: str
-    task_options: dict[str, Any]
-    task_state: dict[str, Any]
-    max_length: int
-    tokenizer_sha256: str
-    rows: int
-    tokens: int
-    shards: list[dict[str, Any]]
-    features: dict[str, FeatureSpec]
-    skipped: dict[str, int] = field(default_factory=dict)
-    source: str = ""
-    model: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def files(self) -> list[Path]:
-        return [self.folder / shard["file"] for shard in self.shards]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "task": self.task,
-                "task_options": self.task_options, "task_state": self.task_state,
-                "max_length": self.max_length, "model": self.model, "source": self.source,
-                "tokenizer_sha256": self.tokenizer_sha256, "rows": self.rows,
-                "tokens": self.tokens, "skipped": self.skipped, "shards": self.shards,
-                "features": {name: dataclasses.asdict(spec)
-                             for name, spec in self.features.items()},
-                **self.extra}
-
-
-def read_manifest(folder: str | os.PathLike) -> Manifest:
-    """The manifest of a shard folder, checked: every shard file is there with its size."""
-    folder = Path(folder)
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise DataError(str(folder), None, f"no {MANIFEST_FILE}: this is not a folder written "
-                        "by tfsft preprocess", "pass a data file, or run tfsft preprocess first")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(str(path), None, f"not valid JSON ({exc})",
-                        "run tfsft preprocess again") from exc
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise DataError(str(path), None, f"format {data.get('format')!r} version "
-                        f"{data.get('version')!r}; this tfsft reads {FORMAT!r} version {VERSION}",
-                        "run tfsft preprocess again with this tfsft")
-    known = {f.name for f in dataclasses.fields(Manifest)} - {"folder", "features", "extra"}
-    manifest = Manifest(
-        folder=folder, features={name: FeatureSpec(**spec)
-                                 for name, spec in data["features"].items()},
-        extra={k: v for k, v in data.items()
-               if k not in known | {"format", "version", "features"}},
-        **{k: data[k] for k in known if k in data})
-    for shard, file in zip(manifest.shards, manifest.files, strict=True):
-        if not file.is_file():
-            raise DataError(str(folder), None, f"shard {shard['file']} is missing",
-                            "copy the whole folder, or run tfsft preprocess again")
-        if file.stat().st_size != shard["bytes"]:
-            raise DataError(str(file), None, f"holds {file.stat().st_size} bytes, the manifest "
-                            f"says {shard['bytes']}: the file was cut short or changed",
-                            "copy the whole folder again, or run tfsft preprocess again")
-    return manifest
-
-
-def tokenizer_sha256(tokenizer: Any) -> str:
-    """A hash of the files ``tokenizer.save`` writes: equal hashes tokenize alike."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="tfsft-tokenizer-") as folder:
-        tokenizer.save(folder)
-        return folder_sha256(Path(folder))
-
-
-def folder_sha256(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-# -- writing ----------------------------------------------------------------------------------
 
 def feature_specs(encoded: EncodedData) -> dict[str, FeatureSpec]:
     """The stored features of an :class:`~tfsft.data.pipeline.EncodedData` (see
@@ -258,14 +127,15 @@ class _ChunkResult:
     notes: dict[str, Any]
 
 
-def write_shards(task_name: str, task_options: dict[str, Any] | None, source: Any,
+def write_shards(task: Task, source: Any,
                  output_dir: str | os.PathLike, model: str | os.PathLike = "minilm-l6",
                  max_length: int | None = None, shards: int = 8, chunk_rows: int = CHUNK_ROWS,
                  workers: int | None = None, seed: int = 42, overwrite: bool = False,
                  file_format: str | None = None, encoding: str = "utf-8",
                  delimiter: str | None = None, quoting: bool = True,
                  progress: bool = True) -> Manifest:
-    """Tokenize ``source`` once into ``shards`` TFRecord files under ``output_dir``.
+    """Tokenize ``source`` for ``task`` (a fresh :class:`~tfsft.tasks.base.Task`, which learns
+    its state here) once into ``shards`` TFRecord files under ``output_dir``.
 
     Memory stays bounded by about ``workers * 2`` chunks of ``chunk_rows`` rows while reading,
     and by one shard's bytes while shuffling the shards (more shards, less memory). ``model``
@@ -276,7 +146,6 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
     from tfsft.data.readers import iter_table_chunks
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
-    from tfsft.tasks.base import create_task
 
     output = Path(output_dir)
     if shards < 1:
@@ -284,7 +153,6 @@ def write_shards(task_name: str, task_options: dict[str, Any] | None, source: An
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     _refuse_output(output, source, overwrite)
-    task = create_task(task_name, task_options or {})
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         task.refuse_chunked_file(Path(source), file_format)
     max_length = max_length or task.default_max_length
@@ -533,157 +401,11 @@ def _write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-class _progress:
-    """A tqdm progress bar on stderr (nothing when ``enabled`` is false)."""
+def _progress(enabled: bool, description: str, unit: str, total: int | None = None) -> Any:
+    """A tqdm progress bar on stderr (a silent one when ``enabled`` is false)."""
+    from tqdm import tqdm
 
-    def __init__(self, enabled: bool, description: str, unit: str, total: int | None = None):
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=description, unit=f" {unit}", unit_scale=True,
-                             mininterval=1.0, dynamic_ncols=True)
-
-    def __enter__(self) -> _progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-    def update(self, count: int) -> None:
-        if self._bar is not None:
-            self._bar.update(count)
+    return tqdm(total=total, desc=description, unit=f" {unit}", unit_scale=True,
+                mininterval=1.0, dynamic_ncols=True, disable=not enabled)
 
 
-# -- reading ----------------------------------------------------------------------------------
-
-def check_compatible(manifest: Manifest, tokenizer: Any, max_length: int | None) -> None:
-    """Refuse shards made for another tokenizer or max length than the run's."""
-    if max_length and max_length != manifest.max_length:
-        raise ConfigError(f"{manifest.folder} was tokenized with --max-length "
-                          f"{manifest.max_length}, not {max_length}; leave out --max-length, "
-                          "or run tfsft preprocess again")
-    if tokenizer_sha256(tokenizer) != manifest.tokenizer_sha256:
-        raise ConfigError(f"{manifest.folder} was tokenized with another tokenizer (that of "
-                          f"{manifest.model}); train the model it was made for, or run tfsft "
-                          "preprocess again with --model")
-
-
-def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
-                  max_rows: int | None = None, window_batches: int | None = None,
-                  buckets: Sequence[int] | None = None,
-                  files: Sequence[int] | None = None,
-                  steps: int | None = None) -> tf.data.Dataset:
-    """Shuffled training batches from the shards, as
-    :func:`tfsft.data.pipeline.make_dataset` makes them from rows in memory.
-
-    Every epoch shuffles the shard order, reads the shards interleaved, shuffles rows in a
-    buffer of up to ``SHUFFLE_ROWS``, sorts each window of ``window_batches`` batches by
-    length, cuts it into batches (all full but the last) and shuffles the batches.
-    ``max_rows`` reads only that many rows per epoch; ``files`` (indices into the manifest's
-    shards) reads those shards only (one worker's share); ``steps`` makes every epoch exactly
-    that many batches (the rows repeat where they run out), so that workers reading shards of
-    different sizes take the same steps. Parsing runs in parallel.
-    """
-    import tensorflow as tf
-
-    from tfsft.data.pipeline import (
-        PARALLEL_BATCHES,
-        WINDOW_BATCHES,
-        _bucket_padder,
-        count_batches,
-        without_autotune,
-    )
-
-    window_batches = window_batches or WINDOW_BATCHES
-    chosen = list(range(len(manifest.shards))) if files is None else list(files)
-    rows = sum(manifest.shards[i]["rows"] for i in chosen)
-    if max_rows is not None:
-        rows = min(rows, max_rows)
-    if rows == 0:
-        raise DataError(str(manifest.folder), None, "the shards hold no rows",
-                        "run tfsft preprocess again")
-    paths = [str(manifest.files[i]) for i in chosen]
-    file_names = tf.data.Dataset.from_tensor_slices(paths)
-    file_names = file_names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    records = file_names.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(paths), 16), block_length=1,
-        num_parallel_calls=min(len(paths), READ_FILES), deterministic=True)
-    records = records.shuffle(min(rows, SHUFFLE_ROWS), seed=seed, reshuffle_each_iteration=True)
-    if max_rows is not None:
-        records = records.take(rows)
-    if steps is not None:
-        records = records.repeat().take(steps * batch_size)
-        rows = steps * batch_size
-    specs = manifest.features
-    parse_spec = _parse_spec(specs)
-    window = batch_size * window_batches
-
-    def parse_and_sort(serialized):
-        parsed = tf.io.parse_example(serialized, parse_spec)
-        order = tf.argsort(parsed["token_ids"].row_lengths(), stable=True)
-        return {name: tf.gather(value, order) for name, value in parsed.items()}
-
-    parsed = records.batch(window).map(parse_and_sort, num_parallel_calls=PARALLEL_BATCHES)
-    batches = parsed.unbatch().ragged_batch(batch_size)
-    batches = batches.shuffle(window_batches, seed=seed, reshuffle_each_iteration=True)
-    pad_tokens = _bucket_padder(buckets)
-    padders = {name: _bucket_padder(buckets, tf.constant(spec.pad, dtype=tf.dtypes.as_dtype(
-        spec.dtype))) for name, spec in specs.items() if spec.kind in ("token_aligned", "ragged")}
-
-    def to_batch(parsed):
-        lengths = parsed["token_ids"].row_lengths()
-        ids = pad_tokens(tf.cast(parsed["token_ids"], tf.int32))
-        mask = tf.sequence_mask(lengths, tf.shape(ids)[1], dtype=tf.int32)
-        features = {"token_ids": ids, "segment_ids": pad_tokens(tf.cast(parsed["segment_ids"],
-                                                                        tf.int32)),
-                    "padding_mask": mask}
-        targets, weights = {}, None
-        for name, spec in specs.items():
-            if spec.kind == "tokens":
-                continue
-            value = tf.cast(parsed[name], tf.dtypes.as_dtype(spec.dtype))
-            if spec.kind in ("token_aligned", "ragged"):
-                value = padders[name](value)
-            if name == "sample_weight":
-                weights = value
-            elif name.startswith("extra/"):
-                features[name.removeprefix("extra/")] = value
-            else:
-                targets[name.removeprefix("target/")] = value
-        if not targets:
-            targets = {"target": tf.zeros_like(lengths, tf.int32)}
-        y = next(iter(targets.values())) if len(targets) == 1 else targets
-        return (features, y) if weights is None else (features, y, weights)
-
-    dataset = batches.map(to_batch, num_parallel_calls=PARALLEL_BATCHES)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(
-        count_batches(rows, batch_size)))
-    return without_autotune(dataset)
-
-
-def _parse_spec(specs: dict[str, FeatureSpec]) -> dict[str, Any]:
-    import tensorflow as tf
-
-    parse = {}
-    for name, spec in specs.items():
-        dtype = tf.float32 if spec.stored_as == "float" else tf.int64
-        if spec.kind == "row":
-            parse[name] = tf.io.FixedLenFeature(spec.shape, dtype)
-        else:
-            parse[name] = tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64)
-    return parse
-
-
-def shard_report(manifest: Manifest) -> dict[str, Any]:
-    """The data check's description of pre-tokenized training data (from the manifest)."""
-    report = {"source": str(manifest.folder), "preprocessed_from": manifest.source,
-              "rows": manifest.rows, "total_tokens": manifest.tokens,
-              "shards": len(manifest.shards),
-              "rows_at_max_length": manifest.extra.get("rows_at_max_length")}
-    if manifest.extra.get("target_summary"):
-        report["labels"] = manifest.extra["target_summary"]
-    if manifest.skipped:
-        report["skipped"] = manifest.skipped
-    return report
