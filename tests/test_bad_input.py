@@ -297,8 +297,6 @@ CASES = [
      "is not empty and is not a tfsft run folder"),
     ("out-parent-is-file", TRAIN_CSV.replace("{d}/run", "{d}/train.csv/run"), {"train.csv": CSV},
      "not a directory"),
-    ("out-locked", TRAIN_CSV, {"train.csv": CSV, "run/.tfsft-run": "x", "run/.tfsft-lock": "1"},
-     "is in use by another tfsft train (process 1)"),
     # -- token classification data ------------------------------------------------------------
     ("ner-bad-tag", TRAIN + "--task token-classification --train {d}/train.conll",
      {"train.conll": CONLL_TRAIN + "Bob X-PER\n\n"}, "no column holds tags (O, B-PER, I-PER"),

@@ -88,20 +88,40 @@ def test_overwrite_refuses_a_folder_holding_the_training_data(tiny_checkpoint, t
     assert data.exists() and (folder / "task.json").exists()
 
 
-def test_a_second_run_into_a_busy_folder_fails_at_once(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+HOLD_LOCK = """
+import os, sys, time
+from filelock import FileLock
+path = sys.argv[1]
+lock = FileLock(path, timeout=0)
+lock.acquire()
+open(path, "w").write(f"{os.getpid()}\\n")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_run_into_a_busy_folder_fails_at_once(tmp_path, tiny_checkpoint, capsys):
+    from tfsft.cli import main as cli
+
+    folder = tmp_path / "run"
+    mark_run_folder(folder)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder / LOCK)],
+                              stdout=subprocess.PIPE, text=True)
     try:
-        folder = tmp_path / "run"
-        folder.mkdir()
-        (folder / LOCK).write_text(f"{sleeper.pid}\n")
-        with pytest.raises(ConfigError, match=f"in use by another tfsft train \\(process "
-                                              f"{sleeper.pid}\\)"):
+        assert holder.stdout.readline().strip() == "held"
+        busy = f"in use by another tfsft train \\(process {holder.pid}\\)"
+        with pytest.raises(ConfigError, match=busy):
             with run_lock(folder):
                 pass
+        data = write_csv(tmp_path / "train.csv", sentiment_rows(40))
+        assert cli(["train", "--model", str(tiny_checkpoint), "--train", str(data),
+                    "--output-dir", str(folder), "--epochs", "1", "--no-tensorboard"]) == 2
+        assert f"is in use by another tfsft train (process {holder.pid})" in capsys.readouterr().err
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    with run_lock(folder):  # its process is gone: the stale lock is taken over
+        holder.kill()
+        holder.wait()
+    assert (folder / LOCK).exists()  # the killed run's file stays, its lock does not
+    with run_lock(folder):  # its process is gone: the lock is free
         assert (folder / LOCK).read_text().strip() == str(os.getpid())
     assert not (folder / LOCK).exists()
 

@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tfsft.errors import ConfigError
-from tfsft.io_utils import process_alive
 
 MARKER = ".tfsft-run"
 LOCK = ".tfsft-lock"
@@ -121,49 +120,40 @@ def clear_run_folder(folder: Path, inputs: Sequence[str | os.PathLike | None] = 
             path.unlink()
 
 
-def _age(path: Path) -> float:
-    import time
-
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
     """Hold ``folder/.tfsft-lock`` while training; a second run into the folder fails at once.
 
-    A lock left by a process that no longer exists (killed) is taken over.
+    An OS file lock (``filelock``): it ends with its process, so a run that was killed leaves
+    no lock behind. The file holds the process id of the run, for the second run's message.
     """
+    from filelock import FileLock, Timeout
+
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if not pid and _age(path) < 60:
-                pid = -1  # being written by a run that is starting right now
-            if pid and pid != os.getpid() and (pid < 0 or process_alive(pid)):
-                raise ConfigError(f"{folder} is in use by another tfsft train (process "
-                                  f"{pid if pid > 0 else 'starting'}); "
-                                  "wait for it to finish or choose another --output-dir") from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise ConfigError(f"cannot take the lock {path}; another tfsft train keeps taking it")
+    holder = _lock_holder(path)  # read first: the holder writes its process id once it holds it
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"{folder} is in use by another tfsft train (process "
+                          f"{holder or _lock_holder(path) or 'starting'}); wait for it to "
+                          "finish or choose another --output-dir") from None
+    path.write_text(f"{os.getpid()}\n")
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
+        lock.release()
         if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {
                 MARKER, "config.yaml"}:
             shutil.rmtree(folder)  # a run that failed before training leaves nothing behind
+
+
+def _lock_holder(path: Path) -> int | None:
+    """The process id written in a lock file (None: no file, or nothing readable in it)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
