@@ -135,16 +135,12 @@ class TrainedRun:
 
     @cached_property
     def model(self):
-        import keras
-
-        import tfsft.models  # noqa: F401  (registers the custom layers)
-
         path = self.run_dir / MODEL_FILE
         if not zipfile.is_zipfile(path):
             raise ConfigError(f"{path}: the saved model is damaged or incomplete (not a .keras "
                               "archive); train the run again, or restore it from a backup")
         try:
-            return keras.saving.load_model(path, compile=False)
+            return self.task.load_model(path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"{path}: the saved model cannot be loaded ({exc}); train the "
                               "run again, or restore it from a backup") from exc

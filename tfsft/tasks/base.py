@@ -353,6 +353,16 @@ class Task:
     def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         raise NotImplementedError
 
+    def load_model(self, path: Path) -> keras.Model:
+        """The model a run saved at ``path`` (``model.keras``), uncompiled. A task whose model
+        has classes of its own imports them first (so Keras finds them by their registered
+        names), then calls this."""
+        import keras
+
+        import tfsft.models  # noqa: F401  (registers the shared layers)
+
+        return keras.saving.load_model(path, compile=False)
+
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         """Compile ``model`` with the task's loss and metrics."""
         raise NotImplementedError

@@ -280,6 +280,11 @@ class CausalLMTask(Task):
                     f"{counts['trainable_parameters']:,}", f"{counts['parameters']:,}")
         return model
 
+    def load_model(self, path: Path) -> keras.Model:
+        import tfsft.tasks.causal_lm.model  # noqa: F401  (registers the model's classes)
+
+        return super().load_model(path)
+
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         from tfsft.models.metrics import MaskedTokenAccuracy, MaskedTokenLoss
 

@@ -202,6 +202,11 @@ class TextClassificationTask(SentenceTask):
                                               pooling=self.options.pooling, dropout=dropout,
                                               dtype=dtype)
 
+    def load_model(self, path: Path) -> keras.Model:
+        import tfsft.tasks.text_classification.model  # noqa: F401  (registers the model's classes)
+
+        return super().load_model(path)
+
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
 
