@@ -60,6 +60,27 @@ _OPTIONS: dict[str, str] = {
 }
 
 
+#: Entry-point group through which other installed distributions add tasks: the entry point's
+#: name is the task name, its value the task class (``"my_package.task:MyTask"``).
+ENTRY_POINT_GROUP = "tfsft.tasks"
+_discovered = False
+
+
+def _discover_entry_points() -> None:
+    """Add the tasks other distributions declare in :data:`ENTRY_POINT_GROUP` (once; a
+    built-in or registered name wins). Their modules load only when the task is used."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in _REGISTRY:
+            _REGISTRY[entry.name] = entry.value
+            _OPTIONS[entry.name] = f"{entry.value}.Options"
+
+
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make ``cls`` available as ``--task cls.name``.
 
@@ -84,26 +105,42 @@ def unregister_task(name: str) -> None:
 
 
 def task_names() -> list[str]:
+    """The names of the built-in, registered and installed (entry-point) tasks."""
+    _discover_entry_points()
     return list(_REGISTRY)
 
 
 def _load(reference: str) -> Any:
+    """The object named ``module:attribute`` (``attribute`` may be dotted: ``Class.Options``)."""
     module, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    try:
+        value: Any = importlib.import_module(module)
+        for name in attribute.split("."):
+            value = getattr(value, name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load {reference} ({exc}); reinstall the package that "
+                          "provides it") from exc
+    return value
 
 
 def task_class(name: str) -> type[Task]:
     """The task class registered as ``name``."""
+    _discover_entry_points()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown task {name!r}; the tasks are {', '.join(_REGISTRY)}")
     entry = _REGISTRY[name]
     if isinstance(entry, str):
-        entry = _REGISTRY[name] = _load(entry)
+        loaded = _load(entry)
+        if not (isinstance(loaded, type) and issubclass(loaded, Task)) or loaded.name != name:
+            raise ConfigError(f"task {name!r} points to {entry}, which is not a Task subclass "
+                              f"named {name!r}; fix the package that provides it")
+        entry = _REGISTRY[name] = loaded
     return entry
 
 
 def options_class(name: str) -> type[TaskOptions]:
     """The options dataclass of task ``name`` (imports no TensorFlow for built-in tasks)."""
+    _discover_entry_points()
     if name not in _OPTIONS:
         raise ConfigError(f"unknown task {name!r}; the tasks are {', '.join(_REGISTRY)}")
     return _load(_OPTIONS[name])
