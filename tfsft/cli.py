@@ -20,11 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfsft.choices import LR_DECAYS, PRECISIONS, STRATEGIES  # noqa: E402
 from tfsft.errors import ConfigError, TfsftError  # noqa: E402
-from tfsft.tasks.base import option_fields, options_class, task_class, task_names  # noqa: E402
+from tfsft.tasks.base import (  # noqa: E402
+    DEFAULT_TASK,
+    option_fields,
+    options_class,
+    task_class,
+    task_names,
+)
 from tfsft.tasks.commands import CommandContext, TaskCommand  # noqa: E402
 
 logger = logging.getLogger("tfsft")
-DEFAULT_TASK = "text-classification"
 FILE_FORMATS = ["csv", "tsv", "jsonl", "parquet"]
 
 
@@ -216,8 +221,9 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", help="texts (single-text models)")
     predict.add_argument("--input", help="file of texts (CSV/TSV/JSONL/Parquet, or .txt: one a "
                                          "line; question answering: SQuAD JSON too)")
-    predict.add_argument("--question", help="question answering: the question (with --context)")
-    predict.add_argument("--context", help="question answering: the passage holding the answer")
+    for flag, (help_text, owners) in _input_flags().items():
+        predict.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
+                             help=f"{', '.join(owners)}: {help_text}")
     predict.add_argument("--batch-size", type=int, default=64)
     _read_options(predict)
 
@@ -456,6 +462,15 @@ def _task_commands(taken: set[str]) -> list[TaskCommand]:
     return list(found.values())
 
 
+def _input_flags() -> dict[str, tuple[str, list[str]]]:
+    """``tfsft predict`` flags of the tasks' named inputs: flag -> (help, tasks)."""
+    flags: dict[str, tuple[str, list[str]]] = {}
+    for name in task_names():
+        for flag, help_text in task_class(name).input_flags.items():
+            flags.setdefault(flag, (help_text, []))[1].append(name)
+    return flags
+
+
 def _command_context() -> CommandContext:
     """What a task's subcommand gets from the command line."""
     return CommandContext(add_read_options=_read_options, read_options=_read_keywords,
@@ -511,21 +526,26 @@ def _predict(args: argparse.Namespace) -> int:
     run = TrainedRun(args.run_dir)
     names = run.task.text_inputs()
     inputs: dict[str, list[str]] = {name: [] for name in names}
-    if names == ("question", "context"):
+    flags = tuple(run.task.input_flags)
+    given = {flag: getattr(args, flag, None) for flag in _input_flags()}
+    if flags:
+        shown = " and ".join(f"--{flag.replace('_', '-')}" for flag in flags)
         if args.texts:
-            raise ConfigError("this model answers questions: pass --question Q --context C, or "
-                              "--input FILE, not bare texts")
-        if (args.question is None) != (args.context is None):
-            raise ConfigError("pass both --question and --context")
-        if args.question is not None:
-            for flag, value in (("--question", args.question), ("--context", args.context)):
-                if not visible(value):
-                    raise ConfigError(f"{flag} is empty or only whitespace")
-            inputs["question"].append(args.question)
-            inputs["context"].append(args.context)
-    elif args.question is not None or args.context is not None:
-        raise ConfigError("--question and --context are for question-answering runs; this run "
-                          f"is {run.task.name!r}: pass texts")
+            raise ConfigError(f"this model takes {shown}, or --input FILE, not bare texts")
+        if any(given[flag] is not None for flag in flags):
+            if any(given[flag] is None for flag in flags):
+                raise ConfigError(f"pass {'both ' if len(flags) == 2 else ''}{shown}")
+            for flag in flags:
+                if not visible(given[flag]):
+                    raise ConfigError(f"--{flag.replace('_', '-')} is empty or only whitespace")
+                inputs[flag].append(given[flag])
+    elif any(value is not None for value in given.values()):
+        flag = next(flag for flag, value in given.items() if value is not None)
+        owner = _input_flags()[flag][1][0]
+        shown = " and ".join(f"--{name.replace('_', '-')}"
+                             for name in task_class(owner).input_flags)
+        raise ConfigError(f"{shown} are for {owner} runs; this run is {run.task.name!r}: "
+                          "pass texts")
     elif len(names) > 1 and (args.texts or (args.input or "").endswith(".txt")):
         raise ConfigError("this model takes text pairs: give them in a CSV/TSV/JSONL/Parquet "
                           "--input file (columns --text-column and --text-pair-column), not as "
@@ -547,9 +567,9 @@ def _predict(args: argparse.Namespace) -> int:
                                                      labelled=False)).items():
                 inputs[name] += values
     if not inputs[names[0]]:
-        raise ConfigError("nothing to predict: pass texts as arguments or --input FILE" if
-                          names != ("question", "context") else
-                          "nothing to predict: pass --question and --context, or --input FILE")
+        raise ConfigError("nothing to predict: pass " + (" and ".join(
+            f"--{flag.replace('_', '-')}" for flag in flags) if flags else
+            "texts as arguments") + ", or --input FILE")
     for record in run.predict_inputs(inputs, batch_size=args.batch_size):
         print(json.dumps(record, ensure_ascii=False))
     return 0

@@ -31,7 +31,14 @@ from tfsft.choices import LR_DECAYS, PRECISIONS, STRATEGIES
 from tfsft.data.shards.manifest import shard_defaults
 from tfsft.errors import ConfigError
 from tfsft.option_types import coerce
-from tfsft.tasks.base import make_options, option_fields, options_class, task_class, task_names
+from tfsft.tasks.base import (
+    DEFAULT_TASK,
+    make_options,
+    option_fields,
+    options_class,
+    task_class,
+    task_names,
+)
 
 REQUIRED = ("train", "model", "output_dir")
 DATA_FIELDS = ("train", "validation", "task_options")
@@ -44,7 +51,7 @@ class TrainConfig:
     train: str
     model: str
     output_dir: str
-    task: str = "text-classification"
+    task: str = DEFAULT_TASK
     task_options: dict[str, Any] = field(default_factory=dict)
     validation: str | None = None
     validation_fraction: float = 0.1
@@ -89,7 +96,7 @@ class TrainConfig:
         values = {k.replace("-", "_") if k not in task_names() else k: v
                   for k, v in values.items()}
         shards = shard_defaults(values.get("train"))
-        task = values.get("task") or shards.get("task", "text-classification")
+        task = values.get("task") or shards.get("task", DEFAULT_TASK)
         values["task"] = task
         if values.get("model") is None and shards.get("model"):
             values["model"] = shards["model"]  # the checkpoint whose tokenizer made the shards

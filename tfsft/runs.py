@@ -29,7 +29,7 @@ import numpy as np
 from tfsft.data.shards.manifest import CALIBRATION_ROWS
 from tfsft.errors import ConfigError, TfsftError
 from tfsft.io_utils import read_json_file
-from tfsft.tasks.base import Task, create_task
+from tfsft.tasks.base import DEFAULT_TASK, Task, create_task
 
 MODEL_FILE = "model.keras"
 TASK_FILE = "task.json"
@@ -120,7 +120,7 @@ class TrainedRun:
                 options = {}
         if info.get("text_pair") and not options.get("text_pair_column"):
             options["text_pair_column"] = "text_pair"
-        return {"task": info.get("task", "text-classification"), "options": options,
+        return {"task": info.get("task", DEFAULT_TASK), "options": options,
                 "max_length": info["max_length"],
                 "state": {"labels": info["labels"], "text_pair": bool(info.get("text_pair"))}}
 

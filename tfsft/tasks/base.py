@@ -60,6 +60,8 @@ _OPTIONS: dict[str, str] = {
 }
 
 
+#: The task of ``tfsft train`` (and of a run folder that names none) when none is given.
+DEFAULT_TASK = "text-classification"
 #: Entry-point group through which other installed distributions add tasks: the entry point's
 #: name is the task name, its value the task class (``"my_package.task:MyTask"``).
 ENTRY_POINT_GROUP = "tfsft.tasks"
@@ -257,6 +259,9 @@ class Task:
     #: Whether :meth:`model_outputs` is :meth:`outputs_from_logits` of the model's outputs,
     #: so that the trainer reuses those of its validation pass inside ``fit``.
     outputs_from_validation: ClassVar[bool] = True
+    #: Raw-text inputs ``tfsft predict`` takes as flags, by input name with their help
+    #: (question answering: ``--question Q --context C``); empty: texts are arguments.
+    input_flags: ClassVar[dict[str, str]] = {}
     #: ``--max-length`` when none is given, and the longest one accepted.
     default_max_length: ClassVar[int] = 128
     max_length_limit: ClassVar[int] = 512

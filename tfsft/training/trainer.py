@@ -282,9 +282,9 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
                                               "distribution": distribution.describe(
                                                   config.batch_size)})
     logits = validation_pass.final_outputs() if validation_pass is not None else None
-    if (precision != "float32" or getattr(model, "lora_enabled", False)
+    if (precision != "float32" or getattr(model, "saved_weights_differ", False)
             or distribution.distributed):
-        # the saved model, its metrics and exports compute in float32, LoRA merged, in this
+        # the saved model, its metrics and exports compute in float32, adapters merged, in this
         # process alone (a copy made outside the strategy's scope)
         model = model.with_float32_compute()
         logits = None  # predicted again by the model that is saved

@@ -109,6 +109,11 @@ class CausalLMModel(keras.Model):
     def lora_enabled(self) -> bool:
         return bool(self.lora_rank)
 
+    @property
+    def saved_weights_differ(self) -> bool:
+        """Whether the weights saved (LoRA merged) are not the weights trained."""
+        return self.lora_enabled
+
     def merged(self) -> CausalLMModel:
         """A float32 copy without LoRA: each adapted kernel is ``W + (alpha / r) A B``."""
         config = self.get_config()

@@ -105,6 +105,8 @@ class QAOutputs:
 class QuestionAnsweringTask(Task):
     name = "question-answering"
     Options = QuestionAnsweringOptions
+    input_flags = {"question": "the question (with --context)",
+                   "context": "the passage holding the answer"}
     model_options = ("max_answer_length", "n_best")
     metric_directions = {"loss": False, "span_accuracy": True}
     headline_metric = "f1"
