@@ -49,6 +49,20 @@ def calibration_sample(count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(count)[:CALIBRATION_ROWS])
 
 
+def load_training_data(task: Task, config: Any) -> tuple[Any, Any]:
+    """Training and validation examples of a :class:`~tfsft.config.TrainConfig`: its
+    ``validation`` file, or a seeded split of the training data."""
+    common = dict(file_format=config.file_format, encoding=config.encoding,
+                  delimiter=config.delimiter, quoting=config.quoting)
+    train = task.read(config.train, role="train", max_rows=config.max_train_rows, **common)
+    if config.validation:
+        validation = task.read(config.validation, role="validation",
+                               max_rows=config.max_validation_rows, **common)
+    else:
+        train, validation = task.split(train, config.validation_fraction, config.seed)
+    return train, validation
+
+
 def save_model_file(model: Any, path: str | Path) -> None:
     """Save ``model`` (a ``keras.Model``) as a ``.keras`` file without what only training
     needs: no optimizer state (two moments per weight: three times the file) and no compile
@@ -167,7 +181,7 @@ class TrainedRun:
 
         try:
             config = TrainConfig.from_yaml(self.run_dir / "config.yaml")
-            train_data, validation_data = self.task.load_training_data(config)
+            train_data, validation_data = load_training_data(self.task, config)
         except TfsftError as exc:
             if fallback is not None:
                 return fallback

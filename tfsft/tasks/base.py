@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import keras
     import tensorflow as tf
 
-    from tfsft.config import TrainConfig
     from tfsft.data.pipeline import EncodedData
     from tfsft.data.readers import Table
     from tfsft.tasks.commands import TaskCommand
@@ -360,18 +359,6 @@ class Task:
     def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         """A seeded validation split of the training examples."""
         raise NotImplementedError
-
-    def load_training_data(self, config: TrainConfig) -> tuple[Any, Any]:
-        """Training and validation examples for ``config`` (a file, or a split)."""
-        common = dict(file_format=config.file_format, encoding=config.encoding,
-                      delimiter=config.delimiter, quoting=config.quoting)
-        train = self.read(config.train, role="train", max_rows=config.max_train_rows, **common)
-        if config.validation:
-            validation = self.read(config.validation, role="validation",
-                                   max_rows=config.max_validation_rows, **common)
-        else:
-            train, validation = self.split(train, config.validation_fraction, config.seed)
-        return train, validation
 
     def example_records(self, examples: Any) -> list[dict[str, Any]]:
         """Examples as JSON-able dicts that :meth:`read_records` reads back."""

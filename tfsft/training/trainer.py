@@ -57,6 +57,7 @@ from tfsft.runs import (
     TASK_FILE,
     TOKENIZER_DIR,
     calibration_sample,
+    load_training_data,
     save_model_file,
     task_record,
 )
@@ -162,18 +163,88 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
         return _train(config, run_dir, callbacks, started, distribution, startup_seconds)
 
 
+@dataclass
+class _Data:
+    """What the data phase hands on: the task, the examples, the tokenizer and the encodings."""
+
+    checkpoint: Path
+    shards: Manifest | None
+    task: Task
+    monitor: tuple[str, str]
+    train_data: Any
+    validation_data: Any
+    tokenizer: Any
+    plot: Callable[[], None] | None
+    train_encoded: Any
+    validation_encoded: Any
+    train_rows: int
+    train_tokens: int
+    notes: dict[str, Any]
+    tokenize_seconds: float
+    unknown_share: float | None
+
+
+@dataclass
+class _Pipelines:
+    """The training batches (as built, and as ``fit`` reads them) and the validation batches
+    of a distributed run."""
+
+    train: Any
+    fit_train: Any
+    validation: Any
+    steps_per_epoch: int
+    buckets: Any
+
+
+@dataclass
+class _Fitted:
+    """The trained model and what ``fit`` measured."""
+
+    model: keras.Model
+    optimizer: Any
+    precision: str
+    meter: ThroughputMeter
+    validation_pass: ValidationPass | None
+    resume: dict[str, Any] | None
+    fit_start: float
+    fit_seconds: float
+    jit_compile: bool
+
+
 def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbacks.Callback],
            started: float, distribution: Distribution,
            startup: float | None = None) -> TrainResult:
+    """The run's phases: data, input pipelines, model, fit, then (on the chief) evaluation,
+    the saved run folder and ``run.json``."""
     keras.utils.set_random_seed(config.seed)
+    data = _read_and_encode(config, run_dir, distribution)
+    pipelines = _input_pipelines(config, data, distribution)
+    model, optimizer, precision = _build_model(config, data, pipelines, distribution)
+    fitted = _fit(config, run_dir, data, pipelines, model, optimizer, precision, distribution,
+                  callbacks)
+    if not distribution.is_chief:
+        logger.info("Worker %d finished training; the chief writes the run folder",
+                    distribution.worker_index)
+        return TrainResult(run_dir, {}, {}, {"chief": False,
+                                              "distribution": distribution.describe(
+                                                  config.batch_size)})
+    metrics, history = _evaluate_and_save(config, run_dir, data, fitted, distribution)
+    summary = _run_summary(config, data, pipelines, fitted, metrics, distribution, started,
+                           startup)
+    atomic_write_json(run_dir / "run.json", summary)
+    return TrainResult(run_dir, metrics, history, summary)
 
+
+def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribution) -> _Data:
+    """Read and check the data, load the tokenizer, encode the examples (shards: validation
+    only, the training rows are encoded already)."""
     checkpoint = resolve_checkpoint(config.model)
     shards = read_manifest(config.train) if is_shard_folder(config.train) else None
     task = _create_task(config, shards)
-    monitor, mode = task.monitor(config.monitor)
+    monitor = task.monitor(config.monitor)
     refuse_same_file(config.train if shards is None else shards.source, config.validation)
     if shards is None:
-        train_data, validation_data = task.load_training_data(config)
+        train_data, validation_data = load_training_data(task, config)
     else:
         train_data, validation_data = None, _shard_validation_data(task, config)
     train_rows = len(train_data) if shards is None else shards.rows
@@ -186,49 +257,62 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
                                    run_dir if distribution.is_chief else None, shards)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
-    encoding_notes = {}
+    notes, train_encoded = {}, None
     if shards is None:
         train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
-        encoding_notes["train"] = task.encoding_notes()
+        notes["train"] = task.encoding_notes()
         train_tokens = int(train_encoded.lengths.sum())
     else:
-        encoding_notes["train"] = shards.extra.get("encoding") or {}
+        notes["train"] = shards.extra.get("encoding") or {}
         train_tokens = shards.tokens
     validation_encoded = task.encode(tokenizer, validation_data, config.max_length)
-    encoding_notes["validation"] = task.encoding_notes()
-    tokenize_seconds = time.perf_counter() - tokenize_start
-    unknown_share = data_check.report["train"].get("tokens", {}).get("unknown_word_share")
+    notes["validation"] = task.encoding_notes()
+    return _Data(checkpoint, shards, task, monitor, train_data, validation_data, tokenizer,
+                 plot, train_encoded, validation_encoded, train_rows, train_tokens, notes,
+                 time.perf_counter() - tokenize_start,
+                 data_check.report["train"].get("tokens", {}).get("unknown_word_share"))
 
+
+def _input_pipelines(config: TrainConfig, data: _Data, distribution: Distribution) -> _Pipelines:
+    """Training batches from the encoded rows or the shards; with a strategy, split over the
+    replicas (multi-worker runs from shards: each worker its own shard files)."""
     buckets = length_buckets(config.max_length) if config.jit_compile else None
-    if shards is None:
-        train_ds = make_dataset(train_encoded, config.batch_size, shuffle=True,
+    if data.shards is None:
+        train_ds = make_dataset(data.train_encoded, config.batch_size, shuffle=True,
                                 seed=config.seed, buckets=buckets)
     else:
         if config.max_train_rows is not None:
-            train_rows = min(train_rows, config.max_train_rows)
-        train_ds = shard_dataset(shards, config.batch_size, seed=config.seed,
+            data.train_rows = min(data.train_rows, config.max_train_rows)
+        train_ds = shard_dataset(data.shards, config.batch_size, seed=config.seed,
                                  max_rows=config.max_train_rows, buckets=buckets)
-    validation_ds = None  # without a strategy, ValidationPass makes its own
     steps_per_epoch = int(train_ds.cardinality())
-    fit_train_ds = train_ds
-    if distribution.distributed:
-        validation_ds = make_dataset(validation_encoded, config.batch_size, buckets=buckets)
-        logger.info("Strategy %s: %d worker(s), %d replica(s); the global batch of %d is split "
-                    "into %d rows per replica", distribution.name, distribution.workers,
-                    distribution.replicas, config.batch_size,
-                    distribution.per_replica_batch(config.batch_size))
-        validation_ds = shard_by_data(validation_ds)
-        if shards is not None and distribution.workers > 1:  # each worker its own shard files
-            fit_train_ds = _worker_shards(distribution, shards, config, steps_per_epoch, buckets)
-        else:
-            fit_train_ds = shard_by_data(train_ds)
-    accumulation = config.gradient_accumulation_steps
-    total_steps = math.ceil(steps_per_epoch * config.epochs / accumulation)  # optimizer updates
+    if not distribution.distributed:  # without a strategy, ValidationPass makes its own
+        return _Pipelines(train_ds, train_ds, None, steps_per_epoch, buckets)
+    validation_ds = make_dataset(data.validation_encoded, config.batch_size, buckets=buckets)
+    logger.info("Strategy %s: %d worker(s), %d replica(s); the global batch of %d is split "
+                "into %d rows per replica", distribution.name, distribution.workers,
+                distribution.replicas, config.batch_size,
+                distribution.per_replica_batch(config.batch_size))
+    if data.shards is not None and distribution.workers > 1:  # each worker its own shard files
+        fit_train_ds = _worker_shards(distribution, data.shards, config, steps_per_epoch,
+                                      buckets)
+    else:
+        fit_train_ds = shard_by_data(train_ds)
+    return _Pipelines(train_ds, fit_train_ds, shard_by_data(validation_ds), steps_per_epoch,
+                      buckets)
 
+
+def _build_model(config: TrainConfig, data: _Data, pipelines: _Pipelines,
+                 distribution: Distribution) -> tuple[keras.Model, Any, str]:
+    """The task's model compiled with AdamW and the warmup + decay schedule, in the
+    precision asked for, on every replica; returns it with its optimizer and precision."""
+    accumulation = config.gradient_accumulation_steps
+    # optimizer updates
+    total_steps = math.ceil(pipelines.steps_per_epoch * config.epochs / accumulation)
     precision = resolve_precision(config.precision)
     logger.info("Training with %s precision", precision)
     with distribution.strategy.scope():  # weights, optimizer and metrics on every replica
-        model = task.build_model(checkpoint, dropout=config.dropout, dtype=precision)
+        model = data.task.build_model(data.checkpoint, dropout=config.dropout, dtype=precision)
         schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
                                warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                                decay=config.lr_schedule)
@@ -237,17 +321,24 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
                           gradient_accumulation_steps=accumulation if accumulation > 1 else None)
         if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
             optimizer = LossScaleOptimizer(optimizer)
-        task.compile(model, optimizer)
+        data.task.compile(model, optimizer)
         # Keras's "auto" would compile with XLA on a GPU, once per batch length
         model.jit_compile = config.jit_compile
         # Optimizer slots created before fit: variables created inside the first traced step
         # make TensorFlow trace the whole training step twice (about 8 s more for MiniLM).
         model.optimizer.build(model.trainable_variables)
-    prepare_model(distribution, model, train_ds)
-    train_ds = fit_train_ds
+    prepare_model(distribution, model, pipelines.train)
+    return model, optimizer, precision
 
+
+def _fit(config: TrainConfig, run_dir: Path, data: _Data, pipelines: _Pipelines,
+         model: keras.Model, optimizer: Any, precision: str, distribution: Distribution,
+         callbacks: Sequence[keras.callbacks.Callback]) -> _Fitted:
+    """``model.fit`` with tfsft's callbacks (the validation pass first), resuming from the
+    run folder's backup when there is one."""
+    monitor, mode = data.monitor
     meter = ThroughputMeter()
-    background = AfterFirstStep(plot)
+    background = AfterFirstStep(data.plot)
     fit_callbacks = standard_callbacks(
         run_dir, monitor=monitor, mode=mode, patience=config.early_stopping_patience,
         reduce_lr_on_plateau=config.reduce_lr_on_plateau,
@@ -258,8 +349,8 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     if not distribution.distributed:  # Keras validates across replicas
         # first: the checkpoint, early-stopping and log callbacks read what it logs
         validation_pass = ValidationPass(
-            validation_encoded, config.batch_size, buckets=buckets,
-            keep_outputs=task.outputs_from_validation,
+            data.validation_encoded, config.batch_size, buckets=pipelines.buckets,
+            keep_outputs=data.task.outputs_from_validation,
             restorer=next((c for c in fit_callbacks if restores_best_weights(c)), None))
         fit_callbacks.insert(0, validation_pass)
     barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
@@ -268,90 +359,111 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
         logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
     fit_start = time.perf_counter()
-    model.fit(train_ds, validation_data=None if validation_pass else validation_ds,
-              epochs=config.epochs,
-              callbacks=fit_callbacks, shuffle=False,
+    model.fit(pipelines.fit_train,
+              validation_data=None if validation_pass else pipelines.validation,
+              epochs=config.epochs, callbacks=fit_callbacks, shuffle=False,
               verbose="auto" if distribution.is_chief else 0)  # one progress bar
     fit_seconds = time.perf_counter() - fit_start
     background.finish()
-    model_jit = model.jit_compile
-    if not distribution.is_chief:
-        logger.info("Worker %d finished training; the chief writes the run folder",
-                    distribution.worker_index)
-        return TrainResult(run_dir, {}, {}, {"chief": False,
-                                              "distribution": distribution.describe(
-                                                  config.batch_size)})
-    logits = validation_pass.final_outputs() if validation_pass is not None else None
-    if (precision != "float32" or getattr(model, "saved_weights_differ", False)
+    return _Fitted(model, optimizer, precision, meter, validation_pass, resume, fit_start,
+                   fit_seconds, bool(model.jit_compile))
+
+
+def _evaluate_and_save(config: TrainConfig, run_dir: Path, data: _Data, fitted: _Fitted,
+                       distribution: Distribution) -> tuple[dict[str, Any], dict[str, list]]:
+    """The validation metrics and reports, the training curves and the saved run (model,
+    tokenizer, task state, held-out and calibration examples); returns metrics and history."""
+    task, model = data.task, fitted.model
+    logits = (fitted.validation_pass.final_outputs() if fitted.validation_pass is not None
+              else None)
+    if (fitted.precision != "float32" or getattr(model, "saved_weights_differ", False)
             or distribution.distributed):
         # the saved model, its metrics and exports compute in float32, adapters merged, in this
         # process alone (a copy made outside the strategy's scope)
         model = model.with_float32_compute()
         logits = None  # predicted again by the model that is saved
-
     if logits is not None:  # the last validation pass saw the weights the model ends with
-        outputs = task.outputs_from_logits(logits, validation_encoded)
+        outputs = task.outputs_from_logits(logits, data.validation_encoded)
     else:
-        outputs = task.model_outputs(model, validation_encoded)
-    task.after_fit(validation_data, outputs)
-    metrics = task.evaluate(validation_data, outputs, output_dir=run_dir)
+        outputs = task.model_outputs(model, data.validation_encoded)
+    task.after_fit(data.validation_data, outputs)
+    metrics = task.evaluate(data.validation_data, outputs, output_dir=run_dir)
     history = read_history(run_dir / HISTORY_CSV)
     plot_training_curves(history, run_dir / "training_curves.png")
-    calibration = (train_data.subset(calibration_sample(len(train_data), config.seed))
-                   if shards is None else task.read_records(shards.folder / CALIBRATION_FILE))
-    _save_model_files(run_dir, model, tokenizer, task, calibration, validation_data, config)
+    if data.shards is None:
+        calibration = data.train_data.subset(calibration_sample(len(data.train_data),
+                                                                config.seed))
+    else:
+        calibration = task.read_records(data.shards.folder / CALIBRATION_FILE)
+    _save_model_files(run_dir, model, data.tokenizer, task, calibration, data.validation_data,
+                      config)
+    return metrics, history
 
-    epoch_seconds = meter.epoch_seconds
+
+def _time_account(fitted: _Fitted, started: float,
+                  startup: float | None) -> dict[str, float | None]:
+    """Where the run's time went, for ``run.json``."""
+    meter, validation_pass = fitted.meter, fitted.validation_pass
     validation_seconds = sum(validation_pass.seconds) if validation_pass is not None else None
     ended = time.perf_counter()
     steady = sum(meter.steady_seconds)
-    in_fit = fit_seconds - sum(meter.first_step_seconds) - steady - (validation_seconds or 0.0)
-    seconds = {  # where the run's time went
+    first = sum(meter.first_step_seconds)
+    in_fit = fitted.fit_seconds - first - steady - (validation_seconds or 0.0)
+    return {
         "process_start_to_train": None if startup is None else round(startup, 3),  # imports
-        "before_fit": round(fit_start - started, 3),  # read, check, tokenize, build the model
-        "first_steps": round(sum(meter.first_step_seconds), 3),  # each epoch's, with tracing
+        "before_fit": round(fitted.fit_start - started, 3),  # read, check, tokenize, build
+        "first_steps": round(first, 3),  # each epoch's, with tracing
         "steady_steps": round(steady, 3),
         "validation": None if validation_seconds is None else round(validation_seconds, 3),
         # epoch-end callbacks (checkpoints, logs); with validation None, validation too
         "other_in_fit": round(in_fit, 3),
-        "after_fit": round(ended - fit_start - fit_seconds, 3),  # evaluate, reports, save
+        "after_fit": round(ended - fitted.fit_start - fitted.fit_seconds, 3),  # evaluate, save
         "total": round(ended - started + (startup or 0.0), 3),
     }
-    summary = {
-        "task": task.name,
-        "checkpoint": str(checkpoint),
-        "train_examples": train_rows,
-        "train_data": "shards" if shards is not None else "file",
-        "validation_examples": len(validation_data),
-        "skipped_rows": {"train": train_data.skipped if shards is None else shards.skipped,
-                         "validation": validation_data.skipped},
-        "resumed_from": resume,
-        "precision": precision,
-        "jit_compile": bool(model_jit),
+
+
+def _run_summary(config: TrainConfig, data: _Data, pipelines: _Pipelines, fitted: _Fitted,
+                 metrics: dict[str, Any], distribution: Distribution, started: float,
+                 startup: float | None) -> dict[str, Any]:
+    """``run.json``: what was trained on what, how, how fast, and the validation headline."""
+    meter, rows = fitted.meter, data.train_rows
+    steady = sum(meter.steady_seconds)
+    seconds = _time_account(fitted, started, startup)
+    return {
+        "task": data.task.name,
+        "checkpoint": str(data.checkpoint),
+        "train_examples": rows,
+        "train_data": "shards" if data.shards is not None else "file",
+        "validation_examples": len(data.validation_data),
+        "skipped_rows": {"train": (data.train_data.skipped if data.shards is None
+                                   else data.shards.skipped),
+                         "validation": data.validation_data.skipped},
+        "resumed_from": fitted.resume,
+        "precision": fitted.precision,
+        "jit_compile": fitted.jit_compile,
         "distribution": distribution.describe(config.batch_size),
-        "steps_per_epoch": steps_per_epoch,
-        "epochs_run": len(epoch_seconds),
-        "optimizer_steps": int(keras.ops.convert_to_numpy(optimizer.iterations)),
-        "tokenize_seconds": round(tokenize_seconds, 3),
-        "fit_seconds": round(fit_seconds, 3),
-        "epoch_train_seconds": [round(s, 3) for s in epoch_seconds],
-        "train_examples_per_second": [round(train_rows / s, 2) for s in epoch_seconds if s],
+        "steps_per_epoch": pipelines.steps_per_epoch,
+        "epochs_run": len(meter.epoch_seconds),
+        "optimizer_steps": int(keras.ops.convert_to_numpy(fitted.optimizer.iterations)),
+        "tokenize_seconds": round(data.tokenize_seconds, 3),
+        "fit_seconds": round(fitted.fit_seconds, 3),
+        "epoch_train_seconds": [round(s, 3) for s in meter.epoch_seconds],
+        "train_examples_per_second": [round(rows / s, 2) for s in meter.epoch_seconds if s],
         # Without each epoch's first (tracing) step: examples in the remaining steps / their time.
         "train_examples_per_second_after_first_step": [
-            round(train_rows * (steps - 1) / steps / seconds, 2)
+            round(rows * (steps - 1) / steps / seconds, 2)
             for steps, seconds in zip(meter.epoch_steps, meter.steady_seconds, strict=True)
             if steps > 1 and seconds > 0],
         "steady_cpu_per_wall": (round(sum(meter.steady_cpu_seconds) / steady, 3) if steady
                                 else None),
         "seconds": seconds,
-        "train_tokens": train_tokens,
-        "unknown_word_share": None if unknown_share is None else round(unknown_share, 4),
-        "encoding": {k: v for k, v in encoding_notes.items() if v},
+        "train_tokens": data.train_tokens,
+        "unknown_word_share": (None if data.unknown_share is None
+                               else round(data.unknown_share, 4)),
+        "encoding": {k: v for k, v in data.notes.items() if v},
         "wall_seconds": round(time.perf_counter() - started, 3),
-        "validation": task.headline(metrics),
+        "validation": data.task.headline(metrics),
     }
-    atomic_write_json(run_dir / "run.json", summary)
-    return TrainResult(run_dir, metrics, history, summary)
 
 
 def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
