@@ -74,40 +74,6 @@ class EncodedData:
         return [self.token_ids[offsets[i]:offsets[i + 1]].tolist() for i in range(start, stop)]
 
 
-@dataclass
-class TokenEncodedData(EncodedData):
-    """Encoded rows that are windows of longer texts, with each text's word pieces.
-
-    Row ``r`` holds pieces ``row_start[r]:`` of text ``row_sentence[r]`` (between ``[CLS]`` and
-    ``[SEP]``); ``pieces[i]`` is the piece alignment of text ``i`` (for per-token tasks).
-    """
-
-    texts: list[str] | None = None
-    pieces: list | None = None
-    row_sentence: np.ndarray | None = None
-    row_start: np.ndarray | None = None
-
-
-@dataclass
-class ChatEncodedData(EncodedData):
-    """Encoded conversations of a causal language model: ``prompt_ids[i]`` prompts for the
-    response of example ``i`` (for generation); ``prompt_texts[i]`` is its prompt as given."""
-
-    prompt_ids: list | None = None
-    prompt_texts: list | None = None
-
-
-@dataclass
-class QAEncodedData(EncodedData):
-    """Encoded question-answering windows: row ``r`` is a window of question
-    ``window_example[r]``; ``offsets[r]`` the character span in its context of each of the
-    row's tokens (``[tokens, 2]``, -1 outside the context)."""
-
-    window_example: np.ndarray | None = None
-    offsets: list | None = None
-    contexts: list[str] | None = None
-
-
 def encode_texts(tokenizer: WordPieceTokenizer, texts: Sequence[str],
                  text_pairs: Sequence[str] | None, max_length: int) -> EncodedData:
     """Tokenize every text (or pair) once, in chunks, with the graph tokenizer; no targets."""

@@ -40,8 +40,8 @@ from tfsft.tasks.causal_lm.examples import LAYOUTS, ChatColumns, ChatExamples, r
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from tfsft.data.pipeline import ChatEncodedData
     from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
+    from tfsft.tasks.causal_lm.encoding import ChatEncodedData
     from tfsft.tasks.commands import TaskCommand
 
 __all__ = ["CausalLMOptions", "CausalLMTask", "create_task"]
@@ -222,7 +222,8 @@ class CausalLMTask(Task):
                training: bool = False) -> ChatEncodedData:
         """Token ids cut to ``max_length``; ``target_positions``: the positions whose next token
         is a response token, ``target``: that token (for training only examples that keep one)."""
-        from tfsft.data.pipeline import ChatEncodedData, RaggedRows
+        from tfsft.data.pipeline import RaggedRows
+        from tfsft.tasks.causal_lm.encoding import ChatEncodedData
 
         ids_list, positions, labels, prompt_ids = [], [], [], []
         over = without_targets = 0

@@ -290,7 +290,7 @@ class QuestionAnsweringTask(Task):
 
     def encode(self, tokenizer: WordPieceTokenizer, examples: QAExamples, max_length: int,
                training: bool = False) -> EncodedData:
-        from tfsft.data.pipeline import QAEncodedData
+        from tfsft.tasks.question_answering.encoding import QAEncodedData
 
         windows = self.windows(tokenizer, examples.questions, examples.contexts, max_length)
         encoded = QAEncodedData(

@@ -362,7 +362,8 @@ class TokenClassificationTask(Task):
 
     def encode(self, tokenizer: WordPieceTokenizer, examples: TokenExamples, max_length: int,
                training: bool = False) -> EncodedData:
-        from tfsft.data.pipeline import TokenAligned, TokenEncodedData
+        from tfsft.data.pipeline import TokenAligned
+        from tfsft.tasks.token_classification.encoding import TokenEncodedData
 
         width = max_length - 2
         stride = min(32, width // 4) if self.options.stride is None else self.options.stride
