@@ -1,0 +1,97 @@
+"""The ``tfsft`` command line: train, evaluate, predict, export.
+
+Run ``tfsft COMMAND --help`` for the options of each command, and
+``tfsft train --task TASK --help`` for a task's own options. ``parser`` builds the flags,
+``commands`` runs each command, ``options`` holds the flags several commands share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tfsft.cli.commands import HANDLERS, command_context  # noqa: E402
+from tfsft.cli.options import task_of  # noqa: E402
+from tfsft.cli.parser import build_parser  # noqa: E402
+from tfsft.errors import TfsftError  # noqa: E402
+
+__all__ = ["build_parser", "describe_os_error", "main", "run"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(task_of(argv)).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    task_command = getattr(args, "task_command", None)
+    if task_command is not None:
+        context = command_context()
+        command = lambda args: task_command.run(args, context)  # noqa: E731
+    else:
+        command = HANDLERS[args.command]
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (TfsftError, FileExistsError) as exc:
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permission denied, disk full, ... on a path tfsft was given
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a defect of tfsft: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"tfsft {args.command}: internal error: {type(exc).__name__}: {exc}. This is a "
+              "bug in tfsft; run the command again with --debug and report the traceback.",
+              file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    """The ``tfsft`` command: :func:`main`, then exit with its status. Once TensorFlow is
+    loaded, without Python's teardown of the interpreter (about 1.5 s of freeing TensorFlow's
+    objects one by one after everything is written): outputs are flushed first, and every file
+    tfsft writes is already closed and renamed into place. A multi-worker process (``TF_CONFIG``)
+    exits normally, leaving its collective runtime to shut down in order."""
+    status = main()
+    if "tensorflow" not in sys.modules or os.environ.get("TF_CONFIG"):
+        sys.exit(status)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error, naming the path and what to do.
+
+    >>> describe_os_error(PermissionError(13, "Permission denied", "/srv/runs/a"))
+    '/srv/runs/a: permission denied. Check that you may read and write it, or choose another path.'
+    """
+    import errno
+
+    where = exc.filename or "a file"
+    fixes = {
+        errno.EACCES: "check that you may read and write it, or choose another path",
+        errno.EPERM: "check that you may read and write it, or choose another path",
+        errno.ENOSPC: "free some disk space, or write to another disk",
+        errno.EROFS: "the file system is read-only; choose another path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+        errno.EISDIR: "it is a folder; name a file",
+        errno.ENOENT: "check the path",
+    }
+    problem = (exc.strerror or str(exc)).lower()
+    fix = fixes.get(exc.errno or 0, "check the path and the disk")
+    return f"{where}: {problem}. {fix[0].upper()}{fix[1:]}."

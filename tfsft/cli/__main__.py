@@ -1,0 +1,5 @@
+"""``python -m tfsft.cli``: the ``tfsft`` command."""
+
+from tfsft.cli import run
+
+run()

@@ -1,0 +1,241 @@
+"""What each ``tfsft`` command does once its flags are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from tfsft.cli.options import add_read_options, input_flags, read_keywords, task_of
+from tfsft.errors import ConfigError
+from tfsft.tasks.base import DEFAULT_TASK, option_fields, options_class, task_class
+from tfsft.tasks.commands import CommandContext
+
+logger = logging.getLogger("tfsft")
+
+
+def command_context() -> CommandContext:
+    """What a task's subcommand gets from the command line."""
+    return CommandContext(add_read_options=add_read_options, read_options=read_keywords,
+                          is_run=_is_run_folder, load_run=_load_run)
+
+
+def _is_run_folder(path: str) -> bool:
+    from tfsft.runs import MODEL_FILE
+
+    return (Path(path) / MODEL_FILE).exists()
+
+
+def _load_run(path: str):
+    from tfsft.runs import TrainedRun
+
+    return TrainedRun(path)
+
+
+def _read(run, path: str, args: argparse.Namespace, labelled: bool = True):
+    return run.read(path, labelled=labelled, **read_keywords(args))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tfsft.config import TrainConfig
+    from tfsft.data.shards.manifest import shard_defaults
+    from tfsft.training.trainer import seconds_since_process_start, train
+
+    task = args.task or (task_of(["--config", args.config]) if args.config else
+                         shard_defaults(args.train).get("task", DEFAULT_TASK))
+    task_fields = [f.name for f, _ in option_fields(options_class(task))]
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in TrainConfig.field_names() + task_fields
+        if hasattr(args, name)
+    }
+    overrides["task"] = args.task
+    if args.config:
+        config = TrainConfig.from_yaml(args.config, overrides)
+    else:
+        config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    if args.no_early_stopping:
+        config.early_stopping_patience = None
+    if args.no_tensorboard:
+        config.tensorboard = False
+    result = train(config, startup_seconds=seconds_since_process_start())
+    if result.summary.get("chief") is False:  # a multi-worker run's other workers
+        print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
+                          "worker": result.summary["distribution"]["worker_index"],
+                          "written_by": "the chief"}))
+        return 0
+    print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
+                      "validation": result.summary["validation"],
+                      "train_examples_per_second": result.summary["train_examples_per_second"],
+                      "wall_seconds": result.summary["wall_seconds"]}))
+    return 0
+
+
+def run_preprocess(args: argparse.Namespace) -> int:
+    from tfsft.config import parse_delimiter
+    from tfsft.data.shards import write_shards
+    from tfsft.tasks.base import create_task
+
+    name = args.task or DEFAULT_TASK
+    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
+               if getattr(args, f.name, None) is not None}
+    manifest = write_shards(
+        create_task(name, options), args.train, args.output, model=args.model, max_length=args.max_length,
+        shards=args.shards, chunk_rows=args.chunk_rows, workers=args.workers, seed=args.seed,
+        overwrite=args.overwrite, file_format=args.file_format, encoding=args.encoding,
+        delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
+        quoting=args.quoting is not False, progress=args.progress)
+    print(json.dumps({"output": str(manifest.folder), "task": manifest.task,
+                      "rows": manifest.rows, "tokens": manifest.tokens,
+                      "shards": len(manifest.shards), "skipped": manifest.skipped,
+                      "max_length": manifest.max_length,
+                      "seconds": manifest.extra["seconds"]["total"]}))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from tfsft.runs import TrainedRun
+
+    run = TrainedRun(args.run_dir)
+    data = _read(run, args.data, args)
+    metrics = run.evaluate(data, output_dir=args.output_dir, batch_size=args.batch_size, verbose=0)
+    print(json.dumps(metrics))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tfsft.data.readers import read_text_lines, visible
+    from tfsft.runs import TrainedRun
+
+    run = TrainedRun(args.run_dir)
+    names = run.task.text_inputs()
+    inputs: dict[str, list[str]] = {name: [] for name in names}
+    flags = tuple(run.task.input_flags)
+    given = {flag: getattr(args, flag, None) for flag in input_flags()}
+    if flags:
+        shown = " and ".join(f"--{flag.replace('_', '-')}" for flag in flags)
+        if args.texts:
+            raise ConfigError(f"this model takes {shown}, or --input FILE, not bare texts")
+        if any(given[flag] is not None for flag in flags):
+            if any(given[flag] is None for flag in flags):
+                raise ConfigError(f"pass {'both ' if len(flags) == 2 else ''}{shown}")
+            for flag in flags:
+                if not visible(given[flag]):
+                    raise ConfigError(f"--{flag.replace('_', '-')} is empty or only whitespace")
+                inputs[flag].append(given[flag])
+    elif any(value is not None for value in given.values()):
+        flag = next(flag for flag, value in given.items() if value is not None)
+        owner = input_flags()[flag][1][0]
+        shown = " and ".join(f"--{name.replace('_', '-')}"
+                             for name in task_class(owner).input_flags)
+        raise ConfigError(f"{shown} are for {owner} runs; this run is {run.task.name!r}: "
+                          "pass texts")
+    elif len(names) > 1 and (args.texts or (args.input or "").endswith(".txt")):
+        raise ConfigError("this model takes text pairs: give them in a CSV/TSV/JSONL/Parquet "
+                          "--input file (columns --text-column and --text-pair-column), not as "
+                          "arguments or a .txt file")
+    else:
+        for number, text in enumerate(args.texts, 1):
+            if not visible(text):
+                raise ConfigError(f"text argument {number} ({text!r}) is empty or only "
+                                  "whitespace")
+        inputs["text"] += args.texts
+    if args.input:
+        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")) and len(names) == 1:
+            lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
+            if blank:
+                logger.info("%s: %d blank lines skipped", args.input, blank)
+            inputs[names[0]] += lines
+        else:
+            for name, values in run.task.texts(_read(run, args.input, args,
+                                                     labelled=False)).items():
+                inputs[name] += values
+    if not inputs[names[0]]:
+        raise ConfigError("nothing to predict: pass " + (" and ".join(
+            f"--{flag.replace('_', '-')}" for flag in flags) if flags else
+            "texts as arguments") + ", or --input FILE")
+    for record in run.predict_inputs(inputs, batch_size=args.batch_size):
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from tfsft.config import parse_delimiter
+    from tfsft.data.checks import check_data, plot_lengths, without_blank_texts
+    from tfsft.data.readers import read_table
+    from tfsft.io_utils import atomic_directory, atomic_write_json
+    from tfsft.models.checkpoints import resolve_checkpoint
+    from tfsft.tasks.base import create_task
+    from tfsft.tasks.token_classification.examples import is_conll_file
+
+    name = args.task or DEFAULT_TASK
+    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
+               if getattr(args, f.name, None) is not None}
+    task = create_task(name, options)
+    args.max_length = args.max_length or task.default_max_length
+    if not 8 <= args.max_length <= task.max_length_limit:
+        raise ConfigError(f"--max-length must be between 8 and {task.max_length_limit}, got "
+                          f"{args.max_length}")
+    read = dict(file_format=args.file_format, encoding=args.encoding or "utf-8",
+                delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
+                quoting=args.quoting is not False)
+    blank = {}
+    sources = {"train": args.file, "validation": args.validation}
+    for role, source in list(sources.items()):
+        if source and hasattr(task, "columns") and not is_conll_file(source, args.file_format):
+            sources[role], blank[role] = without_blank_texts(
+                read_table(source, **read), [c for c in task.columns(role) if c],
+                _excluded_rows(task, role))
+    train = task.read(sources["train"], role="train", **read)
+    validation = (task.read(sources["validation"], role="validation", **read)
+                  if args.validation else None)
+    tokenizer = task.load_tokenizer(resolve_checkpoint(args.model), args.max_length)
+    check, lengths = check_data(task, train, validation, tokenizer, args.max_length)
+    for role, where in blank.items():
+        if where:
+            check.report[role]["blank_texts"] = {"count": len(where), "where": where[:5]}
+            check.warnings.append(f"{sources[role].source}: {len(where)} rows have an empty or "
+                                  f"whitespace-only text (first: {where[0]}); tfsft train stops "
+                                  "on them")
+    summary = check.summary()
+    print(summary)
+    if args.output_dir:
+        with atomic_directory(args.output_dir) as folder:
+            atomic_write_json(folder / "data_check.json",
+                              {**check.report, "warnings": check.warnings})
+            (folder / "data_check.txt").write_text(summary + "\n", encoding="utf-8")
+            plot_lengths(lengths, args.max_length, folder / "token_lengths.png")
+        print(f"written to {args.output_dir}")
+    return 0
+
+
+def _excluded_rows(task: Any, role: str):
+    """A predicate: the row carries a label of ``--exclude-labels`` (skipped by the reader)."""
+    from tfsft.data.examples import normalize_label
+
+    excluded = {str(x) for x in getattr(task.options, "exclude_labels", None) or ()}
+    if not excluded or not hasattr(task, "target_columns"):
+        return None
+    column = task.target_columns(role)[0]
+    return lambda row: normalize_label(row.get(column)) in excluded
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from exporters import export
+    from tfsft.runs import TrainedRun
+
+    def listed(value: str) -> list[str]:
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    run = TrainedRun(args.run_dir)
+    data = _read(run, args.data, args) if args.data else None
+    result = export(run, args.output, formats=listed(args.format), quantize=listed(args.quantize),
+                    allow_mismatch=args.allow_mismatch, data=data, max_examples=args.max_examples)
+    print(json.dumps({"published": result["published"], "passed": result["passed"],
+                      "report": str(Path(args.output) / "export_report.json")}))
+    return 0
+
+
+HANDLERS = {"train": run_train, "preprocess": run_preprocess, "evaluate": run_evaluate,
+            "predict": run_predict, "export": run_export, "data": run_data}

@@ -1,0 +1,223 @@
+"""The ``tfsft`` argument parser: one builder per command."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tfsft.choices import LR_DECAYS, PRECISIONS, STRATEGIES
+from tfsft.cli.commands import command_context
+from tfsft.cli.options import (
+    FILE_FORMATS,
+    add_read_options,
+    add_table_options,
+    add_task_options,
+    input_flags,
+    task_commands,
+)
+from tfsft.tasks.base import DEFAULT_TASK, task_names
+
+DESCRIPTION = """The ``tfsft`` command line: train, evaluate, predict, export.
+
+Run ``tfsft COMMAND --help`` for the options of each command, and
+``tfsft train --task TASK --help`` for a task's own options.
+"""
+
+
+def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
+    """The ``tfsft`` argument parser; ``train`` shows the options of ``task``."""
+    parser = argparse.ArgumentParser(prog="tfsft", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_flags(parser, default=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_SubcommandParser)
+
+    _add_train(commands, task)
+    _add_preprocess(commands, task)
+    _add_evaluate(commands, task)
+    _add_predict(commands, task)
+    _add_task_commands(commands, task)
+    _add_export(commands, task)
+    _add_data(commands, task)
+    return parser
+
+
+def _add_train(commands: Any, task: str) -> None:
+    """``tfsft train``: data, training and run-folder flags, then the task's options."""
+    train = commands.add_parser("train", help="fine-tune a model on labelled text")
+    train.add_argument("--config", help="YAML file of options (flags override it)")
+    train.add_argument("--task", choices=task_names(), help=f"what to learn (default {DEFAULT_TASK})")
+    train.add_argument("--model", help="checkpoint folder (Hugging Face or keras-hub) or minilm-l6")
+    train.add_argument("--train", help="training data: CSV/TSV/JSONL/Parquet file or dataset folder")
+    train.add_argument("--validation", help="validation data (default: split off the training data)")
+    train.add_argument("--validation-fraction", type=float)
+    train.add_argument("--output-dir", help="run folder to write")
+    train.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
+                       help="file format, when the extension does not tell")
+    train.add_argument("--encoding", help="text encoding of the files (utf-8)")
+    add_table_options(train)
+    train.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
+    train.add_argument("--max-validation-rows", type=int)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--warmup-ratio", type=float)
+    train.add_argument("--lr-schedule", choices=LR_DECAYS)
+    train.add_argument("--clipnorm", type=float, help="global gradient-norm clip")
+    train.add_argument("--gradient-accumulation-steps", type=int,
+                       help="batches whose mean gradient makes one optimizer update (default 1)")
+    train.add_argument("--max-length", type=int, help="tokens per example, [CLS]/[SEP] included")
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="compute precision (auto: on GPUs mixed_bfloat16 from compute "
+                            "capability 8.0, mixed_float16 on 7.x; on CPUs bfloat16 matmuls "
+                            "with AMX/AVX512-BF16; else float32; weights and the saved model "
+                            "stay float32)")
+    train.add_argument("--strategy", choices=STRATEGIES,
+                       help="tf.distribute strategy (auto: multi-worker when TF_CONFIG names a "
+                            "cluster, mirrored with several GPUs, else one-device); --batch-size "
+                            "is the global batch")
+    train.add_argument("--jit-compile", action="store_true", default=None,
+                       help="compile the training step with XLA; batches are padded to length "
+                            "buckets (16, 32, 64, ... max length) so it compiles a few shapes")
+    train.add_argument("--early-stopping-patience", type=int)
+    train.add_argument("--no-early-stopping", action="store_true")
+    train.add_argument("--reduce-lr-on-plateau", action="store_true", default=None)
+    train.add_argument("--monitor", help="validation metric for early stopping and the best "
+                                         "checkpoint (default val_loss)")
+    train.add_argument("--backup-every-steps", type=int,
+                       help="steps between resumable backups (default 200)")
+    train.add_argument("--no-tensorboard", action="store_true")
+    train.add_argument("--overwrite", action="store_true", default=None,
+                       help="replace an existing run folder")
+    add_task_options(train, task)
+
+
+def _add_preprocess(commands: Any, task: str) -> None:
+    """``tfsft preprocess``: a training file into sharded TFRecords."""
+    preprocess = commands.add_parser(
+        "preprocess", help="tokenize training data once into sharded TFRecord files "
+                           "(for data larger than memory; train with --train FOLDER)")
+    preprocess.add_argument("--task", choices=task_names(),
+                            help=f"what the data is for (default {DEFAULT_TASK})")
+    preprocess.add_argument("--model", default="minilm-l6",
+                            help="checkpoint whose tokenizer to use (default minilm-l6); "
+                                 "train the same model on the shards")
+    preprocess.add_argument("--train", required=True,
+                            help="training data: CSV/TSV/JSONL (also .gz/.bz2/.xz) or Parquet "
+                                 "file, read in chunks, never whole")
+    preprocess.add_argument("--output", required=True, help="folder to write the shards to")
+    preprocess.add_argument("--shards", type=int, default=8,
+                            help="TFRecord files to write (default 8; at least the number of "
+                                 "workers that will read them)")
+    preprocess.add_argument("--max-length", type=int,
+                            help="tokens per example, [CLS]/[SEP] included (default: the "
+                                 "task's, 128 for most)")
+    preprocess.add_argument("--chunk-rows", type=int, default=8192,
+                            help="rows read and tokenized at a time (default 8192)")
+    preprocess.add_argument("--workers", type=int,
+                            help="tokenizing threads (default: the CPU count, at most 4)")
+    preprocess.add_argument("--seed", type=int, default=42,
+                            help="seed of the calibration sample (default 42)")
+    preprocess.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
+                            help="file format, when the extension does not tell")
+    preprocess.add_argument("--encoding", default="utf-8",
+                            help="text encoding of the file (utf-8)")
+    add_table_options(preprocess)
+    preprocess.add_argument("--overwrite", action="store_true",
+                            help="replace shards written earlier by tfsft preprocess")
+    preprocess.add_argument("--no-progress", dest="progress", action="store_false",
+                            help="no progress bars")
+    add_task_options(preprocess, task)
+
+
+def _add_evaluate(commands: Any, task: str) -> None:
+    """``tfsft evaluate RUN --data FILE``."""
+    evaluate = commands.add_parser("evaluate", help="metrics of a trained run on labelled data")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--output-dir", help="also write metrics.json and the report files here")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    add_read_options(evaluate)
+
+
+def _add_predict(commands: Any, task: str) -> None:
+    """``tfsft predict RUN TEXT...``, with the tasks' named inputs as flags."""
+    predict = commands.add_parser("predict", help="predictions for texts (arguments or a file)")
+    predict.add_argument("run_dir")
+    predict.add_argument("texts", nargs="*", help="texts (single-text models)")
+    predict.add_argument("--input", help="file of texts (CSV/TSV/JSONL/Parquet, or .txt: one a "
+                                         "line; question answering: SQuAD JSON too)")
+    for flag, (help_text, owners) in input_flags().items():
+        predict.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
+                             help=f"{', '.join(owners)}: {help_text}")
+    predict.add_argument("--batch-size", type=int, default=64)
+    add_read_options(predict)
+
+
+def _add_task_commands(commands: Any, task: str) -> None:
+    """The subcommands the tasks add (causal-lm: ``generate``)."""
+    for command in task_commands(set(commands.choices)):
+        subcommand = commands.add_parser(command.name, help=command.help)
+        command.add_arguments(subcommand, command_context())
+        subcommand.set_defaults(task_command=command)
+
+
+def _add_export(commands: Any, task: str) -> None:
+    """``tfsft export RUN``: SavedModel, TFLite, ONNX, verified."""
+    export = commands.add_parser(
+        "export", help="export a trained run (SavedModel, TFLite, ONNX), verified on held-out data")
+    export.add_argument("run_dir")
+    export.add_argument("--format", default="savedmodel",
+                        help="comma-separated: savedmodel,tflite,onnx (default savedmodel)")
+    export.add_argument("--quantize", default="",
+                        help="comma-separated extra variants: fp16,int8-dynamic,int8")
+    export.add_argument("--output", required=True, help="model base folder, e.g. saved_models/NAME")
+    export.add_argument("--allow-mismatch", action="store_true",
+                        help="publish even if an artifact fails its parity check")
+    export.add_argument("--data", help="held-out data to verify on (default: the run's own)")
+    export.add_argument("--max-examples", type=int, default=1000,
+                        help="held-out examples to verify on (default 1000)")
+    add_read_options(export, format_flag="--data-format")
+
+
+def _add_data(commands: Any, task: str) -> None:
+    """``tfsft data inspect FILE``: the data check on its own."""
+    data = commands.add_parser("data", help="check a data set (tfsft data inspect FILE)")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION",
+                                  parser_class=_SubcommandParser)
+    inspect = actions.add_parser(
+        "inspect", help="rows, labels, token lengths, duplicates, overlap, [UNK] rate",
+        description="The data check that tfsft train runs before training, on its own.")
+    inspect.add_argument("file", help="training data (as tfsft train --train takes it)")
+    inspect.add_argument("--validation", help="validation data: also checks train/validation "
+                                              "overlap")
+    inspect.add_argument("--task", choices=task_names(),
+                         help=f"how to read the data (default {DEFAULT_TASK})")
+    inspect.add_argument("--model", default="minilm-l6",
+                         help="checkpoint whose tokenizer counts the tokens (default minilm-l6)")
+    inspect.add_argument("--max-length", type=int,
+                         help="tokens per example the model would keep (default: the task's, "
+                              "128; question answering 384)")
+    inspect.add_argument("--output-dir", help="also write data_check.json, data_check.txt and "
+                                              "token_lengths.png into this (new) folder")
+    inspect.add_argument("--format", dest="file_format", choices=FILE_FORMATS)
+    inspect.add_argument("--encoding", help="text encoding of the files (utf-8)")
+    add_table_options(inspect)
+    add_task_options(inspect, task)
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """Every command also takes --verbose / --debug after its name."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        add_debug_flags(self, default=argparse.SUPPRESS)
+
+
+def add_debug_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--verbose", "-v", action="store_true", default=default,
+                        help="debug logging")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="debug logging, and the Python traceback of an error")
