@@ -426,6 +426,8 @@ CASES = [
      {"dev.csv": "text,label\ngood,meh\n"}, "label 'meh' was not seen in training"),
     # -- data inspect -------------------------------------------------------------------------
     ("inspect-missing", "data inspect {d}/nope.csv --model {ckpt}", {}, "file not found"),
+    ("inspect-conll-as-text", "data inspect {d}/train.conll --model {ckpt}",
+     {"train.conll": CONLL_TRAIN}, "cannot tell the file format from the extension 'conll'"),
     ("inspect-blank-texts-counted", "data inspect {d}/train.csv --model {ckpt} --max-length 16",
      {"train.csv": rows_csv("  ,pos", "\u200b,neg")},
      "ok: 2 rows have an empty or whitespace-only text"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tfsft.cli.options import add_read_options, input_flags, read_keywords, task_of
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import DEFAULT_TASK, option_fields, options_class, task_class
 from tfsft.tasks.commands import CommandContext
 
@@ -167,7 +167,6 @@ def run_data(args: argparse.Namespace) -> int:
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.base import create_task
-    from tfsft.tasks.token_classification.examples import is_conll_file
 
     name = args.task or DEFAULT_TASK
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
@@ -183,10 +182,14 @@ def run_data(args: argparse.Namespace) -> int:
     blank = {}
     sources = {"train": args.file, "validation": args.validation}
     for role, source in list(sources.items()):
-        if source and hasattr(task, "columns") and not is_conll_file(source, args.file_format):
-            sources[role], blank[role] = without_blank_texts(
-                read_table(source, **read), [c for c in task.columns(role) if c],
-                _excluded_rows(task, role))
+        if not source or not hasattr(task, "columns"):  # text columns to check for blanks
+            continue
+        try:
+            table = read_table(source, **read)
+        except DataError:  # not a table (a CoNLL or SQuAD document): the task's reader reports
+            continue
+        sources[role], blank[role] = without_blank_texts(
+            table, [c for c in task.columns(role) if c], _excluded_rows(task, role))
     train = task.read(sources["train"], role="train", **read)
     validation = (task.read(sources["validation"], role="validation", **read)
                   if args.validation else None)
