@@ -30,13 +30,7 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     """
     import tensorflow as tf
 
-    from tfsft.data.pipeline import (
-        PARALLEL_BATCHES,
-        WINDOW_BATCHES,
-        _bucket_padder,
-        count_batches,
-        without_autotune,
-    )
+    from tfsft.data.pipeline import PARALLEL_BATCHES, WINDOW_BATCHES, count_batches, without_autotune
 
     window_batches = window_batches or WINDOW_BATCHES
     chosen = list(range(len(manifest.shards))) if files is None else list(files)
@@ -46,30 +40,50 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     if rows == 0:
         raise DataError(str(manifest.folder), None, "the shards hold no rows",
                         "run tfsft preprocess again")
-    paths = [str(manifest.files[i]) for i in chosen]
-    file_names = tf.data.Dataset.from_tensor_slices(paths)
-    file_names = file_names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    records = file_names.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(paths), 16), block_length=1,
-        num_parallel_calls=min(len(paths), READ_FILES), deterministic=True)
-    records = records.shuffle(min(rows, SHUFFLE_ROWS), seed=seed, reshuffle_each_iteration=True)
+    records = _shuffled_records([str(manifest.files[i]) for i in chosen], rows, seed)
     if max_rows is not None:
         records = records.take(rows)
     if steps is not None:
         records = records.repeat().take(steps * batch_size)
         rows = steps * batch_size
-    specs = manifest.features
-    parse_spec = _parse_spec(specs)
-    window = batch_size * window_batches
+    parse_spec = _parse_spec(manifest.features)
 
     def parse_and_sort(serialized):
         parsed = tf.io.parse_example(serialized, parse_spec)
         order = tf.argsort(parsed["token_ids"].row_lengths(), stable=True)
         return {name: tf.gather(value, order) for name, value in parsed.items()}
 
+    window = batch_size * window_batches
     parsed = records.batch(window).map(parse_and_sort, num_parallel_calls=PARALLEL_BATCHES)
     batches = parsed.unbatch().ragged_batch(batch_size)
     batches = batches.shuffle(window_batches, seed=seed, reshuffle_each_iteration=True)
+    dataset = batches.map(_batch_maker(manifest.features, buckets),
+                          num_parallel_calls=PARALLEL_BATCHES)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+        count_batches(rows, batch_size)))
+    return without_autotune(dataset)
+
+
+def _shuffled_records(paths: list[str], rows: int, seed: int | None) -> tf.data.Dataset:
+    """Serialized rows of the shard files at ``paths``: a seeded shuffle of the file order
+    each epoch, the files read interleaved, the rows shuffled in a buffer."""
+    import tensorflow as tf
+
+    file_names = tf.data.Dataset.from_tensor_slices(paths)
+    file_names = file_names.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    records = file_names.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(paths), 16), block_length=1,
+        num_parallel_calls=min(len(paths), READ_FILES), deterministic=True)
+    return records.shuffle(min(rows, SHUFFLE_ROWS), seed=seed, reshuffle_each_iteration=True)
+
+
+def _batch_maker(specs: dict[str, FeatureSpec], buckets: Sequence[int] | None) -> Any:
+    """The function from a parsed ragged batch to ``(features, targets[, weights])``, padded
+    to the batch's longest row (or its length bucket), as the in-memory pipeline gives them."""
+    import tensorflow as tf
+
+    from tfsft.data.pipeline import _bucket_padder
+
     pad_tokens = _bucket_padder(buckets)
     padders = {name: _bucket_padder(buckets, tf.constant(spec.pad, dtype=tf.dtypes.as_dtype(
         spec.dtype))) for name, spec in specs.items() if spec.kind in ("token_aligned", "ragged")}
@@ -99,10 +113,7 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
         y = next(iter(targets.values())) if len(targets) == 1 else targets
         return (features, y) if weights is None else (features, y, weights)
 
-    dataset = batches.map(to_batch, num_parallel_calls=PARALLEL_BATCHES)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(
-        count_batches(rows, batch_size)))
-    return without_autotune(dataset)
+    return to_batch
 
 
 def _parse_spec(specs: dict[str, FeatureSpec]) -> dict[str, Any]:
