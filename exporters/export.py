@@ -90,9 +90,9 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
 
 
 def _exporter_of(run: TrainedRun):
-    """The task's own export function (``Task.exporter``, for models that are not encoders,
-    such as causal-lm's), else None."""
-    reference = getattr(run.task, "exporter", None)
+    """The task's own export function (``ServingRole.exporter``, for models that are not
+    encoders, such as causal-lm's), else None."""
+    reference = run.task.serving.exporter
     if not reference:
         return None
     module, _, name = reference.partition(":")
@@ -157,7 +157,8 @@ def keras_runner(run: TrainedRun):
         raw = model.predict_on_batch({"token_ids": batch["input_ids"],
                                       "padding_mask": batch["attention_mask"],
                                       "segment_ids": batch["token_type_ids"]})
-        return {k: v.numpy() for k, v in task.export_outputs(tf.constant(raw, tf.float32)).items()}
+        outputs = task.serving.export_outputs(tf.constant(raw, tf.float32))
+        return {k: v.numpy() for k, v in outputs.items()}
 
     return run_batch
 
@@ -167,7 +168,7 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
                      timing: dict) -> list[Check]:
     reference_runner = keras_runner(run)
     reference = run_all(decoding(reference_runner, run.task), batches,
-                        list(run.task.output_checks()))
+                        list(run.task.serving.output_checks()))
 
     def check(artifact, variant, path, runner, **notes):
         logger.info("verifying %s %s on %d held-out examples", artifact, variant, len(heldout))
@@ -178,7 +179,7 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
     saved = staging / "savedmodel"
     saved.mkdir()
     logger.info("writing SavedModel")
-    warmup = {name: texts[:32] for name, texts in run.task.texts(heldout).items()}
+    warmup = {name: texts[:32] for name, texts in run.task.data.texts(heldout).items()}
     savedmodel.write_savedmodel(run, saved, warmup)
     if "savedmodel" in formats:
         checks.append(check("savedmodel", "fp32", saved, savedmodel.savedmodel_runner(saved)))
@@ -204,9 +205,9 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
         path = folder / tflite.TOKEN_ID_VARIANTS[variant]
         path.write_bytes(tflite.convert_token_ids(saved, variant, calibration))
         checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
-    if not run.task.lite_text_model:
+    if run.task.serving.no_lite_text_model:
         logger.info("no raw-text TFLite model for %s: %s", run.task.name,
-                    run.task.lite_text_reason)
+                    run.task.serving.no_lite_text_model)
         return checks
     logger.info("converting TFLite raw-text model")
     path = folder / tflite.TEXT_MODEL
@@ -220,7 +221,7 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
     onnx_model.write_sidecars(folder, run)
     paths = {variant: folder / name for variant, name in onnx_model.FILES.items()}
     logger.info("converting to ONNX (tf2onnx, opset %d)", onnx_model.OPSET)
-    onnx_model.convert(run.model, paths["fp32"], run.task.export_outputs)
+    onnx_model.convert(run.model, paths["fp32"], run.task.serving.export_outputs)
     checks = [check("onnx", "fp32", paths["fp32"], onnx_model.session_runner(paths["fp32"]))]
     backbone = run.model.backbone
     logger.info("optimizing with the ONNX Runtime transformer optimizer")

@@ -178,7 +178,7 @@ def savedmodel_runner(path: str | os.PathLike):
 def write_savedmodel(run: TrainedRun, path: Path,
                      warmup_texts: dict[str, list[str]] | None = None) -> None:
     """Write the SavedModel of ``run`` into the (existing, empty) folder ``path``."""
-    model, tokenizer, task = run.model, run.tokenizer, run.task
+    model, tokenizer, serving = run.model, run.tokenizer, run.task.serving
     max_length = run.max_length
 
     def raw_outputs(features: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -187,15 +187,15 @@ def write_savedmodel(run: TrainedRun, path: Path,
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tokenizer)
-    names = task.text_inputs()
+    names = serving.text_inputs()
     signature = [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
     def features(*texts):
-        return task.tokenize(tokenizer, dict(zip(names, texts, strict=True)), max_length)
+        return serving.tokenize(tokenizer, dict(zip(names, texts, strict=True)), max_length)
 
     def serve_text(*texts):
-        return task.serving_outputs(raw_outputs(features(*texts)),
-                                    dict(zip(names, texts, strict=True)), tokenizer, max_length)
+        return serving.serving_outputs(raw_outputs(features(*texts)),
+                                       dict(zip(names, texts, strict=True)), tokenizer, max_length)
 
     def tokenize(*texts):
         encoded = features(*texts)
@@ -203,19 +203,19 @@ def write_savedmodel(run: TrainedRun, path: Path,
                 "token_type_ids": encoded["segment_ids"]}
 
     archive.add_endpoint(SERVING_SIGNATURE, serve_text, input_signature=signature)
-    if task.lite_text_signature:
+    if serving.lite_text_signature:
         def serve_text_lite(*texts):
-            return task.lite_text_outputs(raw_outputs(features(*texts)),
-                                          dict(zip(names, texts, strict=True)), tokenizer,
-                                          max_length)
+            return serving.lite_text_outputs(raw_outputs(features(*texts)),
+                                             dict(zip(names, texts, strict=True)), tokenizer,
+                                             max_length)
 
         archive.add_endpoint(LITE_TEXT_SIGNATURE, serve_text_lite, input_signature=signature)
     archive.add_endpoint(TOKENIZE_SIGNATURE, tokenize, input_signature=signature)
 
     def serve_token_ids(input_ids, attention_mask, token_type_ids):
-        return task.export_outputs(raw_outputs({"token_ids": input_ids,
-                                                "padding_mask": attention_mask,
-                                                "segment_ids": token_type_ids}))
+        return serving.export_outputs(raw_outputs({"token_ids": input_ids,
+                                                   "padding_mask": attention_mask,
+                                                   "segment_ids": token_type_ids}))
 
     id_spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in ID_INPUTS]
     archive.add_endpoint(TOKEN_IDS_SIGNATURE, serve_token_ids, input_signature=id_spec)
@@ -234,5 +234,5 @@ def write_task_sidecars(folder: Path, run: TrainedRun) -> None:
     (folder / "labels.txt").write_text("".join(f"{label}\n" for label in run.labels),
                                        encoding="utf-8")
     atomic_write_json(folder / "task.json", task_record(run.task, run.max_length))
-    for name, source in run.task.sidecar_files().items():
+    for name, source in run.task.serving.sidecar_files().items():
         shutil.copyfile(source, folder / name)

@@ -8,7 +8,7 @@ only on real tokens. It also records the task's quality metric, file size and me
 batch 1 and 32.
 
 >>> import numpy as np
->>> from tfsft.tasks.base import OutputCheck
+>>> from tfsft.tasks.roles import OutputCheck
 >>> mask = [np.ones((1, 3), np.int32)]
 >>> check = Check("x", "fp32", "x.bin", 10, {"logits": OutputCheck(kind="argmax")},
 ...               {"logits": [np.array([[1.0, 0.0]])]}, {"logits": [np.array([[1.0, 0.1]])]}, mask)
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.tasks.base import OutputCheck, Task
+from tfsft.tasks.base import Task
+from tfsft.tasks.roles import OutputCheck
 
 # A batch handed to runners: raw-text inputs (``text_inputs``) and the token-id features.
 Batch = dict[str, Any]
@@ -152,14 +153,14 @@ def make_batches(task: Task, tokenizer, examples: Any, max_length: int,
     """Held-out examples in input order, cut into batches with their token-id features."""
     import tensorflow as tf
 
-    texts = task.texts(examples)
+    texts = task.data.texts(examples)
     count = len(next(iter(texts.values())))
     batches = []
     for start in range(0, count, batch_size):
         inputs = {name: np.array(values[start:start + batch_size], dtype=object)
                   for name, values in texts.items()}
-        features = task.tokenize(tokenizer, {k: tf.constant(list(v)) for k, v in inputs.items()},
-                                 max_length)
+        features = task.serving.tokenize(
+            tokenizer, {k: tf.constant(list(v)) for k, v in inputs.items()}, max_length)
         batches.append({
             "text_inputs": inputs,
             "input_ids": features["token_ids"].numpy(),
@@ -180,7 +181,7 @@ def decoding(runner: Runner, task: Task) -> Runner:
 
     def run(batch: Batch) -> dict[str, np.ndarray]:
         outputs = dict(runner(batch))
-        decoded = task.decode_exported(batch, outputs)
+        decoded = task.serving.decode_exported(batch, outputs)
         return {**{k: v for k, v in decoded.items() if k not in outputs}, **outputs}
 
     return run
@@ -228,12 +229,13 @@ def verify(artifact: str, variant: str, path: str | Path, runner: Runner, task: 
            reference: dict[str, list[np.ndarray]], batches: Sequence[Batch], examples: Any,
            latency_batches: dict[str, Sequence[Batch]], notes: dict | None = None) -> Check:
     """Run ``runner`` on all held-out ``batches``, compare with ``reference`` and time it."""
-    rules = task.output_checks()
+    rules = task.serving.output_checks()
     outputs = run_all(decoding(runner, task), batches, list(rules))
-    quality = task.export_quality(examples, {k: np.concatenate(v) if not rules[k].per_token
-                                             else v for k, v in outputs.items()})
+    quality = task.serving.export_quality(
+        examples, {k: v if rules[k].per_token else np.concatenate(v) for k, v in outputs.items()})
     check = Check(artifact, variant, str(path), size_of(path), rules, reference, outputs,
-                  [b["attention_mask"] for b in batches], quality, task.headline_metric,
+                  [b["attention_mask"] for b in batches], quality,
+                  task.evaluation.headline_metric,
                   notes=dict(notes or {}))
     for name, timing_batches in latency_batches.items():
         check.latency_ms[name] = median_ms(runner, timing_batches)

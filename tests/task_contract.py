@@ -64,7 +64,7 @@ def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: P
 
     run = TrainedRun(run_dir)
     assert run.task.name == task
-    headline = run.task.headline_metric
+    headline = run.task.evaluation.headline_metric
     if quality_at_least is not None:
         assert result.metrics[headline] >= quality_at_least, result.metrics
 
@@ -84,9 +84,9 @@ def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: P
     import keras
 
     reloaded = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    examples = run.task.examples_from_texts(inputs)
-    encoded = run.task.encode(run.tokenizer, examples, run.max_length)
-    for ours, theirs in zip(_arrays(run.task.model_outputs(reloaded, encoded)),
+    examples = run.task.data.examples_from_texts(inputs)
+    encoded = run.task.data.encode(run.tokenizer, examples, run.max_length)
+    for ours, theirs in zip(_arrays(run.task.evaluation.outputs(reloaded, encoded)),
                             _arrays(run.outputs(examples, verbose=0)), strict=True):
         # float32 sums in a different batch order differ in the last bits (1e-6 on logits near 4)
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
@@ -95,7 +95,7 @@ def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: P
     export_dir = tmp_path / "exports" / "model"
     report = export(run_dir, export_dir, formats=["savedmodel", "tflite", "onnx"],
                     quantize=["fp16", "int8-dynamic", "int8"])
-    expected = VARIANTS if run.task.lite_text_model else VARIANTS - {("tflite", "text")}
+    expected = VARIANTS - ({("tflite", "text")} if run.task.serving.no_lite_text_model else set())
     assert {(a["artifact"], a["variant"]) for a in report["artifacts"]} == expected
     failed = [a for a in report["artifacts"] if not a["passed"]]
     assert report["passed"] and not failed, failed
@@ -115,7 +115,8 @@ def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: P
     served = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"](
         **{name: tf.constant(values) for name, values in inputs.items()})
     token_ids = tf.saved_model.load(str(export_dir / "1")).signatures["serve_token_ids"]
-    checked, id_outputs = set(run.task.output_checks()), set(token_ids.structured_outputs)
+    checked = set(run.task.serving.output_checks())
+    id_outputs = set(token_ids.structured_outputs)
     # checked outputs the token-id models lack are per-example values decoded from them
     # (question answering's answers): the raw-text signature computes those in the graph
     decoded = checked - id_outputs
@@ -140,7 +141,7 @@ def _arrays(outputs: Any) -> list[np.ndarray]:
 def _record_columns(run) -> list[str]:
     """CLI flags that read the run's own ``heldout.jsonl`` (its records' column names)."""
     flags = []
-    for name, value in run.task.record_options().items():
+    for name, value in run.task.data.record_options().items():
         if value in (None, []) or name.startswith("validation_"):
             continue
         flags.append("--" + name.replace("_", "-"))

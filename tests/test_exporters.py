@@ -16,7 +16,7 @@ from exporters import ExportMismatchError, export
 from tfsft.cli import main as cli
 from tfsft.errors import ConfigError
 from tfsft.runs import TrainedRun
-from tfsft.tasks.base import OutputCheck
+from tfsft.tasks.roles import OutputCheck
 from tfsft.tasks.text_classification.task import TextClassificationTask
 from tfsft.tokenization import unpad
 

@@ -121,8 +121,8 @@ def assert_same_state(state: dict, expected: dict) -> None:
 
 def _state_from_chunks(task_name, options, path, chunk_rows=4):
     task = create_task(task_name, options)
-    summaries = [task.learn_chunk(chunk) for chunk in iter_table_chunks(path, chunk_rows)]
-    task.merge_chunks(summaries, str(path))
+    summaries = [task.data.learn_chunk(chunk) for chunk in iter_table_chunks(path, chunk_rows)]
+    task.data.merge_chunks(summaries, str(path))
     return task
 
 
@@ -137,12 +137,13 @@ def test_sentence_tasks_learn_from_chunks_what_they_learn_from_the_whole_file(
         tmp_path, task_name, options, rows):
     path = write_csv(tmp_path / "train.csv", rows)
     whole = create_task(task_name, options)
-    examples = whole.read(path)
+    examples = whole.data.read(path)
     chunked = _state_from_chunks(task_name, options, path)
     assert_same_state(chunked.state_dict(), whole.state_dict())
     if task_name == "text-classification":  # sorted by label: most chunks hold one label
-        np.testing.assert_allclose(chunked.sample_weights(chunked.read(path, role="eval")),
-                                   whole.sample_weights(examples))
+        reread = chunked.data.read(path, role="eval")
+        np.testing.assert_allclose(chunked.data.sample_weights(reread),
+                                   whole.data.sample_weights(examples))
 
 
 def test_token_classification_learns_its_tag_set_from_chunks(tmp_path):
@@ -153,7 +154,7 @@ def test_token_classification_learns_its_tag_set_from_chunks(tmp_path):
             {"tokens": ["Bo", "Li", "Oslo"], "tags": ["B-PER", "I-PER", "B-LOC"]}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     whole = create_task("token-classification")
-    whole.read(path)
+    whole.data.read(path)
     chunked = _state_from_chunks("token-classification", {}, path, chunk_rows=1)
     assert chunked.state_dict() == whole.state_dict()
 
@@ -161,7 +162,7 @@ def test_token_classification_learns_its_tag_set_from_chunks(tmp_path):
 def test_whole_data_checks_still_apply_to_chunked_data(tmp_path):
     path = write_csv(tmp_path / "one.csv", [(f"text {i}", "pos") for i in range(9)])
     with pytest.raises(DataError) as whole:
-        create_task("text-classification").read(path)
+        create_task("text-classification").data.read(path)
     with pytest.raises(DataError) as chunked:
         _state_from_chunks("text-classification", {}, path)
     assert str(chunked.value) == str(whole.value)
@@ -207,9 +208,9 @@ def test_shards_hold_the_batches_of_the_in_memory_pipeline(tiny_checkpoint, tmp_
     manifest = write_shards(create_task(task_name, options), path, tmp_path / "shards", model=tiny_checkpoint,
                             max_length=12, shards=3, chunk_rows=16, workers=2, progress=False)
     task = create_task(task_name, options)
-    examples = task.read(path)
-    tokenizer = task.load_tokenizer(tiny_checkpoint, 12)
-    encoded = task.encode(tokenizer, examples, 12, training=True)
+    examples = task.data.read(path)
+    tokenizer = task.data.load_tokenizer(tiny_checkpoint, 12)
+    encoded = task.data.encode(tokenizer, examples, 12, training=True)
     assert_same_state(manifest.task_state, task.state_dict())
     assert manifest.rows == len(examples) == sum(s["rows"] for s in manifest.shards)
     assert manifest.tokens == int(encoded.lengths.sum())
@@ -257,8 +258,9 @@ def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
     write_shards(create_task("token-classification", {}), path, tmp_path / "shards", model=tiny_checkpoint,
                  max_length=10, shards=2, chunk_rows=7, progress=False)
     task = create_task("token-classification")
-    examples = task.read(path)
-    encoded = task.encode(task.load_tokenizer(tiny_checkpoint, 10), examples, 10, training=True)
+    examples = task.data.read(path)
+    tokenizer = task.data.load_tokenizer(tiny_checkpoint, 10)
+    encoded = task.data.encode(tokenizer, examples, 10, training=True)
     batches = shard_dataset(read_manifest(tmp_path / "shards"), batch_size=6, seed=0,
                             buckets=(8, 16))
     assert {b[0]["token_ids"].shape[1] for b in batches} <= {8, 16}

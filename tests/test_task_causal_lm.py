@@ -95,9 +95,9 @@ def test_smollm2_conversion_matches_the_numpy_forward_pass(tmp_path, monkeypatch
 
 def test_loss_covers_the_response_and_its_end_token_only(tiny_llm):
     task = create_task("causal-lm")
-    tokenizer = task.load_tokenizer(tiny_llm, 64)
-    examples = task.read(_rows_frame(chat_rows(3)))
-    encoded = task.encode(tokenizer, examples, 64)
+    tokenizer = task.data.load_tokenizer(tiny_llm, 64)
+    examples = task.data.read(_rows_frame(chat_rows(3)))
+    encoded = task.data.encode(tokenizer, examples, 64)
     labels = encoded.targets["target"]
     offsets = np.concatenate([[0], np.cumsum(labels.row_lengths)])
     for i in range(len(examples)):
@@ -354,22 +354,22 @@ BAD_ROWS = [
 def test_bad_conversations_name_the_row(tmp_path, rows, problem):
     path = write_jsonl(tmp_path / "data.jsonl", rows)
     with pytest.raises(DataError, match=f"^{path}") as error:
-        create_task("causal-lm").read(path)
+        create_task("causal-lm").data.read(path)
     assert problem in str(error.value)
 
 
 def test_conversations_longer_than_max_length_are_counted_and_skipped(tiny_llm):
     task = create_task("causal-lm")
-    tokenizer = task.load_tokenizer(tiny_llm, 32)
-    examples = task.read(_rows_frame([{"prompt": "a " * 40, "response": "b"},
-                                      {"prompt": "a", "response": "b " * 40},
-                                      {"prompt": "a", "response": "b"}]))
-    report, lengths = task.token_length_report(tokenizer, examples, 32)
+    tokenizer = task.data.load_tokenizer(tiny_llm, 32)
+    examples = task.data.read(_rows_frame([{"prompt": "a " * 40, "response": "b"},
+                                           {"prompt": "a", "response": "b " * 40},
+                                           {"prompt": "a", "response": "b"}]))
+    report, lengths = task.data.token_length_report(tokenizer, examples, 32)
     assert report["over_max_length"] == 2 and lengths.max() > 32
-    encoded = task.encode(tokenizer, examples, 32, training=True)
+    encoded = task.data.encode(tokenizer, examples, 32, training=True)
     assert len(encoded) == 2 and encoded.lengths.max() == 32
-    assert task.encoding_notes() == {"examples": 3, "over_max_length": 2,
-                                     "without_response_tokens": 1}
+    assert task.data.encoding_notes() == {"examples": 3, "over_max_length": 2,
+                                          "without_response_tokens": 1}
 
 
 def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run):

@@ -37,13 +37,13 @@ def test_label_cells_as_lists_json_and_delimited_text(tmp_path):
     task = create_task("multi-label-classification", {"label_delimiter": ";"})
     frame = pd.DataFrame({"text": ["a", "b", "c", "d"],
                           "label": [["x", "y"], '["y"]', "x; z", ""]})
-    data = task.read(frame)
+    data = task.data.read(frame)
     assert task.labels == ("x", "y", "z")
     assert data.targets.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1], [0, 0, 0]]
     path = tmp_path / "val.jsonl"
     path.write_text('{"text": "e", "label": ["x"]}\n{"text": "f", "label": ["w"]}\n')
     with pytest.raises(DataError, match=r"line 2: label\(s\) \['w'\] were not seen in training"):
-        task.read(path, role="eval")
+        task.data.read(path, role="eval")
 
 
 @pytest.mark.parametrize("cell, problem", [
@@ -53,7 +53,7 @@ def test_bad_label_cells_name_the_line(tmp_path, cell, problem):
     path.write_text(json.dumps({"text": "ok", "label": ["a"]}) + "\n"
                     + json.dumps({"text": "bad", "label": cell}) + "\n")
     with pytest.raises(DataError, match=f"{path}, line 2: .*{problem}"):
-        create_task("multi-label-classification").read(path)
+        create_task("multi-label-classification").data.read(path)
 
 
 def test_thresholds_are_tuned_per_label_or_fixed():
@@ -61,9 +61,10 @@ def test_thresholds_are_tuned_per_label_or_fixed():
     probabilities = np.array([[0.3, 0.9], [0.35, 0.2], [0.1, 0.95], [0.2, 0.1]])
     tuned = create_task("multi-label-classification")
     tuned.labels, tuned.thresholds = ("a", "b"), [0.5, 0.5]
-    tuned.after_fit(type("V", (), {"targets": targets})(), np.log(probabilities / (1 - probabilities)))
+    logits = np.log(probabilities / (1 - probabilities))
+    tuned.evaluation.after_fit(type("V", (), {"targets": targets})(), logits)
     assert tuned.thresholds[0] <= 0.3 and 0.9 <= tuned.thresholds[1] < 0.95
     fixed = create_task("multi-label-classification", {"threshold": 0.5})
     fixed.labels, fixed.thresholds = ("a", "b"), [0.5, 0.5]
-    fixed.after_fit(type("V", (), {"targets": targets})(), np.zeros((4, 2)))
+    fixed.evaluation.after_fit(type("V", (), {"targets": targets})(), np.zeros((4, 2)))
     assert fixed.thresholds == [0.5, 0.5]

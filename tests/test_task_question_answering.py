@@ -136,7 +136,7 @@ def test_graph_answers_equal_the_numpy_post_processing():
                                5)
     rng = np.random.default_rng(0)
     raw = rng.standard_normal((*windows["token_ids"].shape, 2)).astype(np.float32)
-    python = task.windows(tokenizer, questions, contexts, 16)
+    python = task.data.windows(tokenizer, questions, contexts, 16)
     offsets = np.full((len(raw), raw.shape[1], 2), -1, np.int32)
     for w, row in enumerate(python["offsets"]):
         offsets[w, :len(row)] = row

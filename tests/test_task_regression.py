@@ -34,8 +34,8 @@ def test_regression_meets_the_task_contract(tiny_checkpoint, tmp_path):
 
 def test_targets_are_standardized_for_training_and_restored_in_predictions():
     task = create_task("regression", {"target_columns": ["a", "b"]})
-    data = task.read(pd.DataFrame({"text": ["x", "y", "z"], "a": [1, 2, 3], "b": ["10", "30", "20"]}))
-    scaled = task.encode_targets(data)["target"]
+    data = task.data.read(pd.DataFrame({"text": ["x", "y", "z"], "a": [1, 2, 3], "b": ["10", "30", "20"]}))
+    scaled = task.data.encode_targets(data)["target"]
     np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-6)
     np.testing.assert_allclose(scaled.std(axis=0), 1, atol=1e-6)
     np.testing.assert_allclose(task.destandardize(scaled), data.targets, atol=1e-5)
@@ -48,10 +48,10 @@ def test_bad_targets_name_the_line(tmp_path, value, problem):
     path.write_text(f"text,score\nfine,1\nbad row,{value}\n")
     task = create_task("regression", {"target_columns": ["score"]})
     with pytest.raises(DataError, match=f"{path}, line 3: the target \\(column 'score'\\) {problem}"):
-        task.read(path)
+        task.data.read(path)
 
 
 def test_constant_target_is_an_error():
     task = create_task("regression", {"target_columns": ["y"]})
     with pytest.raises(DataError, match="same value in every training row"):
-        task.read(pd.DataFrame({"text": ["a", "b"], "y": [1.0, 1.0]}))
+        task.data.read(pd.DataFrame({"text": ["a", "b"], "y": [1.0, 1.0]}))

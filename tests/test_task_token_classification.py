@@ -281,9 +281,10 @@ def test_numeric_tags_need_names():
 
 def test_unknown_entity_type_in_validation_data_is_an_error(tmp_path):
     task = create_task("token-classification")
-    task.read(write_conll(tmp_path / "train.txt", [(["Ann"], ["B-PER"])]))
+    task.data.read(write_conll(tmp_path / "train.txt", [(["Ann"], ["B-PER"])]))
     with pytest.raises(DataError, match=r"entity types \['B-ORG'\] were not in the training"):
-        task.read(write_conll(tmp_path / "valid.txt", [(["IBM"], ["B-ORG"])]), role="validation")
+        task.data.read(write_conll(tmp_path / "valid.txt", [(["IBM"], ["B-ORG"])]),
+                       role="validation")
 
 
 # -- schemes, alignment, windows ------------------------------------------------------------
@@ -298,30 +299,31 @@ def test_schemes_round_trip_through_spans():
 
 
 def test_words_split_into_pieces_take_continuation_tags(tiny_checkpoint):
-    from tfsft.tasks.token_classification.task import text_pieces
+    from tfsft.tasks.token_classification.pieces import text_pieces
     from tfsft.tokenization import WordPieceTokenizer
 
     task = create_task("token-classification")
-    data = task.read_tokens([["the", "U.S.", "and", "Anna"]], [["O", "B-LOC", "O", "B-PER"]])
+    data = task.data.read_tokens([["the", "U.S.", "and", "Anna"]],
+                                 [["O", "B-LOC", "O", "B-PER"]])
     tokenizer = WordPieceTokenizer.from_pretrained(tiny_checkpoint)
     _, pieces = text_pieces(tokenizer, data.texts)
-    tags, lost, inside = task.unit_tags(data, 0, pieces[0])
+    tags, lost, inside = task.data.unit_tags(data, 0, pieces[0])
     # units: the | u . s . | and | anna (a ##n ##n ##a is one unit)
     assert tags == ["O", "B-LOC", "I-LOC", "I-LOC", "I-LOC", "O", "B-PER"]
     assert (lost, inside) == (0, 0)
 
 
 def test_long_sentences_become_overlapping_windows_and_merge_back(tiny_checkpoint):
-    from tfsft.tasks.token_classification.task import windows
+    from tfsft.tasks.token_classification.pieces import windows
     from tfsft.tokenization import WordPieceTokenizer
 
     assert windows(30, 10, 4) == [0, 6, 12, 18, 20]
     task = create_task("token-classification", {"stride": 3})
     tokens = ["the", "movie"] * 12 + ["Anna"]
-    data = task.read_tokens([tokens, ["Bob"]], [["O"] * 24 + ["B-PER"], ["B-PER"]])
+    data = task.data.read_tokens([tokens, ["Bob"]], [["O"] * 24 + ["B-PER"], ["B-PER"]])
     tokenizer = WordPieceTokenizer.from_pretrained(tiny_checkpoint)
-    encoded = task.encode(tokenizer, data, max_length=12)
-    assert task.last_encoding["windowed_sentences"] == 1
+    encoded = task.data.encode(tokenizer, data, max_length=12)
+    assert task.data.last_encoding["windowed_sentences"] == 1
     assert max(encoded.lengths) <= 12 and len(encoded) > 2
     assert encoded.row_sentence.tolist().count(0) == len(encoded) - 1
 
@@ -331,12 +333,12 @@ def test_stride_must_leave_room_in_a_window(tiny_checkpoint):
 
     tokenizer = WordPieceTokenizer.from_pretrained(tiny_checkpoint)
     task = create_task("token-classification", {"stride": 32})
-    data = task.read_tokens([["Ann"]], [["B-PER"]])
+    data = task.data.read_tokens([["Ann"]], [["B-PER"]])
     with pytest.raises(ConfigError, match="--stride 32 must be smaller than max_length - 2"):
-        task.encode(tokenizer, data, max_length=16)
+        task.data.encode(tokenizer, data, max_length=16)
     default = create_task("token-classification")  # 32, or a quarter of the window if less
-    assert len(default.encode(tokenizer, default.read_tokens([["Ann"]], [["B-PER"]]),
-                              max_length=16)) == 1
+    assert len(default.data.encode(tokenizer, default.data.read_tokens([["Ann"]], [["B-PER"]]),
+                                   max_length=16)) == 1
 
 
 def test_tags_are_normalised(tmp_path):
@@ -350,22 +352,23 @@ def test_tags_are_normalised(tmp_path):
 ])
 def test_perfect_unit_tags_give_the_gold_word_tags_in_bioes(tiny_checkpoint, tokens, tags):
     """Words split into several units keep valid BIOES tags in the metrics."""
-    from tfsft.tasks.token_classification.task import text_pieces
+    from tfsft.tasks.token_classification.evaluation import word_tags
+    from tfsft.tasks.token_classification.pieces import text_pieces
     from tfsft.tokenization import WordPieceTokenizer
 
     task = create_task("token-classification")
-    data = task.read_tokens([tokens], [tags])
+    data = task.data.read_tokens([tokens], [tags])
     task.labels = tag_schemes.label_set(["ORG", "PER"], "BIOES")
     task.label_index = {label: i for i, label in enumerate(task.labels)}
     _, pieces = text_pieces(WordPieceTokenizer.from_pretrained(tiny_checkpoint), data.texts)
-    unit_tags, _, _ = task.unit_tags(data, 0, pieces[0])
+    unit_tags, _, _ = task.data.unit_tags(data, 0, pieces[0])
     logits = np.full((len(pieces[0].starts), len(task.labels)), -5.0)
     for unit, tag in zip(np.flatnonzero(pieces[0].unit_start), unit_tags, strict=True):
         logits[unit, task.label_index[tag]] = 5.0
-    assert task.word_tags(data, 0, logits, pieces[0], data.texts[0]) == tags
+    assert word_tags(data, 0, logits, pieces[0], data.texts[0], task.labels, task.scheme) == tags
 
 
 def test_tag_names_may_be_comma_separated():
     task = create_task("token-classification", {"tag_names": ["O,B-PER,I-PER"]})
-    data = task.read(pd.DataFrame({"tokens": [["Ann", "Lee", "sings"]], "tags": [[1, 2, 0]]}))
+    data = task.data.read(pd.DataFrame({"tokens": [["Ann", "Lee", "sings"]], "tags": [[1, 2, 0]]}))
     assert data.tags == [["B-PER", "I-PER", "O"]]

@@ -80,9 +80,9 @@ def test_validation_pass_logs_what_evaluate_gives_and_keeps_the_best_epochs_outp
     from tfsft.training.validation import ValidationPass
 
     run = TrainedRun(trained_run.run_dir)
-    examples = run.task.read(write_csv(tmp_path / "dev.csv", sentiment_rows(40, seed=9)),
+    examples = run.task.data.read(write_csv(tmp_path / "dev.csv", sentiment_rows(40, seed=9)),
                              role="validation")
-    encoded = run.task.encode(run.tokenizer, examples, 16)
+    encoded = run.task.data.encode(run.tokenizer, examples, 16)
     model = run.model
     model.compile(optimizer=adamw(1e-3))  # TextClassifier: cross-entropy and accuracy
     stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5,

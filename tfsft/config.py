@@ -133,7 +133,7 @@ class TrainConfig:
         return cls.from_dict(values, source=str(path))
 
     def _max_length_limit(self) -> int:
-        return task_class(self.task).max_length_limit if self.task in task_names() else 512
+        return task_class(self.task).Data.max_length_limit if self.task in task_names() else 512
 
     def validate(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -146,7 +146,7 @@ class TrainConfig:
             if self.max_length is None:
                 self.max_length = shards["max_length"]
         if self.task in task_names() and self.max_length is None:
-            self.max_length = task_class(self.task).default_max_length
+            self.max_length = task_class(self.task).Data.default_max_length
         checks = [
             (self.task in task_names(), f"task must be one of {task_names()}"),
             (self.epochs >= 1, "epochs must be >= 1"),

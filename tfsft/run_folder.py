@@ -41,7 +41,7 @@ def run_entries() -> frozenset[str]:
     from tfsft.tasks.base import task_class, task_names
 
     return RUN_ENTRIES | {name for task in task_names()
-                          for name in task_class(task).report_files}
+                          for name in task_class(task).Evaluation.report_files}
 
 
 def mark_run_folder(folder: Path) -> None:

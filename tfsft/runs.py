@@ -54,12 +54,13 @@ def load_training_data(task: Task, config: Any) -> tuple[Any, Any]:
     ``validation`` file, or a seeded split of the training data."""
     common = dict(file_format=config.file_format, encoding=config.encoding,
                   delimiter=config.delimiter, quoting=config.quoting)
-    train = task.read(config.train, role="train", max_rows=config.max_train_rows, **common)
+    train = task.data.read(config.train, role="train", max_rows=config.max_train_rows,
+                           **common)
     if config.validation:
-        validation = task.read(config.validation, role="validation",
-                               max_rows=config.max_validation_rows, **common)
+        validation = task.data.read(config.validation, role="validation",
+                                    max_rows=config.max_validation_rows, **common)
     else:
-        train, validation = task.split(train, config.validation_fraction, config.seed)
+        train, validation = task.data.split(train, config.validation_fraction, config.seed)
     return train, validation
 
 
@@ -103,7 +104,8 @@ class TrainedRun:
         record = self._task_record()
         self.task: Task = create_task(record["task"], record["options"], record["state"])
         self.max_length: int = int(record["max_length"])
-        self.tokenizer = self.task.load_tokenizer(self.run_dir / TOKENIZER_DIR, self.max_length)
+        self.tokenizer = self.task.data.load_tokenizer(self.run_dir / TOKENIZER_DIR,
+                                                       self.max_length)
         self.task.bind(self.tokenizer, self.max_length)
 
     def _task_record(self) -> dict[str, Any]:
@@ -141,11 +143,11 @@ class TrainedRun:
     @property
     def labels(self) -> tuple[str, ...]:
         """Name of each model output column (labels, or regression targets)."""
-        return tuple(self.task.labels_for_sidecar())
+        return tuple(self.task.serving.labels())
 
     @property
     def text_pair(self) -> bool:
-        return "text_pair" in self.task.text_inputs()
+        return "text_pair" in self.task.serving.text_inputs()
 
     @cached_property
     def model(self):
@@ -154,7 +156,7 @@ class TrainedRun:
             raise ConfigError(f"{path}: the saved model is damaged or incomplete (not a .keras "
                               "archive); train the run again, or restore it from a backup")
         try:
-            return self.task.load_model(path)
+            return self.task.modeling.load(path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"{path}: the saved model cannot be loaded ({exc}); train the "
                               "run again, or restore it from a backup") from exc
@@ -165,9 +167,9 @@ class TrainedRun:
         """Read data with this run's task (and its label list); ``columns`` override the
         column options the run was trained with (``text_column="content"``)."""
         task = self.task.with_options(**{k: v for k, v in columns.items() if v is not None})
-        return task.read(source, role="eval", labelled=labelled, max_rows=max_rows,
-                         file_format=file_format, encoding=encoding, delimiter=delimiter,
-                         quoting=quoting)
+        return task.data.read(source, role="eval", labelled=labelled, max_rows=max_rows,
+                              file_format=file_format, encoding=encoding, delimiter=delimiter,
+                              quoting=quoting)
 
     def saved_examples(self, name: str = HELDOUT_FILE, fallback: Any = None) -> Any:
         """Examples saved with the run (``heldout.jsonl`` or ``calibration.jsonl``).
@@ -176,7 +178,7 @@ class TrainedRun:
         """
         path = self.run_dir / name
         if path.exists():
-            return self.task.read_records(path)
+            return self.task.data.read_records(path)
         from tfsft.config import TrainConfig
 
         try:
@@ -196,9 +198,9 @@ class TrainedRun:
         """The model's raw outputs for ``examples``, in input order."""
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-        encoded = self.task.encode(self.tokenizer, examples, self.max_length)
-        return self.task.model_outputs(self.model, encoded, batch_size=batch_size,
-                                       verbose=verbose)
+        encoded = self.task.data.encode(self.tokenizer, examples, self.max_length)
+        return self.task.evaluation.outputs(self.model, encoded, batch_size=batch_size,
+                                            verbose=verbose)
 
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                 batch_size: int = 64, verbose: int | str = 0) -> list[dict[str, Any]]:
@@ -221,8 +223,8 @@ class TrainedRun:
         ...                     "context": ["Ada wrote it in 1843."]})[0]["answer"]
         'Ada'
         """
-        examples = self.task.examples_from_texts({k: list(v) for k, v in inputs.items()})
-        return self.task.predictions(self.outputs(examples, batch_size, verbose))
+        examples = self.task.data.examples_from_texts({k: list(v) for k, v in inputs.items()})
+        return self.task.evaluation.predictions(self.outputs(examples, batch_size, verbose))
 
     def evaluate(self, examples: Any, output_dir: str | Path | None = None,
                  batch_size: int = 64, verbose: int | str = "auto") -> dict[str, Any]:
@@ -237,4 +239,4 @@ class TrainedRun:
                               f"{list(self.labels)} (in that order); read the data with "
                               "TrainedRun.read(...) so its labels map to the run's")
         outputs = self.outputs(examples, batch_size, verbose)
-        return self.task.evaluate(examples, outputs, output_dir=output_dir)
+        return self.task.evaluation.evaluate(examples, outputs, output_dir=output_dir)

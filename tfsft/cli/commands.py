@@ -109,9 +109,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
-    names = run.task.text_inputs()
+    names = run.task.serving.text_inputs()
     inputs: dict[str, list[str]] = {name: [] for name in names}
-    flags = tuple(run.task.input_flags)
+    flags = tuple(run.task.serving.input_flags)
     given = {flag: getattr(args, flag, None) for flag in input_flags()}
     if flags:
         shown = " and ".join(f"--{flag.replace('_', '-')}" for flag in flags)
@@ -128,7 +128,7 @@ def run_predict(args: argparse.Namespace) -> int:
         flag = next(flag for flag, value in given.items() if value is not None)
         owner = input_flags()[flag][1][0]
         shown = " and ".join(f"--{name.replace('_', '-')}"
-                             for name in task_class(owner).input_flags)
+                             for name in task_class(owner).Serving.input_flags)
         raise ConfigError(f"{shown} are for {owner} runs; this run is {run.task.name!r}: "
                           "pass texts")
     elif len(names) > 1 and (args.texts or (args.input or "").endswith(".txt")):
@@ -148,8 +148,8 @@ def run_predict(args: argparse.Namespace) -> int:
                 logger.info("%s: %d blank lines skipped", args.input, blank)
             inputs[names[0]] += lines
         else:
-            for name, values in run.task.texts(_read(run, args.input, args,
-                                                     labelled=False)).items():
+            examples = _read(run, args.input, args, labelled=False)
+            for name, values in run.task.data.texts(examples).items():
                 inputs[name] += values
     if not inputs[names[0]]:
         raise ConfigError("nothing to predict: pass " + (" and ".join(
@@ -172,10 +172,10 @@ def run_data(args: argparse.Namespace) -> int:
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
                if getattr(args, f.name, None) is not None}
     task = create_task(name, options)
-    args.max_length = args.max_length or task.default_max_length
-    if not 8 <= args.max_length <= task.max_length_limit:
-        raise ConfigError(f"--max-length must be between 8 and {task.max_length_limit}, got "
-                          f"{args.max_length}")
+    args.max_length = args.max_length or task.data.default_max_length
+    if not 8 <= args.max_length <= task.data.max_length_limit:
+        raise ConfigError(f"--max-length must be between 8 and {task.data.max_length_limit}, "
+                          f"got {args.max_length}")
     read = dict(file_format=args.file_format, encoding=args.encoding or "utf-8",
                 delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
                 quoting=args.quoting is not False)
@@ -190,10 +190,10 @@ def run_data(args: argparse.Namespace) -> int:
             continue
         sources[role], blank[role] = without_blank_texts(
             table, [c for c in task.columns(role) if c], _excluded_rows(task, role))
-    train = task.read(sources["train"], role="train", **read)
-    validation = (task.read(sources["validation"], role="validation", **read)
+    train = task.data.read(sources["train"], role="train", **read)
+    validation = (task.data.read(sources["validation"], role="validation", **read)
                   if args.validation else None)
-    tokenizer = task.load_tokenizer(resolve_checkpoint(args.model), args.max_length)
+    tokenizer = task.data.load_tokenizer(resolve_checkpoint(args.model), args.max_length)
     check, lengths = check_data(task, train, validation, tokenizer, args.max_length)
     for role, where in blank.items():
         if where:

@@ -103,7 +103,7 @@ def input_flags() -> dict[str, tuple[str, list[str]]]:
     """``tfsft predict`` flags of the tasks' named inputs: flag -> (help, tasks)."""
     flags: dict[str, tuple[str, list[str]]] = {}
     for name in task_names():
-        for flag, help_text in task_class(name).input_flags.items():
+        for flag, help_text in task_class(name).Serving.input_flags.items():
             flags.setdefault(flag, (help_text, []))[1].append(name)
     return flags
 

@@ -181,7 +181,7 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
     """The report of one set of examples, its token lengths, and warnings about it."""
     report: dict[str, Any] = {"source": examples.source, "rows": len(examples)}
     warnings = []
-    labels = task.target_summary(examples)
+    labels = task.data.target_summary(examples)
     if labels:
         report["labels"] = labels
         warnings += label_warnings(labels, examples.source)
@@ -194,14 +194,14 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
         report["skipped"] = dict(examples.skipped)
     lengths = None
     if tokenizer is not None and max_length:
-        report["tokens"], lengths = task.token_length_report(tokenizer, examples, max_length)
+        report["tokens"], lengths = task.data.token_length_report(tokenizer, examples, max_length)
         tokens = report["tokens"]
         if tokens["over_max_length_share"] > 0.05:
             warnings.append(
                 f"{examples.source}: {tokens['over_max_length']} examples "
                 f"({100 * tokens['over_max_length_share']:.1f} %) are longer than max_length "
-                f"{max_length} tokens and are {task.long_example_treatment}; consider "
-                f"--max-length {min(task.max_length_limit, _round_up(tokens['p95']))}")
+                f"{max_length} tokens and are {task.data.long_example_treatment}; consider "
+                f"--max-length {min(task.data.max_length_limit, _round_up(tokens['p95']))}")
         if tokens["unknown_word_share"] > UNKNOWN_WARNING_SHARE:
             warnings.append(
                 f"{examples.source}: {100 * tokens['unknown_word_share']:.1f} % of the words are "

@@ -1,4 +1,5 @@
-"""Fine-tuning tasks behind one API (see :mod:`tfsft.tasks.base`), and their registry.
+"""Fine-tuning tasks behind one API (see :mod:`tfsft.tasks.base` and the roles in
+:mod:`tfsft.tasks.roles`), and their registry.
 
 >>> from tfsft.tasks import create_task
 >>> create_task("regression", {"target_columns": ["score"]}).options.target_columns
@@ -6,7 +7,6 @@
 """
 
 from tfsft.tasks.base import (
-    OutputCheck,
     Task,
     TaskOptions,
     create_task,
@@ -16,6 +16,15 @@ from tfsft.tasks.base import (
     task_class,
     task_names,
 )
+from tfsft.tasks.roles import (
+    DataRole,
+    EvaluationRole,
+    Examples,
+    ModelingRole,
+    OutputCheck,
+    ServingRole,
+)
 
-__all__ = ["OutputCheck", "Task", "TaskOptions", "create_task", "option", "options_class",
+__all__ = ["DataRole", "EvaluationRole", "Examples", "ModelingRole", "OutputCheck",
+           "ServingRole", "Task", "TaskOptions", "create_task", "option", "options_class",
            "register_task", "task_class", "task_names"]

@@ -2,9 +2,11 @@
 
 Text classification, multi-label classification and regression read the same text columns,
 tokenize the same way, put a pooled dense head on the backbone and serve raw strings; they
-differ in their targets, loss, metrics and output post-processing. A subclass implements the
-target hooks (``target_columns``, ``read_target``, ``make_examples``, ``target_record``) and the
-model, metric and export methods of :class:`~tfsft.tasks.base.Task`.
+differ in their targets, loss, metrics and output post-processing. A task subclasses
+:class:`SentenceTask` and :class:`SentenceData` (implementing the target hooks
+``target_columns``, ``target_reader``, ``make_examples``, ``target_record`` and
+``chunk_summary``), and writes its own evaluation role and the export outputs of a
+:class:`SentenceServing`; :class:`SentenceModeling` builds the pooled model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tfsft.choices import POOLINGS
 from tfsft.data.examples import TextExamples, TextRows, read_text_rows, split_examples
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, option
+from tfsft.tasks.roles import DataRole, ModelingRole, ServingRole
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -47,27 +50,19 @@ class SentenceOptions(TaskOptions):
                                "BERT's tanh pooler")
 
 
-class SentenceTask(Task):
-    """Base of the sentence-level tasks (see the module docstring)."""
+class SentenceData(DataRole):
+    """Text columns to checked :class:`TextExamples`; the target hooks are the subclass's."""
 
-    Options = SentenceOptions
-    model_options = ("pooling",)
-
-    def __init__(self, options: SentenceOptions):
-        super().__init__(options)
-        self.text_pair = options.text_pair_column is not None
-
-    # -- state ------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"text_pair": self.text_pair}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.text_pair = bool(state.get("text_pair", self.text_pair))
+    task: SentenceTask
 
     # -- target hooks (subclasses) ----------------------------------------------------------
     def target_columns(self, role: str) -> list[str]:
         """Columns holding the target(s) for data of ``role``."""
         raise NotImplementedError
+
+    def target_option_names(self) -> list[str]:
+        """The options naming the target columns (for the error that lists the flags)."""
+        return []
 
     def target_reader(self, table: Table, role: str) -> Callable[[dict[str, Any], str], Any]:
         """``f(row, where)``: the row's target, or :data:`~tfsft.data.examples.SKIP`."""
@@ -81,10 +76,10 @@ class SentenceTask(Task):
         """A target as JSON-able fields of an example record."""
         raise NotImplementedError
 
-    def record_options(self) -> dict[str, Any]:
-        """Options that read example records back (columns named as in the records)."""
-        return {"text_column": "text", "text_pair_column": "text_pair" if self.text_pair else None,
-                "validation_text_column": None, "validation_text_pair_column": None}
+    def chunk_summary(self, rows: TextRows, chunk: Table) -> Any:
+        """What the checked rows of one chunk of training data tell about the task state
+        (see :meth:`~tfsft.tasks.roles.DataRole.learn_chunk`)."""
+        raise NotImplementedError
 
     def encode_targets(self, examples: TextExamples) -> dict[str, np.ndarray]:
         """Targets fed to ``fit`` (e.g. standardized); default: the examples' targets."""
@@ -94,9 +89,15 @@ class SentenceTask(Task):
         """Per-example loss weights for training (e.g. class weights); default none."""
         return None
 
-    # -- data -------------------------------------------------------------------------------
+    # -- the data role ----------------------------------------------------------------------
+    def record_options(self) -> dict[str, Any]:
+        """Options that read example records back (columns named as in the records)."""
+        return {"text_column": "text",
+                "text_pair_column": "text_pair" if self.task.text_pair else None,
+                "validation_text_column": None, "validation_text_pair_column": None}
+
     def columns(self, role: str) -> tuple[str, str | None]:
-        options = self.options
+        options = self.task.options
         if role == "validation":
             return (options.validation_text_column or options.text_column,
                     options.validation_text_pair_column or options.text_pair_column)
@@ -104,10 +105,11 @@ class SentenceTask(Task):
 
     def read(self, source: Any, role: str = "train", labelled: bool = True,
              max_rows: int | None = None, file_format: str | None = None,
-             encoding: str = "utf-8", delimiter: str | None = None, quoting: bool = True) -> TextExamples:
+             encoding: str = "utf-8", delimiter: str | None = None,
+             quoting: bool = True) -> TextExamples:
         from tfsft.data.readers import Table, read_table
 
-        if role != "train" and self.text_pair and self.options.text_pair_column is None:
+        if role != "train" and self.task.text_pair and self.task.options.text_pair_column is None:
             raise ConfigError("this model takes text pairs: pass --text-pair-column")
         table = source if isinstance(source, Table) else read_table(
             source, file_format, encoding, delimiter, quoting)
@@ -115,28 +117,18 @@ class SentenceTask(Task):
         target_columns = self.target_columns(role) if labelled else []
         reader = self.target_reader(table, role) if labelled else None
         rows = read_text_rows(table, text_column, pair_column, target_columns, reader, max_rows,
-                              flags=self.column_flags())
+                              flags=self._column_flags())
         return self.make_examples(rows, table, role if labelled else "unlabelled")
 
     def learn_chunk(self, chunk: Table) -> Any:
-        from tfsft.data.examples import read_text_rows
-
         text_column, pair_column = self.columns("train")
         rows = read_text_rows(chunk, text_column, pair_column, self.target_columns("train"),
-                              self.target_reader(chunk, "train"), flags=self.column_flags())
+                              self.target_reader(chunk, "train"), flags=self._column_flags())
         return self.chunk_summary(rows, chunk)
 
-    def chunk_summary(self, rows: TextRows, chunk: Table) -> Any:
-        """What the checked rows of one chunk of training data tell about the task state
-        (see :meth:`~tfsft.tasks.base.Task.learn_chunk`)."""
-        raise NotImplementedError
-
-    def column_flags(self) -> str:
+    def _column_flags(self) -> str:
         return "--text-column / --text-pair-column / " + " / ".join(
             "--" + name.replace("_", "-") for name in self.target_option_names())
-
-    def target_option_names(self) -> list[str]:
-        return []
 
     def split(self, examples: TextExamples, fraction: float,
               seed: int) -> tuple[TextExamples, TextExamples]:
@@ -154,7 +146,7 @@ class SentenceTask(Task):
         return records
 
     def read_records(self, path: Path) -> TextExamples:
-        return self.with_options(**self.record_options()).read(path, role="eval")
+        return self.task.with_options(**self.record_options()).data.read(path, role="eval")
 
     def encode(self, tokenizer: WordPieceTokenizer, examples: TextExamples, max_length: int,
                training: bool = False) -> EncodedData:
@@ -167,6 +159,12 @@ class SentenceTask(Task):
                 encoded.sample_weights = self.sample_weights(examples)
         return encoded
 
+    def token_length_report(self, tokenizer: WordPieceTokenizer, examples: TextExamples,
+                            max_length: int) -> tuple[dict[str, Any], np.ndarray]:
+        from tfsft.data.checks import token_lengths
+
+        return token_lengths(tokenizer, examples.texts, examples.text_pairs, max_length)
+
     def texts(self, examples: TextExamples) -> dict[str, list[str]]:
         texts = {"text": list(examples.texts)}
         if examples.text_pairs is not None:
@@ -174,34 +172,65 @@ class SentenceTask(Task):
         return texts
 
     def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> TextExamples:
-        if self.text_pair and "text_pair" not in texts:
+        if self.task.text_pair and "text_pair" not in texts:
             raise ConfigError("this model takes text pairs: pass the second texts too")
-        if not self.text_pair and "text_pair" in texts:
+        if not self.task.text_pair and "text_pair" in texts:
             raise ConfigError("this model takes single texts, not pairs")
         pairs = texts.get("text_pair")
         if pairs is not None and len(pairs) != len(texts["text"]):
             raise ConfigError(f"{len(texts['text'])} texts but {len(pairs)} second texts: "
                               "every text needs its pair")
         return TextExamples(list(texts["text"]), None if pairs is None else list(pairs), None,
-                            tuple(self.labels_for_sidecar()))
+                            tuple(self.task.serving.labels()))
 
-    # -- model ------------------------------------------------------------------------------
-    @property
-    def num_outputs(self) -> int:
-        raise NotImplementedError
 
-    def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
+class SentenceModeling(ModelingRole):
+    """A pooled dense head with :meth:`SentenceTask.num_outputs` outputs on the backbone."""
+
+    task: SentenceTask
+    model_options = ("pooling",)
+
+    def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.text_model import TextModel
 
-        return TextModel.from_pretrained(checkpoint, num_outputs=self.num_outputs,
-                                         pooling=self.options.pooling, dropout=dropout,
+        return TextModel.from_pretrained(checkpoint, num_outputs=self.task.num_outputs,
+                                         pooling=self.task.options.pooling, dropout=dropout,
                                          dtype=dtype)
 
-    # -- export -----------------------------------------------------------------------------
+
+class SentenceServing(ServingRole):
+    """Raw ``text`` (and ``text_pair``) in; the subclass writes the outputs."""
+
+    task: SentenceTask
+
     def text_inputs(self) -> tuple[str, ...]:
-        return ("text", "text_pair") if self.text_pair else ("text",)
+        return ("text", "text_pair") if self.task.text_pair else ("text",)
 
     def tokenize(self, tokenizer: WordPieceTokenizer, inputs: dict[str, tf.Tensor],
                  max_length: int) -> dict[str, tf.Tensor]:
-        """Token-id features of raw-string ``inputs`` (in the exported graph)."""
         return tokenizer.encode(inputs["text"], inputs.get("text_pair"), max_length)
+
+
+class SentenceTask(Task):
+    """Base of the sentence-level tasks (see the module docstring): learns whether the model
+    takes text pairs."""
+
+    Options = SentenceOptions
+    Data = SentenceData
+    Modeling = SentenceModeling
+    Serving = SentenceServing
+
+    def __init__(self, options: SentenceOptions):
+        super().__init__(options)
+        self.text_pair = options.text_pair_column is not None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"text_pair": self.text_pair}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.text_pair = bool(state.get("text_pair", self.text_pair))
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs of the model's head (labels, targets)."""
+        raise NotImplementedError

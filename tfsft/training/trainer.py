@@ -241,7 +241,7 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     checkpoint = resolve_checkpoint(config.model)
     shards = read_manifest(config.train) if is_shard_folder(config.train) else None
     task = _create_task(config, shards)
-    monitor = task.monitor(config.monitor)
+    monitor = task.modeling.monitor(config.monitor)
     refuse_same_file(config.train if shards is None else shards.source, config.validation)
     if shards is None:
         train_data, validation_data = load_training_data(task, config)
@@ -250,7 +250,7 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     train_rows = len(train_data) if shards is None else shards.rows
     logger.info("%s: %d training and %d validation examples", task.name, train_rows,
                 len(validation_data))
-    tokenizer = task.load_tokenizer(checkpoint, config.max_length)
+    tokenizer = task.data.load_tokenizer(checkpoint, config.max_length)
     if shards is not None:
         check_compatible(shards, tokenizer, config.max_length)
     data_check, plot = _check_data(task, train_data, validation_data, tokenizer, config,
@@ -259,14 +259,14 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     tokenize_start = time.perf_counter()
     notes, train_encoded = {}, None
     if shards is None:
-        train_encoded = task.encode(tokenizer, train_data, config.max_length, training=True)
-        notes["train"] = task.encoding_notes()
+        train_encoded = task.data.encode(tokenizer, train_data, config.max_length, training=True)
+        notes["train"] = task.data.encoding_notes()
         train_tokens = int(train_encoded.lengths.sum())
     else:
         notes["train"] = shards.extra.get("encoding") or {}
         train_tokens = shards.tokens
-    validation_encoded = task.encode(tokenizer, validation_data, config.max_length)
-    notes["validation"] = task.encoding_notes()
+    validation_encoded = task.data.encode(tokenizer, validation_data, config.max_length)
+    notes["validation"] = task.data.encoding_notes()
     return _Data(checkpoint, shards, task, monitor, train_data, validation_data, tokenizer,
                  plot, train_encoded, validation_encoded, train_rows, train_tokens, notes,
                  time.perf_counter() - tokenize_start,
@@ -312,7 +312,7 @@ def _build_model(config: TrainConfig, data: _Data, pipelines: _Pipelines,
     precision = resolve_precision(config.precision)
     logger.info("Training with %s precision", precision)
     with distribution.strategy.scope():  # weights, optimizer and metrics on every replica
-        model = data.task.build_model(data.checkpoint, dropout=config.dropout, dtype=precision)
+        model = data.task.modeling.build(data.checkpoint, dropout=config.dropout, dtype=precision)
         schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
                                warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                                decay=config.lr_schedule)
@@ -321,7 +321,7 @@ def _build_model(config: TrainConfig, data: _Data, pipelines: _Pipelines,
                           gradient_accumulation_steps=accumulation if accumulation > 1 else None)
         if precision == "mixed_float16":  # float16 gradients underflow without loss scaling
             optimizer = LossScaleOptimizer(optimizer)
-        data.task.compile(model, optimizer)
+        data.task.modeling.compile(model, optimizer)
         # Keras's "auto" would compile with XLA on a GPU, once per batch length
         model.jit_compile = config.jit_compile
         # Optimizer slots created before fit: variables created inside the first traced step
@@ -350,7 +350,7 @@ def _fit(config: TrainConfig, run_dir: Path, data: _Data, pipelines: _Pipelines,
         # first: the checkpoint, early-stopping and log callbacks read what it logs
         validation_pass = ValidationPass(
             data.validation_encoded, config.batch_size, buckets=pipelines.buckets,
-            keep_outputs=data.task.outputs_from_validation,
+            keep_outputs=data.task.evaluation.outputs_from_validation,
             restorer=next((c for c in fit_callbacks if restores_best_weights(c)), None))
         fit_callbacks.insert(0, validation_pass)
     barrier(distribution)  # no worker reads the backup before the chief has prepared the folder
@@ -383,18 +383,18 @@ def _evaluate_and_save(config: TrainConfig, run_dir: Path, data: _Data, fitted: 
         model = model.with_float32_compute()
         logits = None  # predicted again by the model that is saved
     if logits is not None:  # the last validation pass saw the weights the model ends with
-        outputs = task.outputs_from_logits(logits, data.validation_encoded)
+        outputs = task.evaluation.outputs_from_logits(logits, data.validation_encoded)
     else:
-        outputs = task.model_outputs(model, data.validation_encoded)
-    task.after_fit(data.validation_data, outputs)
-    metrics = task.evaluate(data.validation_data, outputs, output_dir=run_dir)
+        outputs = task.evaluation.outputs(model, data.validation_encoded)
+    task.evaluation.after_fit(data.validation_data, outputs)
+    metrics = task.evaluation.evaluate(data.validation_data, outputs, output_dir=run_dir)
     history = read_history(run_dir / HISTORY_CSV)
     plot_training_curves(history, run_dir / "training_curves.png")
     if data.shards is None:
         calibration = data.train_data.subset(calibration_sample(len(data.train_data),
                                                                 config.seed))
     else:
-        calibration = task.read_records(data.shards.folder / CALIBRATION_FILE)
+        calibration = task.data.read_records(data.shards.folder / CALIBRATION_FILE)
     _save_model_files(run_dir, model, data.tokenizer, task, calibration, data.validation_data,
                       config)
     return metrics, history
@@ -462,7 +462,7 @@ def _run_summary(config: TrainConfig, data: _Data, pipelines: _Pipelines, fitted
                                else round(data.unknown_share, 4)),
         "encoding": {k: v for k, v in data.notes.items() if v},
         "wall_seconds": round(time.perf_counter() - started, 3),
-        "validation": data.task.headline(metrics),
+        "validation": data.task.evaluation.headline(metrics),
     }
 
 
@@ -475,7 +475,8 @@ def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
         raise ConfigError(f"{shards.folder} holds {shards.task} data; the run's task is "
                           f"{config.task} (leave out --task, or preprocess for {config.task})")
     allowed = {f.name for f, _ in option_fields(options_class(config.task))
-               if f.metadata.get("validation")} | set(task_class(config.task).model_options)
+               if f.metadata.get("validation")}
+    allowed |= set(task_class(config.task).Modeling.model_options)
     changed = sorted(name for name, value in config.task_options.items()
                      if value != shards.task_options.get(name) and name not in allowed)
     if changed:
@@ -517,9 +518,10 @@ def _shard_validation_data(task: Task, config: TrainConfig) -> Any:
     if not config.validation:
         raise ConfigError(f"--train {config.train} holds pre-tokenized shards, which cannot be "
                           "split: pass a --validation file")
-    return task.read(config.validation, role="validation", max_rows=config.max_validation_rows,
-                     file_format=config.file_format, encoding=config.encoding,
-                     delimiter=config.delimiter, quoting=config.quoting)
+    return task.data.read(config.validation, role="validation",
+                          max_rows=config.max_validation_rows, file_format=config.file_format,
+                          encoding=config.encoding, delimiter=config.delimiter,
+                          quoting=config.quoting)
 
 
 def _check_data(task: Task, train_data: Any, validation_data: Any,
@@ -572,8 +574,9 @@ def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
 
 
 def write_examples(path: Path, task: Task, examples) -> None:
-    """Examples as JSON lines that ``task.read_records`` reads back."""
-    lines = [json.dumps(record, ensure_ascii=False) for record in task.example_records(examples)]
+    """Examples as JSON lines that ``task.data.read_records`` reads back."""
+    records = task.data.example_records(examples)
+    lines = [json.dumps(record, ensure_ascii=False) for record in records]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

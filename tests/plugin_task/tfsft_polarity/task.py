@@ -1,18 +1,19 @@
 """``polarity``: is a text positive? One sigmoid output, binary cross-entropy.
 
-The whole task in one module, on tfsft's public task API: the shared sentence-level base
-(:class:`tfsft.tasks.sentence.SentenceTask`) reads the text columns, tokenizes and builds the
-pooled model; this task adds its target (``label_column`` equal to ``positive_label`` or not),
-loss, metrics, predictions and export outputs. ``pyproject.toml`` beside this package registers
+The whole task in one module, on tfsft's public task API: the shared sentence-level roles
+(:mod:`tfsft.tasks.sentence`) read the text columns, tokenize and build the pooled model; this
+task adds its target (``label_column`` equal to ``positive_label`` or not) to the data role, its
+loss to the modeling role, its metrics and predictions (evaluation role) and its export outputs
+(serving role). ``pyproject.toml`` beside this package registers
 it in the ``tfsft.tasks`` entry-point group, so ``tfsft train --task polarity`` finds it once the
 distribution is installed.
 
 >>> import pandas as pd
 >>> task = PolarityTask(PolarityOptions(positive_label="pos"))
->>> task.read(pd.DataFrame({"text": ["great", "awful"], "label": ["pos", "neg"]})).targets
+>>> task.data.read(pd.DataFrame({"text": ["great", "awful"], "label": ["pos", "neg"]})).targets
 array([[1.],
        [0.]], dtype=float32)
->>> task.predictions(np.array([[2.0]]))
+>>> task.evaluation.predictions(np.array([[2.0]]))
 [{'label': 'pos', 'score': 0.880797}]
 """
 
@@ -27,8 +28,15 @@ import numpy as np
 from tfsft.data.examples import TextExamples, TextRows
 from tfsft.errors import ConfigError, DataError
 from tfsft.io_utils import atomic_write_json
-from tfsft.tasks.base import OutputCheck, option
-from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+from tfsft.tasks.base import option
+from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.sentence import (
+    SentenceData,
+    SentenceModeling,
+    SentenceOptions,
+    SentenceServing,
+    SentenceTask,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -44,29 +52,26 @@ class PolarityOptions(SentenceOptions):
     negative_name: str = option("neg", help="the label predictions give non-positive texts")
 
 
-class PolarityTask(SentenceTask):
-    name = "polarity"
-    Options = PolarityOptions
-    metric_directions = {"loss": False, "accuracy": True}
-    default_monitor = "val_accuracy"
-    headline_metric = "accuracy"
+class PolarityData(SentenceData):
+    """The label column, read as positive (1.0) or not (0.0)."""
 
-    # -- data -------------------------------------------------------------------------------
+    task: PolarityTask
+
     def target_columns(self, role: str) -> list[str]:
-        return [self.options.label_column]
+        return [self.task.options.label_column]
 
     def target_option_names(self) -> list[str]:
         return ["label_column"]
 
     def target_reader(self, table: Table, role: str):
-        column = self.options.label_column
+        column, positive = self.task.options.label_column, self.task.options.positive_label
 
         def read(row: dict[str, Any], where: str) -> float:
             value = row.get(column)
             if value is None or not str(value).strip():
                 raise DataError(table.source, where, f"the label (column {column!r}) is empty",
                                 "give every row a label")
-            return 1.0 if str(value).strip() == self.options.positive_label else 0.0
+            return 1.0 if str(value).strip() == positive else 0.0
 
         return read
 
@@ -76,24 +81,29 @@ class PolarityTask(SentenceTask):
             targets = np.asarray(rows.targets, np.float32).reshape(-1, 1)
         if role == "train" and len(set(targets[:, 0].tolist())) < 2:
             raise ConfigError(f"{table.source}: every training row is "
-                              f"{'' if targets[0, 0] else 'not '}{self.options.positive_label!r}; "
+                              f"{'' if targets[0, 0] else 'not '}"
+                              f"{self.task.options.positive_label!r}; "
                               "polarity needs both kinds of rows")
-        return TextExamples(rows.texts, rows.text_pairs, targets, tuple(self.labels_for_sidecar()),
+        return TextExamples(rows.texts, rows.text_pairs, targets,
+                            (self.task.options.positive_label,),
                             source=table.source, locations=rows.locations)
 
     def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
-        return self.state_dict()
+        return self.task.state_dict()
 
     def target_record(self, target: Any) -> dict[str, Any]:
-        return {"label": self.options.positive_label if target[0] else self.options.negative_name}
+        options = self.task.options
+        return {"label": options.positive_label if target[0] else options.negative_name}
 
     def record_options(self) -> dict[str, Any]:
         return {**super().record_options(), "label_column": "label"}
 
-    # -- model ------------------------------------------------------------------------------
-    @property
-    def num_outputs(self) -> int:
-        return 1
+
+class PolarityModeling(SentenceModeling):
+    """One logit, binary cross-entropy."""
+
+    metric_directions = {"loss": False, "accuracy": True}
+    default_monitor = "val_accuracy"
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
@@ -102,7 +112,13 @@ class PolarityTask(SentenceTask):
                       loss=keras.losses.BinaryCrossentropy(from_logits=True),
                       metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)])
 
-    # -- metrics and predictions ------------------------------------------------------------
+
+class PolarityEvaluation(EvaluationRole):
+    """Accuracy and the share of positive texts."""
+
+    task: PolarityTask
+    headline_metric = "accuracy"
+
     def evaluate(self, examples: TextExamples, outputs: np.ndarray,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
         if examples.targets is None:
@@ -116,11 +132,17 @@ class PolarityTask(SentenceTask):
         return metrics
 
     def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        options = self.task.options
         scores = 1 / (1 + np.exp(-np.asarray(outputs, np.float64)[:, 0]))
-        return [{"label": self.options.positive_label if p > 0.5 else self.options.negative_name,
+        return [{"label": options.positive_label if p > 0.5 else options.negative_name,
                  "score": round(float(p), 6)} for p in scores]
 
-    # -- export -----------------------------------------------------------------------------
+
+class PolarityServing(SentenceServing):
+    """The probability of positive."""
+
+    task: PolarityTask
+
     def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         import tensorflow as tf
 
@@ -140,5 +162,18 @@ class PolarityTask(SentenceTask):
         return float(np.mean((outputs["probability"][:, 0] > 0.5)
                              == (examples.targets[:, 0] > 0.5)))
 
-    def labels_for_sidecar(self) -> list[str]:
-        return [self.options.positive_label]
+    def labels(self) -> list[str]:
+        return [self.task.options.positive_label]
+
+
+class PolarityTask(SentenceTask):
+    name = "polarity"
+    Options = PolarityOptions
+    Data = PolarityData
+    Modeling = PolarityModeling
+    Evaluation = PolarityEvaluation
+    Serving = PolarityServing
+
+    @property
+    def num_outputs(self) -> int:
+        return 1

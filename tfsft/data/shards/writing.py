@@ -154,10 +154,10 @@ def write_shards(task: Task, source: Any,
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     _refuse_output(output, source, overwrite)
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        task.refuse_chunked_file(Path(source), file_format)
-    max_length = max_length or task.default_max_length
-    if not 8 <= max_length <= task.max_length_limit:
-        raise ConfigError(f"--max-length must be between 8 and {task.max_length_limit}, "
+        task.data.refuse_chunked_file(Path(source), file_format)
+    max_length = max_length or task.data.default_max_length
+    if not 8 <= max_length <= task.data.max_length_limit:
+        raise ConfigError(f"--max-length must be between 8 and {task.data.max_length_limit}, "
                           f"got {max_length}")
     checkpoint = resolve_checkpoint(model)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
@@ -169,14 +169,14 @@ def write_shards(task: Task, source: Any,
     summaries, rows_read = [], 0
     with _progress(progress, "reading labels and targets", "rows") as bar:
         for chunk in iter_table_chunks(source, **reader):
-            summaries.append(task.learn_chunk(chunk))
+            summaries.append(task.data.learn_chunk(chunk))
             rows_read += len(chunk)
             bar.update(len(chunk))
     if not summaries:
         raise DataError(name, None, "there are no data rows", "add rows")
-    task.merge_chunks(summaries, name)
+    task.data.merge_chunks(summaries, name)
     del summaries
-    tokenizer = task.load_tokenizer(checkpoint, max_length)
+    tokenizer = task.data.load_tokenizer(checkpoint, max_length)
     task.bind(tokenizer, max_length)
     learn_seconds = time.perf_counter() - started
 

@@ -70,8 +70,8 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
             columns = {k: read.pop(k) for k in list(read) if hasattr(task.options, k)}
             read = {k: v for k, v in read.items()
                     if k in ("file_format", "encoding", "delimiter", "quoting")}
-            examples = task.with_options(**columns).read(args.input, role="eval",
-                                                         labelled=False, **read)
+            examples = task.with_options(**columns).data.read(args.input, role="eval",
+                                                              labelled=False, **read)
             conversations += [[*system, *p] if system and p[0]["role"] != "system" else p
                               for p in examples.prompts]
     if not conversations:

@@ -1,24 +1,30 @@
 """``causal-lm``: instruction tuning of a decoder language model (prompt -> response).
 
-Data: prompt/response columns, chat ``messages`` or Alpaca ``instruction``/``input``/``output``
-(:mod:`tfsft.tasks.causal_lm.examples`). Each conversation is rendered with the checkpoint's own
-chat template (:class:`tfsft.tasks.causal_lm.chat_tokenizer.ChatTokenizer`); the loss covers the response
+Data (:class:`ChatData`): prompt/response columns, chat ``messages`` or Alpaca
+``instruction``/``input``/``output`` (:mod:`tfsft.tasks.causal_lm.examples`). Each conversation
+is rendered with the checkpoint's own chat template
+(:class:`tfsft.tasks.causal_lm.chat_tokenizer.ChatTokenizer`); the loss covers the response
 tokens and the end-of-turn token after them, never the prompt. Conversations longer than
 ``--max-length`` tokens are cut at the end (counted in the data check and ``run.json``); a
 training example left without response tokens is skipped and counted.
 
-Model: a keras-hub decoder backbone (SmolLM2 / Llama, Gemma, GPT-2, ...) with logits computed
-only at the trained positions (:class:`tfsft.tasks.causal_lm.model.CausalLMModel`); LoRA adapters on
-the attention projections with ``--lora-rank`` (0: full fine-tuning). The saved model has the
-adapters merged.
+Model (:class:`CausalLMModeling`): a keras-hub decoder backbone (SmolLM2 / Llama, Gemma, GPT-2,
+...) with logits computed only at the trained positions
+(:class:`tfsft.tasks.causal_lm.model.CausalLMModel`); LoRA adapters on the attention
+projections with ``--lora-rank`` (0: full fine-tuning). The saved model has the adapters merged.
 
-Evaluation: loss and perplexity over the response tokens; for data with responses, the exact
-match and ROUGE-L of greedy generations (``--eval-generations`` examples), written with their
-prompts to ``generations.jsonl``.
+Evaluation (:class:`CausalLMEvaluation`): loss and perplexity over the response tokens; for
+data with responses, the exact match and ROUGE-L of greedy generations (``--eval-generations``
+examples), written with their prompts to ``generations.jsonl``.
+
+Serving (:class:`CausalLMServing`): runs export with their own exporter
+(:mod:`exporters.causal_lm`: a SavedModel generate signature, ONNX / TFLite forward graphs).
 
 >>> task = create_task("causal-lm", {"lora_rank": 4})
 >>> task.options.lora_rank, task.options.target_layers()
 (4, ('query', 'value'))
+>>> task.data.default_max_length, task.evaluation.outputs_from_validation
+(512, False)
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, create_task, option, register_task
 from tfsft.tasks.causal_lm.examples import LAYOUTS, ChatColumns, ChatExamples, read_chat_data
+from tfsft.tasks.roles import DataRole, EvaluationRole, ModelingRole, OutputCheck, ServingRole
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -44,7 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tfsft.tasks.causal_lm.encoding import ChatEncodedData
     from tfsft.tasks.commands import TaskCommand
 
-__all__ = ["CausalLMOptions", "CausalLMTask", "create_task"]
+__all__ = ["CausalLMEvaluation", "CausalLMModeling", "CausalLMOptions", "CausalLMServing",
+           "CausalLMTask", "ChatData", "create_task"]
 
 logger = logging.getLogger(__name__)
 GENERATIONS_FILE = "generations.jsonl"
@@ -116,32 +124,18 @@ class CausalLMOutputs:
         return len(self.prompts)
 
 
-@register_task
-class CausalLMTask(Task):
-    name = "causal-lm"
-    Options = CausalLMOptions
-    model_options = ("lora_rank", "lora_alpha", "lora_targets", "eval_generations",
-                     "max_new_tokens")
-    metric_directions = {"loss": False, "token_accuracy": True}
-    headline_metric = "loss"
-    default_max_length = 512
-    max_length_limit = 8192
-    report_files = ("metrics.json", GENERATIONS_FILE)
-    # outputs are response losses and generated completions, not the validation logits
-    outputs_from_validation = False
-    long_example_treatment = "cut at the end (examples left without response tokens skipped)"
-    lite_text_model = False
-    lite_text_reason = "generation loops are exported as SavedModel only"
-    exporter = "exporters.causal_lm:export_causal_lm"
+class ChatData(DataRole):
+    """Conversations (:class:`ChatExamples`) read with the checkpoint's chat tokenizer and
+    encoded with the response tokens as targets."""
 
-    @classmethod
-    def commands(cls) -> tuple[TaskCommand, ...]:
-        from tfsft.tasks.causal_lm.commands import GENERATE
+    task: CausalLMTask
+    default_max_length: ClassVar[int] = 512
+    max_length_limit: ClassVar[int] = 8192
+    long_example_treatment: ClassVar[str] = ("cut at the end (examples left without response "
+                                             "tokens skipped)")
 
-        return (GENERATE,)
-
-    def __init__(self, options: CausalLMOptions):
-        super().__init__(options)
+    def __init__(self, task: CausalLMTask):
+        super().__init__(task)
         self.last_encoding: dict[str, int] = {}
 
     def load_tokenizer(self, folder: Path, max_length: int) -> ChatTokenizer:
@@ -149,12 +143,11 @@ class CausalLMTask(Task):
 
         return ChatTokenizer.from_pretrained(folder, max_length=max_length)
 
-    # -- data -------------------------------------------------------------------------------
     def read(self, source: Any, role: str = "train", labelled: bool = True,
              max_rows: int | None = None, file_format: str | None = None,
              encoding: str = "utf-8", delimiter: str | None = None,
              quoting: bool = True) -> ChatExamples:
-        return read_chat_data(source, self.options.columns(role), labelled, max_rows,
+        return read_chat_data(source, self.task.options.columns(role), labelled, max_rows,
                               file_format, encoding, delimiter, quoting)
 
     def target_summary(self, examples: ChatExamples) -> dict[str, Any] | None:
@@ -195,8 +188,8 @@ class CausalLMTask(Task):
         return {"layout": "messages", "messages_column": "messages", "system_prompt": None}
 
     def read_records(self, path: Path) -> ChatExamples:
-        task = self.with_options(**self.record_options())
-        return task.read(path, role="eval", labelled=False, file_format="jsonl")
+        task = self.task.with_options(**self.record_options())
+        return task.data.read(path, role="eval", labelled=False, file_format="jsonl")
 
     def texts(self, examples: ChatExamples) -> dict[str, list[str]]:
         return {"text": examples.texts}
@@ -207,9 +200,8 @@ class CausalLMTask(Task):
         prompts = texts.get("prompt", texts.get("text"))
         if prompts is None or set(texts) - {"prompt", "text"}:
             raise ConfigError("a causal language model takes prompts (text) only")
-        return examples_from_prompts(list(prompts), self.options.system_prompt)
+        return examples_from_prompts(list(prompts), self.task.options.system_prompt)
 
-    # -- encoding ---------------------------------------------------------------------------
     @staticmethod
     def _token_ids(tokenizer: ChatTokenizer, examples: ChatExamples,
                    index: int) -> tuple[list[int], np.ndarray]:
@@ -267,24 +259,38 @@ class CausalLMTask(Task):
     def encoding_notes(self) -> dict[str, Any]:
         return {k: v for k, v in self.last_encoding.items() if v}
 
-    # -- model ------------------------------------------------------------------------------
-    def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
-        from tfsft.tasks.causal_lm.model import CausalLMModel, load_causal_backbone, trainable_summary
 
+class CausalLMModeling(ModelingRole):
+    """A :class:`~tfsft.tasks.causal_lm.model.CausalLMModel` (LoRA unless ``lora_rank`` is 0)
+    trained on the masked token loss of the response tokens."""
+
+    task: CausalLMTask
+    model_options: ClassVar[tuple[str, ...]] = (
+        "lora_rank", "lora_alpha", "lora_targets", "eval_generations", "max_new_tokens")
+    metric_directions: ClassVar[dict[str, bool]] = {"loss": False, "token_accuracy": True}
+
+    def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
+        from tfsft.tasks.causal_lm.model import (
+            CausalLMModel,
+            load_causal_backbone,
+            trainable_summary,
+        )
+
+        options = self.task.options
         backbone = load_causal_backbone(checkpoint, dtype=dtype)
-        rank = self.options.lora_rank or None
+        rank = options.lora_rank or None
         model = CausalLMModel(backbone, lora_rank=rank,
-                              lora_alpha=self.options.lora_alpha if rank else None,
-                              lora_targets=self.options.target_layers())
+                              lora_alpha=options.lora_alpha if rank else None,
+                              lora_targets=options.target_layers())
         counts = trainable_summary(model)
         logger.info("%s: %s of %s parameters trainable", "LoRA" if rank else "full fine-tuning",
                     f"{counts['trainable_parameters']:,}", f"{counts['parameters']:,}")
         return model
 
-    def load_model(self, path: Path) -> keras.Model:
+    def load(self, path: Path) -> keras.Model:
         import tfsft.tasks.causal_lm.model  # noqa: F401  (registers the model's classes)
 
-        return super().load_model(path)
+        return super().load(path)
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         from tfsft.models.metrics import MaskedTokenAccuracy, MaskedTokenLoss
@@ -292,13 +298,24 @@ class CausalLMTask(Task):
         model.compile(optimizer=optimizer, loss=MaskedTokenLoss(),
                       metrics=[MaskedTokenAccuracy(ignore_class=-1)])
 
-    def model_outputs(self, model: keras.Model, encoded: ChatEncodedData, batch_size: int = 64,
-                      verbose: int | str = 0) -> CausalLMOutputs:
+
+class CausalLMEvaluation(EvaluationRole):
+    """Response loss and perplexity; exact match and ROUGE-L of greedy generations."""
+
+    task: CausalLMTask
+    headline_metric: ClassVar[str] = "loss"
+    report_files: ClassVar[tuple[str, ...]] = ("metrics.json", GENERATIONS_FILE)
+    # outputs are response losses and generated completions, not the validation logits
+    outputs_from_validation: ClassVar[bool] = False
+
+    def outputs(self, model: keras.Model, encoded: ChatEncodedData, batch_size: int = 64,
+                verbose: int | str = 0) -> CausalLMOutputs:
         """Response log-loss of every example and greedy completions of the first
         ``eval_generations`` labelled examples (of every unlabelled one)."""
+        task = self.task
         sums, counts = response_losses(model, encoded, batch_size=min(batch_size, 16))
         labelled = encoded.targets is not None
-        generate = (min(self.options.eval_generations, len(encoded)) if labelled
+        generate = (min(task.options.eval_generations, len(encoded)) if labelled
                     else len(encoded))
         completions: list[str | None] = [None] * len(encoded)
         if generate:
@@ -308,15 +325,14 @@ class CausalLMTask(Task):
                 longest = int(counts[:generate].max()) if generate else 0
                 new_tokens = longest + EXTRA_EVAL_TOKENS
             else:
-                new_tokens = self.options.max_new_tokens
-            generator = Generator(model.backbone, self.tokenizer,
-                                  max_length=self.max_length + new_tokens)
+                new_tokens = task.options.max_new_tokens
+            generator = Generator(model.backbone, task.tokenizer,
+                                  max_length=task.max_length + new_tokens)
             texts = generator.generate_texts(encoded.prompt_ids[:generate], new_tokens,
                                              progress=verbose not in (0, "0"))
             completions[:generate] = texts
         return CausalLMOutputs(sums, counts, completions, list(encoded.prompt_texts))
 
-    # -- metrics and predictions ------------------------------------------------------------
     def evaluate(self, examples: ChatExamples, outputs: CausalLMOutputs,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
         from tfsft.tasks.causal_lm.metrics import exact_match_scores, rouge_l_scores
@@ -361,7 +377,13 @@ class CausalLMTask(Task):
         return [{"prompt": p, "completion": c}
                 for p, c in zip(outputs.prompts, outputs.completions, strict=True)]
 
-    # -- export -----------------------------------------------------------------------------
+
+class CausalLMServing(ServingRole):
+    """Prompt strings in; exported by :attr:`exporter`, never by the encoder exporters."""
+
+    task: CausalLMTask
+    exporter: ClassVar[str | None] = "exporters.causal_lm:export_causal_lm"
+
     def text_inputs(self) -> tuple[str, ...]:
         return ("text",)
 
@@ -369,8 +391,26 @@ class CausalLMTask(Task):
         raise ConfigError("causal-lm runs export with `tfsft export` (SavedModel generate "
                           "signature, ONNX / TFLite forward graphs), not the encoder exporters")
 
-    def output_checks(self):
+    def output_checks(self) -> dict[str, OutputCheck]:
         return {}
+
+
+@register_task
+class CausalLMTask(Task):
+    """Instruction tuning of a decoder language model; it learns no state from the data."""
+
+    name = "causal-lm"
+    Options = CausalLMOptions
+    Data = ChatData
+    Modeling = CausalLMModeling
+    Evaluation = CausalLMEvaluation
+    Serving = CausalLMServing
+
+    @classmethod
+    def commands(cls) -> tuple[TaskCommand, ...]:
+        from tfsft.tasks.causal_lm.commands import GENERATE
+
+        return (GENERATE,)
 
 
 def response_losses(model: keras.Model, encoded: ChatEncodedData,

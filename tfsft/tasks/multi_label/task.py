@@ -8,10 +8,10 @@ Thresholds are tuned per label for F1 on the validation data after training (or 
 
 >>> import pandas as pd
 >>> task = create_task("multi-label-classification")
->>> data = task.read(pd.DataFrame({"text": ["a", "b", "c"], "label": ["x|y", "", "y"]}))
+>>> data = task.data.read(pd.DataFrame({"text": ["a", "b", "c"], "label": ["x|y", "", "y"]}))
 >>> task.labels, data.targets.tolist()
 (('x', 'y'), [[1, 1], [0, 0], [0, 1]])
->>> task.predictions(np.array([[3.0, -3.0]]))[0]["labels"]
+>>> task.evaluation.predictions(np.array([[3.0, -3.0]]))[0]["labels"]
 ['x']
 """
 
@@ -35,8 +35,15 @@ from tfsft.data.examples import (
     sort_labels,
 )
 from tfsft.errors import ConfigError, DataError
-from tfsft.tasks.base import OutputCheck, create_task, option, register_task
-from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+from tfsft.tasks.base import create_task, option, register_task
+from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.sentence import (
+    SentenceData,
+    SentenceModeling,
+    SentenceOptions,
+    SentenceServing,
+    SentenceTask,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -69,38 +76,16 @@ class MultiLabelOptions(SentenceOptions):
             raise ConfigError("label_delimiter must not be empty")
 
 
-@register_task
-class MultiLabelTask(SentenceTask):
-    name = "multi-label-classification"
-    Options = MultiLabelOptions
-    model_options = ("pooling",)
-    metric_directions = {"loss": False, "label_accuracy": True}
-    headline_metric = "f1_micro"
-    report_files = ("metrics.json", "classification_report.txt")
+class MultiLabelData(SentenceData):
+    """A label-list column; the training data's labels become the label list."""
 
-    def __init__(self, options: MultiLabelOptions):
-        super().__init__(options)
-        self.labels: tuple[str, ...] | None = None
-        fixed = 0.5 if options.threshold == "tune" else float(options.threshold)
-        self.thresholds: list[float] = []
-        self._fixed_threshold = fixed
+    task: MultiLabelTask
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "labels": list(self.labels or []),
-                "thresholds": self.thresholds}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        if state.get("labels"):
-            self.labels = tuple(state["labels"])
-            self.thresholds = [float(t) for t in state.get("thresholds") or
-                               [self._fixed_threshold] * len(self.labels)]
-
-    # -- data -------------------------------------------------------------------------------
     def _label_column(self, role: str) -> str:
+        options = self.task.options
         if role == "validation":
-            return self.options.validation_label_column or self.options.label_column
-        return self.options.label_column
+            return options.validation_label_column or options.label_column
+        return options.label_column
 
     def target_columns(self, role: str) -> list[str]:
         return [self._label_column(role)]
@@ -110,11 +95,11 @@ class MultiLabelTask(SentenceTask):
 
     def target_reader(self, table: Table, role: str):
         column = self._label_column(role)
-        known = None if role == "train" else set(self._known_labels())
+        known = None if role == "train" else set(self.task.known_labels())
+        delimiter = self.task.options.label_delimiter
 
         def read(row: dict[str, Any], where: str) -> Any:
-            labels = parse_labels(row.get(column), self.options.label_delimiter, table.source,
-                                  where, column)
+            labels = parse_labels(row.get(column), delimiter, table.source, where, column)
             if known is not None:
                 unknown = sorted(set(labels) - known)
                 if unknown:
@@ -125,26 +110,21 @@ class MultiLabelTask(SentenceTask):
 
         return read
 
-    def _known_labels(self) -> tuple[str, ...]:
-        if self.labels is None:
-            raise ConfigError("the label list is not known yet: read the training data first")
-        return self.labels
-
     def make_examples(self, rows: TextRows, table: Table, role: str) -> TextExamples:
+        task = self.task
         if role == "train":
             found = {label for labels in rows.targets for label in labels}
             if len(found) < 1:
                 raise DataError(table.source, None, "no row has a label",
                                 "check --label-column and --label-delimiter")
-            self.labels = sort_labels(found)
-            self.thresholds = [self._fixed_threshold] * len(self.labels)
+            task.learn_labels(found)
         targets = None
         if role != "unlabelled":
-            index = {label: i for i, label in enumerate(self._known_labels())}
+            index = {label: i for i, label in enumerate(task.known_labels())}
             targets = np.zeros((len(rows.texts), len(index)), dtype=np.int32)
             for row, labels in enumerate(rows.targets):
                 targets[row, [index[label] for label in labels]] = 1
-        return TextExamples(rows.texts, rows.text_pairs, targets, tuple(self.labels or ()),
+        return TextExamples(rows.texts, rows.text_pairs, targets, tuple(task.labels or ()),
                             source=table.source, locations=rows.locations)
 
     def chunk_summary(self, rows: TextRows, chunk: Table) -> list[str]:
@@ -155,8 +135,7 @@ class MultiLabelTask(SentenceTask):
         if not found:
             raise DataError(source, None, "no row has a label",
                             "check --label-column and --label-delimiter")
-        self.labels = sort_labels(found)
-        self.thresholds = [self._fixed_threshold] * len(self.labels)
+        self.task.learn_labels(found)
 
     def target_summary(self, examples: TextExamples) -> dict[str, Any] | None:
         if examples.targets is None:
@@ -167,7 +146,8 @@ class MultiLabelTask(SentenceTask):
         return summary
 
     def target_record(self, target: Any) -> dict[str, Any]:
-        return {"labels": [label for label, on in zip(self.labels, target, strict=True) if on]}
+        return {"labels": [label for label, on in zip(self.task.labels, target, strict=True)
+                           if on]}
 
     def record_options(self) -> dict[str, Any]:
         return {**super().record_options(), "label_column": "labels",
@@ -176,10 +156,12 @@ class MultiLabelTask(SentenceTask):
     def encode_targets(self, examples: TextExamples) -> dict[str, np.ndarray]:
         return {"target": examples.targets.astype(np.float32)}
 
-    # -- model ------------------------------------------------------------------------------
-    @property
-    def num_outputs(self) -> int:
-        return len(self._known_labels())
+
+class MultiLabelModeling(SentenceModeling):
+    """One sigmoid output per label, binary cross-entropy."""
+
+    task: MultiLabelTask
+    metric_directions = {"loss": False, "label_accuracy": True}
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
@@ -189,24 +171,32 @@ class MultiLabelTask(SentenceTask):
                       metrics=[keras.metrics.BinaryAccuracy(threshold=0.0,
                                                             name="label_accuracy")])
 
-    def after_fit(self, validation: TextExamples, outputs: np.ndarray) -> None:
-        if self.options.threshold == "tune":
-            self.thresholds = tune_thresholds(validation.targets, sigmoid(outputs))
 
-    # -- metrics and predictions ------------------------------------------------------------
+class MultiLabelEvaluation(EvaluationRole):
+    """Thresholds tuned after training; micro/macro F1, subset accuracy, Hamming loss."""
+
+    task: MultiLabelTask
+    headline_metric = "f1_micro"
+    report_files = ("metrics.json", "classification_report.txt")
+
+    def after_fit(self, validation: TextExamples, outputs: np.ndarray) -> None:
+        if self.task.options.threshold == "tune":
+            self.task.thresholds = tune_thresholds(validation.targets, sigmoid(outputs))
+
     def evaluate(self, examples: TextExamples, outputs: np.ndarray,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
         from tfsft.evaluation.metrics import multilabel_metrics
 
         if examples.targets is None:
             raise ConfigError("evaluation needs labelled data (--label-column)")
-        metrics = multilabel_metrics(examples.targets, sigmoid(outputs), self.thresholds,
-                                     self.labels)
+        task = self.task
+        metrics = multilabel_metrics(examples.targets, sigmoid(outputs), task.thresholds,
+                                     task.labels)
         if output_dir is not None:
             from tfsft.evaluation.reports import write_multilabel_report
 
             write_multilabel_report(output_dir, metrics, examples.targets, sigmoid(outputs),
-                                    self.thresholds, self.labels, prefix=prefix)
+                                    task.thresholds, task.labels, prefix=prefix)
         return metrics
 
     def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -215,18 +205,24 @@ class MultiLabelTask(SentenceTask):
         return {k: metrics[k] for k in keys}
 
     def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        labels, thresholds = self.task.labels, self.task.thresholds
         records = []
         for row in sigmoid(np.asarray(outputs, np.float64)):
             records.append({
-                "labels": [label for label, p, t in zip(self.labels, row, self.thresholds,
-                                                        strict=True) if p > t],
+                "labels": [label for label, p, t in zip(labels, row, thresholds, strict=True)
+                           if p > t],
                 "probabilities": {label: float(p) for label, p in
-                                  zip(self.labels, row, strict=True)}})
+                                  zip(labels, row, strict=True)}})
         return records
 
-    # -- export -----------------------------------------------------------------------------
+
+class MultiLabelServing(SentenceServing):
+    """Probabilities and logits; the raw-text signature adds the decisions and label names."""
+
+    task: MultiLabelTask
+
     def _logit_thresholds(self) -> list[float]:
-        return [math.log(t / (1 - t)) for t in self.thresholds]
+        return [math.log(t / (1 - t)) for t in self.task.thresholds]
 
     def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         import tensorflow as tf
@@ -241,8 +237,8 @@ class MultiLabelTask(SentenceTask):
         # [batch, labels]: the label's name where chosen, else "". Built with a gather only:
         # LiteRT has no string BroadcastTo, ZerosLike or Select.
         decisions = tf.cast(chosen, tf.int32)
-        count = len(self.labels)
-        names = tf.constant([""] * count + list(self.labels))
+        count = len(self.task.labels)
+        names = tf.constant([""] * count + list(self.task.labels))
         return {"decisions": decisions,
                 "labels": tf.gather(names, decisions * count + tf.range(count)),
                 **self.export_outputs(raw)}
@@ -261,8 +257,51 @@ class MultiLabelTask(SentenceTask):
         return float(f1_score(examples.targets, decided.astype(np.int32), average="micro",
                               zero_division=0))
 
-    def labels_for_sidecar(self) -> list[str]:
-        return list(self.labels or [])
+    def labels(self) -> list[str]:
+        return list(self.task.labels or [])
+
+
+@register_task
+class MultiLabelTask(SentenceTask):
+    name = "multi-label-classification"
+    Options = MultiLabelOptions
+    Data = MultiLabelData
+    Modeling = MultiLabelModeling
+    Evaluation = MultiLabelEvaluation
+    Serving = MultiLabelServing
+
+    def __init__(self, options: MultiLabelOptions):
+        super().__init__(options)
+        self.labels: tuple[str, ...] | None = None
+        self.thresholds: list[float] = []
+        self._fixed_threshold = 0.5 if options.threshold == "tune" else float(options.threshold)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "labels": list(self.labels or []),
+                "thresholds": self.thresholds}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("labels"):
+            self.labels = tuple(state["labels"])
+            self.thresholds = [float(t) for t in state.get("thresholds") or
+                               [self._fixed_threshold] * len(self.labels)]
+
+    def learn_labels(self, found: set[str]) -> None:
+        """The label list from the labels of the training data, each at the fixed threshold
+        (tuned after training with ``threshold: tune``)."""
+        self.labels = sort_labels(found)
+        self.thresholds = [self._fixed_threshold] * len(self.labels)
+
+    def known_labels(self) -> tuple[str, ...]:
+        """The label list learned from the training data (an error before it is read)."""
+        if self.labels is None:
+            raise ConfigError("the label list is not known yet: read the training data first")
+        return self.labels
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.known_labels())
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

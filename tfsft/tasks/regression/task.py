@@ -5,10 +5,10 @@ Targets are standardized with the training data's mean and standard deviation (r
 
 >>> import pandas as pd
 >>> task = create_task("regression", {"target_columns": ["score"]})
->>> data = task.read(pd.DataFrame({"text": ["great", "awful", "fine"], "score": [3, -2, 1]}))
+>>> data = task.data.read(pd.DataFrame({"text": ["great", "awful", "fine"], "score": [3, -2, 1]}))
 >>> data.targets[:, 0].tolist(), round(task.mean[0], 3)
 ([3.0, -2.0, 1.0], 0.667)
->>> task.predictions(np.array([[0.0]]))[0]["score"] == round(task.mean[0], 6)
+>>> task.evaluation.predictions(np.array([[0.0]]))[0]["score"] == round(task.mean[0], 6)
 True
 """
 
@@ -24,8 +24,15 @@ import numpy as np
 
 from tfsft.data.examples import TextExamples, TextRows
 from tfsft.errors import ConfigError, DataError
-from tfsft.tasks.base import OutputCheck, create_task, option, register_task
-from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+from tfsft.tasks.base import create_task, option, register_task
+from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.sentence import (
+    SentenceData,
+    SentenceModeling,
+    SentenceOptions,
+    SentenceServing,
+    SentenceTask,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -60,35 +67,16 @@ class RegressionOptions(SentenceOptions):
             raise ConfigError("huber_delta must be > 0")
 
 
-@register_task
-class RegressionTask(SentenceTask):
-    name = "regression"
-    Options = RegressionOptions
-    metric_directions = {"loss": False}
-    headline_metric = "pearson"
-    report_files = ("metrics.json", "regression_report.txt", "scatter.png")
+class RegressionData(SentenceData):
+    """Numeric target columns; the training data's mean and std standardize them."""
 
-    def __init__(self, options: RegressionOptions):
-        super().__init__(options)
-        self.target_names: tuple[str, ...] = tuple(options.target_columns)
-        self.mean: list[float] = [0.0] * len(self.target_names)
-        self.std: list[float] = [1.0] * len(self.target_names)
+    task: RegressionTask
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "target_names": list(self.target_names),
-                "mean": self.mean, "std": self.std}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        super().load_state(state)
-        if "mean" in state:
-            self.target_names = tuple(state["target_names"])
-            self.mean, self.std = list(state["mean"]), list(state["std"])
-
-    # -- data -------------------------------------------------------------------------------
     def target_columns(self, role: str) -> list[str]:
-        if role == "validation" and self.options.validation_target_columns:
-            return list(self.options.validation_target_columns)
-        return list(self.options.target_columns)
+        options = self.task.options
+        if role == "validation" and options.validation_target_columns:
+            return list(options.validation_target_columns)
+        return list(options.target_columns)
 
     def target_option_names(self) -> list[str]:
         return ["target_columns"]
@@ -102,40 +90,43 @@ class RegressionTask(SentenceTask):
         return read
 
     def make_examples(self, rows: TextRows, table: Table, role: str) -> TextExamples:
+        names = self.task.target_names
         targets = None
         if role != "unlabelled":
-            targets = np.asarray(rows.targets, dtype=np.float64).reshape(-1, len(self.target_names))
+            targets = np.asarray(rows.targets, dtype=np.float64).reshape(-1, len(names))
         if role == "train":
             self._learn_statistics(len(targets), targets.mean(axis=0), targets.std(axis=0),
                                    table.source)
-        return TextExamples(rows.texts, rows.text_pairs, targets, self.target_names,
+        return TextExamples(rows.texts, rows.text_pairs, targets, names,
                             source=table.source, locations=rows.locations)
 
     def _learn_statistics(self, count: int, mean: np.ndarray, spread: np.ndarray,
                           source: str) -> None:
         """The standardization of the targets from their training count, mean and std."""
+        task = self.task
         if count < 2:
             raise DataError(source, None, "regression needs at least 2 training rows",
                             "add rows")
-        if self.options.standardize and np.any(spread == 0):
-            constant = [n for n, s in zip(self.target_names, spread, strict=True) if s == 0]
+        if task.options.standardize and np.any(spread == 0):
+            constant = [n for n, s in zip(task.target_names, spread, strict=True) if s == 0]
             raise DataError(source, None, f"target(s) {constant} have the same value in "
                             "every training row", "check the target column")
-        self.mean = [float(x) for x in mean]
-        self.std = [float(x) for x in spread]
-        if not self.options.standardize:
-            self.mean, self.std = [0.0] * len(self.target_names), [1.0] * len(self.target_names)
+        task.mean = [float(x) for x in mean]
+        task.std = [float(x) for x in spread]
+        if not task.options.standardize:
+            task.mean, task.std = [0.0] * len(task.target_names), [1.0] * len(task.target_names)
 
     def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
-        targets = np.asarray(rows.targets, dtype=np.float64).reshape(-1, len(self.target_names))
+        targets = np.asarray(rows.targets, dtype=np.float64).reshape(
+            -1, len(self.task.target_names))
         mean = targets.mean(axis=0)
         return {"count": len(targets), "mean": mean,
                 "squares": ((targets - mean) ** 2).sum(axis=0)}
 
     def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
         """Pooled mean and std of the chunks (Chan et al.'s parallel update)."""
-        count, mean = 0, np.zeros(len(self.target_names))
-        squares = np.zeros(len(self.target_names))
+        count, mean = 0, np.zeros(len(self.task.target_names))
+        squares = np.zeros(len(self.task.target_names))
         for summary in summaries:
             n = summary["count"]
             if not n:
@@ -153,51 +144,59 @@ class RegressionTask(SentenceTask):
         if examples.targets is None:
             return None
         values = {}
-        for name, column in zip(self.target_names, examples.targets.T, strict=True):
+        for name, column in zip(self.task.target_names, examples.targets.T, strict=True):
             values[name] = {"min": float(column.min()), "mean": float(column.mean()),
                             "std": float(column.std()), "max": float(column.max())}
         return {"kind": "values", "values": values}
 
     def target_record(self, target: Any) -> dict[str, Any]:
-        return {name: float(value) for name, value in zip(self.target_names, target, strict=True)}
+        return {name: float(value)
+                for name, value in zip(self.task.target_names, target, strict=True)}
 
     def record_options(self) -> dict[str, Any]:
-        return {**super().record_options(), "target_columns": list(self.target_names),
+        return {**super().record_options(), "target_columns": list(self.task.target_names),
                 "validation_target_columns": None}
 
     def encode_targets(self, examples: TextExamples) -> dict[str, np.ndarray]:
-        scaled = (examples.targets - np.asarray(self.mean)) / np.asarray(self.std)
+        scaled = (examples.targets - np.asarray(self.task.mean)) / np.asarray(self.task.std)
         return {"target": scaled.astype(np.float32)}
 
-    def destandardize(self, outputs: np.ndarray) -> np.ndarray:
-        return np.asarray(outputs, np.float64) * np.asarray(self.std) + np.asarray(self.mean)
 
-    # -- model ------------------------------------------------------------------------------
-    @property
-    def num_outputs(self) -> int:
-        return len(self.target_names)
+class RegressionModeling(SentenceModeling):
+    """A linear head; mean squared error or Huber loss on the standardized targets."""
+
+    task: RegressionTask
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
 
-        loss = (keras.losses.MeanSquaredError() if self.options.loss == "mse"
-                else keras.losses.Huber(delta=self.options.huber_delta))
+        options = self.task.options
+        loss = (keras.losses.MeanSquaredError() if options.loss == "mse"
+                else keras.losses.Huber(delta=options.huber_delta))
         model.compile(optimizer=optimizer, loss=loss)
 
-    # -- metrics and predictions ------------------------------------------------------------
+
+class RegressionEvaluation(EvaluationRole):
+    """Pearson, Spearman, MAE, RMSE and R² in the targets' units, with a scatter plot."""
+
+    task: RegressionTask
+    headline_metric = "pearson"
+    report_files = ("metrics.json", "regression_report.txt", "scatter.png")
+
     def evaluate(self, examples: TextExamples, outputs: np.ndarray,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
         from tfsft.evaluation.metrics import regression_metrics
 
         if examples.targets is None:
             raise ConfigError("evaluation needs the target column(s) (--target-columns)")
-        predicted = self.destandardize(outputs)
-        metrics = regression_metrics(examples.targets, predicted, self.target_names)
+        names = self.task.target_names
+        predicted = self.task.destandardize(outputs)
+        metrics = regression_metrics(examples.targets, predicted, names)
         if output_dir is not None:
             from tfsft.evaluation.reports import write_regression_report
 
-            write_regression_report(output_dir, metrics, examples.targets, predicted,
-                                    self.target_names, prefix=prefix)
+            write_regression_report(output_dir, metrics, examples.targets, predicted, names,
+                                    prefix=prefix)
         return metrics
 
     def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -205,20 +204,26 @@ class RegressionTask(SentenceTask):
 
     def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         return [{name: round(float(value), 6) for name, value in
-                 zip(self.target_names, row, strict=True)}
-                for row in self.destandardize(outputs)]
+                 zip(self.task.target_names, row, strict=True)}
+                for row in self.task.destandardize(outputs)]
 
-    # -- export -----------------------------------------------------------------------------
+
+class RegressionServing(SentenceServing):
+    """Predictions in the targets' units (the standardization undone in the graph)."""
+
+    task: RegressionTask
+
     def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         import tensorflow as tf
 
-        std = tf.constant(self.std, tf.float32)
-        mean = tf.constant(self.mean, tf.float32)
+        std = tf.constant(self.task.std, tf.float32)
+        mean = tf.constant(self.task.mean, tf.float32)
         return {"predictions": raw * std + mean}
 
     def output_checks(self) -> dict[str, OutputCheck]:
         # Same relative precision as 1e-4 on standardized values, in the targets' units.
-        return {"predictions": OutputCheck(kind="scores", tolerance=1e-4 * max(1.0, *self.std))}
+        return {"predictions": OutputCheck(kind="scores",
+                                           tolerance=1e-4 * max(1.0, *self.task.std))}
 
     def export_quality(self, examples: TextExamples,
                        outputs: dict[str, np.ndarray]) -> float | None:
@@ -229,8 +234,42 @@ class RegressionTask(SentenceTask):
             return None
         return float(np.corrcoef(truth, predicted)[0, 1])
 
-    def labels_for_sidecar(self) -> list[str]:
-        return list(self.target_names)
+    def labels(self) -> list[str]:
+        return list(self.task.target_names)
+
+
+@register_task
+class RegressionTask(SentenceTask):
+    name = "regression"
+    Options = RegressionOptions
+    Data = RegressionData
+    Modeling = RegressionModeling
+    Evaluation = RegressionEvaluation
+    Serving = RegressionServing
+
+    def __init__(self, options: RegressionOptions):
+        super().__init__(options)
+        self.target_names: tuple[str, ...] = tuple(options.target_columns)
+        self.mean: list[float] = [0.0] * len(self.target_names)
+        self.std: list[float] = [1.0] * len(self.target_names)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "target_names": list(self.target_names),
+                "mean": self.mean, "std": self.std}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if "mean" in state:
+            self.target_names = tuple(state["target_names"])
+            self.mean, self.std = list(state["mean"]), list(state["std"])
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.target_names)
+
+    def destandardize(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs in the targets' units."""
+        return np.asarray(outputs, np.float64) * np.asarray(self.std) + np.asarray(self.mean)
 
 
 def _number(value: Any, source: str, where: str, column: str) -> float:

@@ -5,11 +5,11 @@ are strings or integers (``2``, ``2.0`` and ``"2"`` are the same label).
 
 >>> import pandas as pd
 >>> task = create_task("text-classification", {"label_column": "stars"})
->>> data = task.read(pd.DataFrame({"text": ["great", "awful", "fine"],
+>>> data = task.data.read(pd.DataFrame({"text": ["great", "awful", "fine"],
 ...                                "stars": ["pos", "neg", "pos"]}))
 >>> task.labels, data.label_ids.tolist()
 (('neg', 'pos'), [1, 0, 1])
->>> task.predictions(np.array([[0.0, 2.0]]))[0]["label"]
+>>> task.evaluation.predictions(np.array([[0.0, 2.0]]))[0]["label"]
 'pos'
 """
 
@@ -34,8 +34,15 @@ from tfsft.data.examples import (
     stratified_split,
 )
 from tfsft.errors import ConfigError, DataError
-from tfsft.tasks.base import OutputCheck, create_task, option, register_task
-from tfsft.tasks.sentence import SentenceOptions, SentenceTask
+from tfsft.tasks.base import create_task, option, register_task
+from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.sentence import (
+    SentenceData,
+    SentenceModeling,
+    SentenceOptions,
+    SentenceServing,
+    SentenceTask,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -67,13 +74,208 @@ class TextClassificationOptions(SentenceOptions):
         self.exclude_labels = [str(x) for x in self.exclude_labels]
 
 
+class ClassificationData(SentenceData):
+    """A label column; the training data's labels become the label list."""
+
+    task: TextClassificationTask
+
+    def _label_column(self, role: str) -> str:
+        options = self.task.options
+        if role == "validation":
+            return options.validation_label_column or options.label_column
+        return options.label_column
+
+    def target_columns(self, role: str) -> list[str]:
+        return [self._label_column(role)]
+
+    def target_option_names(self) -> list[str]:
+        return ["label_column"]
+
+    def target_reader(self, table: Table, role: str):
+        known = None if role == "train" else self.task.known_labels()
+        return label_reader(table.source, self._label_column(role), known,
+                            self.task.options.exclude_labels)
+
+    def make_examples(self, rows: TextRows, table: Table, role: str) -> TextClassificationData:
+        labels = None if role == "train" else (self.task.labels or ())
+        examples = classification_examples(rows, table.source, labels,
+                                           self.task.options.exclude_labels,
+                                           labelled=role != "unlabelled", chunk=role == "chunk")
+        if role == "train":
+            self._check_label_set(examples, table)
+            self.task.labels = examples.labels
+        return examples
+
+    def _check_label_set(self, examples: TextClassificationData, table: Table) -> None:
+        column = self._label_column("train")
+        present = {normalize_label(row.get(column)) for row in table.rows}
+        self._refuse_bad_label_set(examples.labels, present, table.source)
+
+    def _refuse_bad_label_set(self, labels: tuple[str, ...], present: set[str | None],
+                              source: str) -> None:
+        """A classifier needs 2 labels; every ``--exclude-labels`` entry must occur in
+        ``present`` (the labels of the training rows, excluded ones included)."""
+        column = self._label_column("train")
+        if len(labels) < 2:
+            raise DataError(source, None, f"every training row has the label "
+                            f"{labels[0]!r} (column {column!r}): a classifier needs "
+                            "at least 2 classes", "check --label-column, or add rows of the "
+                            "other classes")
+        never = sorted({str(x) for x in self.task.options.exclude_labels} - present)
+        if never:
+            raise DataError(source, None, f"--exclude-labels {never} never occur in "
+                            f"column {column!r}; the labels are "
+                            f"{', '.join(map(repr, sort_labels(present - {None})))}",
+                            "fix the spelling, or leave them out")
+
+    def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
+        column = self._label_column("train")
+        excluded = {str(x) for x in self.task.options.exclude_labels}
+        present = {normalize_label(row.get(column)) for row in chunk.rows} & excluded
+        return {"counts": dict(Counter(rows.targets)), "excluded_present": sorted(present)}
+
+    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
+        counts: Counter[str] = Counter()
+        present: set[str | None] = set()
+        for summary in summaries:
+            counts.update(summary["counts"])
+            present.update(summary["excluded_present"])
+        if not counts:
+            excluded = sorted({str(x) for x in self.task.options.exclude_labels})
+            raise DataError(source, None, f"no rows are left after skipping labels {excluded}",
+                            "check --exclude-labels")
+        labels = sort_labels(set(counts))
+        self._refuse_bad_label_set(labels, present | set(counts), source)
+        self.task.labels = labels
+        self.task.train_label_counts = np.array([counts[label] for label in labels], np.int64)
+
+    def target_summary(self, examples: TextClassificationData) -> dict[str, Any] | None:
+        if examples.label_ids is None:
+            return None
+        return class_counts(examples.labels, np.bincount(examples.label_ids,
+                                                         minlength=len(examples.labels)))
+
+    def target_record(self, target: Any) -> dict[str, Any]:
+        return {"label": self.task.labels[int(target)]}
+
+    def record_options(self) -> dict[str, Any]:
+        return {**super().record_options(), "label_column": "label",
+                "validation_label_column": None, "exclude_labels": []}
+
+    def split(self, examples: TextClassificationData, fraction: float, seed: int):
+        return stratified_split(examples, fraction, seed)
+
+    def sample_weights(self, examples: TextClassificationData) -> np.ndarray | None:
+        weights = class_weights(self.task.options.class_weight, examples,
+                                self.task.train_label_counts)
+        return None if weights is None else weights[examples.label_ids]
+
+
+class ClassificationModeling(SentenceModeling):
+    """:class:`TextClassifier` (softmax head), sparse categorical cross-entropy."""
+
+    task: TextClassificationTask
+    metric_directions = {"loss": False, "accuracy": True}
+
+    def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
+        from tfsft.tasks.text_classification.model import TextClassifier
+
+        return TextClassifier.from_pretrained(checkpoint, num_classes=self.task.num_outputs,
+                                              pooling=self.task.options.pooling,
+                                              dropout=dropout, dtype=dtype)
+
+    def load(self, path: Path) -> keras.Model:
+        import tfsft.tasks.text_classification.model  # noqa: F401  (registers the model's classes)
+
+        return super().load(path)
+
+    def compile(self, model: keras.Model, optimizer: Any) -> None:
+        import keras
+
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
+class ClassificationEvaluation(EvaluationRole):
+    """Accuracy, macro F1, ROC AUC, the classification report and confusion matrix."""
+
+    task: TextClassificationTask
+    headline_metric = "accuracy"
+    report_files = ("metrics.json", "classification_report.txt", "confusion_matrix.png")
+
+    def evaluate(self, examples: TextClassificationData, outputs: np.ndarray,
+                 output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
+        from scipy.special import softmax
+
+        from tfsft.evaluation.metrics import classification_metrics
+        from tfsft.evaluation.reports import write_evaluation
+
+        if examples.label_ids is None:
+            raise ConfigError("evaluation needs labelled data (--label-column)")
+        probabilities = softmax(outputs, axis=-1)
+        if output_dir is None:
+            return classification_metrics(examples.label_ids, probabilities, self.task.labels)
+        return write_evaluation(output_dir, examples.label_ids, probabilities, self.task.labels,
+                                prefix=prefix)
+
+    def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        keys = ("examples", "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
+        return {k: metrics[k] for k in keys}
+
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        from scipy.special import softmax
+
+        labels = self.task.labels
+        records = []
+        for row in softmax(np.asarray(outputs, np.float64), axis=-1):
+            best = int(np.argmax(row))
+            records.append({
+                "label": labels[best], "score": float(row[best]),
+                "probabilities": {label: float(p) for label, p in
+                                  zip(labels, row, strict=True)}})
+        return records
+
+
+class ClassificationServing(SentenceServing):
+    """Probabilities and logits; the raw-text signature adds the label and its id."""
+
+    task: TextClassificationTask
+
+    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        return {"probabilities": tf.nn.softmax(raw, axis=-1), "logits": raw}
+
+    def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
+                        tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        label_id = tf.argmax(raw, axis=-1)
+        return {"label": tf.gather(tf.constant(list(self.task.labels)), label_id),
+                "label_id": label_id, **self.export_outputs(raw)}
+
+    def output_checks(self) -> dict[str, OutputCheck]:
+        return {"logits": OutputCheck(kind="argmax")}
+
+    def export_quality(self, examples: TextClassificationData,
+                       outputs: dict[str, np.ndarray]) -> float | None:
+        if examples.label_ids is None:
+            return None
+        return float(np.mean(outputs["logits"].argmax(-1) == examples.label_ids))
+
+    def labels(self) -> list[str]:
+        return list(self.task.labels or [])
+
+
 @register_task
 class TextClassificationTask(SentenceTask):
     name = "text-classification"
     Options = TextClassificationOptions
-    metric_directions = {"loss": False, "accuracy": True}
-    headline_metric = "accuracy"
-    report_files = ("metrics.json", "classification_report.txt", "confusion_matrix.png")
+    Data = ClassificationData
+    Modeling = ClassificationModeling
+    Evaluation = ClassificationEvaluation
+    Serving = ClassificationServing
 
     def __init__(self, options: TextClassificationOptions):
         super().__init__(options)
@@ -95,182 +297,15 @@ class TextClassificationTask(SentenceTask):
         if state.get("label_counts"):
             self.train_label_counts = np.asarray(state["label_counts"], np.int64)
 
-    # -- data -------------------------------------------------------------------------------
-    def _label_column(self, role: str) -> str:
-        if role == "validation":
-            return self.options.validation_label_column or self.options.label_column
-        return self.options.label_column
-
-    def target_columns(self, role: str) -> list[str]:
-        return [self._label_column(role)]
-
-    def target_option_names(self) -> list[str]:
-        return ["label_column"]
-
-    def target_reader(self, table: Table, role: str):
-        known = None if role == "train" else self._known_labels()
-        return label_reader(table.source, self._label_column(role), known,
-                            self.options.exclude_labels)
-
-    def _known_labels(self) -> tuple[str, ...]:
+    def known_labels(self) -> tuple[str, ...]:
+        """The label list learned from the training data (an error before it is read)."""
         if self.labels is None:
             raise ConfigError("the label list is not known yet: read the training data first")
         return self.labels
 
-    def make_examples(self, rows: TextRows, table: Table, role: str) -> TextClassificationData:
-        labels = None if role == "train" else (self.labels or ())
-        examples = classification_examples(rows, table.source, labels,
-                                           self.options.exclude_labels,
-                                           labelled=role != "unlabelled", chunk=role == "chunk")
-        if role == "train":
-            self._check_label_set(examples, table)
-            self.labels = examples.labels
-        return examples
-
-    def _check_label_set(self, examples: TextClassificationData, table: Table) -> None:
-        column = self._label_column("train")
-        present = {normalize_label(row.get(column)) for row in table.rows}
-        self._refuse_bad_label_set(examples.labels, present, table.source)
-
-    def _refuse_bad_label_set(self, labels: tuple[str, ...], present: set[str | None],
-                              source: str) -> None:
-        """A classifier needs 2 labels; every ``--exclude-labels`` entry must occur in
-        ``present`` (the labels of the training rows, excluded ones included)."""
-        column = self._label_column("train")
-        if len(labels) < 2:
-            raise DataError(source, None, f"every training row has the label "
-                            f"{labels[0]!r} (column {column!r}): a classifier needs "
-                            "at least 2 classes", "check --label-column, or add rows of the "
-                            "other classes")
-        never = sorted({str(x) for x in self.options.exclude_labels} - present)
-        if never:
-            raise DataError(source, None, f"--exclude-labels {never} never occur in "
-                            f"column {column!r}; the labels are "
-                            f"{', '.join(map(repr, sort_labels(present - {None})))}",
-                            "fix the spelling, or leave them out")
-
-    def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
-        column = self._label_column("train")
-        excluded = {str(x) for x in self.options.exclude_labels}
-        present = {normalize_label(row.get(column)) for row in chunk.rows} & excluded
-        return {"counts": dict(Counter(rows.targets)), "excluded_present": sorted(present)}
-
-    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
-        counts: Counter[str] = Counter()
-        present: set[str | None] = set()
-        for summary in summaries:
-            counts.update(summary["counts"])
-            present.update(summary["excluded_present"])
-        if not counts:
-            excluded = sorted({str(x) for x in self.options.exclude_labels})
-            raise DataError(source, None, f"no rows are left after skipping labels {excluded}",
-                            "check --exclude-labels")
-        labels = sort_labels(set(counts))
-        self._refuse_bad_label_set(labels, present | set(counts), source)
-        self.labels = labels
-        self.train_label_counts = np.array([counts[label] for label in labels], np.int64)
-
-    def target_summary(self, examples: TextClassificationData) -> dict[str, Any] | None:
-        if examples.label_ids is None:
-            return None
-        return class_counts(examples.labels, np.bincount(examples.label_ids,
-                                                         minlength=len(examples.labels)))
-
-    def target_record(self, target: Any) -> dict[str, Any]:
-        return {"label": self.labels[int(target)]}
-
-    def record_options(self) -> dict[str, Any]:
-        return {**super().record_options(), "label_column": "label",
-                "validation_label_column": None, "exclude_labels": []}
-
-    def split(self, examples: TextClassificationData, fraction: float, seed: int):
-        return stratified_split(examples, fraction, seed)
-
-    def sample_weights(self, examples: TextClassificationData) -> np.ndarray | None:
-        weights = class_weights(self.options.class_weight, examples, self.train_label_counts)
-        return None if weights is None else weights[examples.label_ids]
-
-    # -- model ------------------------------------------------------------------------------
     @property
     def num_outputs(self) -> int:
-        return len(self._known_labels())
-
-    def build_model(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
-        from tfsft.tasks.text_classification.model import TextClassifier
-
-        return TextClassifier.from_pretrained(checkpoint, num_classes=self.num_outputs,
-                                              pooling=self.options.pooling, dropout=dropout,
-                                              dtype=dtype)
-
-    def load_model(self, path: Path) -> keras.Model:
-        import tfsft.tasks.text_classification.model  # noqa: F401  (registers the model's classes)
-
-        return super().load_model(path)
-
-    def compile(self, model: keras.Model, optimizer: Any) -> None:
-        import keras
-
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-
-    # -- metrics and predictions ------------------------------------------------------------
-    def evaluate(self, examples: TextClassificationData, outputs: np.ndarray,
-                 output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
-        from scipy.special import softmax
-
-        from tfsft.evaluation.metrics import classification_metrics
-        from tfsft.evaluation.reports import write_evaluation
-
-        if examples.label_ids is None:
-            raise ConfigError("evaluation needs labelled data (--label-column)")
-        probabilities = softmax(outputs, axis=-1)
-        if output_dir is None:
-            return classification_metrics(examples.label_ids, probabilities, self.labels)
-        return write_evaluation(output_dir, examples.label_ids, probabilities, self.labels,
-                                prefix=prefix)
-
-    def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        keys = ("examples", "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
-        return {k: metrics[k] for k in keys}
-
-    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
-        from scipy.special import softmax
-
-        records = []
-        for row in softmax(np.asarray(outputs, np.float64), axis=-1):
-            best = int(np.argmax(row))
-            records.append({
-                "label": self.labels[best], "score": float(row[best]),
-                "probabilities": {label: float(p) for label, p in
-                                  zip(self.labels, row, strict=True)}})
-        return records
-
-    # -- export -----------------------------------------------------------------------------
-    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
-        import tensorflow as tf
-
-        return {"probabilities": tf.nn.softmax(raw, axis=-1), "logits": raw}
-
-    def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
-                        tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
-        import tensorflow as tf
-
-        label_id = tf.argmax(raw, axis=-1)
-        return {"label": tf.gather(tf.constant(list(self.labels)), label_id),
-                "label_id": label_id, **self.export_outputs(raw)}
-
-    def output_checks(self) -> dict[str, OutputCheck]:
-        return {"logits": OutputCheck(kind="argmax")}
-
-    def export_quality(self, examples: TextClassificationData,
-                       outputs: dict[str, np.ndarray]) -> float | None:
-        if examples.label_ids is None:
-            return None
-        return float(np.mean(outputs["logits"].argmax(-1) == examples.label_ids))
-
-    def labels_for_sidecar(self) -> list[str]:
-        return list(self.labels or [])
+        return len(self.known_labels())
 
 
 def class_weights(class_weight: str | dict[str, float] | None, data: TextClassificationData,

@@ -1,0 +1,285 @@
+"""The data role of token classification: files to checked sentences (learning the tag set and
+scheme), and sentences to windows of word pieces with a target per piece."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfsft.data.examples import split_examples
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks.roles import DataRole
+from tfsft.tasks.token_classification import tags as tag_schemes
+from tfsft.tasks.token_classification.examples import (
+    TokenExamples,
+    read_token_data,
+    sentences_from_tokens,
+    words_of,
+)
+from tfsft.tasks.token_classification.pieces import Pieces, text_pieces, windows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tfsft.data.pipeline import EncodedData
+    from tfsft.data.readers import Table
+    from tfsft.tasks.token_classification.task import TokenClassificationTask
+    from tfsft.tokenization import WordPieceTokenizer
+
+logger = logging.getLogger(__name__)
+IGNORED_TARGET = -1  # target of pieces the loss skips ([CLS], [SEP], continuation pieces)
+
+
+class TokenData(DataRole):
+    """CoNLL, token/tag tables and character-span data to :class:`TokenExamples`; sentences to
+    overlapping windows of word pieces."""
+
+    task: TokenClassificationTask
+    long_example_treatment = "split into overlapping windows (--stride)"
+
+    def __init__(self, task: TokenClassificationTask) -> None:
+        super().__init__(task)
+        self.last_encoding: dict[str, int] = {}
+
+    # -- reading ----------------------------------------------------------------------------
+    def _scheme_option(self) -> str | None:
+        options = self.task.options
+        return None if options.tag_scheme == "auto" else options.tag_scheme
+
+    def read(self, source: Any, role: str = "train", labelled: bool = True,
+             max_rows: int | None = None, file_format: str | None = None,
+             encoding: str = "utf-8", delimiter: str | None = None, quoting: bool = True) -> TokenExamples:
+        task, options = self.task, self.task.options
+        scheme = self._scheme_option() or (task.scheme if role != "train" and task.labels
+                                           else None)
+        data = read_token_data(
+            source, tokens_column=options.tokens_column, tags_column=options.tags_column,
+            text_column=options.text_column, entities_column=options.entities_column,
+            tag_column=options.tag_column, tag_names=options.tag_names or None,
+            separator=options.token_separator, scheme=scheme, repair=options.repair_tags,
+            labelled=labelled, max_rows=max_rows, file_format=file_format, encoding=encoding,
+            delimiter=delimiter, quoting=quoting)
+        return self._learn(data, role if labelled else "unlabelled")
+
+    def learn_chunk(self, chunk: Table) -> dict[str, Any]:
+        options = self.task.options
+        data = read_token_data(
+            chunk, tokens_column=options.tokens_column, tags_column=options.tags_column,
+            text_column=options.text_column, entities_column=options.entities_column,
+            tag_names=options.tag_names or None, separator=options.token_separator,
+            scheme=self._scheme_option(), repair=options.repair_tags)
+        tags = {t for sentence in data.tags for t in sentence}
+        return {"prefixes": sorted({tag_schemes.split_tag(t)[0] for t in tags}),
+                "types": tag_schemes.entity_types(tags)}
+
+    def refuse_chunked_file(self, path: Path, file_format: str | None) -> None:
+        from tfsft.tasks.token_classification.examples import is_conll_file
+
+        if is_conll_file(path, file_format):
+            raise DataError(str(path), None, "a CoNLL file cannot be preprocessed in chunks",
+                            "write it as JSONL with tokens and tags columns, or train from the "
+                            "file itself (tfsft train --train FILE)")
+
+    def merge_chunks(self, summaries: Sequence[dict[str, Any]], source: str) -> None:
+        task = self.task
+        prefixes = {p for summary in summaries for p in summary["prefixes"]}
+        types = sorted({kind for summary in summaries for kind in summary["types"]})
+        if not types:
+            raise DataError(source, None, "no entity tags, only O",
+                            "tag some entities (B-PER, I-PER, ...) in the training data")
+        try:
+            task.scheme = self._scheme_option() or tag_schemes.detect_scheme(
+                f"{prefix}-X" for prefix in prefixes)
+        except ValueError as exc:
+            raise DataError(source, None, str(exc), "name the scheme with --tag-scheme") from exc
+        task.labels = tag_schemes.label_set(types, task.scheme)
+        task.label_index = {label: i for i, label in enumerate(task.labels)}
+
+    def read_tokens(self, tokens: list[list[str]], tags: list[list[str]] | None = None,
+                    role: str = "train") -> TokenExamples:
+        """Sentences from in-memory token lists (and tag lists)."""
+        options = self.task.options
+        data = sentences_from_tokens(tokens, tags, "tokens", None, options.token_separator,
+                                     self._scheme_option() or (None if role == "train"
+                                                               else self.task.scheme),
+                                     options.repair_tags)
+        return self._learn(data, role if tags is not None else "unlabelled")
+
+    def _learn(self, data: TokenExamples, role: str) -> TokenExamples:
+        task = self.task
+        if data.repaired:
+            logger.warning("%s: %d tags repaired (--repair-tags)", data.source, data.repaired)
+        if role == "unlabelled" or data.tags is None:
+            return data
+        if role == "train":
+            task.scheme = data.scheme
+            types = tag_schemes.entity_types(t for sentence in data.tags for t in sentence)
+            if not types:
+                raise DataError(data.source, None, "no entity tags, only O",
+                                "tag some entities (B-PER, I-PER, ...) in the training data")
+            task.labels = tag_schemes.label_set(types, task.scheme)
+            task.label_index = {label: i for i, label in enumerate(task.labels)}
+            return data
+        if data.scheme != task.scheme:
+            data = self._convert_scheme(data)
+        unknown = sorted({t for s in data.tags for t in s} - set(task.labels))
+        if unknown:
+            known_types = set(task.types)
+            bad = [t for t in unknown if tag_schemes.split_tag(t)[1] not in known_types]
+            if bad:
+                raise DataError(data.source, None, f"entity types {bad} were not in the "
+                                f"training data (types: {', '.join(task.types)})",
+                                "map them to a known type or to O")
+        return data
+
+    def _convert_scheme(self, data: TokenExamples) -> TokenExamples:
+        """Data in another tag scheme than the model's, re-tagged in the model's scheme."""
+        scheme = self.task.scheme
+        tags = [tag_schemes.tags_from_spans(len(s), tag_schemes.spans(s, data.scheme), scheme)
+                for s in data.tags]
+        data.tags, data.scheme = tags, scheme
+        return data
+
+    def target_summary(self, examples: TokenExamples) -> dict[str, Any] | None:
+        from tfsft.data.checks import class_counts
+
+        if examples.tags is None:
+            return None
+        entities = Counter(kind for sentence in examples.tags
+                           for _, _, kind in tag_schemes.spans(sentence, examples.scheme))
+        names = sorted(entities)
+        summary = class_counts(names, [entities[n] for n in names], kind="entities")
+        summary["sentences_without_entities"] = sum(
+            not any(t != "O" for t in sentence) for sentence in examples.tags)
+        return summary
+
+    def token_length_report(self, tokenizer: WordPieceTokenizer, examples: TokenExamples,
+                            max_length: int) -> tuple[dict[str, Any], np.ndarray]:
+        """Word pieces of each whole sentence (before windowing)."""
+        from tfsft.data.checks import token_lengths
+
+        return token_lengths(tokenizer, examples.texts, examples.text_pairs, max_length)
+
+    def split(self, examples: TokenExamples, fraction: float,
+              seed: int) -> tuple[TokenExamples, TokenExamples]:
+        return split_examples(examples, fraction, seed)
+
+    # -- records and raw texts --------------------------------------------------------------
+    def example_records(self, examples: TokenExamples) -> list[dict[str, Any]]:
+        records = []
+        for i in range(len(examples)):
+            record: dict[str, Any] = {"tokens": examples.word_tokens(i)}
+            if examples.tags is not None:
+                record["tags"] = examples.tags[i]
+            records.append(record)
+        return records
+
+    def record_options(self) -> dict[str, Any]:
+        return {"tokens_column": "tokens", "tags_column": "tags"}
+
+    def read_records(self, path: Path) -> TokenExamples:
+        records = [json.loads(line) for line in Path(path).read_text("utf-8").splitlines()
+                   if line.strip()]
+        tags = [r["tags"] for r in records] if records and "tags" in records[0] else None
+        data = sentences_from_tokens([r["tokens"] for r in records], tags, str(path),
+                                     [f"line {i}" for i in range(1, len(records) + 1)],
+                                     self.task.options.token_separator, self.task.scheme)
+        return self._learn(data, "eval" if tags is not None else "unlabelled")
+
+    def texts(self, examples: TokenExamples) -> dict[str, list[str]]:
+        return {"text": list(examples.texts)}
+
+    def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> TokenExamples:
+        if set(texts) - {"text"}:
+            raise ConfigError("token classification takes single texts, not pairs")
+        values = list(texts["text"])
+        return TokenExamples(values, [words_of(t) for t in values], None, self.task.scheme,
+                             "texts")
+
+    # -- encoding ---------------------------------------------------------------------------
+    def unit_tags(self, examples: TokenExamples, index: int, pieces: Pieces) -> tuple[
+            list[str], int, int]:
+        """Gold tags of the units of sentence ``index``; also entities with no unit and
+        entities whose edge falls inside a unit (both counted, for the warning)."""
+        unit_starts, _ = pieces.unit_spans()
+        unit_spans, lost, inside = [], 0, 0
+        for start, end, kind in examples.entities(index):
+            first = int(np.searchsorted(unit_starts, start, side="left"))
+            last = int(np.searchsorted(unit_starts, end, side="left"))
+            if first >= last:
+                lost += 1
+                continue
+            if unit_starts[first] != start:
+                inside += 1
+            unit_spans.append((first, last, kind))
+        return tag_schemes.tags_from_spans(len(unit_starts), unit_spans, self.task.scheme), \
+            lost, inside
+
+    def encode(self, tokenizer: WordPieceTokenizer, examples: TokenExamples, max_length: int,
+               training: bool = False) -> EncodedData:
+        from tfsft.data.pipeline import TokenAligned
+        from tfsft.tasks.token_classification.encoding import TokenEncodedData
+
+        options, label_index = self.task.options, self.task.label_index
+        width = max_length - 2
+        stride = min(32, width // 4) if options.stride is None else options.stride
+        if stride >= width:
+            raise ConfigError(f"--stride {stride} must be smaller than max_length - 2 ({width})")
+        ids, pieces = text_pieces(tokenizer, examples.texts)
+        labelled = examples.tags is not None
+        rows_ids, rows_targets, lengths, sentence_of, start_of = [], [], [], [], []
+        lost = inside = windowed = empty = 0
+        for i, (row_ids, row_pieces) in enumerate(zip(ids, pieces, strict=True)):
+            if labelled:
+                tags, row_lost, row_inside = self.unit_tags(examples, i, row_pieces)
+                lost, inside = lost + row_lost, inside + row_inside
+                unit_ids = np.array([label_index[t] for t in tags], np.int32)
+                targets = np.full(len(row_ids), IGNORED_TARGET, np.int32)
+                unit_of_piece = np.cumsum(row_pieces.unit_start) - 1
+                if options.label_all_subtokens:
+                    valid = unit_of_piece >= 0
+                    targets[valid] = unit_ids[unit_of_piece[valid]]
+                else:
+                    targets[row_pieces.unit_start] = unit_ids
+            if len(row_ids) == 0:
+                empty += 1
+            starts = windows(len(row_ids), width, stride)
+            windowed += len(starts) > 1
+            for start in starts:
+                piece_ids = row_ids[start:start + width]
+                rows_ids.append(np.concatenate([[tokenizer.cls_id], piece_ids,
+                                                [tokenizer.sep_id]]).astype(np.int32))
+                if labelled:
+                    rows_targets.append(np.concatenate(
+                        [[IGNORED_TARGET], targets[start:start + width], [IGNORED_TARGET]]))
+                lengths.append(len(piece_ids) + 2)
+                sentence_of.append(i)
+                start_of.append(start)
+        self.last_encoding = {"sentences": len(examples), "windows": len(lengths),
+                              "windowed_sentences": windowed, "entities_without_tokens": lost,
+                              "entity_edges_inside_a_token": inside,
+                              "sentences_without_tokens": empty}
+        if windowed:
+            logger.info("%s: %d of %d sentences are longer than %d word pieces and were cut "
+                        "into %d overlapping windows", examples.source, windowed, len(examples),
+                        width, len(lengths) - len(examples) + windowed)
+        if lost or inside:
+            logger.warning("%s: %d entities cover no word piece and %d start or end inside a "
+                           "word piece (tokenizer and data disagree on word boundaries)",
+                           examples.source, lost, inside)
+        flat = np.concatenate(rows_ids) if rows_ids else np.zeros(0, np.int32)
+        encoded = TokenEncodedData(
+            token_ids=flat, segment_ids=np.zeros_like(flat),
+            lengths=np.array(lengths, np.int32), texts=list(examples.texts), pieces=pieces,
+            row_sentence=np.array(sentence_of, np.int64), row_start=np.array(start_of, np.int64))
+        if labelled:
+            encoded.targets = {"target": TokenAligned(np.concatenate(rows_targets),
+                                                      pad_value=IGNORED_TARGET)}
+        return encoded
+
+    def encoding_notes(self) -> dict[str, Any]:
+        return dict(self.last_encoding)
