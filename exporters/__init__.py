@@ -7,6 +7,7 @@
 True
 """
 
-from exporters.export import FORMATS, QUANTIZATIONS, ExportMismatchError, export
+from exporters.export import FORMATS, QUANTIZATIONS, export
+from exporters.publish import ExportMismatchError
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "ExportMismatchError", "export"]

@@ -12,39 +12,36 @@ into place::
     saved_models/NAME/export_report.json
 
 Nothing here knows the task: outputs, their comparison rules and the quality metric come from
-the run's task (``tfsft.tasks``).
+the serving role of the run's task (``tfsft.tasks.roles.ServingRole``). Runs of a generative
+task (a :class:`~tfsft.tasks.roles.GenerativeServing` role) export through
+:mod:`exporters.generative` instead; both publish through :mod:`exporters.publish`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.util
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from exporters import onnx_model, savedmodel, tflite
+from exporters import generative, onnx_model, savedmodel, tflite
+from exporters.publish import stage_verify_publish
 from exporters.report import markdown_table, report
 from exporters.verify import Check, batch_size_of, decoding, make_batches, run_all, verify
-from tfsft.errors import ConfigError, TfsftError
-from tfsft.io_utils import atomic_directory, atomic_write_json
+from tfsft.errors import ConfigError
 from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
+from tfsft.tasks.roles import GenerativeServing
 
 logger = logging.getLogger(__name__)
 logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int8")
-
-
-class ExportMismatchError(TfsftError):
-    """An exported artifact does not predict what the Keras model predicts."""
 
 
 def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike,
@@ -72,14 +69,14 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
                           "(onnxruntime-gpu) on a CUDA machine")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
-    exporter = _exporter_of(run)
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
     created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     try:
-        if exporter is not None:
-            return exporter(run, base, formats, quantize, allow_mismatch, data, max_examples)
+        if isinstance(run.task.serving, GenerativeServing):
+            return generative.export_generative(run, base, formats, quantize, allow_mismatch,
+                                                data, max_examples)
         return _export(run, base, formats, quantize, allow_mismatch, data, max_examples,
                        latency_examples)
     except BaseException:
@@ -87,16 +84,6 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
             with contextlib.suppress(OSError):
                 base.rmdir()
         raise
-
-
-def _exporter_of(run: TrainedRun):
-    """The task's own export function (``ServingRole.exporter``, for models that are not
-    encoders, such as causal-lm's), else None."""
-    reference = run.task.serving.exporter
-    if not reference:
-        return None
-    module, _, name = reference.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str],
@@ -111,27 +98,15 @@ def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str]
     full_batches = [b for b in batches if batch_size_of(b) == 32][:5]
     if full_batches:  # fewer than 32 held-out examples: no batch-32 timing
         timing["batch_32"] = full_batches
-    staging = savedmodel.stage_dir(base)
-    try:
-        checks = _build_and_check(run, staging, formats, quantize, heldout, batches, timing)
-        summary = report(checks, {"run_dir": str(run.run_dir), "examples": len(heldout),
-                                  "formats": list(formats), "quantize": list(quantize)})
-        print(markdown_table(checks))
-        if not summary["passed"] and not allow_mismatch:
-            atomic_write_json(base / "export_report.failed.json", summary)
-            raise ExportMismatchError(
-                "an artifact does not match the Keras model (see the table above and "
-                f"{base / 'export_report.failed.json'}); nothing was published. Pass "
-                "--allow-mismatch to publish anyway")
-        published = publish_folders(staging, base, formats)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for artifact in summary["artifacts"]:
-        artifact["path"] = published_path(artifact["path"], staging, published)
-    summary["published"] = {k: str(v) for k, v in published.items()}
-    atomic_write_json(base / "export_report.json", summary)
-    (base / "export_report.failed.json").unlink(missing_ok=True)  # from an earlier attempt
-    return summary
+    checks: list[Check] = []
+
+    def build(staging: Path) -> dict[str, Any]:
+        checks.extend(_build_and_check(run, staging, formats, quantize, heldout, batches, timing))
+        return report(checks, {"run_dir": str(run.run_dir), "examples": len(heldout),
+                               "formats": list(formats), "quantize": list(quantize)})
+
+    return stage_verify_publish(base, formats, allow_mismatch, build,
+                                lambda _summary: markdown_table(checks))
 
 
 def _listed(values: str | Sequence[str]) -> list[str]:
@@ -248,28 +223,3 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
                 runner = onnx_model.session_runner(paths[variant], (onnx_model.CUDA,))
                 checks.append(check("onnx", variant, paths[variant], runner, provider="CUDA"))
     return checks
-
-
-def publish_folders(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """Move the staged SavedModel (a new version) and tflite/ and onnx/ folders into ``base``."""
-    published: dict[str, Path] = {}
-    if "savedmodel" in formats:
-        published["savedmodel"] = savedmodel.publish_version(staging / "savedmodel", base)
-        savedmodel.write_serving_config(base, base.name)
-    for name in ("tflite", "onnx"):
-        if name in formats:
-            with atomic_directory(base / name, overwrite=True) as tmp:
-                os.rmdir(tmp)
-                os.rename(staging / name, tmp)
-            published[name] = base / name
-    return published
-
-
-def published_path(path: str, staging: Path, published: dict[str, Path]) -> str:
-    """Where a file staged at ``path`` lies after :func:`publish_folders`."""
-    for name, target in published.items():
-        prefix = str(staging / name)
-        if path.startswith(prefix):
-            return str(target) + path[len(prefix):]
-    return path
-

@@ -42,7 +42,7 @@ SERVING_SIGNATURE = "serving_default"
 TOKEN_IDS_SIGNATURE = "serve_token_ids"
 TOKENIZE_SIGNATURE = "tokenize"
 # Raw text -> the outputs of the raw-text TFLite model, for tasks whose serving outputs need ops
-# LiteRT lacks (``Task.lite_text_signature``); absent otherwise.
+# LiteRT lacks (``ServingRole.lite_text_signature``); absent otherwise.
 LITE_TEXT_SIGNATURE = "serve_text_lite"
 # Inputs of the token-id signature, also the input names of the TFLite and ONNX models.
 ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

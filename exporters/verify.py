@@ -177,7 +177,7 @@ def batch_size_of(batch: Batch) -> int:
 
 def decoding(runner: Runner, task: Task) -> Runner:
     """``runner`` plus the per-example values the task decodes from its token-id outputs
-    (:meth:`~tfsft.tasks.base.Task.decode_exported`) where the artifact does not give them."""
+    (:meth:`~tfsft.tasks.roles.ServingRole.decode_exported`) where the artifact does not give them."""
 
     def run(batch: Batch) -> dict[str, np.ndarray]:
         outputs = dict(runner(batch))

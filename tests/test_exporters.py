@@ -119,7 +119,7 @@ def test_raw_text_tflite_labels_match_predict(exported, trained_run):
 
 def test_mismatch_fails_and_publishes_nothing(trained_run, tmp_path, monkeypatch):
     strict = {"logits": OutputCheck(kind="argmax", tolerance=0.0)}
-    monkeypatch.setattr(TextClassificationTask, "output_checks", lambda self: strict)
+    monkeypatch.setattr(TextClassificationTask.Serving, "output_checks", lambda self: strict)
     base = tmp_path / "strict"
     with pytest.raises(ExportMismatchError, match="nothing was published"):
         export(trained_run.run_dir, base, formats=["onnx"])

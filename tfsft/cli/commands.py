@@ -162,7 +162,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
-    from tfsft.data.checks import check_data, plot_lengths, without_blank_texts
+    from tfsft.data.checks import check_data, plot_lengths
     from tfsft.data.readers import read_table
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
@@ -182,14 +182,15 @@ def run_data(args: argparse.Namespace) -> int:
     blank = {}
     sources = {"train": args.file, "validation": args.validation}
     for role, source in list(sources.items()):
-        if not source or not hasattr(task, "columns"):  # text columns to check for blanks
+        if not source:
             continue
         try:
             table = read_table(source, **read)
         except DataError:  # not a table (a CoNLL or SQuAD document): the task's reader reports
             continue
-        sources[role], blank[role] = without_blank_texts(
-            table, [c for c in task.columns(role) if c], _excluded_rows(task, role))
+        kept, blank[role] = task.data.without_blank_texts(table, role)
+        if blank[role]:
+            sources[role] = kept
     train = task.data.read(sources["train"], role="train", **read)
     validation = (task.data.read(sources["validation"], role="validation", **read)
                   if args.validation else None)
@@ -211,17 +212,6 @@ def run_data(args: argparse.Namespace) -> int:
             plot_lengths(lengths, args.max_length, folder / "token_lengths.png")
         print(f"written to {args.output_dir}")
     return 0
-
-
-def _excluded_rows(task: Any, role: str):
-    """A predicate: the row carries a label of ``--exclude-labels`` (skipped by the reader)."""
-    from tfsft.data.examples import normalize_label
-
-    excluded = {str(x) for x in getattr(task.options, "exclude_labels", None) or ()}
-    if not excluded or not hasattr(task, "target_columns"):
-        return None
-    column = task.target_columns(role)[0]
-    return lambda row: normalize_label(row.get(column)) in excluded
 
 
 def run_export(args: argparse.Namespace) -> int:

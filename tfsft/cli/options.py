@@ -128,7 +128,7 @@ def column_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def read_keywords(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of ``Task.read`` / ``TrainedRun.read`` from the reading flags."""
+    """Keyword arguments of ``task.data.read`` / ``TrainedRun.read`` from the reading flags."""
     from tfsft.config import parse_delimiter
 
     return {"file_format": args.file_format, "encoding": args.encoding or "utf-8",

@@ -185,8 +185,7 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
     if labels:
         report["labels"] = labels
         warnings += label_warnings(labels, examples.source)
-    targets = getattr(examples, "targets", getattr(examples, "tags", None))
-    report["duplicates"] = duplicates(examples.texts, examples.text_pairs, targets)
+    report["duplicates"] = duplicates(examples.texts, examples.text_pairs, examples.targets)
     if report["duplicates"]["conflicting"]:
         warnings.append(f"{examples.source}: {report['duplicates']['conflicting']} texts occur "
                         "again with a different label")

@@ -27,7 +27,7 @@ class CommandContext:
 
     ``add_read_options(parser)`` adds the flags every data-reading command has (column names,
     ``--format``, ``--encoding``, ``--delimiter``); ``read_options(args)`` gives them back as
-    keyword arguments of :meth:`Task.read` (columns included); ``is_run(path)`` tells a run
+    keyword arguments of ``task.data.read`` (columns included); ``is_run(path)`` tells a run
     folder from anything else and ``load_run(path)`` loads one (a
     :class:`tfsft.runs.TrainedRun`).
     """

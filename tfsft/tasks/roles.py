@@ -43,8 +43,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @runtime_checkable
 class Examples(Protocol):
-    """Checked examples of a task (what :meth:`DataRole.read` returns): their count and a
-    subset in a given order. Anything else about them is the task's own business."""
+    """Checked examples of a task (what :meth:`DataRole.read` returns), as the rest of tfsft
+    sees them: their count, a subset in a given order, where they came from and what was
+    skipped, and for the data check each example's main text (and second text), and target
+    (``None`` when unlabelled). Anything else about them is the task's own business."""
+
+    source: str
+    skipped: dict[str, int]
+
+    @property
+    def texts(self) -> Sequence[str]: ...
+
+    @property
+    def text_pairs(self) -> Sequence[str] | None: ...
+
+    @property
+    def targets(self) -> Any: ...
 
     def __len__(self) -> int: ...
 
@@ -153,6 +167,12 @@ class DataRole(_Role, Protocol):
         ``p95``, ``max``, ``over_max_length``, ``over_max_length_share``,
         ``unknown_word_share``) and the lengths (see :func:`tfsft.data.checks.token_lengths`)."""
         raise NotImplementedError
+
+    def without_blank_texts(self, table: Table, role: str) -> tuple[Table, list[str]]:
+        """``table`` without the rows whose text is empty or whitespace, and where those rows
+        were: ``tfsft data inspect`` counts them where :meth:`read` stops at the first. Default:
+        the table as it is."""
+        return table, []
 
     def learn_chunk(self, chunk: Table) -> Any:
         """What one chunk of the training data tells about the task state, for data read in
@@ -281,10 +301,6 @@ class ServingRole(_Role, Protocol):
     #: Why export writes no raw-text TFLite model at all (its ops are beyond LiteRT even with
     #: :meth:`lite_text_outputs`); empty: it writes one.
     no_lite_text_model: ClassVar[str] = ""
-    #: ``module:function`` that exports runs of this task instead of the encoder exporters
-    #: (called as ``export(run, base, formats, quantize, allow_mismatch, data, max_examples)``).
-    exporter: ClassVar[str | None] = None
-
     def text_inputs(self) -> tuple[str, ...]:
         """Names of the raw-string inputs of the serving signature."""
         raise NotImplementedError
@@ -334,3 +350,43 @@ class ServingRole(_Role, Protocol):
     def sidecar_files(self) -> dict[str, Path]:
         """More files shipped beside the exported models (name -> source path); default none."""
         return {}
+
+
+@runtime_checkable
+class GenerativeServing(ServingRole, Protocol):
+    """The serving role of a task whose model generates text token by token (causal-lm).
+
+    Such runs export as a SavedModel that runs the decode loop in the graph (``generate``,
+    ``sample`` and ``logits`` signatures) and as the forward graph (token ids -> next-token
+    logits) in ONNX and TFLite, around which an app runs the loop (see
+    :mod:`exporters.generative`); the encoder members above are not used.
+    """
+
+    def export_model(self, model: keras.Model) -> keras.Model:
+        """A float32 copy of the trained ``model`` ready to export (adapters merged)."""
+        raise NotImplementedError
+
+    def generation_module(self, model: keras.Model, tokenizer: Any,
+                          max_length: int) -> tf.Module:
+        """A ``tf.Module`` whose ``generate``, ``sample`` and ``logits`` tf.functions are the
+        SavedModel's signatures; ``max_length`` bounds the new tokens."""
+        raise NotImplementedError
+
+    def frozen_forward(self, model: keras.Model) -> Any:
+        """The forward pass ``(input_ids, attention_mask) -> [logits]`` as a concrete function
+        whose weights are constants (what the ONNX and TFLite converters read)."""
+        raise NotImplementedError
+
+    def prompt_ids(self, examples: Any, count: int) -> list[list[int]]:
+        """Token ids of the prompts of the first ``count`` examples (to check generation)."""
+        raise NotImplementedError
+
+    def sequence_ids(self, examples: Any, count: int) -> list[list[int]]:
+        """Token ids of the whole first ``count`` examples (to check the forward graph)."""
+        raise NotImplementedError
+
+    def completions(self, model: keras.Model, tokenizer: Any, prompts: Sequence[Sequence[int]],
+                    new_tokens: int, max_length: int) -> list[str]:
+        """Greedy completions of ``prompts`` by the trained model, as ``tfsft generate``
+        gives them: the reference the exported generation loop must equal."""
+        raise NotImplementedError

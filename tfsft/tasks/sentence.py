@@ -120,6 +120,17 @@ class SentenceData(DataRole):
                               flags=self._column_flags())
         return self.make_examples(rows, table, role if labelled else "unlabelled")
 
+    def skipped_row(self, role: str) -> Callable[[dict[str, Any]], bool] | None:
+        """A predicate for the rows the target reader skips on purpose (excluded labels), left
+        to it by :meth:`without_blank_texts`; default none."""
+        return None
+
+    def without_blank_texts(self, table: Table, role: str) -> tuple[Table, list[str]]:
+        from tfsft.data.checks import without_blank_texts
+
+        return without_blank_texts(table, [c for c in self.columns(role) if c],
+                                   self.skipped_row(role))
+
     def learn_chunk(self, chunk: Table) -> Any:
         text_column, pair_column = self.columns("train")
         rows = read_text_rows(chunk, text_column, pair_column, self.target_columns("train"),

@@ -238,18 +238,18 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
         if not hasattr(local, "task"):  # each thread its own task: encode() keeps notes
             local.task = task.with_options()
         own = local.task
-        examples = own.read(chunk, role="chunk")
+        examples = own.data.read(chunk, role="chunk")
         if len(examples) == 0:  # every row skipped (excluded labels): nothing to write
             return _ChunkResult([], np.zeros(0, np.int32), {}, None,
                                 _skipped(examples), [], {})
-        encoded = own.encode(own.tokenizer, examples, own.max_length, training=True)
+        encoded = own.data.encode(own.tokenizer, examples, own.max_length, training=True)
         picks, keys = _calibration_picks(index, len(examples), seed)
-        calibration = own.example_records(examples.subset(picks)) if len(picks) else []
+        calibration = own.data.example_records(examples.subset(picks)) if len(picks) else []
         specs = feature_specs(encoded)
         return _ChunkResult(serialize_rows(encoded, specs), np.asarray(encoded.lengths), specs,
-                            own.target_summary(examples), _skipped(examples),
+                            own.data.target_summary(examples), _skipped(examples),
                             list(zip(keys, calibration, strict=True)),
-                            own.encoding_notes())
+                            own.data.encoding_notes())
 
     names = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
     unshuffled = [folder / f".{n}.unshuffled" for n in names]

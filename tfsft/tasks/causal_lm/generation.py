@@ -1,11 +1,17 @@
 """Text generation with a key/value cache: greedy or sampled (temperature, top-p), streamed.
 
-:class:`Generator` runs keras-hub's cached decoder step (``call_with_cache``) as one traced
-TensorFlow function per batch shape and picks tokens on the host: greedy is ``argmax``;
-sampling draws from the temperature-scaled, top-p-truncated distribution with a seeded NumPy
-generator, so the same ``seed`` gives the same text. Prompts of a batch are right-padded; each
-row starts generating after its own prompt (rows with longer prompts keep their prompt tokens
-until the shorter ones catch up), so a prompt's completion does not depend on its batch.
+:class:`DecodeLoop` is the one decode loop, written in TensorFlow ops: a prefill of the
+shortest prompt, then one cached decoder step (keras-hub's ``call_with_cache``) per position.
+Prompts of a batch are right-padded; each row starts generating after its own prompt (rows with
+longer prompts keep their prompt tokens until the shorter ones catch up), so a prompt's
+completion does not depend on its batch. Greedy picks the ``argmax``; sampling draws from the
+temperature-scaled, top-p-truncated distribution with a stateless generator seeded by
+``(seed, position)``, so the same ``seed`` gives the same text.
+
+:class:`Generator` (``tfsft generate``, the validation generations) runs the whole loop as one
+traced function, or step by step when tokens are streamed; the exported SavedModel's
+``generate`` and ``sample`` signatures run the same loop
+(:func:`tfsft.tasks.causal_lm.serving.generation_module`).
 
 >>> generator = Generator(backbone, tokenizer)                             # doctest: +SKIP
 >>> generator.complete([tokenizer.prompt_ids([{"role": "user", "content": "Hi"}])],
@@ -27,7 +33,8 @@ import tensorflow as tf
 @dataclass(frozen=True)
 class Sampling:
     """How the next token is chosen: ``temperature`` 0 is greedy; otherwise sample from the
-    smallest set of tokens whose probabilities sum to ``top_p``."""
+    smallest set of tokens whose probabilities sum to ``top_p``. Without a ``seed``, each call
+    draws one."""
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -40,115 +47,192 @@ class Sampling:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def choose_tokens(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> np.ndarray:
-    """The next token of each row of ``logits`` (``[batch, vocabulary]``).
+def choose_tokens(next_logits: tf.Tensor, index: tf.Tensor, temperature: tf.Tensor,
+                  top_p: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The next token of each row of ``next_logits`` (``[batch, vocabulary]``): the argmax when
+    ``temperature <= 0``, else a draw from the smallest set of tokens whose probabilities reach
+    ``top_p``, seeded by ``(seed, index)``.
 
-    >>> logits = np.array([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0]])
-    >>> choose_tokens(logits, Sampling(), np.random.default_rng(0)).tolist()
+    >>> logits = tf.constant([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0]])
+    >>> choose_tokens(logits, 0, 0.0, 1.0, 0).numpy().tolist()
     [1, 0]
-    >>> choose_tokens(logits, Sampling(temperature=1.0, top_p=0.5), np.random.default_rng(0)).tolist()
+    >>> choose_tokens(logits, 0, 1.0, 0.5, 0).numpy().tolist()  # top-p keeps only the best
     [1, 0]
     """
-    if sampling.temperature == 0:
-        return logits.argmax(axis=-1)
-    scaled = logits.astype(np.float64) / sampling.temperature
-    scaled -= scaled.max(axis=-1, keepdims=True)
-    probabilities = np.exp(scaled)
-    probabilities /= probabilities.sum(axis=-1, keepdims=True)
-    chosen = np.empty(len(logits), np.int64)
-    for row, p in enumerate(probabilities):
-        order = np.argsort(-p, kind="stable")
-        cumulative = np.cumsum(p[order])
-        keep = order[:int(np.searchsorted(cumulative, sampling.top_p) + 1)]
-        chosen[row] = rng.choice(keep, p=p[keep] / p[keep].sum())
-    return chosen
+    def greedy():
+        return tf.cast(tf.argmax(next_logits, axis=-1), tf.int32)
+
+    def sample():
+        scaled = next_logits / tf.maximum(temperature, 1e-6)
+        probabilities = tf.nn.softmax(scaled, axis=-1)
+        order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
+        sorted_p = tf.gather(probabilities, order, batch_dims=1)
+        before = tf.cumsum(sorted_p, axis=-1, exclusive=True)
+        keep = before < top_p  # the smallest prefix whose mass reaches top_p
+        masked = tf.where(keep, tf.math.log(sorted_p + 1e-30), -np.inf)
+        drawn = tf.random.stateless_categorical(
+            masked, 1, tf.stack([tf.cast(seed, tf.int32), tf.cast(index, tf.int32)]),
+            dtype=tf.int32)[:, 0]
+        return tf.gather(order, drawn[:, None], batch_dims=1)[:, 0]
+
+    return tf.cond(tf.cast(temperature, tf.float32) <= 0.0, greedy, sample)
+
+
+class DecodeLoop:
+    """Cached autoregressive decoding of a keras-hub decoder backbone, as TensorFlow ops.
+
+    The state is ``(index, next_logits, cache, ids, done, counts)``: the position whose token
+    is chosen next, the logits there, the key/value cache of every position, the token ids
+    (prompts, then the chosen tokens), which rows stopped and how many tokens each kept.
+    :meth:`start` fills the cache with the shortest prompt; :meth:`step` chooses one token per
+    row and runs the decoder on it; :meth:`run` loops :meth:`step` in the graph.
+    """
+
+    def __init__(self, backbone: keras.Model, eos_id: int, pad_id: int):
+        self.causal_lm = _causal_lm_class(backbone)(backbone=backbone, preprocessor=None)
+        self.eos, self.pad = int(eos_id), int(pad_id)
+        self.layers = backbone.num_layers
+        self.head_dim = backbone.hidden_dim // backbone.num_query_heads
+        self.kv_heads = getattr(backbone, "num_key_value_heads", backbone.num_query_heads)
+
+    def cache_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec([None, self.layers, 2, None, self.kv_heads, self.head_dim],
+                             self.causal_lm.compute_dtype)
+
+    def start(self, prompt_ids: tf.Tensor, prompt_lengths: tf.Tensor,
+              total: tf.Tensor) -> tuple:
+        """The state before the first choice, for right-padded ``prompt_ids`` and room for
+        ``total`` positions (prompt and completion) per row."""
+        prompt_ids, lengths = tf.cast(prompt_ids, tf.int32), tf.cast(prompt_lengths, tf.int32)
+        batch, width = tf.shape(prompt_ids)[0], tf.shape(prompt_ids)[1]
+        ids = tf.concat([prompt_ids[:, :tf.minimum(width, total)],
+                         tf.fill([batch, tf.maximum(total - width, 0)], self.pad)], axis=1)
+        ids = tf.where(tf.sequence_mask(lengths, total), ids, self.pad)
+        start = tf.reduce_min(lengths)
+        cache = tf.zeros([batch, self.layers, 2, start, self.kv_heads, self.head_dim],
+                         self.causal_lm.compute_dtype)
+        logits, _, cache = self.causal_lm.call_with_cache(ids[:, :start], cache, 0)
+        # the prefill covers the shortest prompt; the cache is grown to the whole length
+        cache = tf.pad(cache, [[0, 0], [0, 0], [0, 0], [0, total - start], [0, 0], [0, 0]])
+        return (start, tf.cast(logits[:, -1, :], tf.float32), cache, ids,
+                tf.zeros([batch], tf.bool), tf.zeros([batch], tf.int32))
+
+    def step(self, state: tuple, prompt_lengths: tf.Tensor, new_tokens: tf.Tensor,
+             choose: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tuple[tuple, tf.Tensor]:
+        """Choose the token at ``index`` for every row past its prompt and not done, and run
+        the decoder on it. Returns the next state and the tokens kept (-1 where none: inside a
+        prompt, stopped, or the end-of-turn token, which is not kept)."""
+        index, next_logits, cache, ids, done, counts = state
+        lengths = tf.cast(prompt_lengths, tf.int32)
+        chosen = choose(next_logits, index)
+        active = tf.logical_and(index >= lengths, tf.logical_not(done))
+        stops = tf.logical_and(active, tf.equal(chosen, self.eos))
+        keep = tf.logical_and(active, tf.logical_not(stops))
+        token = tf.where(active, chosen, ids[:, index])
+        column = tf.one_hot(index, tf.shape(ids)[1], on_value=True, off_value=False,
+                            dtype=tf.bool)
+        ids = tf.where(tf.logical_and(column[None, :], active[:, None]), token[:, None], ids)
+        counts += tf.cast(keep, tf.int32)
+        done = tf.logical_or(done, tf.logical_or(stops, tf.logical_and(
+            keep, counts >= new_tokens)))
+        step_logits, _, cache = self.causal_lm.call_with_cache(token[:, None], cache, index)
+        state = (index + 1, tf.cast(step_logits[:, -1, :], tf.float32), cache, ids, done, counts)
+        return state, tf.where(keep, chosen, -1)
+
+    @staticmethod
+    def unfinished(state: tuple) -> tf.Tensor:
+        """Whether a row still generates and there is room left."""
+        index, _, _, ids, done, _ = state
+        return tf.logical_and(index < tf.shape(ids)[1], tf.logical_not(tf.reduce_all(done)))
+
+    def run(self, prompt_ids: tf.Tensor, prompt_lengths: tf.Tensor, new_tokens: tf.Tensor,
+            total: tf.Tensor, choose: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+            ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The whole loop: each row's kept tokens (``[batch, steps]``, at the front of the row,
+        padded with -1) and their count."""
+        out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+
+        def body(state, out):
+            state, kept = self.step(state, prompt_lengths, new_tokens, choose)
+            return state, out.write(out.size(), kept)
+
+        state, out = tf.while_loop(lambda state, out: self.unfinished(state), body,
+                                   [self.start(prompt_ids, prompt_lengths, total), out])
+        steps = tf.transpose(out.stack())  # [batch, steps]: -1 where nothing was kept
+        order = tf.argsort(tf.cast(tf.equal(steps, -1), tf.int32), axis=1, stable=True)
+        return tf.gather(steps, order, batch_dims=1), state[5]
 
 
 class Generator:
-    """Cached autoregressive decoding with a decoder backbone and a :class:`ChatTokenizer`.
+    """Cached autoregressive decoding with a decoder backbone and a :class:`ChatTokenizer`,
+    through :class:`DecodeLoop`.
 
     ``max_length`` bounds prompt plus completion (the cache size).
     """
 
     def __init__(self, backbone: keras.Model, tokenizer, max_length: int = 2048):
-        import keras_hub
-
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.max_length = max_length
-        causal_lm_class = _causal_lm_class(backbone)
-        self.causal_lm = causal_lm_class(backbone=backbone, preprocessor=None)
-        self._keras_hub = keras_hub
-        head_dim = backbone.hidden_dim // backbone.num_query_heads
-        kv_heads = getattr(backbone, "num_key_value_heads", backbone.num_query_heads)
-        cache = tf.TensorSpec([None, backbone.num_layers, 2, None, kv_heads, head_dim],
-                              self.causal_lm.compute_dtype)
-        ids = tf.TensorSpec([None, None], tf.int32)
+        self.loop = DecodeLoop(backbone, tokenizer.eos_id, tokenizer.pad_id)
+        ids, lengths = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)
+        scalar = tf.TensorSpec([], tf.int32)
+        choice = [tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32), scalar]
         # one trace each, whatever the batch size and lengths
-        self._step = tf.function(self._step_eager, input_signature=[
-            tf.TensorSpec([None, 1], tf.int32), cache, tf.TensorSpec([], tf.int32)])
-        self._prefill = tf.function(self._prefill_eager, input_signature=[ids])
+        self._run = tf.function(self._run_eager,
+                                input_signature=[ids, lengths, scalar, scalar, *choice])
+        self._start = tf.function(self.loop.start, input_signature=[ids, lengths, scalar])
+        state = (scalar, tf.TensorSpec([None, None], tf.float32), self.loop.cache_spec(), ids,
+                 tf.TensorSpec([None], tf.bool), lengths)
+        self._step = tf.function(self._step_eager,
+                                 input_signature=[state, lengths, scalar, *choice])
 
-    def _prefill_eager(self, token_ids):
-        backbone = self.backbone
-        head_dim = backbone.hidden_dim // backbone.num_query_heads
-        kv_heads = getattr(backbone, "num_key_value_heads", backbone.num_query_heads)
-        shape = [tf.shape(token_ids)[0], backbone.num_layers, 2, tf.shape(token_ids)[1],
-                 kv_heads, head_dim]
-        cache = tf.zeros(shape, dtype=self.causal_lm.compute_dtype)
-        logits, _, cache = self.causal_lm.call_with_cache(token_ids, cache, 0)
-        return tf.cast(logits, tf.float32), cache
+    def _chooser(self, temperature, top_p, seed):
+        return lambda logits, index: choose_tokens(logits, index, temperature, top_p, seed)
 
-    def _step_eager(self, token_ids, cache, index):
-        logits, _, cache = self.causal_lm.call_with_cache(token_ids, cache, index)
-        return tf.cast(logits[:, -1, :], tf.float32), cache
+    def _run_eager(self, ids, lengths, new_tokens, total, temperature, top_p, seed):
+        return self.loop.run(ids, lengths, new_tokens, total,
+                             self._chooser(temperature, top_p, seed))
+
+    def _step_eager(self, state, lengths, new_tokens, temperature, top_p, seed):
+        return self.loop.step(state, lengths, new_tokens,
+                              self._chooser(temperature, top_p, seed))
 
     def complete(self, prompts: Sequence[Sequence[int]], max_new_tokens: int = 64,
                  sampling: Sampling = Sampling(),
                  on_token: Callable[[int, int], None] | None = None) -> list[list[int]]:
         """The completion token ids of each prompt (stopping after the end-of-turn token, which
-        is not included). ``on_token(row, token_id)`` is called as each token is chosen."""
+        is not included). ``on_token(row, token_id)`` is called as each token is chosen (the
+        loop then runs one step at a time)."""
         if not prompts:
             return []
-        lengths = np.array([len(p) for p in prompts])
+        lengths = np.array([len(p) for p in prompts], np.int32)
         if lengths.min() == 0:
             raise ValueError("a prompt has no tokens")
         total = int(min(lengths.max() + max_new_tokens, self.max_length))
         if lengths.max() >= total:
             raise ValueError(f"a prompt of {lengths.max()} tokens leaves no room to generate "
                              f"within max_length {self.max_length}")
-        ids = np.full((len(prompts), total), self.tokenizer.pad_id, np.int32)
+        ids = np.full((len(prompts), int(lengths.max())), self.tokenizer.pad_id, np.int32)
         for row, prompt in enumerate(prompts):
             ids[row, :len(prompt)] = prompt
-        rng = np.random.default_rng(sampling.seed)
-        start = int(lengths.min())
-        logits, cache = self._prefill(tf.constant(ids[:, :start]))
-        next_logits = logits[:, -1, :].numpy()
-        # The prefill covers the shortest prompt; the cache is grown to the whole length.
-        cache = tf.pad(cache, [[0, 0], [0, 0], [0, 0], [0, total - start], [0, 0], [0, 0]])
+        seed = (sampling.seed if sampling.seed is not None
+                else int(np.random.default_rng().integers(2 ** 31)))
+        choice = (tf.constant(sampling.temperature, tf.float32),
+                  tf.constant(sampling.top_p, tf.float32), tf.constant(seed, tf.int32))
+        new, room = tf.constant(max_new_tokens, tf.int32), tf.constant(total, tf.int32)
+        if on_token is None:
+            kept, counts = self._run(tf.constant(ids), tf.constant(lengths), new, room, *choice)
+            return [row[:count].tolist() for row, count in
+                    zip(kept.numpy(), counts.numpy(), strict=True)]
         completions: list[list[int]] = [[] for _ in prompts]
-        done = np.zeros(len(prompts), bool)
-        stop = self.tokenizer.eos_id
-        for index in range(start, total):
-            chosen = choose_tokens(next_logits, sampling, rng)
-            for row in range(len(prompts)):
-                if index < lengths[row] or done[row]:
-                    continue  # still inside this row's prompt, or finished
-                token = int(chosen[row])
-                ids[row, index] = token
-                if token == stop:
-                    done[row] = True
-                    continue
-                completions[row].append(token)
-                if on_token is not None:
+        state = self._start(tf.constant(ids), tf.constant(lengths), room)
+        while bool(DecodeLoop.unfinished(state)):
+            state, kept = self._step(state, tf.constant(lengths), new, *choice)
+            for row, token in enumerate(kept.numpy().tolist()):
+                if token >= 0:
+                    completions[row].append(token)
                     on_token(row, token)
-                if len(completions[row]) >= max_new_tokens:
-                    done[row] = True
-            if done.all() or index + 1 == total:
-                break
-            step_logits, cache = self._step(tf.constant(ids[:, index:index + 1]), cache,
-                                            tf.constant(index, tf.int32))
-            next_logits = step_logits.numpy()
         return completions
 
     def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int = 64,

@@ -17,8 +17,9 @@ Evaluation (:class:`CausalLMEvaluation`): loss and perplexity over the response 
 data with responses, the exact match and ROUGE-L of greedy generations (``--eval-generations``
 examples), written with their prompts to ``generations.jsonl``.
 
-Serving (:class:`CausalLMServing`): runs export with their own exporter
-(:mod:`exporters.causal_lm`: a SavedModel generate signature, ONNX / TFLite forward graphs).
+Serving (:class:`~tfsft.tasks.causal_lm.serving.CausalLMServing`, a generative serving role): a
+SavedModel whose signatures run the decode loop of ``tfsft generate``, and the frozen forward
+graph for ONNX and TFLite (:mod:`exporters.generative` writes and checks them).
 
 >>> task = create_task("causal-lm", {"lora_rank": 4})
 >>> task.options.lora_rank, task.options.target_layers()
@@ -42,7 +43,8 @@ import numpy as np
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, create_task, option, register_task
 from tfsft.tasks.causal_lm.examples import LAYOUTS, ChatColumns, ChatExamples, read_chat_data
-from tfsft.tasks.roles import DataRole, EvaluationRole, ModelingRole, OutputCheck, ServingRole
+from tfsft.tasks.causal_lm.serving import CausalLMServing
+from tfsft.tasks.roles import DataRole, EvaluationRole, ModelingRole
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -376,23 +378,6 @@ class CausalLMEvaluation(EvaluationRole):
     def predictions(self, outputs: CausalLMOutputs) -> list[dict[str, Any]]:
         return [{"prompt": p, "completion": c}
                 for p, c in zip(outputs.prompts, outputs.completions, strict=True)]
-
-
-class CausalLMServing(ServingRole):
-    """Prompt strings in; exported by :attr:`exporter`, never by the encoder exporters."""
-
-    task: CausalLMTask
-    exporter: ClassVar[str | None] = "exporters.causal_lm:export_causal_lm"
-
-    def text_inputs(self) -> tuple[str, ...]:
-        return ("text",)
-
-    def export_outputs(self, raw):
-        raise ConfigError("causal-lm runs export with `tfsft export` (SavedModel generate "
-                          "signature, ONNX / TFLite forward graphs), not the encoder exporters")
-
-    def output_checks(self) -> dict[str, OutputCheck]:
-        return {}
 
 
 @register_task

@@ -88,6 +88,13 @@ class ClassificationData(SentenceData):
     def target_columns(self, role: str) -> list[str]:
         return [self._label_column(role)]
 
+    def skipped_row(self, role: str):
+        excluded = {str(x) for x in self.task.options.exclude_labels}
+        if not excluded:
+            return None
+        column = self._label_column(role)
+        return lambda row: normalize_label(row.get(column)) in excluded
+
     def target_option_names(self) -> list[str]:
         return ["label_column"]
 

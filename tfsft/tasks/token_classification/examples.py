@@ -78,6 +78,11 @@ class TokenExamples:
         """Token classification reads single texts."""
         return None
 
+    @property
+    def targets(self) -> list[list[str]] | None:
+        """The tags of each sentence (the :class:`~tfsft.tasks.roles.Examples` protocol)."""
+        return self.tags
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> TokenExamples:
         indices = [int(i) for i in np.asarray(indices, dtype=np.int64)]
         return dataclasses.replace(

@@ -1,4 +1,4 @@
-"""The forward graph of a causal-lm run (token ids -> next-token logits) as ONNX and TFLite.
+"""The forward graph of a generative run (token ids -> next-token logits) as ONNX and TFLite.
 
 Files written (``saved_models/NAME/onnx/`` and ``saved_models/NAME/tflite/``)::
 
@@ -14,13 +14,9 @@ Files written (``saved_models/NAME/onnx/`` and ``saved_models/NAME/tflite/``)::
     */tokenizer.json, tokenizer_config.json, task.json   the tokenizer and chat template
 
 Generation is a loop the caller runs around this graph (append the argmax, run again); the
-SavedModel's ``generate`` signature runs the whole loop with a key/value cache instead.
-
-The graph is the Keras model's own forward pass with its weights frozen into constants (the
-TFLite converter otherwise keeps Keras 3 variables as resource variables that LiteRT cannot
-read), and with the attention mask broadcast by ``expand_dims`` instead of keras-hub's
-``mask[:, None, :, :]``, a boolean strided slice with a new axis that TFLite has no builtin
-kernel for.
+SavedModel's ``generate`` signature runs the whole loop with a key/value cache instead. The
+frozen graph itself (weights as constants, LiteRT-friendly attention masks) comes from the
+task's serving role (:meth:`tfsft.tasks.roles.GenerativeServing.frozen_forward`).
 
 >>> import onnxruntime as ort                                          # doctest: +SKIP
 >>> session = ort.InferenceSession("onnx/model.onnx")                  # doctest: +SKIP
@@ -31,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,34 +48,8 @@ FP32_MIN_AGREEMENT = 0.99
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def freeze(model):
-    """The forward pass of ``model`` (a float32 :class:`~tfsft.tasks.causal_lm.model.CausalLMModel`
-    without LoRA) as a ``ConcreteFunction(input_ids, attention_mask) -> [logits]`` whose
-    weights are constants, inlined into one graph.
-
-    ``model``'s attention layers are changed in place (see the module docstring): pass a copy
-    made for the export, such as ``CausalLMModel.merged()``.
-    """
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    for layer in model.backbone._flatten_layers():
-        if hasattr(layer, "_masked_softmax"):
-            layer._masked_softmax = types.MethodType(_masked_softmax, layer)
-    spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUTS]
-
-    @tf.function(input_signature=spec)
-    def traced(input_ids, attention_mask):
-        return model.next_token_logits(input_ids, attention_mask)
-
-    return convert_variables_to_constants_v2(traced.get_concrete_function(),
-                                             aggressive_inlining=True)
-
-
 def forward_function(frozen):
-    """``tf.function(input_ids, attention_mask) -> {"logits"}`` around :func:`freeze`'s result."""
+    """``tf.function(input_ids, attention_mask) -> {"logits"}`` around a frozen forward graph."""
     import tensorflow as tf
 
     spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUTS]
@@ -90,14 +59,6 @@ def forward_function(frozen):
         return {"logits": frozen(input_ids=input_ids, attention_mask=attention_mask)[0]}
 
     return forward
-
-
-def _masked_softmax(self, attention_scores, attention_mask=None):
-    import keras
-
-    if attention_mask is None:
-        return self._softmax(attention_scores)
-    return self._softmax(attention_scores, keras.ops.expand_dims(attention_mask, 1))
 
 
 @dataclass
@@ -110,14 +71,14 @@ class FrozenFiles:
     savedmodel: Path | None = None  # for the TFLite converter
 
 
-def write_frozen(model, work: Path, onnx: bool, tflite: bool) -> FrozenFiles:
-    """Freeze ``model`` (see :func:`freeze`) and write what the ONNX and TFLite converters read
-    into ``work``; the frozen graph is released on return, before any converter runs."""
+def write_frozen(frozen, work: Path, onnx: bool, tflite: bool) -> FrozenFiles:
+    """Write what the ONNX and TFLite converters read of the ``frozen`` forward graph (a
+    concrete function with constant weights) into ``work``."""
     import tensorflow as tf
 
     from exporters import onnx_frozen
 
-    frozen, files = freeze(model), FrozenFiles()
+    files = FrozenFiles()
     if onnx:
         files.graph_def = work / "forward.pb"
         files.graph_inputs, files.graph_outputs = onnx_frozen.write_graph_def(frozen,

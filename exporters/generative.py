@@ -1,0 +1,220 @@
+"""Export a run of a generative task (causal-lm): a SavedModel that generates (greedy and
+sampled, with a KV cache), and the forward graph (token ids -> logits) as ONNX and TFLite.
+
+Layout under the output folder (TensorFlow Serving loads ``<version>/``)::
+
+    saved_models/NAME/<version>/            SavedModel: generate, sample, logits
+    saved_models/NAME/<version>/assets/     the tokenizer files and task.json
+    saved_models/NAME/onnx/                 --format onnx: model.onnx (+ int8 / fp16 variants)
+    saved_models/NAME/tflite/               --format tflite: model.tflite (+ fp16 / int8-dynamic)
+    saved_models/NAME/export_report.json
+
+The graphs come from the task's serving role (:class:`tfsft.tasks.roles.GenerativeServing`:
+the signatures are documented in :mod:`tfsft.tasks.causal_lm.serving`). The SavedModel is
+verified in a fresh process: its greedy completions of the held-out prompts equal those of
+``tfsft generate``. The ONNX and TFLite graphs (:mod:`exporters.forward_graph`) are compared
+with the Keras model's logits at every position of held-out conversations: fp32 within 1e-3
+and the same next token at >= 99 % of positions; fp16 and int8-dynamic variants are reported.
+The export report says why the generation loop itself is not exported to ONNX or TFLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from exporters.publish import stage_verify_publish
+from tfsft.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+#: Held-out prompts whose greedy completions are compared.
+VERIFY_PROMPTS = 50
+VERIFY_NEW_TOKENS = 32
+
+
+def export_generative(run, base: Path, formats: list[str], quantize: list[str],
+                      allow_mismatch: bool, data: Any, max_examples: int) -> dict[str, Any]:
+    """Write, verify and publish the SavedModel of a generative run (see the module
+    docstring) and, where asked, the forward graph as ONNX and TFLite."""
+    from tfsft.runs import HELDOUT_FILE
+
+    if "int8" in quantize:
+        raise ConfigError(f"{run.task.name} runs have no calibrated int8 variant; use "
+                          "--quantize int8-dynamic (int8 weights, activations at run time)")
+    heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
+    if not len(heldout):
+        raise ConfigError(f"no held-out examples to verify the export on (the run's "
+                          f"{HELDOUT_FILE} is empty); pass data to verify on")
+
+    def build(staging: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        model = run.task.serving.export_model(run.model)  # a copy, changed for the export only
+        logger.info("model ready to export in %.1f s", time.perf_counter() - started)
+        checks = []
+        if "savedmodel" in formats:
+            checks.append(_savedmodel(run, model, staging / "savedmodel", heldout,
+                                      min(VERIFY_PROMPTS, max_examples, len(heldout))))
+        if {"onnx", "tflite"} & set(formats):
+            checks += _forward_graphs(run, model, staging, formats, quantize, heldout,
+                                      min(FORWARD_CONVERSATIONS, max_examples, len(heldout)))
+        return {"run_dir": str(run.run_dir), "task": run.task.name, "formats": formats,
+                "quantize": quantize, "artifacts": checks,
+                "passed": all(c["passed"] for c in checks), "not_exported": NOT_EXPORTED}
+
+    return stage_verify_publish(base, formats, allow_mismatch, build,
+                                lambda summary: checks_table(summary["artifacts"]))
+
+
+#: Held-out conversations whose next-token logits the ONNX and TFLite graphs are checked on.
+FORWARD_CONVERSATIONS = 50
+NOT_EXPORTED = {
+    "generation loop as TFLite": (
+        "the decoding loop collects tokens in a growing TensorArray, which the TFLite "
+        "converter cannot lower to builtin ops ('tf.TensorListReserve' op requires "
+        "element_shape to be 1D tensor; it suggests SELECT_TF_OPS, i.e. shipping the "
+        "TensorFlow Flex delegate in the app), and the text decoding uses tf.strings ops that "
+        "are not TFLite ops; tflite/model.tflite is the forward graph, run the loop around it"),
+    "generation loop as ONNX": (
+        "keras-hub's key/value-cache update (keras.ops.slice_update) lowers to the TensorFlow "
+        "op XlaDynamicUpdateSlice, which tf2onnx 1.17 has no ONNX conversion for ('Unsupported "
+        "ops: XlaDynamicUpdateSlice', two per layer); the graph it writes does not load in "
+        "onnxruntime. onnx/model.onnx is the forward graph: run the loop around it"),
+    "prompt strings": ("tokenized outside the graph (see tfsft/tasks/causal_lm/serving.py: RE2 "
+                       "has no look-ahead)"),
+}
+
+
+def _savedmodel(run, model, folder: Path, heldout, count: int) -> dict[str, Any]:
+    """The generating SavedModel in ``folder``, checked in a fresh process against
+    ``tfsft generate`` on ``count`` held-out prompts."""
+    import tensorflow as tf
+
+    serving = run.task.serving
+    started = time.perf_counter()
+    module = serving.generation_module(model, run.tokenizer, run.max_length)
+    tf.saved_model.save(module, str(folder), signatures={
+        "generate": module.generate, "sample": module.sample, "logits": module.logits})
+    (folder / "assets").mkdir(exist_ok=True)
+    write_tokenizer_sidecars(run, folder / "assets")
+    build_seconds = time.perf_counter() - started
+    logger.info("verifying the SavedModel's greedy completions on %d prompts", count)
+    prompts = serving.prompt_ids(heldout, count)
+    expected = serving.completions(run.model, run.tokenizer, prompts, VERIFY_NEW_TOKENS,
+                                   run.max_length)
+    served = fresh_process_completions(folder, prompts, VERIFY_NEW_TOKENS)
+    equal = [a == b for a, b in zip(expected, served, strict=True)]
+    texts = next(iter(run.task.data.texts(heldout).values()))
+    return {"artifact": "savedmodel", "variant": "fp32", "path": str(folder),
+            "prompts": count, "max_new_tokens": VERIFY_NEW_TOKENS,
+            "equal_to_tfsft_generate": int(sum(equal)),
+            "agreement": round(sum(equal) / max(count, 1), 4),
+            "rule": "greedy completions equal tfsft generate's", "passed": all(equal),
+            "build_seconds": round(build_seconds, 1),
+            "mismatches": [{"prompt": texts[i], "generate": expected[i],
+                            "savedmodel": served[i]}
+                           for i in range(count) if not equal[i]][:5]}
+
+
+def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: list[str],
+                    heldout, count: int) -> list[dict[str, Any]]:
+    """ONNX and TFLite forward graphs, each compared with the Keras model's logits at every
+    real position of ``count`` held-out conversations (prompt and response)."""
+    from exporters import forward_graph as forward
+    from exporters import onnx_model
+
+    sequences = run.task.serving.sequence_ids(heldout, count)
+    batches = forward.conversation_batches(sequences, int(run.tokenizer.pad_id))
+    expected = forward.reference_outputs(forward.keras_runner(run.model), batches)
+    files = forward.write_frozen(run.task.serving.frozen_forward(model), staging,
+                                 onnx="onnx" in formats, tflite="tflite" in formats)
+    checks = []
+    for artifact, write, runner in (("onnx", forward.write_onnx, forward.onnx_runner),
+                                    ("tflite", forward.write_tflite, forward.tflite_runner)):
+        if artifact not in formats:
+            continue
+        folder = staging / artifact
+        folder.mkdir()
+        write_tokenizer_sidecars(run, folder)
+        for variant, path in write(files, folder, quantize).items():
+            method = forward.METHODS.get((artifact, variant))
+            checks.append(forward.compare(artifact, variant, path, runner(path), batches,
+                                          expected, **({"method": method} if method else {})))
+            if artifact == "onnx" and onnx_model.cuda_available():
+                checks.append(forward.compare(
+                    artifact, variant, path, forward.onnx_runner(path, (onnx_model.CUDA,)),
+                    batches, expected, provider="CUDA"))
+    if files.graph_def is not None:
+        files.graph_def.unlink()
+    if files.savedmodel is not None:
+        shutil.rmtree(files.savedmodel)
+    return checks
+
+
+def write_tokenizer_sidecars(run, folder: Path) -> None:
+    """The run's tokenizer files (``tokenizer.json``, ``tokenizer_config.json`` with the chat
+    template) and ``task.json``."""
+    from tfsft.runs import TASK_FILE, TOKENIZER_DIR
+
+    for path in sorted((run.run_dir / TOKENIZER_DIR).iterdir()):
+        if path.is_file():
+            shutil.copy(path, folder / path.name)
+    shutil.copy(run.run_dir / TASK_FILE, folder / TASK_FILE)
+
+
+def checks_table(checks: list[dict[str, Any]]) -> str:
+    """The export checks as a Markdown table.
+
+    >>> print(checks_table([]).splitlines()[0])
+    | artifact | variant | size MB | checked | max abs Δlogit | agreement | ok |
+    """
+    lines = ["| artifact | variant | size MB | checked | max abs Δlogit | agreement | ok |",
+             "|---|---|---|---|---|---|---|"]
+    for c in checks:
+        if c["artifact"] == "savedmodel":
+            checked, diff = f"{c['prompts']} greedy completions", "-"
+            agreement = f"{c['equal_to_tfsft_generate']}/{c['prompts']} equal"
+        else:
+            checked, diff = f"{c['positions']} positions", f"{c['max_abs_logit_diff']:.2e}"
+            agreement = f"{100 * c['argmax_agreement']:.2f} % argmax"
+        size = f"{c['size_mb']:.1f}" if "size_mb" in c else "-"
+        lines.append(f"| {c['artifact']} | {c['variant']} | {size} | {checked} | {diff} | "
+                     f"{agreement} | {'yes' if c['passed'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+_FRESH_PROCESS = """
+import json, sys
+import tensorflow as tf
+args = json.loads(sys.stdin.read())
+generate = tf.saved_model.load(args["path"]).signatures["generate"]
+texts = []
+for begin in range(0, len(args["prompts"]), 16):
+    rows = args["prompts"][begin:begin + 16]
+    width = max(len(r) for r in rows)
+    ids = [r + [0] * (width - len(r)) for r in rows]
+    out = generate(prompt_ids=tf.constant(ids, tf.int32),
+                   prompt_lengths=tf.constant([len(r) for r in rows], tf.int32),
+                   max_new_tokens=tf.constant(args["new"], tf.int32))
+    texts += [t.decode("utf-8") for t in out["completion"].numpy()]
+print(json.dumps(texts))
+"""
+
+
+def fresh_process_completions(folder: Path, prompts: list[list[int]], new_tokens: int) -> list[str]:
+    """Greedy completions of the SavedModel in ``folder``, loaded by a new Python process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], env=env, text=True,
+                          capture_output=True, timeout=3600,
+                          input=json.dumps({"path": str(folder), "prompts": prompts,
+                                            "new": new_tokens}))
+    if done.returncode:
+        raise RuntimeError(f"loading the SavedModel in a fresh process failed: "
+                           f"{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

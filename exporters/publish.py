@@ -1,0 +1,86 @@
+"""Stage, verify, publish: the one way every exporter puts its artifacts into place.
+
+An exporter builds everything in a hidden staging folder under the output folder and checks
+each artifact against the trained model; only when every check passes (or ``allow_mismatch``)
+are the staged folders moved into place: the SavedModel as a new version folder (TensorFlow
+Serving picks it up), ``tflite/`` and ``onnx/`` replaced whole. A failed check publishes
+nothing and leaves ``export_report.failed.json`` beside what was there before.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from exporters import savedmodel
+from tfsft.errors import TfsftError
+from tfsft.io_utils import atomic_directory, atomic_write_json
+
+REPORT_FILE = "export_report.json"
+FAILED_REPORT_FILE = "export_report.failed.json"
+
+
+class ExportMismatchError(TfsftError):
+    """An exported artifact does not predict what the trained model predicts."""
+
+
+def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: bool,
+                         build: Callable[[Path], dict[str, Any]],
+                         table: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Run ``build(staging)``, which writes the artifacts of ``formats`` into the staging
+    folder (``savedmodel/``, ``tflite/``, ``onnx/``), checks them and returns the report
+    (``passed`` and ``artifacts``, each with its ``path``); print ``table(report)``; publish
+    into ``base`` when it passed (or ``allow_mismatch``), else raise
+    :class:`ExportMismatchError`. The staging folder is removed either way; the report is
+    written as ``export_report.json`` with the published paths."""
+    staging = savedmodel.stage_dir(base)
+    try:
+        summary = build(staging)
+        print(table(summary))
+        if not summary["passed"] and not allow_mismatch:
+            atomic_write_json(base / FAILED_REPORT_FILE, summary)
+            raise ExportMismatchError(
+                "an exported artifact does not match the trained model (see the table above "
+                f"and {base / FAILED_REPORT_FILE}); nothing was published. Pass "
+                "--allow-mismatch to publish anyway")
+        published = publish_folders(staging, base, formats)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for artifact in summary["artifacts"]:
+        artifact["path"] = published_path(artifact["path"], staging, published)
+    summary["published"] = {k: str(v) for k, v in published.items()}
+    atomic_write_json(base / REPORT_FILE, summary)
+    (base / FAILED_REPORT_FILE).unlink(missing_ok=True)  # from an earlier attempt
+    return summary
+
+
+def publish_folders(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """Move the staged SavedModel (a new version) and tflite/ and onnx/ folders into ``base``."""
+    published: dict[str, Path] = {}
+    if "savedmodel" in formats:
+        published["savedmodel"] = savedmodel.publish_version(staging / "savedmodel", base)
+        savedmodel.write_serving_config(base, base.name)
+    for name in ("tflite", "onnx"):
+        if name in formats:
+            with atomic_directory(base / name, overwrite=True) as tmp:
+                os.rmdir(tmp)
+                os.rename(staging / name, tmp)
+            published[name] = base / name
+    return published
+
+
+def published_path(path: str, staging: Path, published: dict[str, Path]) -> str:
+    """Where a file staged at ``path`` lies after :func:`publish_folders`.
+
+    >>> published_path("/m/.staging-1/onnx/model.onnx", Path("/m/.staging-1"),
+    ...                {"onnx": Path("/m/onnx")})
+    '/m/onnx/model.onnx'
+    """
+    for name, target in published.items():
+        prefix = str(staging / name)
+        if path.startswith(prefix):
+            return str(target) + path[len(prefix):]
+    return path
