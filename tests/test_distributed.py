@@ -82,9 +82,15 @@ def test_two_local_workers_take_the_steps_of_one_process(job, data):
     assert "Strategy multi-worker: 2 worker(s), 2 replica(s)" in done.stderr
 
     for one, two in zip(history(single), history(multi), strict=True):
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            if data == "file":  # the same rows in the same batches as one process
+        if data == "file":  # the same rows in the same batches as one process: the same losses
+            for key in ("loss", "val_loss"):
                 assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
+            # Each replica runs half of every batch, and oneDNN rounds matrix products of
+            # other shapes differently on some CPUs (Intel with AVX-512 / AMX): that flips a
+            # few predictions sitting on the decision boundary while the model is near chance
+            # (3 of 1,000 training rows in the first epoch), never the losses.
+            for key in ("accuracy", "val_accuracy"):
+                assert two[key] == pytest.approx(one[key], abs=0.005), key
     if data == "shards":  # the same rows in other batches: workers read their own shard files
         final_single, final_multi = history(single)[-1], history(multi)[-1]
         assert final_single["val_accuracy"] >= 0.8 and final_multi["val_accuracy"] >= 0.8

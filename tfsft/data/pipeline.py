@@ -158,25 +158,25 @@ def make_dataset(
     :class:`EncodedData` (batches are ``(features, targets, weights)`` with sample weights).
     Every batch holds ``batch_size`` rows except the last one. Without ``shuffle`` the rows
     come sorted by length (least padding).
-    With ``shuffle``, each epoch shuffles the rows, sorts each window of ``window_batches``
-    batches by length, cuts it into batches and shuffles the batches; the order changes every
-    epoch and is the same for the same ``seed``. Batches do not keep the input order, so use
-    :func:`predict_logits` for predictions.
+    With ``shuffle``, each epoch shuffles the rows and makes :func:`windowed_batches` of them;
+    the order changes every epoch and is the same for the same ``seed``. Batches do not keep
+    the input order, so use :func:`predict_logits` for predictions.
     With ``buckets`` (ascending widths, see :func:`length_buckets`), each batch is padded to
     the smallest bucket that holds its longest row instead (for ``jit_compile``: one compiled
     program per bucket, not per length); per-row targets of their own length likewise.
+    The shard pipeline (:func:`tfsft.data.shards.shard_dataset`) makes the same batches from
+    rows read from files, through the same :func:`windowed_batches` and
+    :func:`batch_assembler`.
     """
     rows = len(encoded)
-    lengths = tf.constant(encoded.lengths)
     if shuffle:
-        window = batch_size * window_batches
+        lengths = tf.constant(encoded.lengths)
         indices = tf.data.Dataset.range(rows).shuffle(rows, seed=seed,
                                                       reshuffle_each_iteration=True)
-        indices = indices.batch(window).map(
-            lambda chunk: tf.gather(chunk, tf.argsort(tf.gather(lengths, chunk), stable=True)))
-        batches = indices.unbatch().batch(batch_size)
-        batches = batches.shuffle(count_batches(rows, batch_size), seed=seed,
-                                  reshuffle_each_iteration=True)
+        batches = windowed_batches(
+            indices, batch_size, window_batches,
+            lambda chunk: tf.gather(chunk, tf.argsort(tf.gather(lengths, chunk), stable=True)),
+            count_batches(rows, batch_size), seed)
     else:
         batches = tf.data.Dataset.from_tensor_slices(_length_order(encoded)).batch(batch_size)
     dataset = batches.map(_batch_gatherer(encoded, buckets), num_parallel_calls=PARALLEL_BATCHES)
@@ -185,35 +185,76 @@ def make_dataset(
     return without_autotune(dataset)
 
 
-def _batch_gatherer(encoded: EncodedData, buckets: Sequence[int] | None = None):
-    """``f(row indices) -> (features, targets[, sample weights])``, rows padded to the longest
-    (or to its bucket)."""
-    token_ids = tf.RaggedTensor.from_row_lengths(encoded.token_ids, encoded.lengths)
-    segment_ids = tf.RaggedTensor.from_row_lengths(encoded.segment_ids, encoded.lengths)
-    lengths = tf.constant(encoded.lengths)
-    targets = encoded.targets or {"target": np.zeros(len(encoded), np.int32)}
-    gatherers = {name: _target_gatherer(encoded, value, buckets)
-                 for name, value in targets.items()}
-    weights = None if encoded.sample_weights is None else tf.constant(
-        encoded.sample_weights.astype(np.float32))
-    extras = {name: _target_gatherer(encoded, value, buckets)
-              for name, value in (encoded.extra_features or {}).items()}
-    pad = _bucket_padder(buckets)
+def windowed_batches(rows: tf.data.Dataset, batch_size: int, window_batches: int,
+                     sort_window: Any, shuffle_batches: int, seed: int | None,
+                     parallel: int | None = None) -> tf.data.Dataset:
+    """Batches of shuffled ``rows``: each window of ``window_batches`` batches sorted by length
+    (``sort_window(window) -> window``), cut into batches of ``batch_size`` rows (all full but
+    the last), the batches shuffled in a buffer of ``shuffle_batches`` (re-shuffled every epoch,
+    the same for the same ``seed``). Rows of a batch are alike in length, so padding is small,
+    while every epoch sees other batches."""
+    window = rows.batch(batch_size * window_batches).map(sort_window, num_parallel_calls=parallel)
+    return window.unbatch().ragged_batch(batch_size).shuffle(
+        shuffle_batches, seed=seed, reshuffle_each_iteration=True)
 
-    def gather(indices):
-        ids = pad(tf.gather(token_ids, indices))
-        width = tf.shape(ids)[1]
-        mask = tf.sequence_mask(tf.gather(lengths, indices), width, dtype=tf.int32)
-        features = {"token_ids": ids, "segment_ids": pad(tf.gather(segment_ids, indices)),
+
+def batch_assembler(pads: dict[str, tf.Tensor], buckets: Sequence[int] | None = None):
+    """``f(columns) -> (features, targets[, sample weights])`` for one batch of rows given as
+    columns by name: ``token_ids`` and ``segment_ids`` (ragged int32), ``target/NAME`` and
+    ``extra/NAME`` (one value per row, or ragged rows padded with ``pads[name]``) and
+    ``sample_weight``. Ragged columns are padded to the batch's longest row (or its bucket).
+    Both pipelines end here: :func:`make_dataset` gathers the columns from memory, the shard
+    pipeline parses them from files."""
+    pad_tokens = _bucket_padder(buckets)
+    padders = {name: _bucket_padder(buckets, value) for name, value in pads.items()}
+
+    def assemble(columns: dict[str, Any]):
+        lengths = columns["token_ids"].row_lengths()
+        ids = pad_tokens(columns["token_ids"])
+        mask = tf.sequence_mask(lengths, tf.shape(ids)[1], dtype=tf.int32)
+        features = {"token_ids": ids, "segment_ids": pad_tokens(columns["segment_ids"]),
                     "padding_mask": mask}
-        features.update({name: take(indices) for name, take in extras.items()})
-        y = {name: take(indices) for name, take in gatherers.items()}
-        y = next(iter(y.values())) if len(y) == 1 else y
-        if weights is None:
-            return features, y
-        return features, y, tf.gather(weights, indices)
+        targets, weights = {}, None
+        for name, value in columns.items():
+            if name in ("token_ids", "segment_ids"):
+                continue
+            if isinstance(value, tf.RaggedTensor):
+                value = padders[name](value)
+            if name == "sample_weight":
+                weights = value
+            elif name.startswith("extra/"):
+                features[name.removeprefix("extra/")] = value
+            else:
+                targets[name.removeprefix("target/")] = value
+        if not targets:
+            targets = {"target": tf.zeros_like(lengths, tf.int32)}
+        y = next(iter(targets.values())) if len(targets) == 1 else targets
+        return (features, y) if weights is None else (features, y, weights)
 
-    return gather
+    return assemble
+
+
+def _batch_gatherer(encoded: EncodedData, buckets: Sequence[int] | None = None):
+    """``f(row indices) -> (features, targets[, sample weights])`` from the rows in memory."""
+    columns: dict[str, Any] = {
+        "token_ids": tf.RaggedTensor.from_row_lengths(encoded.token_ids, encoded.lengths),
+        "segment_ids": tf.RaggedTensor.from_row_lengths(encoded.segment_ids, encoded.lengths)}
+    pads = {}
+    named = [*[(f"target/{n}", v) for n, v in (encoded.targets or {}).items()],
+             *[(f"extra/{n}", v) for n, v in (encoded.extra_features or {}).items()]]
+    for name, value in named:
+        if isinstance(value, RaggedRows | TokenAligned):
+            row_lengths = (value.row_lengths if isinstance(value, RaggedRows)
+                           else encoded.lengths)
+            columns[name] = tf.RaggedTensor.from_row_lengths(value.values, row_lengths)
+            pads[name] = tf.constant(value.pad_value, dtype=columns[name].dtype)
+        else:
+            columns[name] = tf.constant(value)
+    if encoded.sample_weights is not None:
+        columns["sample_weight"] = tf.constant(encoded.sample_weights.astype(np.float32))
+    assemble = batch_assembler(pads, buckets)
+    return lambda indices: assemble({name: tf.gather(column, indices)
+                                     for name, column in columns.items()})
 
 
 def _bucket_padder(buckets: Sequence[int] | None, default_value=None):
@@ -230,18 +271,6 @@ def _bucket_padder(buckets: Sequence[int] | None, default_value=None):
                               shape=tf.stack([tf.cast(rows.nrows(), tf.int64), width]))
 
     return pad
-
-
-def _target_gatherer(encoded: EncodedData, target: np.ndarray | TokenAligned | RaggedRows,
-                     buckets: Sequence[int] | None = None):
-    if isinstance(target, RaggedRows | TokenAligned):
-        row_lengths = (target.row_lengths if isinstance(target, RaggedRows)
-                       else encoded.lengths)
-        ragged = tf.RaggedTensor.from_row_lengths(target.values, row_lengths)
-        pad = _bucket_padder(buckets, tf.constant(target.pad_value, dtype=ragged.dtype))
-        return lambda indices: pad(tf.gather(ragged, indices))
-    values = tf.constant(target)
-    return lambda indices: tf.gather(values, indices)
 
 
 def _length_order(encoded: EncodedData) -> np.ndarray:

@@ -200,6 +200,21 @@ def llama_tensors(reader: Any, config: dict[str, Any]) -> dict[str, np.ndarray]:
     return tensors
 
 
+def _pre_tokenizer(reader: Any) -> dict[str, Any]:
+    """The ``tokenizers`` pre-tokenizer of the GGUF's ``tokenizer.ggml.pre`` name."""
+    pre = str(_field(reader, "tokenizer.ggml.pre", "default", required=False))
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": True}
+    if pre in _DIGIT_SPLIT_PRETOKENIZERS:
+        return {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": True}, byte_level]}
+    if pre in _GPT2_PRETOKENIZERS:
+        return byte_level
+    known = ", ".join(sorted(_DIGIT_SPLIT_PRETOKENIZERS | _GPT2_PRETOKENIZERS))
+    raise CheckpointError(f"{reader.path}: pre-tokenizer {pre!r} is not supported (known: "
+                          f"{known})")
+
+
 def tokenizer_files(reader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """``tokenizer.json`` and ``tokenizer_config.json`` from the ``tokenizer.ggml`` metadata."""
     model = _field(reader, "tokenizer.ggml.model")
@@ -210,17 +225,6 @@ def tokenizer_files(reader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type", [1] * len(tokens),
                                     required=False)]
     merges = [str(m) for m in _field(reader, "tokenizer.ggml.merges")]
-    pre = str(_field(reader, "tokenizer.ggml.pre", "default", required=False))
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-                  "use_regex": True}
-    if pre in _DIGIT_SPLIT_PRETOKENIZERS:
-        pre_tokenizer = {"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": True}, byte_level]}
-    elif pre in _GPT2_PRETOKENIZERS:
-        pre_tokenizer = byte_level
-    else:
-        raise CheckpointError(f"{reader.path}: pre-tokenizer {pre!r} is not supported (known: "
-                              f"{', '.join(sorted(_DIGIT_SPLIT_PRETOKENIZERS | _GPT2_PRETOKENIZERS))})")
     # Token types (llama.cpp): 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
     added = [{"id": i, "content": tokens[i], "single_word": False, "lstrip": False,
               "rstrip": False, "normalized": False, "special": types[i] == 3}
@@ -231,7 +235,7 @@ def tokenizer_files(reader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "padding": None,
         "added_tokens": added,
         "normalizer": None,
-        "pre_tokenizer": pre_tokenizer,
+        "pre_tokenizer": _pre_tokenizer(reader),
         "post_processor": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
                            "use_regex": True},
         "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,

@@ -30,7 +30,13 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     """
     import tensorflow as tf
 
-    from tfsft.data.pipeline import PARALLEL_BATCHES, WINDOW_BATCHES, count_batches, without_autotune
+    from tfsft.data.pipeline import (
+        PARALLEL_BATCHES,
+        WINDOW_BATCHES,
+        count_batches,
+        windowed_batches,
+        without_autotune,
+    )
 
     window_batches = window_batches or WINDOW_BATCHES
     chosen = list(range(len(manifest.shards))) if files is None else list(files)
@@ -53,10 +59,8 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
         order = tf.argsort(parsed["token_ids"].row_lengths(), stable=True)
         return {name: tf.gather(value, order) for name, value in parsed.items()}
 
-    window = batch_size * window_batches
-    parsed = records.batch(window).map(parse_and_sort, num_parallel_calls=PARALLEL_BATCHES)
-    batches = parsed.unbatch().ragged_batch(batch_size)
-    batches = batches.shuffle(window_batches, seed=seed, reshuffle_each_iteration=True)
+    batches = windowed_batches(records, batch_size, window_batches, parse_and_sort,
+                               window_batches, seed, parallel=PARALLEL_BATCHES)
     dataset = batches.map(_batch_maker(manifest.features, buckets),
                           num_parallel_calls=PARALLEL_BATCHES)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
@@ -78,42 +82,19 @@ def _shuffled_records(paths: list[str], rows: int, seed: int | None) -> tf.data.
 
 
 def _batch_maker(specs: dict[str, FeatureSpec], buckets: Sequence[int] | None) -> Any:
-    """The function from a parsed ragged batch to ``(features, targets[, weights])``, padded
-    to the batch's longest row (or its length bucket), as the in-memory pipeline gives them."""
+    """The function from a parsed ragged batch to ``(features, targets[, weights])``: the
+    columns cast to their stored types, then :func:`tfsft.data.pipeline.batch_assembler`."""
     import tensorflow as tf
 
-    from tfsft.data.pipeline import _bucket_padder
+    from tfsft.data.pipeline import batch_assembler
 
-    pad_tokens = _bucket_padder(buckets)
-    padders = {name: _bucket_padder(buckets, tf.constant(spec.pad, dtype=tf.dtypes.as_dtype(
-        spec.dtype))) for name, spec in specs.items() if spec.kind in ("token_aligned", "ragged")}
-
-    def to_batch(parsed):
-        lengths = parsed["token_ids"].row_lengths()
-        ids = pad_tokens(tf.cast(parsed["token_ids"], tf.int32))
-        mask = tf.sequence_mask(lengths, tf.shape(ids)[1], dtype=tf.int32)
-        features = {"token_ids": ids, "segment_ids": pad_tokens(tf.cast(parsed["segment_ids"],
-                                                                        tf.int32)),
-                    "padding_mask": mask}
-        targets, weights = {}, None
-        for name, spec in specs.items():
-            if spec.kind == "tokens":
-                continue
-            value = tf.cast(parsed[name], tf.dtypes.as_dtype(spec.dtype))
-            if spec.kind in ("token_aligned", "ragged"):
-                value = padders[name](value)
-            if name == "sample_weight":
-                weights = value
-            elif name.startswith("extra/"):
-                features[name.removeprefix("extra/")] = value
-            else:
-                targets[name.removeprefix("target/")] = value
-        if not targets:
-            targets = {"target": tf.zeros_like(lengths, tf.int32)}
-        y = next(iter(targets.values())) if len(targets) == 1 else targets
-        return (features, y) if weights is None else (features, y, weights)
-
-    return to_batch
+    dtypes = {name: tf.dtypes.as_dtype(spec.dtype) for name, spec in specs.items()}
+    dtypes["token_ids"] = dtypes["segment_ids"] = tf.int32
+    assemble = batch_assembler({name: tf.constant(spec.pad, dtype=dtypes[name])
+                                for name, spec in specs.items()
+                                if spec.kind in ("token_aligned", "ragged")}, buckets)
+    return lambda parsed: assemble({name: tf.cast(value, dtypes[name])
+                                    for name, value in parsed.items()})
 
 
 def _parse_spec(specs: dict[str, FeatureSpec]) -> dict[str, Any]:

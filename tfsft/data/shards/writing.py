@@ -148,6 +148,67 @@ def write_shards(task: Task, source: Any,
     from tfsft.models.checkpoints import resolve_checkpoint
 
     output = Path(output_dir)
+    max_length = _checked_arguments(task, source, output, shards, chunk_rows, max_length,
+                                    overwrite, file_format)
+    checkpoint = resolve_checkpoint(model)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    reader = dict(chunk_rows=chunk_rows, file_format=file_format, encoding=encoding,
+                  delimiter=delimiter, quoting=quoting)
+    name = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+    started = time.perf_counter()
+    rows_read = _learn_state(task, iter_table_chunks(source, **reader), name, progress)
+    tokenizer = task.data.load_tokenizer(checkpoint, max_length)
+    task.bind(tokenizer, max_length)
+    seconds = {"learn": round(time.perf_counter() - started, 3)}
+
+    with atomic_directory(output, overwrite=output.exists()) as tmp:
+        (tmp / MARKER).write_text("written by tfsft preprocess; --overwrite may replace this "
+                                  "folder\n")
+        tokenizer.save(tmp / TOKENIZER_DIR)
+        stats = _encode_chunks(task, iter_table_chunks(source, **reader), tmp, shards,
+                               workers, seed, rows_read, progress)
+        if stats["rows"] == 0:
+            raise DataError(name, None, "no rows are left to train on", "check the data")
+        _write_jsonl(tmp / CALIBRATION_FILE, stats.pop("calibration"))
+        seconds["total"] = round(time.perf_counter() - started, 3)
+        manifest = Manifest(
+            folder=output, task=task.name, task_options=task.options.to_dict(),
+            task_state=task.state_dict(), max_length=max_length,
+            tokenizer_sha256=folder_sha256(tmp / TOKENIZER_DIR), rows=stats["rows"],
+            tokens=stats["tokens"], shards=stats["shards"], features=stats["specs"],
+            skipped=stats["skipped"],
+            source=str(Path(source).resolve()) if isinstance(source, str | os.PathLike) else name,
+            model=str(Path(model).resolve()) if Path(model).exists() else str(model),
+            extra={"rows_read": rows_read, "rows_at_max_length": stats["rows_at_max_length"],
+                   "length_counts": stats["length_counts"],
+                   "target_summary": stats["target_summary"],
+                   "encoding": stats["notes"], "chunk_rows": chunk_rows, "seed": seed,
+                   "workers": workers, "seconds": seconds})
+        atomic_write_json(tmp / MANIFEST_FILE, manifest.to_json())
+    return manifest
+
+
+def _learn_state(task: Task, chunks: Iterator[Any], name: str, progress: bool) -> int:
+    """The task state from every chunk of the training data (the first pass); the rows read."""
+    summaries, rows_read = [], 0
+    with _progress(progress, "reading labels and targets", "rows") as bar:
+        for chunk in chunks:
+            summaries.append(task.data.learn_chunk(chunk))
+            rows_read += len(chunk)
+            bar.update(len(chunk))
+    if not summaries:
+        raise DataError(name, None, "there are no data rows", "add rows")
+    task.data.merge_chunks(summaries, name)
+    return rows_read
+
+
+MARKER = ".tfsft-shards"
+
+
+def _checked_arguments(task: Task, source: Any, output: Path, shards: int, chunk_rows: int,
+                       max_length: int | None, overwrite: bool, file_format: str | None) -> int:
+    """Refuse what :func:`write_shards` cannot do before reading anything; the max length."""
     if shards < 1:
         raise ConfigError(f"--shards must be at least 1, got {shards}")
     if chunk_rows < 1:
@@ -159,57 +220,7 @@ def write_shards(task: Task, source: Any,
     if not 8 <= max_length <= task.data.max_length_limit:
         raise ConfigError(f"--max-length must be between 8 and {task.data.max_length_limit}, "
                           f"got {max_length}")
-    checkpoint = resolve_checkpoint(model)
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
-    reader = dict(chunk_rows=chunk_rows, file_format=file_format, encoding=encoding,
-                  delimiter=delimiter, quoting=quoting)
-    name = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-
-    started = time.perf_counter()
-    summaries, rows_read = [], 0
-    with _progress(progress, "reading labels and targets", "rows") as bar:
-        for chunk in iter_table_chunks(source, **reader):
-            summaries.append(task.data.learn_chunk(chunk))
-            rows_read += len(chunk)
-            bar.update(len(chunk))
-    if not summaries:
-        raise DataError(name, None, "there are no data rows", "add rows")
-    task.data.merge_chunks(summaries, name)
-    del summaries
-    tokenizer = task.data.load_tokenizer(checkpoint, max_length)
-    task.bind(tokenizer, max_length)
-    learn_seconds = time.perf_counter() - started
-
-    with atomic_directory(output, overwrite=output.exists()) as tmp:
-        (tmp / MARKER).write_text("written by tfsft preprocess; --overwrite may replace this "
-                                  "folder\n")
-        tokenizer.save(tmp / TOKENIZER_DIR)
-        stats = _encode_chunks(task, iter_table_chunks(source, **reader), tmp, shards,
-                               workers, seed, rows_read, progress)
-        if stats["rows"] == 0:
-            raise DataError(name, None, "no rows are left to train on", "check the data")
-        _write_jsonl(tmp / CALIBRATION_FILE, stats.pop("calibration"))
-        manifest = Manifest(
-            folder=output, task=task.name, task_options=task.options.to_dict(),
-            task_state=task.state_dict(), max_length=max_length,
-            tokenizer_sha256=folder_sha256(tmp / TOKENIZER_DIR), rows=stats["rows"],
-            tokens=stats["tokens"], shards=stats["shards"], features=stats["specs"],
-            skipped=stats["skipped"],
-            source=str(Path(source).resolve()) if isinstance(source, (str, os.PathLike))
-            else name,
-            model=str(Path(model).resolve()) if Path(model).exists() else str(model),
-            extra={"rows_read": rows_read, "rows_at_max_length": stats["rows_at_max_length"],
-                   "length_counts": stats["length_counts"],
-                   "target_summary": stats["target_summary"],
-                   "encoding": stats["notes"], "chunk_rows": chunk_rows, "seed": seed,
-                   "workers": workers,
-                   "seconds": {"learn": round(learn_seconds, 3),
-                               "total": round(time.perf_counter() - started, 3)}})
-        atomic_write_json(tmp / MANIFEST_FILE, manifest.to_json())
-    return manifest
-
-
-MARKER = ".tfsft-shards"
+    return max_length
 
 
 def _refuse_output(output: Path, source: Any, overwrite: bool) -> None:
@@ -231,65 +242,15 @@ def _refuse_output(output: Path, source: Any, overwrite: bool) -> None:
 def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int, workers: int,
                    seed: int, rows_read: int, progress: bool) -> dict[str, Any]:
     """Encode chunks on ``workers`` threads; rows go to random shards (in chunk order)."""
-
     local = threading.local()
 
     def encode(index: int, chunk: Any) -> _ChunkResult:
         if not hasattr(local, "task"):  # each thread its own task: encode() keeps notes
             local.task = task.with_options()
-        own = local.task
-        examples = own.data.read(chunk, role="chunk")
-        if len(examples) == 0:  # every row skipped (excluded labels): nothing to write
-            return _ChunkResult([], np.zeros(0, np.int32), {}, None,
-                                _skipped(examples), [], {})
-        encoded = own.data.encode(own.tokenizer, examples, own.max_length, training=True)
-        picks, keys = _calibration_picks(index, len(examples), seed)
-        calibration = own.data.example_records(examples.subset(picks)) if len(picks) else []
-        specs = feature_specs(encoded)
-        return _ChunkResult(serialize_rows(encoded, specs), np.asarray(encoded.lengths), specs,
-                            own.data.target_summary(examples), _skipped(examples),
-                            list(zip(keys, calibration, strict=True)),
-                            own.data.encoding_notes())
+        return _encode_chunk(local.task, index, chunk, seed)
 
-    names = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
-    unshuffled = [folder / f".{n}.unshuffled" for n in names]
-    writers = [_RecordSpool(path) for path in unshuffled]
-    dealer = np.random.default_rng([seed, 1])
-    counts = [0] * shards
-    stats: dict[str, Any] = {"rows": 0, "tokens": 0, "rows_at_max_length": 0,
-                             "skipped": Counter(), "specs": None, "notes": Counter()}
-    length_counts = np.zeros(task.max_length + 1, np.int64)
-    targets: list[dict[str, Any]] = []
-    calibration: list[tuple[float, dict[str, Any]]] = []
+    spool = _ShardSpool(folder, shards, seed, task.max_length)
     pending: list[Future] = []
-
-    def collect(result: _ChunkResult) -> None:
-        if not result.records:
-            stats["skipped"].update(result.skipped)
-            return
-        if stats["specs"] is None:
-            stats["specs"] = result.specs
-        elif result.specs != stats["specs"]:
-            raise DataError(str(folder), None, "chunks encoded to different features "
-                            f"({result.specs} vs {stats['specs']})", "report this as a bug")
-        for record, shard in zip(result.records,
-                                 dealer.integers(0, shards, len(result.records)), strict=True):
-            writers[shard].write(record)  # each row to a random shard, shuffled there later
-            counts[shard] += 1
-        stats["rows"] += len(result.records)
-        stats["tokens"] += int(result.lengths.sum())
-        stats["rows_at_max_length"] += int((result.lengths >= task.max_length).sum())
-        np.add.at(length_counts, np.minimum(result.lengths, task.max_length), 1)
-        stats["skipped"].update(result.skipped)
-        for key, value in result.notes.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                stats["notes"][key] += value
-        if result.target_summary:
-            targets.append(result.target_summary)
-        calibration.extend(result.calibration)
-        calibration.sort(key=lambda pair: pair[0])
-        del calibration[CALIBRATION_ROWS:]
-
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfsft-encode")
     try:
         with _progress(progress, "tokenizing", "rows", total=rows_read) as bar:
@@ -297,25 +258,91 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
                 pending.append(pool.submit(encode, index, chunk))
                 while len(pending) > 2 * workers or (pending and pending[0].done()):
                     result = pending.pop(0).result()
-                    collect(result)
+                    spool.collect(result)
                     bar.update(len(result.records) + sum(result.skipped.values()))
             while pending:
                 result = pending.pop(0).result()
-                collect(result)
+                spool.collect(result)
                 bar.update(len(result.records) + sum(result.skipped.values()))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on an error: no more chunks encoded
-        for writer in writers:
+        spool.close()
+    return spool.finish(progress)
+
+
+def _encode_chunk(task: Task, index: int, chunk: Any, seed: int) -> _ChunkResult:
+    """One chunk read, encoded and serialized by ``task`` (a copy of its own per thread)."""
+    examples = task.data.read(chunk, role="chunk")
+    if len(examples) == 0:  # every row skipped (excluded labels): nothing to write
+        return _ChunkResult([], np.zeros(0, np.int32), {}, None, _skipped(examples), [], {})
+    encoded = task.data.encode(task.tokenizer, examples, task.max_length, training=True)
+    picks, keys = _calibration_picks(index, len(examples), seed)
+    calibration = task.data.example_records(examples.subset(picks)) if len(picks) else []
+    specs = feature_specs(encoded)
+    return _ChunkResult(serialize_rows(encoded, specs), np.asarray(encoded.lengths), specs,
+                        task.data.target_summary(examples), _skipped(examples),
+                        list(zip(keys, calibration, strict=True)), task.data.encoding_notes())
+
+
+class _ShardSpool:
+    """Deals the encoded rows of each chunk to random shard files and keeps the statistics
+    of the manifest; :meth:`finish` shuffles every shard and returns them."""
+
+    def __init__(self, folder: Path, shards: int, seed: int, max_length: int):
+        self.folder, self.seed, self.max_length = folder, seed, max_length
+        self.names = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
+        self.unshuffled = [folder / f".{n}.unshuffled" for n in self.names]
+        self.writers = [_RecordSpool(path) for path in self.unshuffled]
+        self.dealer = np.random.default_rng([seed, 1])
+        self.counts = [0] * shards
+        self.stats: dict[str, Any] = {"rows": 0, "tokens": 0, "rows_at_max_length": 0,
+                                      "skipped": Counter(), "specs": None, "notes": Counter()}
+        self.length_counts = np.zeros(max_length + 1, np.int64)
+        self.targets: list[dict[str, Any]] = []
+        self.calibration: list[tuple[float, dict[str, Any]]] = []
+
+    def collect(self, result: _ChunkResult) -> None:
+        stats = self.stats
+        stats["skipped"].update(result.skipped)
+        if not result.records:
+            return
+        if stats["specs"] is None:
+            stats["specs"] = result.specs
+        elif result.specs != stats["specs"]:
+            raise DataError(str(self.folder), None, "chunks encoded to different features "
+                            f"({result.specs} vs {stats['specs']})", "report this as a bug")
+        shards = self.dealer.integers(0, len(self.writers), len(result.records))
+        for record, shard in zip(result.records, shards, strict=True):
+            self.writers[shard].write(record)  # each row to a random shard, shuffled later
+            self.counts[shard] += 1
+        stats["rows"] += len(result.records)
+        stats["tokens"] += int(result.lengths.sum())
+        stats["rows_at_max_length"] += int((result.lengths >= self.max_length).sum())
+        np.add.at(self.length_counts, np.minimum(result.lengths, self.max_length), 1)
+        for key, value in result.notes.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                stats["notes"][key] += value
+        if result.target_summary:
+            self.targets.append(result.target_summary)
+        self.calibration.extend(result.calibration)
+        self.calibration.sort(key=lambda pair: pair[0])
+        del self.calibration[CALIBRATION_ROWS:]
+
+    def close(self) -> None:
+        for writer in self.writers:
             writer.close()
-    _shuffle_shards(unshuffled, [folder / n for n in names], seed, progress)
-    stats["shards"] = [{"file": n, "rows": c, "bytes": (folder / n).stat().st_size}
-                       for n, c in zip(names, counts, strict=True)]
-    stats["skipped"] = dict(stats["skipped"])
-    stats["notes"] = dict(stats["notes"])
-    stats["length_counts"] = {str(i): int(c) for i, c in enumerate(length_counts) if c}
-    stats["target_summary"] = merge_target_summaries(targets)
-    stats["calibration"] = [record for _, record in calibration]
-    return stats
+
+    def finish(self, progress: bool) -> dict[str, Any]:
+        folder, stats = self.folder, self.stats
+        _shuffle_shards(self.unshuffled, [folder / n for n in self.names], self.seed, progress)
+        stats["shards"] = [{"file": n, "rows": c, "bytes": (folder / n).stat().st_size}
+                           for n, c in zip(self.names, self.counts, strict=True)]
+        stats["skipped"] = dict(stats["skipped"])
+        stats["notes"] = dict(stats["notes"])
+        stats["length_counts"] = {str(i): int(c) for i, c in enumerate(self.length_counts) if c}
+        stats["target_summary"] = merge_target_summaries(self.targets)
+        stats["calibration"] = [record for _, record in self.calibration]
+        return stats
 
 
 class _RecordSpool:

@@ -90,12 +90,12 @@ def _first_best(values: tf.Tensor, rows: tf.Tensor, nrows: tf.Tensor, fill: floa
     return best, tf.cast(ragged.row_splits[:-1], tf.int32) + pick
 
 
-def span_answers(raw: tf.Tensor, windows: dict[str, tf.Tensor], contexts: tf.Tensor,
-                 max_answer_length: int, null_threshold: float | None) -> dict[str, tf.Tensor]:
-    """``answer`` (string), ``start`` / ``end`` (int32 character offsets, end exclusive; -1: no
-    answer) and ``score`` (float32) of every pair, from the model's ``raw`` output ``[windows,
-    length, 2]`` on :func:`question_windows`."""
-    start_logits, end_logits = raw[..., 0], raw[..., 1]
+def _window_best_spans(start_logits: tf.Tensor, end_logits: tf.Tensor,
+                       windows: dict[str, tf.Tensor], max_answer_length: int
+                       ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Per window: the best span score (start + end logit; -inf when the window has no context
+    piece) and the span's first and last token positions. A span lies inside the window's
+    context and holds at most ``max_answer_length`` tokens."""
     length = tf.shape(start_logits)[1]
     position = tf.range(length)
     begin = windows["context_begin"][:, tf.newaxis]
@@ -112,35 +112,68 @@ def span_answers(raw: tf.Tensor, windows: dict[str, tf.Tensor], contexts: tf.Ten
     best_score = tf.reduce_max(flat, axis=1)
     span_start = best_index // max_answer_length
     span_end = span_start + best_index % max_answer_length
+    return best_score, span_start, span_end
 
+
+def _log_probabilities(start_logits: tf.Tensor, end_logits: tf.Tensor,
+                       padding_mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Log-softmax of the start and of the end logits over each window's real tokens."""
+    real = tf.cast(padding_mask, tf.bool)
+    log_start = tf.nn.log_softmax(tf.where(real, start_logits, -np.inf), axis=1)
+    log_end = tf.nn.log_softmax(tf.where(real, end_logits, -np.inf), axis=1)
+    return log_start, log_end
+
+
+def _context_piece(windows: dict[str, tf.Tensor], window: tf.Tensor,
+                   token: tf.Tensor) -> tf.Tensor:
+    """Index among its context's pieces of the token at position ``token`` of ``window``."""
+    return tf.gather(windows["window_start"], window) + token - tf.gather(
+        windows["context_begin"], window)
+
+
+def _char_at(offsets: tf.RaggedTensor, piece: tf.Tensor, found: tf.Tensor, rows: tf.Tensor,
+             pairs: tf.Tensor) -> tf.Tensor:
+    """Per pair (``rows``: ``0 .. pairs - 1``): ``offsets`` of its context piece ``piece``
+    where ``found``, else -1."""
+    # one column more: a batch whose contexts have no pieces at all still has a column 0
+    dense = tf.concat([offsets.to_tensor(-1), tf.fill([pairs, 1], -1)], axis=1)
+    return tf.where(found, tf.gather_nd(dense, tf.stack(
+        [rows, tf.where(found, piece, 0)], 1)), -1)
+
+
+def _answer_chars(windows: dict[str, tf.Tensor], contexts: tf.Tensor, pairs: tf.Tensor,
+                  window: tf.Tensor, start: tf.Tensor, end: tf.Tensor, found: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Character offsets (end exclusive) of each pair's answer: the tokens ``start`` to ``end``
+    of window ``window``; -1 where no answer was ``found``."""
+    char_starts = _char_offsets(contexts, windows["piece_starts"])
+    char_ends = _char_offsets(contexts, windows["piece_ends"])
+    piece_start = _context_piece(windows, window, start)
+    piece_end = _context_piece(windows, window, end)
+    rows = tf.range(pairs)
+    return (_char_at(char_starts, piece_start, found, rows, pairs),
+            _char_at(char_ends, piece_end, found, rows, pairs))
+
+
+def span_answers(raw: tf.Tensor, windows: dict[str, tf.Tensor], contexts: tf.Tensor,
+                 max_answer_length: int, null_threshold: float | None) -> dict[str, tf.Tensor]:
+    """``answer`` (string), ``start`` / ``end`` (int32 character offsets, end exclusive; -1: no
+    answer) and ``score`` (float32) of every pair, from the model's ``raw`` output ``[windows,
+    length, 2]`` on :func:`question_windows`."""
+    start_logits, end_logits = raw[..., 0], raw[..., 1]
+    best_score, span_start, span_end = _window_best_spans(start_logits, end_logits, windows,
+                                                          max_answer_length)
     pairs = tf.shape(contexts)[0]
     example = windows["window_example"]
     score, window = _first_best(best_score, example, pairs, -np.inf)
-    real = tf.cast(windows["padding_mask"], tf.bool)
-    log_start = tf.nn.log_softmax(tf.where(real, start_logits, -np.inf), axis=1)
-    log_end = tf.nn.log_softmax(tf.where(real, end_logits, -np.inf), axis=1)
+    log_start, log_end = _log_probabilities(start_logits, end_logits, windows["padding_mask"])
     s, e = tf.gather(span_start, window), tf.gather(span_end, window)
     probability = tf.exp(tf.gather_nd(log_start, tf.stack([window, s], 1))
                          + tf.gather_nd(log_end, tf.stack([window, e], 1)))
-
-    # character offsets of the chosen tokens
-    char_starts = _char_offsets(contexts, windows["piece_starts"])
-    char_ends = _char_offsets(contexts, windows["piece_ends"])
-    piece_s = tf.gather(windows["window_start"], window) + s - tf.gather(
-        windows["context_begin"], window)
-    piece_e = tf.gather(windows["window_start"], window) + e - tf.gather(
-        windows["context_begin"], window)
-    rows = tf.range(pairs)
     found = tf.math.is_finite(score)
+    first, last = _answer_chars(windows, contexts, pairs, window, s, e, found)
 
-    def char_at(offsets: tf.RaggedTensor, piece: tf.Tensor) -> tf.Tensor:
-        # one column more: a batch whose contexts have no pieces at all still has a column 0
-        dense = tf.concat([offsets.to_tensor(-1), tf.fill([pairs, 1], -1)], axis=1)
-        return tf.where(found, tf.gather_nd(dense, tf.stack(
-            [rows, tf.where(found, piece, 0)], 1)), -1)
-
-    first, last = char_at(char_starts, piece_s), char_at(char_ends, piece_e)
-
+    # the null answer ([CLS] as start and end): its lowest score over the windows
     null_score, null_window = _first_best(start_logits[:, 0] + end_logits[:, 0], example,
                                           pairs, np.inf, lowest=True)
     null_probability = tf.exp(tf.gather(log_start[:, 0] + log_end[:, 0], null_window))

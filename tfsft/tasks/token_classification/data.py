@@ -7,6 +7,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,67 +220,119 @@ class TokenData(DataRole):
         return tag_schemes.tags_from_spans(len(unit_starts), unit_spans, self.task.scheme), \
             lost, inside
 
-    def encode(self, tokenizer: WordPieceTokenizer, examples: TokenExamples, max_length: int,
-               training: bool = False) -> EncodedData:
-        from tfsft.data.pipeline import TokenAligned
-        from tfsft.tasks.token_classification.encoding import TokenEncodedData
-
+    def _piece_targets(self, examples: TokenExamples, index: int, pieces: Pieces,
+                       count: int) -> tuple[np.ndarray, int, int]:
+        """Target label id of each of the ``count`` pieces of sentence ``index``: the unit's tag
+        on its first piece (on every piece with ``label_all_subtokens``), ``IGNORED_TARGET``
+        elsewhere; also the entities :meth:`unit_tags` lost and cut."""
         options, label_index = self.task.options, self.task.label_index
-        width = max_length - 2
-        stride = min(32, width // 4) if options.stride is None else options.stride
+        tags, lost, inside = self.unit_tags(examples, index, pieces)
+        unit_ids = np.array([label_index[t] for t in tags], np.int32)
+        targets = np.full(count, IGNORED_TARGET, np.int32)
+        unit_of_piece = np.cumsum(pieces.unit_start) - 1
+        if options.label_all_subtokens:
+            valid = unit_of_piece >= 0
+            targets[valid] = unit_ids[unit_of_piece[valid]]
+        else:
+            targets[pieces.unit_start] = unit_ids
+        return targets, lost, inside
+
+    def _window_stride(self, width: int) -> int:
+        """Pieces shared by consecutive windows of ``width`` pieces: ``--stride``, or 32 (a
+        quarter of the window if less); it must be smaller than the window."""
+        stride = self.task.options.stride
+        stride = min(32, width // 4) if stride is None else stride
         if stride >= width:
             raise ConfigError(f"--stride {stride} must be smaller than max_length - 2 ({width})")
+        return stride
+
+    def encode(self, tokenizer: WordPieceTokenizer, examples: TokenExamples, max_length: int,
+               training: bool = False) -> EncodedData:
+        width = max_length - 2
+        stride = self._window_stride(width)
         ids, pieces = text_pieces(tokenizer, examples.texts)
         labelled = examples.tags is not None
-        rows_ids, rows_targets, lengths, sentence_of, start_of = [], [], [], [], []
+        rows = _WindowRows(tokenizer.cls_id, tokenizer.sep_id, width)
         lost = inside = windowed = empty = 0
         for i, (row_ids, row_pieces) in enumerate(zip(ids, pieces, strict=True)):
+            targets = None
             if labelled:
-                tags, row_lost, row_inside = self.unit_tags(examples, i, row_pieces)
+                targets, row_lost, row_inside = self._piece_targets(examples, i, row_pieces,
+                                                                    len(row_ids))
                 lost, inside = lost + row_lost, inside + row_inside
-                unit_ids = np.array([label_index[t] for t in tags], np.int32)
-                targets = np.full(len(row_ids), IGNORED_TARGET, np.int32)
-                unit_of_piece = np.cumsum(row_pieces.unit_start) - 1
-                if options.label_all_subtokens:
-                    valid = unit_of_piece >= 0
-                    targets[valid] = unit_ids[unit_of_piece[valid]]
-                else:
-                    targets[row_pieces.unit_start] = unit_ids
             if len(row_ids) == 0:
                 empty += 1
             starts = windows(len(row_ids), width, stride)
             windowed += len(starts) > 1
-            for start in starts:
-                piece_ids = row_ids[start:start + width]
-                rows_ids.append(np.concatenate([[tokenizer.cls_id], piece_ids,
-                                                [tokenizer.sep_id]]).astype(np.int32))
-                if labelled:
-                    rows_targets.append(np.concatenate(
-                        [[IGNORED_TARGET], targets[start:start + width], [IGNORED_TARGET]]))
-                lengths.append(len(piece_ids) + 2)
-                sentence_of.append(i)
-                start_of.append(start)
-        self.last_encoding = {"sentences": len(examples), "windows": len(lengths),
+            rows.add(i, row_ids, targets, starts)
+        self.last_encoding = {"sentences": len(examples), "windows": len(rows.lengths),
                               "windowed_sentences": windowed, "entities_without_tokens": lost,
                               "entity_edges_inside_a_token": inside,
                               "sentences_without_tokens": empty}
-        if windowed:
-            logger.info("%s: %d of %d sentences are longer than %d word pieces and were cut "
-                        "into %d overlapping windows", examples.source, windowed, len(examples),
-                        width, len(lengths) - len(examples) + windowed)
-        if lost or inside:
-            logger.warning("%s: %d entities cover no word piece and %d start or end inside a "
-                           "word piece (tokenizer and data disagree on word boundaries)",
-                           examples.source, lost, inside)
-        flat = np.concatenate(rows_ids) if rows_ids else np.zeros(0, np.int32)
-        encoded = TokenEncodedData(
-            token_ids=flat, segment_ids=np.zeros_like(flat),
-            lengths=np.array(lengths, np.int32), texts=list(examples.texts), pieces=pieces,
-            row_sentence=np.array(sentence_of, np.int64), row_start=np.array(start_of, np.int64))
-        if labelled:
-            encoded.targets = {"target": TokenAligned(np.concatenate(rows_targets),
-                                                      pad_value=IGNORED_TARGET)}
-        return encoded
+        _log_encoding(examples, width, windowed, len(rows.lengths), lost, inside)
+        return rows.encoded(examples, pieces, labelled)
 
     def encoding_notes(self) -> dict[str, Any]:
         return dict(self.last_encoding)
+
+
+@dataclass
+class _WindowRows:
+    """The model rows ``[CLS] pieces [SEP]`` of overlapping windows of ``width`` pieces, with
+    their targets, gathered sentence by sentence."""
+
+    cls_id: int
+    sep_id: int
+    width: int
+    ids: list[np.ndarray] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    sentence_of: list[int] = field(default_factory=list)
+    start_of: list[int] = field(default_factory=list)
+
+    def add(self, sentence: int, piece_ids: np.ndarray, targets: np.ndarray | None,
+            starts: list[int]) -> None:
+        """One row for each window start of a sentence's pieces (and their ``targets``)."""
+        width = self.width
+        for start in starts:
+            window_ids = piece_ids[start:start + width]
+            self.ids.append(np.concatenate([[self.cls_id], window_ids,
+                                            [self.sep_id]]).astype(np.int32))
+            if targets is not None:
+                self.targets.append(np.concatenate(
+                    [[IGNORED_TARGET], targets[start:start + width], [IGNORED_TARGET]]))
+            self.lengths.append(len(window_ids) + 2)
+            self.sentence_of.append(sentence)
+            self.start_of.append(start)
+
+    def encoded(self, examples: TokenExamples, pieces: list[Pieces],
+                labelled: bool) -> EncodedData:
+        """The rows as :class:`TokenEncodedData` (with a ``target`` per piece if
+        ``labelled``)."""
+        from tfsft.data.pipeline import TokenAligned
+        from tfsft.tasks.token_classification.encoding import TokenEncodedData
+
+        flat = np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)
+        encoded = TokenEncodedData(
+            token_ids=flat, segment_ids=np.zeros_like(flat),
+            lengths=np.array(self.lengths, np.int32), texts=list(examples.texts), pieces=pieces,
+            row_sentence=np.array(self.sentence_of, np.int64),
+            row_start=np.array(self.start_of, np.int64))
+        if labelled:
+            encoded.targets = {"target": TokenAligned(np.concatenate(self.targets),
+                                                      pad_value=IGNORED_TARGET)}
+        return encoded
+
+
+def _log_encoding(examples: TokenExamples, width: int, windowed: int, rows: int, lost: int,
+                  inside: int) -> None:
+    """Report the sentences cut into windows (info) and the entities the word pieces do not
+    fit (warning)."""
+    if windowed:
+        logger.info("%s: %d of %d sentences are longer than %d word pieces and were cut "
+                    "into %d overlapping windows", examples.source, windowed, len(examples),
+                    width, rows - len(examples) + windowed)
+    if lost or inside:
+        logger.warning("%s: %d entities cover no word piece and %d start or end inside a "
+                       "word piece (tokenizer and data disagree on word boundaries)",
+                       examples.source, lost, inside)

@@ -231,12 +231,9 @@ def guess_tag_column(lines: Sequence[str], source: str) -> int:
                     f"{len(rows)} token lines", "choose the tag column with --tag-column")
 
 
-def read_conll(path: str | Path, tag_column: int | None = None, token_column: int = 0,
-               encoding: str = "utf-8", labelled: bool = True, separator: str | None = None,
-               scheme: str | None = None, repair: bool = False,
-               max_sentences: int | None = None) -> TokenExamples:
-    """Sentences of a CoNLL column file (or character-per-line data such as MSRA NER)."""
-    path = Path(path)
+def _read_lines(path: Path, encoding: str) -> list[str]:
+    """The lines of a text file; a missing file, or bytes that are not ``encoding`` text (named
+    by line), is a :class:`DataError`."""
     if not path.exists():
         raise DataError(str(path), None, "file not found", "check the path")
     raw = path.read_bytes()
@@ -246,59 +243,106 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
         line = raw[:exc.start].count(b"\n") + 1
         raise DataError(str(path), f"line {line}", f"not valid {encoding} text",
                         "convert the file to UTF-8 or pass --encoding") from exc
-    lines = text.splitlines()
-    if labelled and tag_column is None:
-        tag_column = guess_tag_column(lines, str(path))
-    tokens: list[list[str]] = []
-    tags: list[list[str]] = []
-    locations: list[str] = []
-    current, current_tags, start_line, docstarts = [], [], 0, 0
+    return text.splitlines()
+
+
+@dataclass
+class _ConllSentences:
+    """Sentences gathered line by line from a CoNLL file: tokens, tags, the line each sentence
+    starts on (``line 12``) and the ``-DOCSTART-`` lines skipped."""
+
+    tokens: list[list[str]] = field(default_factory=list)
+    tags: list[list[str]] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)
+    docstarts: int = 0
+    current: list[str] = field(default_factory=list)
+    current_tags: list[str] = field(default_factory=list)
+    start_line: int = 0
+
+    def add(self, number: int, token: str, tag: str) -> None:
+        """Append a token and its tag (from line ``number``) to the open sentence."""
+        if not self.current:
+            self.start_line = number
+        self.current.append(token)
+        self.current_tags.append(tag)
+
+    def close(self) -> None:
+        """End the open sentence, if it has tokens."""
+        if self.current:
+            self.tokens.append(self.current)
+            self.tags.append(self.current_tags)
+            self.locations.append(f"line {self.start_line}")
+        self.current, self.current_tags = [], []
+
+
+def _token_and_tag(fields: list[str], line: str, number: int, source: str, tag_column: int,
+                   token_column: int, columns_seen: int | None) -> tuple[str, str]:
+    """The token and tag of a labelled token line (``fields``: its columns). A single column,
+    another number of columns than the earlier lines (``columns_seen``) or a missing column
+    are errors."""
+    if len(fields) < 2:
+        raise DataError(source, f"line {number}",
+                        f"one column ({line.strip()!r}) where a token and a tag are "
+                        "expected", "separate token and tag with a space or tab, or "
+                        "leave a blank line between sentences")
+    if columns_seen is not None and len(fields) != columns_seen:
+        raise DataError(source, f"line {number}",
+                        f"{len(fields)} columns where earlier lines have {columns_seen}",
+                        "give every token line the same columns")
+    try:
+        tag = fields[tag_column]
+        token = fields[token_column]
+    except IndexError as exc:
+        raise DataError(source, f"line {number}",
+                        f"no column {tag_column} in {len(fields)} columns",
+                        "choose the tag column with --tag-column") from exc
+    return token, tag
+
+
+def _conll_sentences(lines: Sequence[str], source: str, tag_column: int | None,
+                     token_column: int, labelled: bool,
+                     max_sentences: int | None) -> _ConllSentences:
+    """The sentences of CoNLL ``lines``: a blank line ends a sentence, ``-DOCSTART-`` lines
+    end one and are counted. Reading stops at the blank line after ``max_sentences``
+    sentences (more may be returned: a ``-DOCSTART-`` line does not stop it). Unlabelled
+    tokens get the tag ``O``."""
+    found = _ConllSentences()
     columns_seen: int | None = None
-
-    def close():
-        nonlocal current, current_tags
-        if current:
-            tokens.append(current)
-            tags.append(current_tags)
-            locations.append(f"line {start_line}")
-        current, current_tags = [], []
-
     for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
-            close()
-            if max_sentences is not None and len(tokens) >= max_sentences:
+            found.close()
+            if max_sentences is not None and len(found.tokens) >= max_sentences:
                 break
             continue
         if fields[0] == DOCSTART:
-            close()
-            docstarts += 1
+            found.close()
+            found.docstarts += 1
             continue
         if labelled:
-            if len(fields) < 2:
-                raise DataError(str(path), f"line {number}",
-                                f"one column ({line.strip()!r}) where a token and a tag are "
-                                "expected", "separate token and tag with a space or tab, or "
-                                "leave a blank line between sentences")
-            if columns_seen is not None and len(fields) != columns_seen:
-                raise DataError(str(path), f"line {number}",
-                                f"{len(fields)} columns where earlier lines have {columns_seen}",
-                                "give every token line the same columns")
+            token, tag = _token_and_tag(fields, line, number, source, tag_column, token_column,
+                                        columns_seen)
             columns_seen = len(fields)
-            try:
-                tag = fields[tag_column]
-                token = fields[token_column]
-            except IndexError as exc:
-                raise DataError(str(path), f"line {number}",
-                                f"no column {tag_column} in {len(fields)} columns",
-                                "choose the tag column with --tag-column") from exc
         else:
             token, tag = fields[token_column], tag_schemes.OUTSIDE
-        if not current:
-            start_line = number
-        current.append(token)
-        current_tags.append(tag)
-    close()
+        found.add(number, token, tag)
+    found.close()
+    return found
+
+
+def read_conll(path: str | Path, tag_column: int | None = None, token_column: int = 0,
+               encoding: str = "utf-8", labelled: bool = True, separator: str | None = None,
+               scheme: str | None = None, repair: bool = False,
+               max_sentences: int | None = None) -> TokenExamples:
+    """Sentences of a CoNLL column file (or character-per-line data such as MSRA NER)."""
+    path = Path(path)
+    lines = _read_lines(path, encoding)
+    if labelled and tag_column is None:
+        tag_column = guess_tag_column(lines, str(path))
+    found = _conll_sentences(lines, str(path), tag_column, token_column, labelled,
+                             max_sentences)
+    tokens, tags, locations, docstarts = (found.tokens, found.tags, found.locations,
+                                          found.docstarts)
     if max_sentences is not None:
         tokens, tags, locations = (tokens[:max_sentences], tags[:max_sentences],
                                    locations[:max_sentences])
