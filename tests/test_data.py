@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfsft.data.examples import (
+from tfsft.data.pipeline import count_batches, encode, make_dataset, predict_logits
+from tfsft.tasks.text_classification.examples import (
     TextClassificationData,
     read_text_classification,
     stratified_split,
 )
-from tfsft.data.pipeline import count_batches, encode, make_dataset, predict_logits
 from tfsft.tokenization import WordPieceTokenizer
 
 from .conftest import TINY_VOCAB, sentiment_rows

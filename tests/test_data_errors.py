@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from tfsft.data.examples import read_text_classification
 from tfsft.errors import DataError
+from tfsft.tasks.text_classification.examples import read_text_classification
 
 
 def read(path, **options):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from tfsft.config import TrainConfig
-from tfsft.data.examples import TextClassificationData
 from tfsft.errors import ConfigError
 from tfsft.evaluation.metrics import classification_metrics
 from tfsft.optimization.optimizers import adamw
 from tfsft.optimization.schedules import WarmupDecay
+from tfsft.tasks.text_classification.examples import TextClassificationData
 from tfsft.tasks.text_classification.model import TextClassifier
 from tfsft.tasks.text_classification.task import class_weights
 from tfsft.training.precision import cpu_has_fast_bfloat16, resolve_precision

@@ -97,7 +97,7 @@ def test_predict_refuses_one_string(run):
 
 
 def test_evaluate_refuses_examples_with_other_labels(run):
-    from tfsft.data.examples import TextClassificationData
+    from tfsft.tasks.text_classification.examples import TextClassificationData
 
     flipped = TextClassificationData(["good", "bad"], None, np.array([0, 1], np.int32),
                                      tuple(reversed(run.labels)))

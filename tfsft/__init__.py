@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "TrainConfig": "tfsft.config",
-    "TextClassificationData": "tfsft.data.examples",
+    "TextClassificationData": "tfsft.tasks.text_classification.examples",
     "TextExamples": "tfsft.data.examples",
-    "read_text_classification": "tfsft.data.examples",
+    "read_text_classification": "tfsft.tasks.text_classification.examples",
     "encode": "tfsft.data.pipeline",
     "make_dataset": "tfsft.data.pipeline",
     "predict_logits": "tfsft.data.pipeline",

@@ -3,8 +3,8 @@
 from importlib import import_module
 
 _EXPORTS = {
-    "TextClassificationData": "tfsft.data.examples", "TextExamples": "tfsft.data.examples",
-    "read_text_classification": "tfsft.data.examples", "stratified_split": "tfsft.data.examples",
+    "TextExamples": "tfsft.data.examples", "TextRows": "tfsft.data.examples",
+    "read_text_rows": "tfsft.data.examples", "split_examples": "tfsft.data.examples",
     "EncodedData": "tfsft.data.pipeline", "encode": "tfsft.data.pipeline",
     "make_dataset": "tfsft.data.pipeline", "predict_logits": "tfsft.data.pipeline",
     "Table": "tfsft.data.readers", "read_table": "tfsft.data.readers",

@@ -8,9 +8,9 @@ that carry different labels), train/validation overlap, suspicious labels and th
 words the vocabulary does not know. :func:`refuse_certain_mistakes` stops training on what is
 certainly wrong (one class, validation data that is the training data); the rest are warnings.
 
->>> from tfsft.data.examples import TextClassificationData
+>>> from tfsft.data.examples import TextExamples
 >>> import numpy as np
->>> data = TextClassificationData(["Good.", "good", "bad"], None, np.array([1, 1, 0]), ("neg", "pos"))
+>>> data = TextExamples(["Good.", "good", "bad"], None, np.array([1, 1, 0]), ("neg", "pos"))
 >>> duplicates(data.texts, None, data.targets)["normalised"]
 1
 """

@@ -1,10 +1,13 @@
-"""Turn a :class:`~tfsft.data.readers.Table` into checked text-classification examples.
+"""Checked rows of text (and a second text) with their targets, as the sentence-level tasks
+read them from a :class:`~tfsft.data.readers.Table`: every text checked row by row (errors name
+the file and line), labels normalised, seeded validation splits.
 
 >>> import pandas as pd
->>> frame = pd.DataFrame({"review": ["great", "awful", "fine"], "stars": ["pos", "neg", "pos"]})
->>> data = read_text_classification(frame, text_column="review", label_column="stars")
->>> data.labels, data.label_ids.tolist()
-(('neg', 'pos'), [1, 0, 1])
+>>> from tfsft.data.readers import read_table
+>>> rows = read_text_rows(read_table(pd.DataFrame({"review": ["great", "awful"]})), "review",
+...                       None, [], None)
+>>> rows.texts, normalize_label(2.0), sort_labels({"10", "9"})
+(['great', 'awful'], '2', ('9', '10'))
 """
 
 from __future__ import annotations
@@ -18,21 +21,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfsft.data.readers import Table, read_table, visible
+from tfsft.data.readers import Table, visible
 from tfsft.errors import DataError
 
 logger = logging.getLogger(__name__)
 ExamplesT = TypeVar("ExamplesT", bound="TextExamples")
 _INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Which columns hold the text, the optional second text and the label."""
-
-    text: str = "text"
-    text_pair: str | None = None
-    label: str | None = "label"
 
 
 @dataclass
@@ -68,18 +62,6 @@ class TextExamples:
         )
 
 
-class TextClassificationData(TextExamples):
-    """Texts with integer labels indexing ``labels`` (``targets`` / ``target_names``)."""
-
-    @property
-    def label_ids(self) -> np.ndarray | None:
-        return self.targets
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.target_names
-
-
 def normalize_label(value: Any) -> str | None:
     """A label as a string: ints and integral floats as ``"3"``; ``None``/NaN/blank as None."""
     if value is None or (isinstance(value, float) and value != value):
@@ -102,31 +84,6 @@ def sort_labels(labels: set[str]) -> tuple[str, ...]:
         return tuple(sorted(labels, key=int))
     except ValueError:
         return tuple(sorted(labels))
-
-
-def read_text_classification(
-    source: Any,
-    text_column: str = "text",
-    label_column: str | None = "label",
-    text_pair_column: str | None = None,
-    labels: Sequence[str] | None = None,
-    exclude_labels: Sequence[str] = (),
-    max_rows: int | None = None,
-    file_format: str | None = None,
-    encoding: str = "utf-8",
-    delimiter: str | None = None,
-    quoting: bool = True,
-) -> TextClassificationData:
-    """Read and check labelled texts from any source :func:`read_table` accepts.
-
-    ``labels`` fixes the label list (as saved by a training run); a label outside it is an error.
-    Without it the list is built from the data. ``exclude_labels`` skips rows carrying those labels
-    (the count is logged and kept in ``skipped``). ``label_column=None`` reads unlabelled text.
-    """
-    table = source if isinstance(source, Table) else read_table(
-        source, file_format, encoding, delimiter, quoting)
-    columns = Columns(text=text_column, text_pair=text_pair_column, label=label_column)
-    return examples_from_table(table, columns, labels, exclude_labels, max_rows)
 
 
 SKIP = object()  # returned by a target reader: leave this row out (counted)
@@ -185,35 +142,6 @@ def read_text_rows(
     return rows
 
 
-def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
-                 exclude_labels: Sequence[str] = ()) -> Callable[[dict[str, Any], str], Any]:
-    """A :func:`read_text_rows` target reader for one label per row (a string).
-
-    Blank labels and labels outside ``labels`` (when given) are errors naming the row; labels
-    in ``exclude_labels`` make the row :data:`SKIP`.
-    """
-    excluded = {str(x) for x in exclude_labels}
-    known = None if labels is None else set(labels)
-
-    def read_label(row: dict[str, Any], where: str) -> Any:
-        label = normalize_label(row.get(column))
-        refuse_missing_value_marker(label, source, where, column)
-        if label is None:
-            raise DataError(source, where, f"the label (column {column!r}) is empty",
-                            "give every row a label, or remove the row")
-        if label in excluded:
-            return SKIP
-        if known is not None and label not in known:
-            raise DataError(
-                source, where, f"label {label!r} was not seen in training; the model "
-                f"knows {', '.join(repr(k) for k in labels)}",
-                "fix the label, or train a model that includes it",
-            )
-        return label
-
-    return read_label
-
-
 def refuse_missing_value_marker(label: str | None, source: str, where: str, column: str) -> None:
     """A label such as ``NaN`` or ``NA`` is a missing value written out (pandas does so), not a
     class: an error naming the row."""
@@ -222,46 +150,6 @@ def refuse_missing_value_marker(label: str | None, source: str, where: str, colu
     if label in MISSING_VALUE_MARKERS:
         raise DataError(source, where, f"the label (column {column!r}) is {label!r}, which marks "
                         "a missing value", "give the row its label, or remove the row")
-
-
-def classification_examples(rows: TextRows, source: str, labels: Sequence[str] | None,
-                            exclude_labels: Sequence[str] = (),
-                            labelled: bool = True, chunk: bool = False) -> TextClassificationData:
-    """Examples from rows read with :func:`label_reader` (label list from the data if None).
-    ``chunk``: the rows are part of a larger file (which is checked whole): they may all have
-    been skipped, and skipping is not logged."""
-    excluded = sorted({str(x) for x in exclude_labels})
-    if not rows.texts and not chunk:
-        raise DataError(source, None, f"no rows are left after skipping labels {excluded}",
-                        "check --exclude-labels")
-    if rows.skipped and not chunk:
-        logger.warning("%s: skipped %d rows whose label is one of %s (--exclude-labels)",
-                       source, rows.skipped, excluded)
-    label_list = tuple(labels) if labels is not None else sort_labels(set(rows.targets))
-    label_index = {label: i for i, label in enumerate(label_list)}
-    label_ids = (np.array([label_index[x] for x in rows.targets], dtype=np.int32)
-                 if labelled else None)
-    return TextClassificationData(
-        rows.texts, rows.text_pairs, label_ids, label_list, source=source,
-        locations=rows.locations,
-        skipped={"excluded_labels": rows.skipped} if rows.skipped else {},
-    )
-
-
-def examples_from_table(
-    table: Table,
-    columns: Columns,
-    labels: Sequence[str] | None = None,
-    exclude_labels: Sequence[str] = (),
-    max_rows: int | None = None,
-) -> TextClassificationData:
-    """Check ``table`` row by row and build examples (see :func:`read_text_classification`)."""
-    reader = (label_reader(table.source, columns.label, labels, exclude_labels)
-              if columns.label else None)
-    rows = read_text_rows(table, columns.text, columns.text_pair,
-                          [columns.label] if columns.label else [], reader, max_rows)
-    return classification_examples(rows, table.source, labels, exclude_labels,
-                                   labelled=bool(columns.label))
 
 
 def _checked_text(table: Table, row: dict[str, Any], where: str, column: str) -> str:
@@ -279,28 +167,6 @@ def _checked_text(table: Table, row: dict[str, Any], where: str, column: str) ->
         raise DataError(table.source, where, f"the text (column {column!r}) is {what}",
                         "fill it in or remove the row")
     return value
-
-
-def stratified_split(
-    data: TextClassificationData, validation_fraction: float, seed: int
-) -> tuple[TextClassificationData, TextClassificationData]:
-    """Split off a seeded validation set with the same label proportions.
-
-    >>> import numpy as np
-    >>> data = TextClassificationData([f"t{i}" for i in range(20)], None,
-    ...                               np.array([0, 1] * 10, dtype=np.int32), ("a", "b"))
-    >>> train, validation = stratified_split(data, 0.2, seed=0)
-    >>> len(train), len(validation), sorted(validation.label_ids.tolist())
-    (16, 4, [0, 0, 1, 1])
-    """
-    if data.label_ids is None:
-        raise ValueError("cannot split unlabelled data")
-    counts = np.bincount(data.label_ids, minlength=len(data.labels))
-    stratify = data.label_ids if counts[counts > 0].min() >= 2 else None
-    if stratify is None:
-        logger.warning("%s: a label has fewer than 2 examples; the validation split is not "
-                       "stratified", data.source)
-    return split_examples(data, validation_fraction, seed, stratify)
 
 
 def split_examples(data: ExamplesT, validation_fraction: float, seed: int,

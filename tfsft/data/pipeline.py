@@ -1,11 +1,11 @@
 """tf.data input pipelines: tokenize once, batch rows of similar length, pad to the batch's longest.
 
 >>> import numpy as np
->>> from tfsft.data.examples import TextClassificationData
+>>> from tfsft.data.examples import TextExamples
 >>> from tfsft.tokenization import WordPieceTokenizer
 >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad"])
->>> data = TextClassificationData(["good", "bad bad", "good"], None,
-...                               np.array([1, 0, 1], np.int32), ("neg", "pos"))
+>>> data = TextExamples(["good", "bad bad", "good"], None, np.array([1, 0, 1], np.int32),
+...                     ("neg", "pos"))
 >>> encoded = encode(tokenizer, data, max_length=16)
 >>> dataset = make_dataset(encoded, batch_size=2)
 >>> [x["token_ids"].shape.as_list() for x, y in dataset]

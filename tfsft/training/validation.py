@@ -9,12 +9,12 @@ checkpoint, early-stopping and logging callbacks read them), and keeps the outpu
 whose weights the model ends with.
 
 >>> import numpy as np
->>> from tfsft.data.examples import TextClassificationData
+>>> from tfsft.data.examples import TextExamples
 >>> from tfsft.data.pipeline import encode
 >>> from tfsft.tokenization import WordPieceTokenizer
 >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad"])
->>> data = TextClassificationData(["good", "bad bad", "good"], None,
-...                               np.array([1, 0, 1], np.int32), ("neg", "pos"))
+>>> data = TextExamples(["good", "bad bad", "good"], None, np.array([1, 0, 1], np.int32),
+...                     ("neg", "pos"))
 >>> validation = ValidationPass(encode(tokenizer, data, max_length=8), batch_size=2)
 >>> [int(x["token_ids"].shape[1]) for x, y in validation.dataset]
 [3, 4]

@@ -24,15 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfsft.data.checks import class_counts
-from tfsft.data.examples import (
-    TextClassificationData,
-    TextRows,
-    classification_examples,
-    label_reader,
-    normalize_label,
-    sort_labels,
-    stratified_split,
-)
+from tfsft.data.examples import TextRows, normalize_label, sort_labels
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import create_task, option, register_task
 from tfsft.tasks.roles import EvaluationRole, OutputCheck
@@ -42,6 +34,12 @@ from tfsft.tasks.sentence import (
     SentenceOptions,
     SentenceServing,
     SentenceTask,
+)
+from tfsft.tasks.text_classification.examples import (
+    TextClassificationData,
+    classification_examples,
+    label_reader,
+    stratified_split,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
