@@ -145,5 +145,5 @@ def _record_columns(run) -> list[str]:
         if value in (None, []) or name.startswith("validation_"):
             continue
         flags.append("--" + name.replace("_", "-"))
-        flags += value if isinstance(value, list) else [str(value)]
+        flags += [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return flags

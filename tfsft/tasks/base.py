@@ -10,7 +10,7 @@ test.
 
 >>> sorted(task_names())  # doctest: +NORMALIZE_WHITESPACE
 ['causal-lm', 'multi-label-classification', 'question-answering', 'regression',
- 'text-classification', 'token-classification']
+ 'sentence-embedding', 'text-classification', 'token-classification']
 >>> options_class("regression").__name__
 'RegressionOptions'
 
@@ -42,6 +42,7 @@ _REGISTRY: dict[str, str | type[Task]] = {
     "token-classification": "tfsft.tasks.token_classification.task:TokenClassificationTask",
     "question-answering": "tfsft.tasks.question_answering.task:QuestionAnsweringTask",
     "causal-lm": "tfsft.tasks.causal_lm.task:CausalLMTask",
+    "sentence-embedding": "tfsft.tasks.sentence_embedding.task:SentenceEmbeddingTask",
 }
 # Options classes of the built-in tasks, importable without TensorFlow (for the CLI).
 _OPTIONS: dict[str, str] = {
@@ -51,6 +52,7 @@ _OPTIONS: dict[str, str] = {
     "token-classification": "tfsft.tasks.token_classification.task:TokenClassificationOptions",
     "question-answering": "tfsft.tasks.question_answering.task:QuestionAnsweringOptions",
     "causal-lm": "tfsft.tasks.causal_lm.task:CausalLMOptions",
+    "sentence-embedding": "tfsft.tasks.sentence_embedding.task:SentenceEmbeddingOptions",
 }
 
 

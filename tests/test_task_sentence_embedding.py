@@ -1,0 +1,133 @@
+"""sentence-embedding: pair reading and its checks, the losses and duplicate masking, retrieval
+metrics, and the task contract (train, evaluate, predict, export) on a tiny BERT."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks.base import create_task
+
+from .conftest import FILLER, NEGATIVE, POSITIVE
+from .task_contract import run_task_contract
+
+KEYS = POSITIVE + NEGATIVE
+
+
+def pair_rows(count: int, seed: int = 0) -> list[dict[str, str]]:
+    """Synthetic pairs: an anchor and its positive share two key words (120 pairs of keys)
+    among other words."""
+    rng = random.Random(seed)
+    keys = list(itertools.combinations(KEYS, 2))
+    rng.shuffle(keys)
+    rows = []
+    for i in range(count):
+        key = list(keys[i % len(keys)])
+        anchor = rng.sample(FILLER, 2) + key
+        positive = key + rng.sample(FILLER, 3)
+        rng.shuffle(positive)
+        rows.append({"anchor": " ".join(anchor), "positive": " ".join(positive)})
+    return rows
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_pairs_are_checked_row_by_row(tmp_path):
+    task = create_task("sentence-embedding")
+    good = write_jsonl(tmp_path / "good.jsonl", [{"anchor": "a", "positive": "b"},
+                                                 {"anchor": "c", "positive": "c"},
+                                                 {"anchor": "a", "positive": "d"}])
+    pairs = task.data.read(good)
+    assert (pairs.texts, pairs.text_pairs) == (["a", "a"], ["b", "d"])
+    assert pairs.skipped == {"positive_equals_anchor": 1} and pairs.duplicate_anchors == 1
+    empty = write_jsonl(tmp_path / "empty.jsonl", [{"anchor": "a", "positive": "b"},
+                                                   {"anchor": "c", "positive": "  "}])
+    with pytest.raises(DataError, match=r"empty.jsonl, line 2: the text \(column 'positive'\)"):
+        task.data.read(empty)
+    missing = write_jsonl(tmp_path / "missing.jsonl", [{"anchor": "a", "answer": "b"}])
+    with pytest.raises(DataError, match=r"no column\(s\) \['positive'\]"):
+        task.data.read(missing)
+    scored = create_task("sentence-embedding", {"score_column": "score", "score_range": [0, 5]})
+    frame = pd.DataFrame({"anchor": ["a", "b"], "positive": ["c", "d"], "score": [4.5, 5.5]})
+    with pytest.raises(DataError, match=r"row with index 1: the score .* outside the score range 0..5"):
+        scored.data.read(frame)
+    frame["score"] = [5.0, 0.0]
+    assert scored.data.read(frame).scores.tolist() == [1.0, 0.0]
+
+
+def test_loss_options_are_checked():
+    with pytest.raises(ConfigError, match="--loss triplet needs hard negatives"):
+        create_task("sentence-embedding", {"loss": "triplet"})
+    with pytest.raises(ConfigError, match="--loss cosine needs scored pairs"):
+        create_task("sentence-embedding", {"loss": "cosine"})
+    with pytest.raises(ConfigError, match="score_range must be two numbers"):
+        create_task("sentence-embedding", {"score_range": [1, 0]})
+    assert create_task("sentence-embedding", {"score_column": "s"}).loss_kind() == "cosine"
+
+
+def test_in_batch_loss_masks_duplicates_and_rewards_matching_pairs():
+    import tensorflow as tf
+
+    from tfsft.tasks.sentence_embedding.model import MASKED, ContrastiveModel, in_batch_loss
+
+    features = {"anchor_group": tf.constant([0, 1, 0]), "positive_group": tf.constant([0, 1, 2])}
+    mask = ContrastiveModel._duplicate_mask(features, with_negatives=False).numpy()
+    # rows 0 and 2 share an anchor: neither is the other's negative; the diagonal stays
+    assert mask.tolist() == [[0, 0, MASKED], [0, 0, 0], [MASKED, 0, 0]]
+    matching = tf.constant([[20.0, 0.0], [0.0, 20.0]])
+    swapped = tf.constant([[0.0, 20.0], [20.0, 0.0]])
+    assert float(tf.reduce_mean(in_batch_loss(None, matching))) < 1e-6
+    assert float(tf.reduce_mean(in_batch_loss(None, swapped))) > 19
+
+
+def test_sentence_embedding_meets_the_task_contract(tiny_checkpoint, tmp_path):
+    train_file = write_jsonl(tmp_path / "train.jsonl", pair_rows(240))
+    result = run_task_contract("sentence-embedding", tiny_checkpoint, train_file, tmp_path,
+                               ["good movie", "the plot was dull"], quality_at_least=0.3,
+                               validation_fraction=0.2, epochs=8)
+    assert {"recall@1", "recall@5", "mrr@10", "ndcg@10"} <= set(result.metrics)
+    vectors = np.array([p["embedding"] for p in result.predictions])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    served = result.extra["served"]["embedding"]
+    np.testing.assert_allclose(np.sum(served * vectors, axis=1), 1.0, atol=1e-4)
+    errors = (result.run_dir / "errors.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["rank"] > 1 for line in errors)
+
+
+@pytest.mark.parametrize("kind", ["triplet", "cosine"])
+def test_triplet_and_scored_pairs_train_and_evaluate(tiny_checkpoint, tmp_path, kind):
+    from tfsft.training.trainer import train
+
+    from .conftest import tiny_config
+
+    rows = pair_rows(160, seed=3)
+    rng = random.Random(4)
+    if kind == "triplet":  # the negative: another row's positive
+        options = {"negative_column": "negative", "loss": "triplet"}
+        for row in rows:
+            row["negative"] = rng.choice(rows)["positive"]
+    else:  # scored pairs: half matching (4 or 5), half another row's text (0 or 1)
+        options = {"score_column": "score", "score_range": [0, 5]}
+        for i, row in enumerate(rows):
+            if i % 2:
+                row["positive"], row["score"] = rng.choice(rows)["anchor"], rng.choice([0, 1])
+            else:
+                row["score"] = rng.choice([4, 5])
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows)
+    result = train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", epochs=8,
+                               task="sentence-embedding", validation_fraction=0.2, **options))
+    history = result.history
+    assert history["loss"][-1] < history["loss"][0]
+    if kind == "triplet":  # well above chance: one positive among the corpus
+        assert result.metrics["recall@1"] >= 3 / result.metrics["corpus"], result.metrics
+    else:
+        assert result.metrics["spearman"] > 0.3, result.metrics

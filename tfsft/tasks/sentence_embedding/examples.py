@@ -1,0 +1,147 @@
+"""Pairs of texts for embedding training: (anchor, positive[, negative]) or scored pairs.
+
+Every row is checked as it is read: a missing or empty text, or a score that is not a number or
+lies outside ``score_range``, is an error naming the file and line. Rows whose positive is the
+anchor itself teach nothing and are skipped (counted); anchors that occur more than once are
+counted (in-batch training masks them, so they are not taken for negatives).
+
+>>> import pandas as pd
+>>> from tfsft.data.readers import read_table
+>>> table = read_table(pd.DataFrame({"anchor": ["a cat", "a dog", "a dog"],
+...                                  "positive": ["kitten", "puppy", "a dog"]}))
+>>> pairs = read_pairs(table, PairColumns("anchor", "positive"))
+>>> pairs.texts, pairs.text_pairs, pairs.skipped
+(['a cat', 'a dog'], ['kitten', 'puppy'], {'positive_equals_anchor': 1})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfsft.data.readers import Table, visible
+from tfsft.errors import DataError
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """The columns of a pair: anchor and positive texts, an optional hard negative, and an
+    optional similarity score (scored pairs) with the range its values lie in."""
+
+    anchor: str
+    positive: str
+    negative: str | None = None
+    score: str | None = None
+    score_range: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass
+class PairExamples:
+    """Anchors (``texts``) with their positives (``text_pairs``; None when unlabelled, e.g.
+    texts to embed), optional hard ``negatives`` and ``scores`` (scaled to 0..1)."""
+
+    texts: list[str]
+    text_pairs: list[str] | None
+    negatives: list[str] | None = None
+    scores: np.ndarray | None = None
+    source: str = "data"
+    locations: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    duplicate_anchors: int = 0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def targets(self) -> Any:
+        """Each example's target for the data check: its score, else its positive."""
+        return self.scores if self.scores is not None else self.text_pairs
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> PairExamples:
+        indices = [int(i) for i in np.asarray(indices, dtype=np.int64)]
+
+        def pick(values):
+            return None if values is None else [values[i] for i in indices]
+
+        return dataclasses.replace(
+            self, texts=pick(self.texts), text_pairs=pick(self.text_pairs),
+            negatives=pick(self.negatives),
+            scores=None if self.scores is None else self.scores[indices],
+            locations=pick(self.locations) if self.locations else [],
+            skipped=dict(self.skipped))
+
+
+def read_pairs(table: Table, columns: PairColumns, labelled: bool = True,
+               max_rows: int | None = None) -> PairExamples:
+    """Checked pairs from ``table`` (``labelled=False``: anchors only, texts to embed)."""
+    wanted = [columns.anchor]
+    if labelled:
+        wanted += [c for c in (columns.positive, columns.negative, columns.score) if c]
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+        raise DataError(table.source, None, f"no column(s) {missing}; the columns are "
+                        f"{table.columns}", "name them with --anchor-column / "
+                        "--positive-column / --negative-column / --score-column")
+    anchors, positives, negatives, scores, locations = [], [], [], [], []
+    skipped = Counter()
+    for row, where in zip(table.rows, table.locations, strict=True):
+        if max_rows is not None and len(anchors) >= max_rows:
+            break
+        anchor = _text(table, row, where, columns.anchor)
+        if labelled:
+            positive = _text(table, row, where, columns.positive)
+            if positive == anchor and columns.score is None:
+                skipped["positive_equals_anchor"] += 1
+                continue
+            positives.append(positive)
+            if columns.negative:
+                negatives.append(_text(table, row, where, columns.negative))
+            if columns.score:
+                scores.append(_score(table, row, where, columns.score, columns.score_range))
+        anchors.append(anchor)
+        locations.append(where)
+    if not anchors:
+        raise DataError(table.source, None, "there are no pairs to read", "add rows")
+    low, high = columns.score_range
+    return PairExamples(
+        anchors, positives if labelled else None,
+        negatives if labelled and columns.negative else None,
+        (np.asarray(scores, np.float32) - low) / (high - low) if scores else None,
+        source=table.source, locations=locations, skipped=dict(skipped),
+        duplicate_anchors=len(anchors) - len(set(anchors)))
+
+
+def _text(table: Table, row: dict[str, Any], where: str, column: str) -> str:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and value != value):
+        raise DataError(table.source, where, f"the text (column {column!r}) is missing",
+                        "fill it in or remove the row")
+    if not isinstance(value, str):
+        raise DataError(table.source, where, f"the text (column {column!r}) is {value!r:.40} "
+                        f"({type(value).__name__}), not a string", "store text as strings")
+    if not visible(value):
+        raise DataError(table.source, where, f"the text (column {column!r}) is empty",
+                        "fill it in or remove the row")
+    return value
+
+
+def _score(table: Table, row: dict[str, Any], where: str, column: str,
+           score_range: tuple[float, float]) -> float:
+    value = row.get(column)
+    try:
+        score = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise DataError(table.source, where, f"the score (column {column!r}) is {value!r}, not "
+                        "a number", "store numbers such as 0.8") from None
+    low, high = score_range
+    if not math.isfinite(score) or not low <= score <= high:
+        raise DataError(table.source, where, f"the score (column {column!r}) is {value!r}, "
+                        f"outside the score range {low:g}..{high:g}",
+                        "fix the score, or set --score-range LOW HIGH")
+    return score

@@ -1,0 +1,55 @@
+"""The serving role of sentence embeddings: raw text in, one L2-normalised vector out.
+
+Every export (the SavedModel's raw-text and token-id signatures, TFLite, ONNX) returns
+``embedding`` (float32 ``[batch, dimensions]``, unit length), so a dot product is the cosine
+similarity: ready for a vector store that ranks by inner product (FAISS ``IndexFlatIP``,
+pgvector's ``<#>``, Qdrant or Milvus with the dot or cosine metric). fp32 artifacts must give
+each component within 1e-4 of the Keras model's (a cosine of at least 0.99999 per row);
+quantized ones a Pearson correlation of at least 0.99 over all components.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tfsft.tasks.roles import OutputCheck, ServingRole
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+    from tfsft.tasks.sentence_embedding.examples import PairExamples
+    from tfsft.tasks.sentence_embedding.task import SentenceEmbeddingTask
+    from tfsft.tokenization import WordPieceTokenizer
+
+
+class EmbeddingServing(ServingRole):
+    """See the module docstring."""
+
+    task: SentenceEmbeddingTask
+
+    def text_inputs(self) -> tuple[str, ...]:
+        return ("text",)
+
+    def tokenize(self, tokenizer: WordPieceTokenizer, inputs: dict[str, tf.Tensor],
+                 max_length: int) -> dict[str, tf.Tensor]:
+        return tokenizer.encode(inputs["text"], None, max_length)
+
+    def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
+        import tensorflow as tf
+
+        return {"embedding": tf.math.l2_normalize(tf.cast(raw, tf.float32), axis=-1)}
+
+    def output_checks(self) -> dict[str, OutputCheck]:
+        return {"embedding": OutputCheck(kind="scores", tolerance=1e-4, min_correlation=0.99)}
+
+    def export_quality(self, examples: PairExamples,
+                       outputs: dict[str, np.ndarray]) -> float | None:
+        return None
+
+    def labels(self) -> list[str]:
+        return []
+
+    def sidecar_files(self) -> dict[str, Any]:
+        return {}
