@@ -9,9 +9,9 @@ Layout under the output folder (TensorFlow Serving loads ``<version>/``)::
     saved_models/NAME/tflite/               --format tflite: model.tflite (+ fp16 / int8-dynamic)
     saved_models/NAME/export_report.json
 
-The graphs come from the task's serving role (:class:`tfsft.tasks.roles.GenerativeServing`:
-the signatures are documented in :mod:`tfsft.tasks.causal_lm.serving`). The SavedModel is
-verified in a fresh process: its greedy completions of the held-out prompts equal those of
+The graphs come from the task's serving role (:class:`tfsft.tasks.roles.GenerativeServing`;
+the module of the task's role documents its signatures). The SavedModel is verified in a
+fresh process: its greedy completions of the held-out prompts equal those of
 ``tfsft generate``. The ONNX and TFLite graphs (:mod:`exporters.forward_graph`) are compared
 with the Keras model's logits at every position of held-out conversations: fp32 within 1e-3
 and the same next token at >= 99 % of positions; fp16 and int8-dynamic variants are reported.

@@ -32,6 +32,9 @@ class PairData(DataRole):
     """Anchor / positive (/ negative, / score) columns; see the module docstring."""
 
     task: SentenceEmbeddingTask
+    #: all-MiniLM-L6-v2 was trained on up to 256 word pieces: passages fit whole
+    default_max_length = 256
+    long_example_treatment = "truncated"
 
     def columns(self) -> PairColumns:
         options = self.task.options
