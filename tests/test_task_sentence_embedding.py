@@ -95,6 +95,12 @@ def test_sentence_embedding_meets_the_task_contract(tiny_checkpoint, tmp_path):
                                ["good movie", "the plot was dull"], quality_at_least=0.3,
                                validation_fraction=0.2, epochs=8)
     assert {"recall@1", "recall@5", "mrr@10", "ndcg@10"} <= set(result.metrics)
+    # the pretrained (random, here) checkpoint measured on the same pairs, for the report
+    assert result.metrics["untuned"]["recall@1"] < result.metrics["recall@1"]
+    # every artifact's quality is the recall@1 of its own vectors on the held-out pairs
+    keras_quality = next(a["quality"] for a in result.export_report["artifacts"]
+                         if a["artifact"] == "keras")
+    assert keras_quality == pytest.approx(result.metrics["recall@1"], abs=1e-6)
     vectors = np.array([p["embedding"] for p in result.predictions])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     served = result.extra["served"]["embedding"]

@@ -116,7 +116,9 @@ class PairData(DataRole):
         return self.task.with_options(**self.record_options()).data.read(path, role="eval")
 
     def texts(self, examples: PairExamples) -> dict[str, list[str]]:
-        return {"text": list(examples.texts)}
+        """Every text the serving model embeds: the anchors, then the positives (when there
+        are), so that export checks can score retrieval with the exported vectors."""
+        return {"text": list(examples.texts) + list(examples.text_pairs or [])}
 
     def examples_from_texts(self, texts: dict[str, Sequence[str]]) -> PairExamples:
         if set(texts) != {"text"}:

@@ -5,7 +5,8 @@ Every export (the SavedModel's raw-text and token-id signatures, TFLite, ONNX) r
 similarity: ready for a vector store that ranks by inner product (FAISS ``IndexFlatIP``,
 pgvector's ``<#>``, Qdrant or Milvus with the dot or cosine metric). fp32 artifacts must give
 each component within 1e-4 of the Keras model's (a cosine of at least 0.99999 per row);
-quantized ones a Pearson correlation of at least 0.99 over all components.
+quantized ones a Pearson correlation of at least 0.99 over all components. The export report's
+quality column is the recall@1 of each artifact's vectors on the held-out pairs.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ class EmbeddingServing(ServingRole):
 
     def export_quality(self, examples: PairExamples,
                        outputs: dict[str, np.ndarray]) -> float | None:
-        return None
+        """Recall@1 of the exported vectors: anchors searching the distinct positives (the
+        outputs hold the anchors, then the positives; see ``PairData.texts``)."""
+        from tfsft.tasks.sentence_embedding.evaluation import retrieval_of
+
+        vectors, count = outputs["embedding"], len(examples)
+        if examples.text_pairs is None or examples.scores is not None or len(vectors) != 2 * count:
+            return None
+        return retrieval_of(examples, vectors[:count], vectors[count:])[0]["recall@1"]
 
     def labels(self) -> list[str]:
         return []

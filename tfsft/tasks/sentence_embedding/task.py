@@ -85,12 +85,15 @@ class EmbeddingModeling(ModelingRole):
 
     task: SentenceEmbeddingTask
     model_options = ("loss", "scale", "triplet_margin")
+    #: The checkpoint the model was built on (the evaluation measures it untuned too).
+    pretrained: Path | None = None
 
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.checkpoints import load_backbone
         from tfsft.models.text_model import TextModel
         from tfsft.tasks.sentence_embedding.model import ContrastiveModel, identity_head
 
+        self.pretrained = checkpoint
         backbone, info = load_backbone(checkpoint, dtype=dtype)
         # no dropout on the sentence vector: the backbone keeps its own
         encoder = identity_head(TextModel(backbone, backbone.hidden_dim,
