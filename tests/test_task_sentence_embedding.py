@@ -137,3 +137,34 @@ def test_triplet_and_scored_pairs_train_and_evaluate(tiny_checkpoint, tmp_path, 
         assert result.metrics["recall@1"] >= 3 / result.metrics["corpus"], result.metrics
     else:
         assert result.metrics["spearman"] > 0.3, result.metrics
+
+
+def test_embed_and_search_on_the_command_line(tiny_checkpoint, tmp_path, capsys):
+    from tfsft.cli import main as cli
+    from tfsft.training.trainer import train
+
+    from .conftest import tiny_config
+
+    rows = pair_rows(96, seed=5)
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows)
+    run_dir = train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", epochs=2,
+                                task="sentence-embedding", validation_fraction=0.25)).run_dir
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(row["positive"] + "\n\n" for row in rows[:20]))  # blank lines
+    index = tmp_path / "index.npz"
+    capsys.readouterr()
+    assert cli(["embed", str(run_dir), "--input", str(corpus), "--output", str(index)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"output": str(index), "texts": 20,
+                                                   "dimensions": 16}
+    assert cli(["embed", str(run_dir), "--input", str(corpus), "--output", str(index)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    for source in (index, corpus):  # the index, or the texts embedded on the fly
+        assert cli(["search", str(run_dir), rows[3]["anchor"], "--corpus", str(source),
+                    "--top-k", "3"]) == 0
+        hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [h["rank"] for h in hits] == [1, 2, 3]
+        assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert cli(["search", str(run_dir), "x", "--corpus", str(empty)]) == 2
+    assert "there are no texts" in capsys.readouterr().err

@@ -36,6 +36,8 @@ from tfsft.tasks.sentence_embedding.serving import EmbeddingServing
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
+    from tfsft.tasks.commands import TaskCommand
+
 __all__ = ["SentenceEmbeddingOptions", "SentenceEmbeddingTask", "create_task"]
 
 LOSS_CHOICES = ("auto", "in-batch", "triplet", "cosine")
@@ -130,6 +132,12 @@ class SentenceEmbeddingTask(Task):
     Modeling = EmbeddingModeling
     Evaluation = EmbeddingEvaluation
     Serving = EmbeddingServing
+
+    @classmethod
+    def commands(cls) -> tuple[TaskCommand, ...]:
+        from tfsft.tasks.sentence_embedding.commands import EMBED, SEARCH
+
+        return (EMBED, SEARCH)
 
     def loss_kind(self) -> str:
         """The loss ``--loss auto`` picks: cosine for scored pairs, else in-batch negatives."""

@@ -1,0 +1,150 @@
+"""``tfsft embed`` and ``tfsft search``: sentence vectors of many texts, and exact search.
+
+``tfsft embed RUN --input FILE --output vectors.npz`` embeds every text of a file (a ``.txt``
+file, one text a line, or a table with ``--text-column``) and writes a NumPy index: the
+unit-length vectors (float32 ``[texts, dimensions]``) and the texts, or ``.npy`` with the
+vectors only. ``tfsft search RUN --corpus FILE_OR_INDEX "query" ...`` ranks the corpus by
+cosine similarity (an exact dot product over the whole index) and prints the best ``--top-k``
+per query as JSON lines. For millions of vectors, load the index into a vector store that ranks
+by inner product (FAISS ``IndexFlatIP`` or ``IndexHNSWFlat``, pgvector, Qdrant, Milvus).
+
+>>> EMBED.name, SEARCH.name
+('embed', 'search')
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfsft.errors import ConfigError, DataError
+from tfsft.tasks.commands import CommandContext, TaskCommand
+
+logger = logging.getLogger(__name__)
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz")
+
+
+def add_embed_arguments(parser: argparse.ArgumentParser, context: CommandContext) -> None:
+    parser.add_argument("run_dir", help="a sentence-embedding run folder")
+    parser.add_argument("--input", required=True, help="texts: a .txt file (one a line) or "
+                        "CSV/TSV/JSONL/Parquet with --text-column")
+    parser.add_argument("--text-column", default="text", help="column holding the texts")
+    parser.add_argument("--output", required=True, help="vectors.npz (vectors and texts) or "
+                        "vectors.npy (vectors only)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--overwrite", action="store_true", help="replace --output")
+
+
+def add_search_arguments(parser: argparse.ArgumentParser, context: CommandContext) -> None:
+    parser.add_argument("run_dir", help="a sentence-embedding run folder")
+    parser.add_argument("queries", nargs="+", help="what to search for")
+    parser.add_argument("--corpus", required=True, help="an index written by tfsft embed "
+                        "(.npz), or texts: a .txt file (one a line) or a table with "
+                        "--text-column")
+    parser.add_argument("--text-column", default="text", help="column holding the texts")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+
+
+def read_texts(path: str, column: str, run: Any) -> list[str]:
+    """The texts of a corpus file (blank lines of a .txt file skipped and counted)."""
+    from tfsft.data.readers import read_table, read_text_lines, visible
+
+    if path.endswith(TEXT_SUFFIXES):
+        texts, blank = read_text_lines(path)
+        if blank:
+            logger.warning("%s: %d blank lines skipped", path, blank)
+    else:
+        table = read_table(path)
+        if column not in table.columns:
+            raise DataError(path, None, f"no column {column!r}; the columns are "
+                            f"{table.columns}", "name the text column with --text-column")
+        texts = []
+        for row, where in zip(table.rows, table.locations, strict=True):
+            value = row.get(column)
+            if not isinstance(value, str) or not visible(value):
+                raise DataError(path, where, f"the text (column {column!r}) is empty or not "
+                                "text", "fill it in or remove the row")
+            texts.append(value)
+    if not texts:
+        raise DataError(path, None, "there are no texts", "add texts, one a line")
+    return texts
+
+
+def embed_texts(run: Any, texts: list[str], batch_size: int) -> np.ndarray:
+    """Unit-length float32 vectors of ``texts`` by the run's encoder."""
+    examples = run.task.data.examples_from_texts({"text": texts})
+    return np.asarray(run.outputs(examples, batch_size=batch_size, verbose=0)[:, 0], np.float32)
+
+
+def _run(context: CommandContext, path: str) -> Any:
+    if not context.is_run(path):
+        raise ConfigError(f"{path} is not a tfsft run folder")
+    run = context.load_run(path)
+    if run.task.name != "sentence-embedding":
+        raise ConfigError(f"{path} is a {run.task.name!r} run; embed and search need a "
+                          "sentence-embedding run")
+    return run
+
+
+def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
+    from tfsft.io_utils import atomic_file
+
+    output = Path(args.output)
+    if output.suffix not in (".npz", ".npy"):
+        raise ConfigError(f"--output {output} must end in .npz (vectors and texts) or .npy")
+    if output.exists() and not args.overwrite:
+        raise ConfigError(f"{output} exists; pass --overwrite to replace it")
+    run = _run(context, args.run_dir)
+    texts = read_texts(args.input, args.text_column, run)
+    vectors = embed_texts(run, texts, args.batch_size)
+    with atomic_file(output) as temporary:
+        temporary.write_bytes(_index_bytes(vectors, texts, output.suffix))
+    print(json.dumps({"output": str(output), "texts": len(texts),
+                      "dimensions": int(vectors.shape[1])}))
+    return 0
+
+
+def _index_bytes(vectors: np.ndarray, texts: list[str], suffix: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, vectors)
+    else:
+        np.savez(buffer, vectors=vectors, texts=np.array(texts, dtype=object))
+    return buffer.getvalue()
+
+
+def run_search(args: argparse.Namespace, context: CommandContext) -> int:
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    run = _run(context, args.run_dir)
+    if args.corpus.endswith(".npz"):
+        with np.load(args.corpus, allow_pickle=True) as index:
+            vectors, texts = index["vectors"], [str(t) for t in index["texts"]]
+    else:
+        texts = read_texts(args.corpus, args.text_column, run)
+        vectors = embed_texts(run, texts, args.batch_size)
+    queries = embed_texts(run, list(args.queries), args.batch_size)
+    if queries.shape[1] != vectors.shape[1]:
+        raise ConfigError(f"{args.corpus} holds {vectors.shape[1]}-dimensional vectors; this "
+                          f"run makes {queries.shape[1]}: embed the corpus with this run")
+    scores = queries @ vectors.T
+    for query, row in zip(args.queries, scores, strict=True):
+        best = np.argsort(-row, kind="stable")[:args.top_k]
+        for rank, i in enumerate(best, 1):
+            print(json.dumps({"query": query, "rank": rank, "score": round(float(row[i]), 6),
+                              "text": texts[i]}, ensure_ascii=False))
+    return 0
+
+
+EMBED = TaskCommand(name="embed", help="sentence vectors of many texts, as a NumPy index",
+                    add_arguments=add_embed_arguments, run=run_embed)
+SEARCH = TaskCommand(name="search", help="rank a corpus by similarity to queries (exact)",
+                     add_arguments=add_search_arguments, run=run_search)
