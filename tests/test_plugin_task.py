@@ -5,6 +5,7 @@ folder of its own, found through the ``tfsft.tasks`` entry point, listed by ``tf
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,13 @@ def installed_plugin(tmp_path_factory) -> Path:
     """``pip install`` of tests/plugin_task into a folder (not the environment), then on
     ``sys.path``; the entry-point registry is read again with it and without it after."""
     target = tmp_path_factory.mktemp("site")
+    # built from a copy: the build leaves build/ and *.egg-info beside its sources
+    source = tmp_path_factory.mktemp("source") / PLUGIN.name
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                            "--no-build-isolation", "--no-index", "--target", str(target),
-                           str(PLUGIN)], capture_output=True, text=True, timeout=300)
+                           str(source)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(target.glob("tfsft_polarity-*.dist-info"))
     _forget_plugin_modules()  # e.g. imported from the source folder for its doctests
