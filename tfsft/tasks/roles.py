@@ -211,6 +211,9 @@ class ModelingRole(_Role, Protocol):
     #: Options that change only the model or what is done with its outputs, never the encoded
     #: data: a run may change them when it trains on data preprocessed with other values.
     model_options: ClassVar[tuple[str, ...]] = ()
+    #: The fewest rows a training batch (on each replica) may hold: 2 for a loss that compares
+    #: the rows of a batch with each other (in-batch negatives).
+    min_batch_size: ClassVar[int] = 1
 
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         """A model on the pretrained ``checkpoint``, taking ``token_ids``, ``segment_ids`` and

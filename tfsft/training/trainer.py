@@ -277,6 +277,11 @@ def _input_pipelines(config: TrainConfig, data: _Data, distribution: Distributio
     """Training batches from the encoded rows or the shards; with a strategy, split over the
     replicas (multi-worker runs from shards: each worker its own shard files)."""
     buckets = length_buckets(config.max_length) if config.jit_compile else None
+    smallest = data.task.modeling.min_batch_size
+    if distribution.per_replica_batch(config.batch_size) < smallest:
+        raise ConfigError(f"task {data.task.name!r} learns from at least {smallest} rows a batch "
+                          f"(per replica); --batch-size {config.batch_size} gives "
+                          f"{distribution.per_replica_batch(config.batch_size)}: raise it")
     if data.shards is None:
         train_ds = make_dataset(data.train_encoded, config.batch_size, shuffle=True,
                                 seed=config.seed, buckets=buckets)
