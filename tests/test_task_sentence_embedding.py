@@ -168,3 +168,14 @@ def test_embed_and_search_on_the_command_line(tiny_checkpoint, tmp_path, capsys)
     empty.write_text("\n\n")
     assert cli(["search", str(run_dir), "x", "--corpus", str(empty)]) == 2
     assert "there are no texts" in capsys.readouterr().err
+
+
+def test_in_batch_negatives_refuse_a_batch_of_one(tiny_checkpoint, tmp_path):
+    from tfsft.training.trainer import train
+
+    from .conftest import tiny_config
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", pair_rows(40))
+    with pytest.raises(ConfigError, match="at least 2 rows a batch .* --batch-size 1 gives 1"):
+        train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", batch_size=1,
+                          task="sentence-embedding", validation_fraction=0.25))

@@ -90,6 +90,11 @@ class EmbeddingModeling(ModelingRole):
     #: The checkpoint the model was built on (the evaluation measures it untuned too).
     pretrained: Path | None = None
 
+    @property
+    def min_batch_size(self) -> int:  # type: ignore[override]
+        """In-batch negatives need another row in the batch to be a negative."""
+        return 2 if self.task.loss_kind() == "in-batch" else 1
+
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.checkpoints import load_backbone
         from tfsft.models.text_model import TextModel
