@@ -196,11 +196,13 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
         report["tokens"], lengths = task.data.token_length_report(tokenizer, examples, max_length)
         tokens = report["tokens"]
         if tokens["over_max_length_share"] > 0.05:
+            longer = min(task.data.max_length_limit,
+                         _round_up(max(tokens["p95"], max_length + 1)))
             warnings.append(
                 f"{examples.source}: {tokens['over_max_length']} examples "
                 f"({100 * tokens['over_max_length_share']:.1f} %) are longer than max_length "
-                f"{max_length} tokens and are {task.data.long_example_treatment}; consider "
-                f"--max-length {min(task.data.max_length_limit, _round_up(tokens['p95']))}")
+                f"{max_length} tokens and are {task.data.long_example_treatment}"
+                + (f"; consider --max-length {longer}" if longer > max_length else ""))
         if tokens["unknown_word_share"] > UNKNOWN_WARNING_SHARE:
             warnings.append(
                 f"{examples.source}: {100 * tokens['unknown_word_share']:.1f} % of the words are "
