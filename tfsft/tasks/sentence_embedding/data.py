@@ -1,9 +1,12 @@
 """The data role of sentence embeddings: pair files to checked pairs to token ids.
 
-A pair becomes one row of features: the anchor's token ids (``token_ids``), the positive's
-(``positive_ids``, ``positive_mask``) and the hard negative's, each tokenized on its own, and
-the ids of the anchor's and the positive's texts (``anchor_group``, ``positive_group``), with
-which in-batch training masks duplicates. Scored pairs add the scaled score as the target.
+A pair becomes one row of features, each text tokenized on its own: the positive's token ids
+are the row's own (``token_ids``: batches are grouped by their length, the longer and costlier
+text of a query-passage pair, so little padding is computed), the anchor's and the hard
+negative's ride along (``anchor_ids`` / ``anchor_mask``, ``negative_ids`` / ``negative_mask``),
+with the ids of the anchor's and the positive's texts (``anchor_group``, ``positive_group``),
+by which in-batch training masks duplicates. Scored pairs add the scaled score as the target.
+Texts to embed (no positives) are rows of their own.
 """
 
 from __future__ import annotations
@@ -72,11 +75,11 @@ class PairData(DataRole):
                training: bool = False) -> EncodedData:
         from tfsft.data.pipeline import RaggedRows, encode_texts
 
-        encoded = encode_texts(tokenizer, examples.texts, None, max_length)
         if examples.text_pairs is None:
-            return encoded
+            return encode_texts(tokenizer, examples.texts, None, max_length)
+        encoded = encode_texts(tokenizer, examples.text_pairs, None, max_length)
         extras: dict[str, Any] = {}
-        others = [("positive", examples.text_pairs)]
+        others = [("anchor", examples.texts)]
         if examples.negatives is not None:
             others.append(("negative", examples.negatives))
         for name, texts in others:

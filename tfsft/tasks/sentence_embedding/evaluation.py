@@ -60,10 +60,15 @@ class EmbeddingEvaluation(EvaluationRole):
         from tfsft.data.pipeline import EncodedData, predict_logits
 
         encoder = getattr(model, "encoder", model)
-        rows = [EncodedData(encoded.token_ids, encoded.segment_ids, encoded.lengths)]
-        for name in ("positive", "negative"):
-            ragged = (encoded.extra_features or {}).get(f"{name}_ids")
-            if ragged is not None:
+        extras = encoded.extra_features or {}
+        own = EncodedData(encoded.token_ids, encoded.segment_ids, encoded.lengths)
+        # pairs: anchor, positive (each row's own tokens), negative; texts: their own tokens
+        rows = [] if "anchor_ids" in extras else [own]
+        for name in ("anchor", "positive", "negative"):
+            ragged = extras.get(f"{name}_ids")
+            if name == "positive" and "anchor_ids" in extras:
+                rows.append(own)
+            elif ragged is not None:
                 rows.append(EncodedData(ragged.values, np.zeros_like(ragged.values),
                                         ragged.row_lengths))
         vectors = [normalized(predict_logits(encoder, part, batch_size=batch_size,

@@ -5,8 +5,8 @@ checkpoint's pooling (all-MiniLM-L6-v2: the masked mean) and a square dense laye
 the identity (so the untuned encoder gives the checkpoint's own sentence vectors). The task's
 serving outputs L2-normalise its output. It is what a run loads, predicts with and exports.
 
-:class:`ContrastiveModel` trains it on pairs: it embeds the anchors (``token_ids``) and the
-positives (``positive_ids``; hard negatives ``negative_ids``) of a batch and returns
+:class:`ContrastiveModel` trains it on pairs: it embeds the anchors (``anchor_ids``) and the
+positives (``token_ids``; hard negatives ``negative_ids``) of a batch and returns
 
 - ``in-batch``: the scaled cosine similarity of every anchor with every positive (and negative)
   of the batch, ``[batch, batch (+ batch)]``; :func:`in_batch_loss` is the cross-entropy of each
@@ -60,8 +60,9 @@ class ContrastiveModel(keras.Model):
         return tf.math.l2_normalize(tf.cast(vectors, tf.float32), axis=-1)
 
     def call(self, features, training=False):
-        anchors = self.embed(features["token_ids"], features["padding_mask"], training)
-        positives = self.embed(features["positive_ids"], features["positive_mask"], training)
+        # a pair's row is its positive's tokens; the anchor's ride along (see the data role)
+        anchors = self.embed(features["anchor_ids"], features["anchor_mask"], training)
+        positives = self.embed(features["token_ids"], features["padding_mask"], training)
         if self.loss_kind == "cosine":
             return tf.reduce_sum(anchors * positives, axis=-1)
         negatives = (self.embed(features["negative_ids"], features["negative_mask"], training)
