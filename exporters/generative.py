@@ -30,8 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exporters import forward_graph as forward
+from exporters import onnx_model
 from exporters.publish import stage_verify_publish
 from tfsft.errors import ConfigError
+from tfsft.runs import HELDOUT_FILE, TASK_FILE, TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
 #: Held-out prompts whose greedy completions are compared.
@@ -43,8 +46,6 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
                       allow_mismatch: bool, data: Any, max_examples: int) -> dict[str, Any]:
     """Write, verify and publish the SavedModel of a generative run (see the module
     docstring) and, where asked, the forward graph as ONNX and TFLite."""
-    from tfsft.runs import HELDOUT_FILE
-
     if "int8" in quantize:
         raise ConfigError(f"{run.task.name} runs have no calibrated int8 variant; use "
                           "--quantize int8-dynamic (int8 weights, activations at run time)")
@@ -126,9 +127,6 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
                     heldout, count: int) -> list[dict[str, Any]]:
     """ONNX and TFLite forward graphs, each compared with the Keras model's logits at every
     real position of ``count`` held-out conversations (prompt and response)."""
-    from exporters import forward_graph as forward
-    from exporters import onnx_model
-
     sequences = run.task.serving.sequence_ids(heldout, count)
     batches = forward.conversation_batches(sequences, int(run.tokenizer.pad_id))
     expected = forward.reference_outputs(forward.keras_runner(run.model), batches)
@@ -160,8 +158,6 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
 def write_tokenizer_sidecars(run, folder: Path) -> None:
     """The run's tokenizer files (``tokenizer.json``, ``tokenizer_config.json`` with the chat
     template) and ``task.json``."""
-    from tfsft.runs import TASK_FILE, TOKENIZER_DIR
-
     for path in sorted((run.run_dir / TOKENIZER_DIR).iterdir()):
         if path.is_file():
             shutil.copy(path, folder / path.name)
