@@ -195,6 +195,23 @@ class SentenceData(DataRole):
                             tuple(self.task.serving.labels()))
 
 
+class LabelColumnData(SentenceData):
+    """Targets read from one label column (``label_column``, or ``validation_label_column``
+    for the validation file): the classification tasks."""
+
+    def label_column(self, role: str) -> str:
+        options = self.task.options
+        if role == "validation":
+            return options.validation_label_column or options.label_column
+        return options.label_column
+
+    def target_columns(self, role: str) -> list[str]:
+        return [self.label_column(role)]
+
+    def target_option_names(self) -> list[str]:
+        return ["label_column"]
+
+
 class SentenceModeling(ModelingRole):
     """A pooled dense head with :meth:`SentenceTask.num_outputs` outputs on the backbone."""
 
@@ -245,3 +262,22 @@ class SentenceTask(Task):
     def num_outputs(self) -> int:
         """Outputs of the model's head (labels, targets)."""
         raise NotImplementedError
+
+
+class LabelListTask(SentenceTask):
+    """A sentence task whose outputs are a label list learned from the training data (one
+    output per label); subclasses save ``labels`` in their state."""
+
+    def __init__(self, options: SentenceOptions):
+        super().__init__(options)
+        self.labels: tuple[str, ...] | None = None
+
+    def known_labels(self) -> tuple[str, ...]:
+        """The label list learned from the training data (an error before it is read)."""
+        if self.labels is None:
+            raise ConfigError("the label list is not known yet: read the training data first")
+        return self.labels
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.known_labels())

@@ -38,11 +38,11 @@ from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import create_task, option, register_task
 from tfsft.tasks.roles import EvaluationRole, OutputCheck
 from tfsft.tasks.sentence import (
-    SentenceData,
+    LabelColumnData,
+    LabelListTask,
     SentenceModeling,
     SentenceOptions,
     SentenceServing,
-    SentenceTask,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,25 +76,13 @@ class MultiLabelOptions(SentenceOptions):
             raise ConfigError("label_delimiter must not be empty")
 
 
-class MultiLabelData(SentenceData):
+class MultiLabelData(LabelColumnData):
     """A label-list column; the training data's labels become the label list."""
 
     task: MultiLabelTask
 
-    def _label_column(self, role: str) -> str:
-        options = self.task.options
-        if role == "validation":
-            return options.validation_label_column or options.label_column
-        return options.label_column
-
-    def target_columns(self, role: str) -> list[str]:
-        return [self._label_column(role)]
-
-    def target_option_names(self) -> list[str]:
-        return ["label_column"]
-
     def target_reader(self, table: Table, role: str):
-        column = self._label_column(role)
+        column = self.label_column(role)
         known = None if role == "train" else set(self.task.known_labels())
         delimiter = self.task.options.label_delimiter
 
@@ -262,7 +250,7 @@ class MultiLabelServing(SentenceServing):
 
 
 @register_task
-class MultiLabelTask(SentenceTask):
+class MultiLabelTask(LabelListTask):
     name = "multi-label-classification"
     Options = MultiLabelOptions
     Data = MultiLabelData
@@ -272,7 +260,6 @@ class MultiLabelTask(SentenceTask):
 
     def __init__(self, options: MultiLabelOptions):
         super().__init__(options)
-        self.labels: tuple[str, ...] | None = None
         self.thresholds: list[float] = []
         self._fixed_threshold = 0.5 if options.threshold == "tune" else float(options.threshold)
 
@@ -293,15 +280,6 @@ class MultiLabelTask(SentenceTask):
         self.labels = sort_labels(found)
         self.thresholds = [self._fixed_threshold] * len(self.labels)
 
-    def known_labels(self) -> tuple[str, ...]:
-        """The label list learned from the training data (an error before it is read)."""
-        if self.labels is None:
-            raise ConfigError("the label list is not known yet: read the training data first")
-        return self.labels
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.known_labels())
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -29,11 +29,11 @@ from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import create_task, option, register_task
 from tfsft.tasks.roles import EvaluationRole, OutputCheck
 from tfsft.tasks.sentence import (
-    SentenceData,
+    LabelColumnData,
+    LabelListTask,
     SentenceModeling,
     SentenceOptions,
     SentenceServing,
-    SentenceTask,
 )
 from tfsft.tasks.text_classification.examples import (
     TextClassificationData,
@@ -72,33 +72,21 @@ class TextClassificationOptions(SentenceOptions):
         self.exclude_labels = [str(x) for x in self.exclude_labels]
 
 
-class ClassificationData(SentenceData):
+class ClassificationData(LabelColumnData):
     """A label column; the training data's labels become the label list."""
 
     task: TextClassificationTask
-
-    def _label_column(self, role: str) -> str:
-        options = self.task.options
-        if role == "validation":
-            return options.validation_label_column or options.label_column
-        return options.label_column
-
-    def target_columns(self, role: str) -> list[str]:
-        return [self._label_column(role)]
 
     def skipped_row(self, role: str):
         excluded = {str(x) for x in self.task.options.exclude_labels}
         if not excluded:
             return None
-        column = self._label_column(role)
+        column = self.label_column(role)
         return lambda row: normalize_label(row.get(column)) in excluded
-
-    def target_option_names(self) -> list[str]:
-        return ["label_column"]
 
     def target_reader(self, table: Table, role: str):
         known = None if role == "train" else self.task.known_labels()
-        return label_reader(table.source, self._label_column(role), known,
+        return label_reader(table.source, self.label_column(role), known,
                             self.task.options.exclude_labels)
 
     def make_examples(self, rows: TextRows, table: Table, role: str) -> TextClassificationData:
@@ -112,7 +100,7 @@ class ClassificationData(SentenceData):
         return examples
 
     def _check_label_set(self, examples: TextClassificationData, table: Table) -> None:
-        column = self._label_column("train")
+        column = self.label_column("train")
         present = {normalize_label(row.get(column)) for row in table.rows}
         self._refuse_bad_label_set(examples.labels, present, table.source)
 
@@ -120,7 +108,7 @@ class ClassificationData(SentenceData):
                               source: str) -> None:
         """A classifier needs 2 labels; every ``--exclude-labels`` entry must occur in
         ``present`` (the labels of the training rows, excluded ones included)."""
-        column = self._label_column("train")
+        column = self.label_column("train")
         if len(labels) < 2:
             raise DataError(source, None, f"every training row has the label "
                             f"{labels[0]!r} (column {column!r}): a classifier needs "
@@ -134,7 +122,7 @@ class ClassificationData(SentenceData):
                             "fix the spelling, or leave them out")
 
     def chunk_summary(self, rows: TextRows, chunk: Table) -> dict[str, Any]:
-        column = self._label_column("train")
+        column = self.label_column("train")
         excluded = {str(x) for x in self.task.options.exclude_labels}
         present = {normalize_label(row.get(column)) for row in chunk.rows} & excluded
         return {"counts": dict(Counter(rows.targets)), "excluded_present": sorted(present)}
@@ -274,7 +262,7 @@ class ClassificationServing(SentenceServing):
 
 
 @register_task
-class TextClassificationTask(SentenceTask):
+class TextClassificationTask(LabelListTask):
     name = "text-classification"
     Options = TextClassificationOptions
     Data = ClassificationData
@@ -284,7 +272,6 @@ class TextClassificationTask(SentenceTask):
 
     def __init__(self, options: TextClassificationOptions):
         super().__init__(options)
-        self.labels: tuple[str, ...] | None = None
         # Label counts of the whole training data when it was read in chunks (merge_chunks):
         # class_weight="balanced" then weighs every chunk by them.
         self.train_label_counts: np.ndarray | None = None
@@ -302,15 +289,6 @@ class TextClassificationTask(SentenceTask):
         if state.get("label_counts"):
             self.train_label_counts = np.asarray(state["label_counts"], np.int64)
 
-    def known_labels(self) -> tuple[str, ...]:
-        """The label list learned from the training data (an error before it is read)."""
-        if self.labels is None:
-            raise ConfigError("the label list is not known yet: read the training data first")
-        return self.labels
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.known_labels())
 
 
 def class_weights(class_weight: str | dict[str, float] | None, data: TextClassificationData,
