@@ -44,7 +44,19 @@ def markdown_table(checks: Sequence[Check]) -> str:
             fused = check.notes["fused_operators"]
             listed = ", ".join(f"{op} x{count}" for op, count in fused.items()) or "none"
             lines.append(f"\n{check.artifact} {check.variant}: fused nodes: {listed}")
+    for check in checks:
+        if check.quality_gated:
+            lines.append(f"\n{check.artifact} {check.variant}: {quality_gate_text(check)}")
     return "\n".join(lines)
+
+
+def quality_gate_text(check: Check) -> str:
+    """How a quantized artifact's quality compares with the Keras model's, and the verdict."""
+    if check.quality is None:
+        return f"no {check.quality_metric} could be measured: FAILED"
+    return (f"{check.quality_metric} {check.quality:.4f} vs {check.reference_quality:.4f} for "
+            f"the Keras model (loss {check.quality_loss:+.4f}, at most {check.max_quality_loss:g}"
+            f"): {'passed' if check.passed_quality else 'FAILED'}")
 
 
 def report(checks: Sequence[Check], extra: dict[str, Any]) -> dict[str, Any]:

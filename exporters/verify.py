@@ -5,7 +5,8 @@ the task's named export outputs. :func:`verify` feeds the same batches to the ar
 Keras model and compares each output as the task says (:class:`~tfsft.tasks.base.OutputCheck`):
 max |Δ| for every output, argmax or decision agreement, correlation for scores; per-token outputs
 only on real tokens. It also records the task's quality metric, file size and median latency at
-batch 1 and 32.
+batch 1 and 32. Where the task sets ``max_quality_loss``, a quantized artifact passes only if its
+quality is at most that much below the Keras model's on the same examples.
 
 >>> import numpy as np
 >>> from tfsft.tasks.roles import OutputCheck
@@ -48,6 +49,9 @@ class Check:
     masks: list[np.ndarray] = field(repr=False)
     quality: float | None = None
     quality_metric: str | None = None
+    #: The Keras model's quality on the same examples, and the most a quantized one may lose.
+    reference_quality: float | None = None
+    max_quality_loss: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -121,8 +125,26 @@ class Check:
         return (self.agreement_of(name) or 0.0) >= rule.min_agreement
 
     @property
+    def quality_gated(self) -> bool:
+        return (self.quantized and self.max_quality_loss is not None
+                and self.reference_quality is not None)
+
+    @property
+    def quality_loss(self) -> float | None:
+        """How much quality this artifact loses against the Keras model (negative: gains)."""
+        if self.reference_quality is None or self.quality is None:
+            return None
+        return round(self.reference_quality - self.quality, 8)
+
+    @property
+    def passed_quality(self) -> bool:
+        if not self.quality_gated:
+            return True
+        return self.quality_loss is not None and self.quality_loss <= self.max_quality_loss
+
+    @property
     def passed(self) -> bool:
-        return all(self.passed_output(name) for name in self.rules)
+        return self.passed_quality and all(self.passed_output(name) for name in self.rules)
 
     def rule_text(self, name: str) -> str:
         rule = self.rules[name]
@@ -138,7 +160,11 @@ class Check:
             "artifact": self.artifact, "variant": self.variant, "path": self.path,
             "size_bytes": self.size_bytes, "max_abs_diff": self.max_abs_diff,
             "agreement": self.agreement, "quality_metric": self.quality_metric,
-            "quality": self.quality, "latency_ms": self.latency_ms, "passed": self.passed,
+            "quality": self.quality, "reference_quality": self.reference_quality,
+            "quality_loss": self.quality_loss,
+            "quality_rule": (f"{self.quality_metric} loss <= {self.max_quality_loss:g}"
+                             if self.quality_gated else None),
+            "latency_ms": self.latency_ms, "passed": self.passed,
             "outputs": {name: {"max_abs_diff": self.diff(name),
                                "agreement": self.agreement_of(name),
                                "correlation": self.correlation_of(name),
@@ -225,18 +251,25 @@ def size_of(path: str | Path) -> int:
     return path.stat().st_size
 
 
+def quality_of(task: Task, examples: Any,
+               outputs: dict[str, list[np.ndarray]]) -> float | None:
+    """The task's export quality of per-batch ``outputs`` on labelled ``examples``."""
+    rules = task.serving.output_checks()
+    return task.serving.export_quality(
+        examples, {k: v if rules[k].per_token else np.concatenate(v) for k, v in outputs.items()})
+
+
 def verify(artifact: str, variant: str, path: str | Path, runner: Runner, task: Task,
            reference: dict[str, list[np.ndarray]], batches: Sequence[Batch], examples: Any,
            latency_batches: dict[str, Sequence[Batch]], notes: dict | None = None) -> Check:
     """Run ``runner`` on all held-out ``batches``, compare with ``reference`` and time it."""
     rules = task.serving.output_checks()
     outputs = run_all(decoding(runner, task), batches, list(rules))
-    quality = task.serving.export_quality(
-        examples, {k: v if rules[k].per_token else np.concatenate(v) for k, v in outputs.items()})
     check = Check(artifact, variant, str(path), size_of(path), rules, reference, outputs,
-                  [b["attention_mask"] for b in batches], quality,
+                  [b["attention_mask"] for b in batches], quality_of(task, examples, outputs),
                   task.evaluation.headline_metric,
-                  notes=dict(notes or {}))
+                  reference_quality=quality_of(task, examples, reference),
+                  max_quality_loss=task.serving.max_quality_loss, notes=dict(notes or {}))
     for name, timing_batches in latency_batches.items():
         check.latency_ms[name] = median_ms(runner, timing_batches)
     return check

@@ -8,6 +8,7 @@ task's test calls it with tiny in-memory data; nothing in it is specific to one 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,8 @@ def _arrays(outputs: Any) -> list[np.ndarray]:
         return [outputs.start_logits, outputs.end_logits]
     if isinstance(outputs, list):
         return outputs
+    if dataclasses.is_dataclass(outputs):  # e.g. embeddings: every array it holds
+        return [v for v in vars(outputs).values() if isinstance(v, np.ndarray)]
     return [np.asarray(outputs)]
 
 

@@ -182,3 +182,100 @@ def test_in_batch_negatives_refuse_a_batch_of_one(tiny_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="at least 2 rows a batch .* --batch-size 1 gives 1"):
         train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", batch_size=1,
                           task="sentence-embedding", validation_fraction=0.25))
+
+
+def test_pairs_of_one_text_are_spread_over_batches(tiny_checkpoint):
+    from tfsft.data.pipeline import make_dataset
+
+    task = create_task("sentence-embedding")
+    tokenizer = task.data.load_tokenizer(tiny_checkpoint, 16)
+    # five questions per passage, as in SQuAD: 12 passages, 60 pairs
+    rows = [{"anchor": f"{FILLER[q]} {key}", "positive": f"{key} {FILLER[p]}"}
+            for p, key in enumerate(KEYS[:12]) for q in range(5)]
+    encoded = task.data.encode(tokenizer, task.data.read(pd.DataFrame(rows)), 16, training=True)
+    assert sorted(np.bincount(encoded.batch_rounds).tolist()) == [12] * 5
+    for epoch in range(2):
+        for features, _ in make_dataset(encoded, batch_size=12, shuffle=True, seed=epoch):
+            positives = features["positive_group"].numpy()
+            assert len(set(positives)) == len(positives), positives  # no duplicate to mask
+
+
+def test_pairs_train_from_shards(tiny_checkpoint, tmp_path):
+    from tfsft.data.shards.manifest import read_manifest
+    from tfsft.data.shards.reading import shard_dataset
+    from tfsft.data.shards.writing import write_shards
+
+    rows = [{"anchor": f"{FILLER[q]} {key}", "positive": f"{key} {FILLER[p]}"}
+            for p, key in enumerate(KEYS[:12]) for q in range(5)]
+    source = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    # chunks of 7 rows: a text's id must be the same in every chunk, and only equal texts
+    # may share one
+    manifest = write_shards(create_task("sentence-embedding"), source, tmp_path / "shards",
+                            model=tiny_checkpoint, max_length=16, shards=3, chunk_rows=7,
+                            workers=1, progress=False)
+    ids: dict[int, set] = {}
+    distinct = []
+    for features, _ in shard_dataset(read_manifest(manifest.folder), batch_size=6, seed=0):
+        assert "batch_round" not in features
+        for group, tokens in zip(features["positive_group"].numpy(),
+                                 features["token_ids"].numpy().tolist(), strict=True):
+            ids.setdefault(int(group), set()).add(tuple(t for t in tokens if t))
+        positives = features["positive_group"].numpy()
+        distinct.append(len(set(positives)) / len(positives))
+    assert len(ids) == 12 and all(len(tokens) == 1 for tokens in ids.values())
+    assert np.mean(distinct) > 0.8, distinct
+
+
+def test_corpus_and_normalisation_options(tiny_checkpoint, tmp_path, capsys):
+    from tfsft.cli import main as cli
+    from tfsft.training.trainer import train
+
+    from .conftest import tiny_config
+
+    rows = pair_rows(80, seed=6)
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows[:60])
+    valid_file = write_jsonl(tmp_path / "valid.jsonl", rows[60:])
+    corpus = tmp_path / "corpus.txt"  # 10 distractors, a validation positive, blank lines
+    corpus.write_text("\n".join(r["positive"] for r in rows[:10]) + "\n\n"
+                      + rows[70]["positive"] + "\n")
+    result = train(tiny_config(tiny_checkpoint, train_file, tmp_path / "run", epochs=2,
+                               validation=str(valid_file), task="sentence-embedding",
+                               corpus=str(corpus), normalize="no"))
+    distinct = len({r["positive"] for r in rows[60:]})
+    assert result.metrics["corpus"] == distinct + 10
+    assert result.metrics["untuned"]["corpus"] == distinct + 10
+    state = json.loads((result.run_dir / "task.json").read_text())["state"]
+    assert state["embedding"] == {"pooling": "mean", "normalize": False}
+    capsys.readouterr()
+    assert cli(["predict", str(result.run_dir), "a good film"]) == 0
+    vector = np.array(json.loads(capsys.readouterr().out.splitlines()[0])["embedding"])
+    assert abs(np.linalg.norm(vector) - 1.0) > 1e-3  # not unit length: --normalize no
+    # the evaluation corpus can be another file at evaluate time
+    other = write_jsonl(tmp_path / "other.jsonl", [{"text": r["positive"]} for r in rows[:30]])
+    assert cli(["evaluate", str(result.run_dir), "--data", str(valid_file),
+                "--corpus", str(other)]) == 0
+    assert json.loads(capsys.readouterr().out)["corpus"] == distinct + 30
+    assert cli(["evaluate", str(result.run_dir), "--data", str(valid_file),
+                "--corpus", str(other), "--corpus-column", "body"]) == 2
+    assert "no column 'body'" in capsys.readouterr().err
+
+
+def test_quantized_exports_are_gated_on_recall():
+    from exporters.report import quality_gate_text
+    from exporters.verify import Check
+    from tfsft.tasks.roles import OutputCheck
+
+    rule = {"embedding": OutputCheck(kind="scores", min_correlation=0.99)}
+    vectors = [np.eye(4, dtype=np.float32)]
+    mask = [np.ones((4, 3), np.int32)]
+
+    def check(variant, quality):
+        return Check("onnx", variant, "m.onnx", 1, rule, {"embedding": vectors},
+                     {"embedding": vectors}, mask, quality, "recall@1",
+                     reference_quality=0.80, max_quality_loss=0.01)
+
+    assert check("int8-dynamic", 0.795).passed
+    failed = check("int8-dynamic", 0.785)
+    assert not failed.passed and failed.quality_loss == pytest.approx(0.015)
+    assert "loss +0.0150, at most 0.01): FAILED" in quality_gate_text(failed)
+    assert check("fp32", 0.70).passed  # fp32 artifacts are held to their outputs, not quality

@@ -8,7 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tfsft.cli.options import add_read_options, input_flags, read_keywords, task_of
+from tfsft.cli.options import (
+    add_read_options,
+    column_overrides,
+    input_flags,
+    read_keywords,
+    task_of,
+)
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import DEFAULT_TASK, option_fields, options_class, task_class
 from tfsft.tasks.commands import CommandContext
@@ -99,6 +105,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     run = TrainedRun(args.run_dir)
     data = _read(run, args.data, args)
+    own = run.task.options.to_dict()
+    overrides = {k: v for k, v in column_overrides(args).items() if k in own}
+    if overrides:  # the task's read options (columns, an evaluation corpus) hold for this run
+        run.task = run.task.with_options(**overrides)
     metrics = run.evaluate(data, output_dir=args.output_dir, batch_size=args.batch_size, verbose=0)
     print(json.dumps(metrics))
     return 0

@@ -69,6 +69,13 @@ class DataCheck:
                 lines.append("  targets: " + "; ".join(
                     f"{name} min {v['min']:.3g} mean {v['mean']:.3g} max {v['max']:.3g}"
                     for name, v in values.items()))
+            elif labels and not labels.get("counts"):  # a task's own summary, e.g. pairs
+                lines.append(f"  {labels.get('kind', 'targets')}: " + ", ".join(
+                    f"{key.replace('_', ' ')} {value}" for key, value in labels.items()
+                    if key != "kind" and isinstance(value, (bool, int, float, str))))
+            if part.get("skipped"):
+                lines.append("  skipped rows: " + ", ".join(
+                    f"{key.replace('_', ' ')} {count}" for key, count in part["skipped"].items()))
             tokens = part.get("tokens")
             if tokens:
                 lines.append(

@@ -56,6 +56,8 @@ class EncodedData:
     :class:`TokenAligned` per-token target or a :class:`RaggedRows`; one target is fed to
     ``fit`` as ``y`` itself, more as a dict. ``sample_weights`` (one per example) weight the
     loss. ``extra_features`` (:class:`RaggedRows` by name) join the model's input features.
+    ``batch_rounds`` (one small int per example) keep rows of equal text out of one batch:
+    shuffled batches group rows by round before length (see :func:`occurrence_rounds`).
     """
 
     token_ids: np.ndarray  # int32, all rows concatenated
@@ -64,9 +66,17 @@ class EncodedData:
     targets: dict[str, np.ndarray | TokenAligned] | None = None
     sample_weights: np.ndarray | None = None
     extra_features: dict[str, RaggedRows] | None = None
+    batch_rounds: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
+
+    def batching_keys(self) -> np.ndarray:
+        """What shuffled windows sort rows by: the length, after the round (if any)."""
+        lengths = self.lengths.astype(np.int64)
+        if self.batch_rounds is None:
+            return lengths
+        return self.batch_rounds.astype(np.int64) * (int(lengths.max(initial=0)) + 1) + lengths
 
     def rows(self, start: int, stop: int) -> list[list[int]]:
         """Token ids of rows ``start:stop`` as lists (for inspection and tests)."""
@@ -91,6 +101,25 @@ def encode_texts(tokenizer: WordPieceTokenizer, texts: Sequence[str],
         segment_ids=np.concatenate(segments).astype(np.int32),
         lengths=np.concatenate(lengths),
     )
+
+
+def occurrence_rounds(*groups: np.ndarray) -> np.ndarray:
+    """Per row, how many earlier rows share one of its ``groups`` ids (the most of any): the
+    first pair of each text is in round 0, its second in round 1, and so on. Sorted by round
+    first, a window's rows of equal text land far apart, in different batches.
+
+    >>> occurrence_rounds(np.array([7, 7, 8, 7]), np.array([1, 2, 3, 3])).tolist()
+    [0, 1, 0, 2]
+    """
+    rounds = np.zeros(len(groups[0]), np.int32)
+    for ids in groups:
+        _, inverse = np.unique(ids, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.searchsorted(inverse[order], inverse[order])  # first row of each id
+        seen = np.empty_like(rounds)
+        seen[order] = np.arange(len(order)) - starts
+        rounds = np.maximum(rounds, seen)
+    return rounds
 
 
 def encode(tokenizer: WordPieceTokenizer, data: TextExamples, max_length: int) -> EncodedData:
@@ -170,12 +199,12 @@ def make_dataset(
     """
     rows = len(encoded)
     if shuffle:
-        lengths = tf.constant(encoded.lengths)
+        keys = tf.constant(encoded.batching_keys())
         indices = tf.data.Dataset.range(rows).shuffle(rows, seed=seed,
                                                       reshuffle_each_iteration=True)
         batches = windowed_batches(
             indices, batch_size, window_batches,
-            lambda chunk: tf.gather(chunk, tf.argsort(tf.gather(lengths, chunk), stable=True)),
+            lambda chunk: tf.gather(chunk, tf.argsort(tf.gather(keys, chunk), stable=True)),
             count_batches(rows, batch_size), seed)
     else:
         batches = tf.data.Dataset.from_tensor_slices(_length_order(encoded)).batch(batch_size)

@@ -304,6 +304,10 @@ class ServingRole(_Role, Protocol):
     #: Why export writes no raw-text TFLite model at all (its ops are beyond LiteRT even with
     #: :meth:`lite_text_outputs`); empty: it writes one.
     no_lite_text_model: ClassVar[str] = ""
+    #: The most :meth:`export_quality` a quantized artifact may lose against the Keras model
+    #: on the same held-out examples (e.g. 0.01: one point of recall@1); ``None``: not gated.
+    max_quality_loss: ClassVar[float | None] = None
+
     def text_inputs(self) -> tuple[str, ...]:
         """Names of the raw-string inputs of the serving signature."""
         raise NotImplementedError
@@ -343,7 +347,8 @@ class ServingRole(_Role, Protocol):
         return {}
 
     def export_quality(self, examples: Any, outputs: dict[str, np.ndarray]) -> float | None:
-        """The evaluation's headline metric of exported ``outputs`` on labelled examples."""
+        """The evaluation's headline metric of exported ``outputs`` on labelled examples
+        (quantized artifacts are gated on it with :attr:`max_quality_loss`)."""
         return None
 
     def labels(self) -> list[str]:

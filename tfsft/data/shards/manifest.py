@@ -37,6 +37,8 @@ TOKENIZER_DIR = "tokenizer"
 CALIBRATION_FILE = "calibration.jsonl"
 CALIBRATION_ROWS = 256  # training rows kept for int8 export calibration
 CHUNK_ROWS = 8192
+# The stored feature by which reading keeps rows of one text out of one batch (not fed to the model).
+BATCH_ROUND = "batch_round"
 # Serialized rows held in the shuffle buffer while training (about 150 bytes each for SST-2).
 SHUFFLE_ROWS = 65536
 # Shard files read at the same time (each a TFRecord stream; parsing runs after).

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfsft.data.shards.manifest import (
+    BATCH_ROUND,
     CALIBRATION_FILE,
     CALIBRATION_ROWS,
     CHUNK_ROWS,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def feature_specs(encoded: EncodedData) -> dict[str, FeatureSpec]:
     """The stored features of an :class:`~tfsft.data.pipeline.EncodedData` (see
     :class:`FeatureSpec`): ``token_ids``, ``segment_ids``, ``target/NAME``,
-    ``sample_weight`` and ``extra/NAME``."""
+    ``sample_weight``, ``extra/NAME`` and ``batch_round``."""
     from tfsft.data.pipeline import RaggedRows, TokenAligned
 
     specs = {"token_ids": FeatureSpec("tokens", "int32"),
@@ -66,6 +67,8 @@ def _stored_values(encoded: EncodedData) -> dict[str, Any]:
     if encoded.sample_weights is not None:
         values["sample_weight"] = np.asarray(encoded.sample_weights, np.float32)
     values.update({f"extra/{k}": v for k, v in (encoded.extra_features or {}).items()})
+    if encoded.batch_rounds is not None:  # rounds within the chunk (see occurrence_rounds)
+        values[BATCH_ROUND] = np.asarray(encoded.batch_rounds, np.int32)
     return values
 
 

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfsft.errors import ConfigError, DataError
+from tfsft.errors import ConfigError
 from tfsft.tasks.commands import CommandContext, TaskCommand
-
-logger = logging.getLogger(__name__)
-TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz")
+from tfsft.tasks.sentence_embedding.examples import read_corpus
+from tfsft.tasks.sentence_embedding.metrics import normalized
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser, context: CommandContext) -> None:
@@ -51,35 +49,11 @@ def add_search_arguments(parser: argparse.ArgumentParser, context: CommandContex
     parser.add_argument("--batch-size", type=int, default=64)
 
 
-def read_texts(path: str, column: str, run: Any) -> list[str]:
-    """The texts of a corpus file (blank lines of a .txt file skipped and counted)."""
-    from tfsft.data.readers import read_table, read_text_lines, visible
-
-    if path.endswith(TEXT_SUFFIXES):
-        texts, blank = read_text_lines(path)
-        if blank:
-            logger.warning("%s: %d blank lines skipped", path, blank)
-    else:
-        table = read_table(path)
-        if column not in table.columns:
-            raise DataError(path, None, f"no column {column!r}; the columns are "
-                            f"{table.columns}", "name the text column with --text-column")
-        texts = []
-        for row, where in zip(table.rows, table.locations, strict=True):
-            value = row.get(column)
-            if not isinstance(value, str) or not visible(value):
-                raise DataError(path, where, f"the text (column {column!r}) is empty or not "
-                                "text", "fill it in or remove the row")
-            texts.append(value)
-    if not texts:
-        raise DataError(path, None, "there are no texts", "add texts, one a line")
-    return texts
-
-
 def embed_texts(run: Any, texts: list[str], batch_size: int) -> np.ndarray:
-    """Unit-length float32 vectors of ``texts`` by the run's encoder."""
+    """Float32 vectors of ``texts`` by the run's encoder (unit length unless the run was
+    trained with ``--normalize no``)."""
     examples = run.task.data.examples_from_texts({"text": texts})
-    return np.asarray(run.outputs(examples, batch_size=batch_size, verbose=0)[:, 0], np.float32)
+    return run.outputs(examples, batch_size=batch_size, verbose=0).vectors[:, 0]
 
 
 def _run(context: CommandContext, path: str) -> Any:
@@ -101,7 +75,7 @@ def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output} exists; pass --overwrite to replace it")
     run = _run(context, args.run_dir)
-    texts = read_texts(args.input, args.text_column, run)
+    texts = read_corpus(args.input, args.text_column)
     vectors = embed_texts(run, texts, args.batch_size)
     with atomic_file(output) as temporary:
         temporary.write_bytes(_index_bytes(vectors, texts, output.suffix))
@@ -129,13 +103,13 @@ def run_search(args: argparse.Namespace, context: CommandContext) -> int:
         with np.load(args.corpus, allow_pickle=True) as index:
             vectors, texts = index["vectors"], [str(t) for t in index["texts"]]
     else:
-        texts = read_texts(args.corpus, args.text_column, run)
+        texts = read_corpus(args.corpus, args.text_column)
         vectors = embed_texts(run, texts, args.batch_size)
     queries = embed_texts(run, list(args.queries), args.batch_size)
     if queries.shape[1] != vectors.shape[1]:
         raise ConfigError(f"{args.corpus} holds {vectors.shape[1]}-dimensional vectors; this "
                           f"run makes {queries.shape[1]}: embed the corpus with this run")
-    scores = queries @ vectors.T
+    scores = normalized(queries) @ normalized(vectors).T  # cosine, normalised or not
     for query, row in zip(args.queries, scores, strict=True):
         best = np.argsort(-row, kind="stable")[:args.top_k]
         for rank, i in enumerate(best, 1):

@@ -5,8 +5,9 @@ are the row's own (``token_ids``: batches are grouped by their length, the longe
 text of a query-passage pair, so little padding is computed), the anchor's and the hard
 negative's ride along (``anchor_ids`` / ``anchor_mask``, ``negative_ids`` / ``negative_mask``),
 with the ids of the anchor's and the positive's texts (``anchor_group``, ``positive_group``),
-by which in-batch training masks duplicates. Scored pairs add the scaled score as the target.
-Texts to embed (no positives) are rows of their own.
+by which in-batch training masks duplicates; the pairs of one text are spread over batches
+(``batch_rounds``), so that a batch holds as many distinct texts as it can. Scored pairs add
+the scaled score as the target. Texts to embed (no positives) are rows of their own.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class PairData(DataRole):
 
     def encode(self, tokenizer: WordPieceTokenizer, examples: PairExamples, max_length: int,
                training: bool = False) -> EncodedData:
-        from tfsft.data.pipeline import RaggedRows, encode_texts
+        from tfsft.data.pipeline import RaggedRows, encode_texts, occurrence_rounds
 
         if examples.text_pairs is None:
             return encode_texts(tokenizer, examples.texts, None, max_length)
@@ -89,6 +90,8 @@ class PairData(DataRole):
         extras["anchor_group"] = _text_ids(examples.texts)
         extras["positive_group"] = _text_ids(examples.text_pairs)
         encoded.extra_features = extras
+        # in-batch negatives: a text's pairs go to different batches (a duplicate is no negative)
+        encoded.batch_rounds = occurrence_rounds(extras["anchor_group"], extras["positive_group"])
         if examples.scores is not None:
             encoded.targets = {"score": examples.scores.astype(np.float32)}
         return encoded
@@ -150,6 +153,8 @@ class PairData(DataRole):
 
 
 def _text_ids(texts: Sequence[str]) -> np.ndarray:
-    """One int32 id per distinct text (equal texts, equal ids)."""
-    index: dict[str, int] = {}
-    return np.array([index.setdefault(text, len(index)) for text in texts], np.int32)
+    """One int64 id per text, a hash of it: equal texts get equal ids in every chunk and
+    shard (ids counted per call would make unrelated texts of two chunks "equal")."""
+    import pandas as pd
+
+    return pd.util.hash_array(np.asarray(texts, dtype=object)).view(np.int64)

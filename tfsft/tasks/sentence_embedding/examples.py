@@ -17,6 +17,7 @@ counted (in-batch training masks them, so they are not taken for negatives).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -27,6 +28,10 @@ import numpy as np
 
 from tfsft.data.readers import Table, visible
 from tfsft.errors import DataError
+
+logger = logging.getLogger(__name__)
+#: Files read as plain text, one text a line (anything else is a table with a text column).
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz")
 
 
 @dataclass(frozen=True)
@@ -145,3 +150,26 @@ def _score(table: Table, row: dict[str, Any], where: str, column: str,
                         f"outside the score range {low:g}..{high:g}",
                         "fix the score, or set --score-range LOW HIGH")
     return score
+
+
+def read_corpus(path: str, column: str = "text") -> list[str]:
+    """The texts of a corpus to search: a ``.txt`` file, one text a line (blank lines are
+    skipped and counted), or a CSV/TSV/JSONL/Parquet table with a ``column`` of texts (an
+    empty text is an error naming its row)."""
+    from tfsft.data.readers import read_table, read_text_lines
+
+    if str(path).endswith(TEXT_SUFFIXES):
+        texts, blank = read_text_lines(path)
+        if blank:
+            logger.warning("%s: %d blank lines skipped", path, blank)
+    else:
+        table = read_table(path)
+        if column not in table.columns:
+            raise DataError(str(path), None, f"no column {column!r}; the columns are "
+                            f"{table.columns}", "name the text column (--text-column, or "
+                            "--corpus-column in training)")
+        texts = [_text(table, row, where, column)
+                 for row, where in zip(table.rows, table.locations, strict=True)]
+    if not texts:
+        raise DataError(str(path), None, "there are no texts", "add texts, one a line")
+    return texts

@@ -29,6 +29,7 @@ from tfsft.choices import POOLINGS
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, create_task, option, register_task
 from tfsft.tasks.roles import ModelingRole
+from tfsft.tasks.sentence_embedding.checkpoint import DEFAULTS as DEFAULT_SETTINGS
 from tfsft.tasks.sentence_embedding.data import PairData
 from tfsft.tasks.sentence_embedding.evaluation import EmbeddingEvaluation
 from tfsft.tasks.sentence_embedding.serving import EmbeddingServing
@@ -61,8 +62,19 @@ class SentenceEmbeddingOptions(TaskOptions):
                           "(1 / temperature)")
     triplet_margin: float = option(0.5, help="triplet loss: the cosine margin between the "
                                    "positive and the negative")
-    pooling: str = option("mean", choices=POOLINGS, help="sentence vector: masked mean of the "
-                          "last layer (all-MiniLM-L6-v2's own), [CLS], or BERT's tanh pooler")
+    pooling: str = option("auto", choices=("auto", *POOLINGS), help="sentence vector: the "
+                          "checkpoint's own (auto: its sentence-transformers pooling, mean "
+                          "without one), masked mean of the last layer, [CLS], or BERT's tanh "
+                          "pooler")
+    normalize: str = option("auto", choices=("auto", "yes", "no"), help="unit-length "
+                            "embeddings, so a dot product is the cosine similarity (auto: as "
+                            "the checkpoint was trained; yes without a sentence-transformers "
+                            "config)")
+    corpus: str | None = option(None, help="evaluation: more texts to search beside the "
+                                "validation positives (a .txt file, one text a line, or a "
+                                "table with --corpus-column)", read=True)
+    corpus_column: str = option("text", help="column of --corpus holding the texts (tables)",
+                                read=True)
 
     def validate(self) -> None:
         if len(self.score_range) != 2 or not self.score_range[0] < self.score_range[1]:
@@ -98,13 +110,15 @@ class EmbeddingModeling(ModelingRole):
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.checkpoints import load_backbone
         from tfsft.models.text_model import TextModel
+        from tfsft.tasks.sentence_embedding.checkpoint import checkpoint_settings
         from tfsft.tasks.sentence_embedding.model import ContrastiveModel, identity_head
 
         self.pretrained = checkpoint
+        self.task.settings = self.task.resolved_settings(checkpoint_settings(checkpoint))
         backbone, info = load_backbone(checkpoint, dtype=dtype)
         # no dropout on the sentence vector: the backbone keeps its own
         encoder = identity_head(TextModel(backbone, backbone.hidden_dim,
-                                          pooling=self.task.options.pooling, dropout=0.0,
+                                          pooling=self.task.settings["pooling"], dropout=0.0,
                                           exact_gelu=info["exact_gelu"]))
         return ContrastiveModel(encoder, self.task.loss_kind(), self.task.options.scale)
 
@@ -128,8 +142,8 @@ class EmbeddingModeling(ModelingRole):
 
 @register_task
 class SentenceEmbeddingTask(Task):
-    """Sentence embeddings for search (see the module docstring); it learns no state beyond
-    which loss the training data calls for."""
+    """Sentence embeddings for search (see the module docstring). Its state is the pooling
+    and normalisation the model was built with (``auto`` resolved from the checkpoint)."""
 
     name = "sentence-embedding"
     Options = SentenceEmbeddingOptions
@@ -143,6 +157,30 @@ class SentenceEmbeddingTask(Task):
         from tfsft.tasks.sentence_embedding.commands import EMBED, SEARCH
 
         return (EMBED, SEARCH)
+
+    def __init__(self, options: SentenceEmbeddingOptions):
+        super().__init__(options)
+        #: ``pooling`` and ``normalize`` as built (runs from before these options: mean, yes).
+        self.settings: dict[str, Any] = self.resolved_settings(DEFAULT_SETTINGS)
+
+    def resolved_settings(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """The options' pooling and normalisation, ``auto`` taken from ``checkpoint``'s."""
+        options = self.options
+        return {"pooling": checkpoint["pooling"] if options.pooling == "auto" else options.pooling,
+                "normalize": (checkpoint["normalize"] if options.normalize == "auto"
+                              else options.normalize == "yes")}
+
+    @property
+    def normalizes(self) -> bool:
+        """Whether the served embeddings are unit length."""
+        return bool(self.settings["normalize"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"embedding": dict(self.settings)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if "embedding" in state:
+            self.settings = dict(state["embedding"])
 
     def loss_kind(self) -> str:
         """The loss ``--loss auto`` picks: cosine for scored pairs, else in-batch negatives."""
