@@ -45,7 +45,9 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--train-rows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float,
+                        help="default: the task's (LoRA: 5e-4, cosine decay)")
+    parser.add_argument("--lr-schedule", help="default: the task's (LoRA: cosine)")
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256)
@@ -72,10 +74,13 @@ def main() -> None:
                          task_options={"lora_rank": args.lora_rank,
                                        "eval_generations": 10 ** 9},
                          epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, lr_schedule="cosine",
+                         learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
                          max_length=args.max_length, overwrite=True)
     trained = train(config)
     result["tuned"] = {k: v for k, v in trained.metrics.items() if k != "samples"}
+    result["recipe"] = {k: getattr(config, k) for k in (
+        "epochs", "batch_size", "learning_rate", "lr_schedule", "warmup_ratio", "weight_decay",
+        "max_length")}
     result["tuned_run"] = {k: trained.summary[k] for k in (
         "fit_seconds", "epochs_run", "train_tokens", "train_examples_per_second",
         "train_examples_per_second_after_first_step", "precision", "wall_seconds")}

@@ -9,7 +9,10 @@ untuned all-MiniLM-L6-v2 (the checkpoint's own mean-pooled, normalised vectors) 
 (``bm25s``, Lucene scoring, k1 1.5, b 0.75, English stop words). Each row: recall@1/5/10,
 MRR@10, nDCG@10; the tuned run's training speed and wall time. With ``--seeds 42 1 2`` the
 tuned model is trained once per seed and the table adds the mean and standard deviation over
-seeds. Writes JSON (``--out``) and prints a table.
+seeds. ``--export`` also exports the first seed's run to every format and quantized variant
+(SavedModel with raw strings, TFLite token ids and raw text, ONNX; fp16, int8-dynamic, int8)
+and records each artifact's parity and recall@1 beside the Keras model's. Writes JSON
+(``--out``) and prints tables.
 """
 
 from __future__ import annotations
@@ -79,7 +82,22 @@ def _checkpoint(model: str) -> Path:
     return resolve_checkpoint(model)
 
 
-def tuned(train_file: Path, dev_file: Path, model: str, folder: Path, seed: int) -> dict:
+def exported(run_dir: Path, folder: Path) -> list[dict]:
+    """Every artifact of the run, checked on its held-out pairs (published even where a
+    check fails, so that the whole table is seen)."""
+    from exporters import export
+
+    summary = export(run_dir, folder / "export", formats=("savedmodel", "tflite", "onnx"),
+                     quantize=("fp16", "int8-dynamic", "int8"), allow_mismatch=True)
+    keys = ("artifact", "variant", "size_bytes", "max_abs_diff", "quality", "reference_quality",
+            "quality_loss", "quality_rule", "latency_ms", "passed")
+    return [{**{k: a.get(k) for k in keys},
+             "correlation": a["outputs"]["embedding"]["correlation"]}
+            for a in summary["artifacts"]]
+
+
+def tuned(train_file: Path, dev_file: Path, model: str, folder: Path, seed: int,
+          export: bool = False) -> dict:
     from tfsft.config import TrainConfig
     from tfsft.training.trainer import train
 
@@ -88,7 +106,9 @@ def tuned(train_file: Path, dev_file: Path, model: str, folder: Path, seed: int)
                                output_dir=str(folder / f"run-{seed}"), seed=seed,
                                task="sentence-embedding", tensorboard=False))
     summary = json.loads((result.run_dir / "run.json").read_text())
-    return {**result.metrics, "wall_seconds": round(time.perf_counter() - started, 1),
+    wall = round(time.perf_counter() - started, 1)
+    return {**result.metrics, "wall_seconds": wall,
+            **({"export": exported(result.run_dir, folder)} if export else {}),
             "train_examples_per_second": summary.get("train_examples_per_second"),
             "epochs": summary.get("epochs_run"), "seed": seed}
 
@@ -106,6 +126,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SQUAD)
     parser.add_argument("--model", default="minilm-l6")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--export", action="store_true", help="export the first seed's run "
+                        "to every format and variant, with their parity checks")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     keys = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
@@ -116,7 +138,8 @@ def main() -> None:
         train_file = write_jsonl(folder / "train.jsonl", train_rows)
         dev_file = write_jsonl(folder / "dev.jsonl", dev_rows)
         results = {"bm25": bm25(dev_rows), "untuned": untuned(dev_file, args.model)}
-        runs = [tuned(train_file, dev_file, args.model, folder, seed) for seed in args.seeds]
+        runs = [tuned(train_file, dev_file, args.model, folder, seed, args.export and i == 0)
+                for i, seed in enumerate(args.seeds)]
     seeds = over_seeds(runs, keys)
     rows = {**results, **{f"tuned (seed {run['seed']})": run for run in runs},
             f"tuned (mean of {len(runs)})": seeds["mean"]}
@@ -133,6 +156,14 @@ def main() -> None:
     for name, metrics in rows.items():
         print(f"| {name} | " + " | ".join(f"{metrics[k]:.4f}" for k in keys) + " |")
     print("| std over seeds | " + " | ".join(f"{seeds['std'][k]:.4f}" for k in keys) + " |")
+    if args.export:
+        print("\n| artifact | variant | MB | max |Δ| | correlation | recall@1 | vs keras | ok |")
+        print("|---|---|---|---|---|---|---|---|")
+        for a in runs[0]["export"]:
+            loss = "-" if a["quality_loss"] is None else f"{-a['quality_loss']:+.4f}"
+            print(f"| {a['artifact']} | {a['variant']} | {a['size_bytes'] / 1e6:.1f} | "
+                  f"{a['max_abs_diff']:.2e} | {a['correlation'] or 1.0:.5f} | "
+                  f"{a['quality']:.4f} | {loss} | {'yes' if a['passed'] else 'NO'} |")
 
 
 if __name__ == "__main__":

@@ -431,3 +431,20 @@ def test_lora_tuning_smollm2_on_sst2_answers_with_the_label(tmp_path):
                          task_options={"lora_rank": 8, "eval_generations": 64})
     metrics = train(config).metrics
     assert metrics["exact_match"] >= 0.75, metrics["samples"]
+
+
+def test_lora_runs_default_to_their_own_learning_rate():
+    from tfsft.config import TrainConfig
+
+    def config(**options):
+        return TrainConfig.from_dict({"train": "t.jsonl", "model": "m", "output_dir": "o",
+                                      **options})
+
+    lora = config(task="causal-lm")
+    assert (lora.learning_rate, lora.lr_schedule) == (5e-4, "cosine")
+    full = config(task="causal-lm", lora_rank=0)
+    assert (full.learning_rate, full.lr_schedule) == (5e-5, "linear")
+    assert (config().learning_rate, config().lr_schedule) == (5e-5, "linear")
+    given = config(task="causal-lm", learning_rate=1e-3, lr_schedule="constant")
+    assert (given.learning_rate, given.lr_schedule) == (1e-3, "constant")
+    assert "learning_rate: 0.0005" in lora.to_yaml()  # the run folder records what was used

@@ -33,6 +33,7 @@ from tfsft.errors import ConfigError
 from tfsft.option_types import coerce
 from tfsft.tasks.base import (
     DEFAULT_TASK,
+    create_task,
     make_options,
     option_fields,
     options_class,
@@ -63,10 +64,10 @@ class TrainConfig:
     quoting: bool = True
     epochs: int = 3
     batch_size: int = 16
-    learning_rate: float = 5e-5
+    learning_rate: float | None = None  # the task's default (5e-5; causal-lm LoRA 5e-4)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    lr_schedule: str = "linear"
+    lr_schedule: str | None = None  # the task's default (linear; causal-lm LoRA cosine)
     clipnorm: float | None = 1.0
     gradient_accumulation_steps: int = 1  # batches whose mean gradient makes one update
     max_length: int | None = None  # the task's default (128; question answering 384)
@@ -145,10 +146,19 @@ class TrainConfig:
             self.task_options = {**shards["task_options"], **(self.task_options or {})}
             if self.max_length is None:
                 self.max_length = shards["max_length"]
-        if self.task in task_names() and self.max_length is None:
+        if self.task not in task_names():
+            raise ConfigError(f"task must be one of {task_names()}")
+        if self.max_length is None:
             self.max_length = task_class(self.task).Data.default_max_length
+        # Every task option, defaults filled in: the saved config.yaml names them all.
+        options = make_options(options_class(self.task), self.task_options,
+                               source=f"task {self.task!r}")
+        self.task_options = options.to_dict()
+        defaults = create_task(self.task, options).modeling.optimization_defaults()
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         checks = [
-            (self.task in task_names(), f"task must be one of {task_names()}"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
@@ -186,9 +196,6 @@ class TrainConfig:
         except LookupError:
             raise ConfigError(f"encoding {self.encoding!r} is not a known text encoding (e.g. "
                               "utf-8, latin-1, cp1252)") from None
-        # Every task option, defaults filled in: the saved config.yaml names them all.
-        self.task_options = make_options(options_class(self.task), self.task_options,
-                                         source=f"task {self.task!r}").to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         """Shared options, then the task's options in a section named after the task."""

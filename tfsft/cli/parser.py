@@ -17,10 +17,10 @@ from tfsft.cli.options import (
 )
 from tfsft.tasks.base import DEFAULT_TASK, task_names
 
-DESCRIPTION = """The ``tfsft`` command line: train, evaluate, predict, export.
+DESCRIPTION = """Fine-tune text models, evaluate them, predict with them and export them.
 
-Run ``tfsft COMMAND --help`` for the options of each command, and
-``tfsft train --task TASK --help`` for a task's own options.
+Run `tfsft COMMAND --help` for the options of each command, and
+`tfsft train --task TASK --help` for a task's own options.
 """
 
 
@@ -60,10 +60,12 @@ def _add_train(commands: Any, task: str) -> None:
     train.add_argument("--max-validation-rows", type=int)
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--learning-rate", type=float, help="peak learning rate (default: the "
+                       "task's, 5e-5; 5e-4 for causal-lm LoRA)")
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--warmup-ratio", type=float)
-    train.add_argument("--lr-schedule", choices=LR_DECAYS)
+    train.add_argument("--lr-schedule", choices=LR_DECAYS, help="decay after warm-up (default: "
+                       "the task's, linear; cosine for causal-lm LoRA)")
     train.add_argument("--clipnorm", type=float, help="global gradient-norm clip")
     train.add_argument("--gradient-accumulation-steps", type=int,
                        help="batches whose mean gradient makes one optimizer update (default 1)")

@@ -215,6 +215,11 @@ class ModelingRole(_Role, Protocol):
     #: the rows of a batch with each other (in-batch negatives).
     min_batch_size: ClassVar[int] = 1
 
+    def optimization_defaults(self) -> dict[str, Any]:
+        """The training options a run of this task gets when it does not set them (the
+        learning rate and its schedule; see ``TrainConfig``)."""
+        return {"learning_rate": 5e-5, "lr_schedule": "linear"}
+
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         """A model on the pretrained ``checkpoint``, taking ``token_ids``, ``segment_ids`` and
         ``padding_mask``."""

@@ -22,7 +22,8 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
 
     Every epoch shuffles the shard order, reads the shards interleaved, shuffles rows in a
     buffer of up to ``SHUFFLE_ROWS``, sorts each window of ``window_batches`` batches by
-    length (after the ``batch_round``, where rows have one), cuts it into batches (all full but the last) and shuffles the batches.
+    length (after the ``batch_round``, where rows have one), cuts it into batches (all full but
+    the last) and shuffles the batches.
     ``max_rows`` reads only that many rows per epoch; ``files`` (indices into the manifest's
     shards) reads those shards only (one worker's share); ``steps`` makes every epoch exactly
     that many batches (the rows repeat where they run out), so that workers reading shards of
