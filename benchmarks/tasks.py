@@ -95,7 +95,7 @@ def _write_scores(path: Path, texts: list[str], scores: list[float]) -> None:
 
 
 def run_regression_tfsft(train_part, held_out, seed: int = common.SEED,
-                         precision: str = "auto") -> dict:
+                         precision: str = "auto", overrides: dict | None = None) -> dict:
     import keras
 
     from tfsft.config import TrainConfig
@@ -112,7 +112,7 @@ def run_regression_tfsft(train_part, held_out, seed: int = common.SEED,
                              task="regression", task_options={"target_columns": ["score"]},
                              epochs=REGRESSION_EPOCHS, batch_size=common.BATCH_SIZE,
                              max_length=common.MAX_LENGTH, seed=seed, precision=precision,
-                             tensorboard=False)
+                             tensorboard=False, **(overrides or {}))
         result = train(config, callbacks=[timer])
         predicted = [r["score"] for r in TrainedRun(result.run_dir).predict(held_out[0])]
     return {"timer": timer, "precision": result.summary["precision"],
@@ -160,7 +160,8 @@ def conll_sentences(name: str) -> tuple[list[list[str]], list[list[str]]]:
     return [data.word_tokens(i) for i in range(len(data))], data.tags
 
 
-def run_ner_tfsft(seed: int = common.SEED, precision: str = "auto") -> dict:
+def run_ner_tfsft(seed: int = common.SEED, precision: str = "auto",
+                  train_rows: int | None = None, overrides: dict | None = None) -> dict:
     import keras
 
     from tfsft.config import TrainConfig
@@ -173,7 +174,8 @@ def run_ner_tfsft(seed: int = common.SEED, precision: str = "auto") -> dict:
                              model="minilm-l6", output_dir=str(Path(folder) / "run"),
                              task="token-classification", epochs=NER_EPOCHS,
                              batch_size=common.BATCH_SIZE, max_length=common.MAX_LENGTH,
-                             seed=seed, precision=precision, tensorboard=False)
+                             seed=seed, precision=precision, tensorboard=False,
+                             max_train_rows=train_rows, **(overrides or {}))
         result = train(config, callbacks=[timer])
         run = TrainedRun(result.run_dir)
         test = run.evaluate(run.read(str(CONLL / "test.txt")), verbose=0)
@@ -183,10 +185,11 @@ def run_ner_tfsft(seed: int = common.SEED, precision: str = "auto") -> dict:
             "valid_per_type": result.metrics["per_type"]}
 
 
-def run_ner_hf(seed: int = common.SEED) -> dict:
+def run_ner_hf(seed: int = common.SEED, train_rows: int | None = None) -> dict:
     from benchmarks.training import hf_model_and_tokenizer, schedule_steps
 
     train_tokens, train_tags = conll_sentences("train.txt")
+    train_tokens, train_tags = train_tokens[:train_rows], train_tags[:train_rows]
     labels = sorted({t for s in train_tags for t in s}, key=lambda t: (t != "O", t[2:], t))
     index = {label: i for i, label in enumerate(labels)}
     model, tokenizer = hf_model_and_tokenizer(num_labels=len(labels),
@@ -368,6 +371,23 @@ def run_qa_hf(direction: str, seed: int = common.SEED) -> dict:
             "f1": metrics["f1"], "eval_questions": metrics["questions"]}
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["lr_schedule=constant", "clipnorm=null"]`` as TrainConfig keywords (YAML values).
+
+    >>> parse_overrides(["lr_schedule=constant", "warmup_ratio=0", "clipnorm=null"])
+    {'lr_schedule': 'constant', 'warmup_ratio': 0, 'clipnorm': None}
+    """
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: write OPTION=VALUE")
+        overrides[name.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", choices=RECIPES)
@@ -379,7 +399,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="qa recipes: train on the first file, score on the second "
                              "(the -dev-train recipes: dev-train)")
     parser.add_argument("--run-dir", type=Path, help="qa-tfsft: keep the run folder here")
+    parser.add_argument("--train-rows", type=int, help="ner recipes: the first N training "
+                        "sentences only")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="tfsft recipes: a training option changed from its default "
+                        "(e.g. lr_schedule=constant; null for none), for ablations")
     args = parser.parse_args(argv)
+    args.overrides = parse_overrides(args.set)
+    if args.overrides and "-tfsft" not in args.recipe:
+        raise SystemExit("--set changes tfsft recipes only")
     if args.recipe.startswith("qa"):
         return _main_qa(args)
     needed = VADER if args.recipe.startswith("regression") else CONLL / "train.txt"
@@ -389,20 +417,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.recipe.startswith("regression"):
         train_part, held_out = vader_split()
         runner = run_regression_tfsft if args.recipe == "regression-tfsft" else run_regression_hf
-        options = {"precision": args.precision} if args.recipe == "regression-tfsft" else {}
+        options = ({"precision": args.precision, "overrides": args.overrides}
+                   if args.recipe == "regression-tfsft" else {})
         result = runner(train_part, held_out, seed=args.seed, **options)
         epochs, data, counts = REGRESSION_EPOCHS, "VADER tweets.tsv", {
             "train_examples": len(train_part[0]), "held_out_examples": len(held_out[0])}
     else:
-        result = (run_ner_tfsft(args.seed, args.precision) if args.recipe == "ner-tfsft"
-                  else run_ner_hf(args.seed))
+        result = (run_ner_tfsft(args.seed, args.precision, args.train_rows, args.overrides)
+                  if args.recipe == "ner-tfsft" else run_ner_hf(args.seed, args.train_rows))
         epochs, data = NER_EPOCHS, "CoNLL-2003 train.txt -> valid.txt, test.txt"
         counts = {"train_examples": result.pop("train_examples")}
     timer = result.pop("timer")
     from tfsft.io_utils import atomic_write_json  # after the recipe: HF needs tf-keras set first
     atomic_write_json(args.out, {
         "recipe": args.recipe, "task": args.recipe.rsplit("-", 1)[0], "data": data, **counts,
-        "seed": args.seed,
+        "seed": args.seed, "overrides": args.overrides, "machine": common.machine(),
         "epochs": epochs, "max_length": common.MAX_LENGTH, "batch_size": common.BATCH_SIZE,
         **timer.steady(epochs * counts["train_examples"]),
         "wall_seconds": round(timer.fit_end - STARTED, 3), **result,

@@ -88,3 +88,22 @@ def test_step_timer_leaves_out_the_warmup_steps():
 def test_training_flops_grow_with_length():
     short, long = per_example_training_flops([16, 64], layers=6, hidden=384, intermediate=1536)
     assert long > 4 * short  # linear in tokens plus the quadratic attention term
+
+
+def test_quality_summary_gives_mean_std_and_the_gap_to_the_peer(tmp_path):
+    from benchmarks.quality import STUDIES, Row, result_file, run_once, summarize
+
+    study = STUDIES["regression"]
+    rows = [Row(study, "tfsft", [{"seed": s, "pearson": p, "spearman": 0.9, "rmse": 0.5}
+                                 for s, p in ((42, 0.92), (1, 0.94))]),
+            Row(study, "hf", [{"seed": 42, "pearson": 0.90}, {"seed": 1, "pearson": 0.91}])]
+    summary = summarize(rows)["regression"]
+    assert summary["tfsft"]["pearson"]["mean"] == pytest.approx(0.93)
+    assert summary["tfsft"]["pearson"]["std"] == pytest.approx(0.0141421, abs=1e-6)
+    assert summary["tfsft"]["pearson"]["minus_peer"] == pytest.approx(0.025)
+    assert summary["hf"]["spearman"]["mean"] is None  # not measured: no number made up
+    # a finished run is read back, not run again (the benchmark resumes)
+    done = result_file(tmp_path, study, "tfsft constant lr", 1)
+    assert done.name == "regression-tfsft-constant-lr-seed1.json"
+    done.write_text(json.dumps({"seed": 1, "pearson": 0.5}))
+    assert run_once(["regression-tfsft"], 1, done) == {"seed": 1, "pearson": 0.5}
