@@ -56,6 +56,9 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     at least 98 % of argmaxes).
     """
     formats, quantize = _listed(formats), _listed(quantize)
+    if not formats:
+        raise ConfigError(f"--format names no format; choose one or more of "
+                          f"{', '.join(FORMATS)} (comma-separated)")
     _check_choices(formats, FORMATS, "format")
     if quantize and not {"tflite", "onnx"} & set(formats):
         raise ConfigError("--quantize makes TFLite and ONNX variants: add tflite or onnx to "
@@ -69,6 +72,10 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
                           "(onnxruntime-gpu) on a CUDA machine")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
+    if base.resolve() == run.run_dir.resolve() or run.run_dir.resolve() in base.resolve().parents:
+        raise ConfigError(f"--output {base} is inside the run folder {run.run_dir}; export to "
+                          "a folder of its own (e.g. saved_models/NAME), so the run keeps only "
+                          "what training wrote")
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
     created = not base.exists()

@@ -166,6 +166,14 @@ def test_chief_and_tf_config_errors(monkeypatch):
     assert is_chief_task({}, {})
     with pytest.raises(ConfigError, match="not valid JSON"):
         cluster_spec({"TF_CONFIG": "{cluster"})
+    with pytest.raises(ConfigError, match=r"TF_CONFIG must be .*; it holds a list"):
+        cluster_spec({"TF_CONFIG": '["worker"]'})
+    with pytest.raises(ConfigError, match="task index is 'one'; it must be a whole number"):
+        cluster_spec({"TF_CONFIG": json.dumps({"cluster": two,
+                                               "task": {"type": "worker", "index": "one"}})})
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two}))
+    with pytest.raises(ConfigError, match="names a cluster but not this process's task"):
+        make_distribution("multi-worker")
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="needs the TF_CONFIG environment variable"):
         make_distribution("multi-worker")

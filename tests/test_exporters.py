@@ -162,3 +162,15 @@ def test_onnx_export_without_onnx_runtime_says_what_to_install(tmp_path, monkeyp
     with pytest.raises(ConfigError, match=r"pip install 'tfsft\[cpu\]'"):
         export(tmp_path / "run", tmp_path / "out", formats=["onnx"])
     assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_no_format_and_an_output_inside_the_run(trained_run, tmp_path, capsys):
+    run_dir = trained_run.run_dir
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert cli(["export", str(run_dir), "--output", str(tmp_path / "out"), "--format", ""]) == 2
+    assert "--format names no format; choose one or more of savedmodel" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    for inside in (run_dir, run_dir / "serving"):
+        with pytest.raises(ConfigError, match="is inside the run folder"):
+            export(run_dir, inside)
+    assert sorted(p.name for p in run_dir.iterdir()) == before

@@ -100,6 +100,23 @@ def test_skip_bad_answers_counts_them():
     assert len(data) == 2 and data.skipped == {"answer not at answer_start": 1}
 
 
+def test_question_ids_must_be_unique():
+    rows = [{"id": i, "question": "what ?", "context": "good film", "answer_text": "good",
+             "answer_start": 0} for i in ("a", "b", "a")]
+    with pytest.raises(DataError, match=r"row 3 \(id 'a'\): the question id 'a' is also the id "
+                                        r"of the question at row 1 \(id 'a'\)"):
+        examples_from_rows(rows)
+
+
+def test_skip_bad_answers_is_an_option_of_evaluate_predict_and_export():
+    from tfsft.cli.parser import build_parser
+
+    for command in (["evaluate", "RUN", "--data", "d.json"], ["export", "RUN", "--output", "o"],
+                    ["predict", "RUN", "x"]):
+        args = build_parser("question-answering").parse_args([*command, "--skip-bad-answers"])
+        assert args.skip_bad_answers is True
+
+
 # -- windows ---------------------------------------------------------------------------------
 def test_windows_match_the_hugging_face_fast_tokenizer(tmp_path):
     """Same windows as ``tokenizers`` with truncation only_second, stride and overflow."""

@@ -214,8 +214,8 @@ def guess_format(path: Path) -> str:
     if ext not in aliases:
         raise DataError(
             str(path), None, f"cannot tell the file format from the extension {ext!r}",
-            f"rename the file to .csv, .tsv, .jsonl or .parquet, or pass the format "
-            f"(--format {'/'.join(FILE_FORMATS)})",
+            f"rename the file to .csv, .tsv, .jsonl or .parquet, or name its format "
+            f"({'/'.join(FILE_FORMATS)}) with --format (tfsft export: --data-format)",
         )
     return aliases[ext]
 

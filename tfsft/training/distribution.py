@@ -83,10 +83,17 @@ def cluster_spec(environ: dict[str, str] | None = None) -> tuple[dict, dict]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"the TF_CONFIG environment variable is not valid JSON ({exc}); see "
                           "docs/distributed.md for its layout") from None
+    layout = ("TF_CONFIG must be {\"cluster\": {...}, \"task\": {\"type\": ..., \"index\": "
+              "...}}; see docs/distributed.md")
+    if not isinstance(config, dict):
+        kinds = {list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+        raise ConfigError(f"{layout}; it holds {kinds.get(type(config), 'a number')}")
     cluster, task = config.get("cluster") or {}, config.get("task") or {}
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise ConfigError("TF_CONFIG must be {\"cluster\": {...}, \"task\": {\"type\": ..., "
-                          "\"index\": ...}}; see docs/distributed.md")
+        raise ConfigError(layout)
+    if task and not isinstance(task.get("index", 0), int):
+        raise ConfigError(f"TF_CONFIG's task index is {task.get('index')!r}; it must be a whole "
+                          "number (this process's place in its list of the cluster)")
     return cluster, task
 
 
@@ -128,6 +135,10 @@ def make_distribution(name: str) -> Distribution:
         return Distribution(name, tf.distribute.MirroredStrategy())
     if name == "tpu":
         return Distribution(name, _tpu_strategy())
+    if cluster and not task:
+        raise ConfigError("TF_CONFIG names a cluster but not this process's task: add "
+                          "\"task\": {\"type\": \"worker\", \"index\": N}; see "
+                          "docs/distributed.md")
     if not task or tasks < 1:
         raise ConfigError(
             "--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "

@@ -271,6 +271,7 @@ class _Builder:
         self.answers: list[list[Answer]] = []
         self.locations: list[str] = []
         self.skipped: Counter = Counter()
+        self._first: dict[str, str] = {}  # where each question id was first seen
 
     def _text(self, value: Any, what: str, where: str) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -300,6 +301,12 @@ class _Builder:
                                 "or pass --skip-bad-answers to leave such questions out "
                                 "(they are counted)")
             checked.append((text, int(float(start))))
+        if qid in self._first:  # predictions.json, the file SQuAD scoring reads, is keyed by id
+            raise DataError(self.source, where, f"the question id {qid!r} is also the id of the "
+                            f"question at {self._first[qid]}",
+                            "give every question an id of its own (predictions.json keeps one "
+                            "answer per id)")
+        self._first[qid] = where
         self.ids.append(qid)
         self.questions.append(question)
         self.contexts.append(context)

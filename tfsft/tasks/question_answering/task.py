@@ -61,7 +61,8 @@ class QuestionAnsweringOptions(TaskOptions):
     n_best: int = option(1, help="answers returned per question by predict (the best first; "
                                  "more than 1 adds alternatives)")
     skip_bad_answers: bool = option(False, help="leave out questions whose answer is not at "
-                                    "its answer_start instead of stopping (they are counted)")
+                                    "its answer_start instead of stopping (they are counted)",
+                                    read=True)
 
     def validate(self) -> None:
         for name in ("max_question_length", "max_answer_length", "n_best"):
