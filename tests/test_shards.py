@@ -243,6 +243,20 @@ def test_shards_mix_a_file_sorted_by_label(tiny_checkpoint, tmp_path):
     assert sum(one_label) <= 3  # a random batch of 16 holds one label with p = 2 ** -15
 
 
+def test_no_empty_shard_files(tiny_checkpoint, tmp_path, caplog):
+    from tfsft.data.shards import read_manifest, shard_dataset, write_shards
+
+    path = write_csv(tmp_path / "few.csv", sentiment_rows(6))
+    write_shards(create_task("text-classification", {}), path, tmp_path / "shards",
+                 model=tiny_checkpoint, max_length=16, shards=300, progress=False)
+    assert "6 rows cannot fill 300 shards; writing 6" in caplog.text
+    manifest = read_manifest(tmp_path / "shards")
+    assert 1 <= len(manifest.shards) <= 6 and all(s["rows"] > 0 for s in manifest.shards)
+    assert sum(s["rows"] for s in manifest.shards) == 6
+    assert len(list((tmp_path / "shards").glob("*.tfrecord"))) == len(manifest.shards)
+    assert sum(len(y) for _, y in shard_dataset(manifest, batch_size=4, seed=0)) == 6
+
+
 def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
     from tfsft.data.pipeline import make_dataset
     from tfsft.data.shards import read_manifest, shard_dataset, write_shards

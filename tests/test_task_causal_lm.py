@@ -115,6 +115,16 @@ def _rows_frame(rows):
     return pd.DataFrame(rows)
 
 
+def test_lora_rank_is_bounded_by_the_adapted_layers(tiny_llm):
+    from tfsft.errors import ConfigError
+    from tfsft.tasks.causal_lm.model import CausalLMModel, load_causal_backbone
+
+    # the tiny model's heads are 8 wide: a rank above 8 adds weights, not expressiveness
+    with pytest.raises(ConfigError, match="--lora-rank 9 is above .* choose at most 8"):
+        CausalLMModel(load_causal_backbone(tiny_llm), lora_rank=9)
+    assert CausalLMModel(load_causal_backbone(tiny_llm), lora_rank=8).lora_enabled
+
+
 def test_lora_merge_gives_the_adapted_model(tiny_llm):
     from tfsft.tasks.causal_lm.model import CausalLMModel, load_causal_backbone
 
@@ -448,3 +458,27 @@ def test_lora_runs_default_to_their_own_learning_rate():
     given = config(task="causal-lm", learning_rate=1e-3, lr_schedule="constant")
     assert (given.learning_rate, given.lr_schedule) == (1e-3, "constant")
     assert "learning_rate: 0.0005" in lora.to_yaml()  # the run folder records what was used
+
+
+def test_validation_prompts_longer_than_max_length_are_counted_not_fatal(tiny_llm, tmp_path):
+    from tfsft.config import TrainConfig
+    from tfsft.errors import ConfigError
+    from tfsft.tasks.causal_lm.generation import Generator
+    from tfsft.training.trainer import train
+
+    long_prompt = " ".join(["word"] * 80)  # about 80 tokens: past max_length 48
+    valid = chat_rows(6, seed=2) + [{"prompt": long_prompt, "response": "yes"}] * 2
+    config = TrainConfig(train=write_jsonl(tmp_path / "train.jsonl", chat_rows(32, seed=1)),
+                         validation=write_jsonl(tmp_path / "valid.jsonl", valid),
+                         model=str(tiny_llm), output_dir=str(tmp_path / "run"), task="causal-lm",
+                         epochs=1, batch_size=8, max_length=48, tensorboard=False)
+    result = train(config)
+    assert result.metrics["prompts_too_long_to_answer"] == 2
+    assert result.metrics["generated_examples"] == 6
+    assert (result.run_dir / "model.keras").is_file()
+    from tfsft.runs import TrainedRun
+
+    run = TrainedRun(result.run_dir)
+    generator = Generator(run.model.backbone, run.task.tokenizer, max_length=48)
+    with pytest.raises(ConfigError, match="leaves no room to generate .* shorten the prompt"):
+        generator.complete([list(range(5, 60))], 4)

@@ -10,6 +10,7 @@ the file however it was sorted).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,8 @@ from tfsft.errors import ConfigError, DataError
 if TYPE_CHECKING:  # pragma: no cover
     from tfsft.data.pipeline import EncodedData
     from tfsft.tasks.base import Task
+
+logger = logging.getLogger(__name__)
 
 
 def feature_specs(encoded: EncodedData) -> dict[str, FeatureSpec]:
@@ -161,6 +164,10 @@ def write_shards(task: Task, source: Any,
 
     started = time.perf_counter()
     rows_read = _learn_state(task, iter_table_chunks(source, **reader), name, progress)
+    if shards > rows_read:  # more files than rows: most would be empty
+        logger.warning("%s: %d rows cannot fill %d shards; writing %d", name, rows_read, shards,
+                       rows_read)
+        shards = rows_read
     tokenizer = task.data.load_tokenizer(checkpoint, max_length)
     task.bind(tokenizer, max_length)
     seconds = {"learn": round(time.perf_counter() - started, 3)}
@@ -338,8 +345,13 @@ class _ShardSpool:
     def finish(self, progress: bool) -> dict[str, Any]:
         folder, stats = self.folder, self.stats
         _shuffle_shards(self.unshuffled, [folder / n for n in self.names], self.seed, progress)
-        stats["shards"] = [{"file": n, "rows": c, "bytes": (folder / n).stat().st_size}
-                           for n, c in zip(self.names, self.counts, strict=True)]
+        stats["shards"] = []
+        for name, count in zip(self.names, self.counts, strict=True):
+            if count == 0:  # no row was dealt to it (rows skipped, or few rows): no file
+                (folder / name).unlink(missing_ok=True)
+                continue
+            stats["shards"].append({"file": name, "rows": count,
+                                    "bytes": (folder / name).stat().st_size})
         stats["skipped"] = dict(stats["skipped"])
         stats["notes"] = dict(stats["notes"])
         stats["length_counts"] = {str(i): int(c) for i, c in enumerate(self.length_counts) if c}

@@ -29,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfsft.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -211,8 +213,9 @@ class Generator:
             raise ValueError("a prompt has no tokens")
         total = int(min(lengths.max() + max_new_tokens, self.max_length))
         if lengths.max() >= total:
-            raise ValueError(f"a prompt of {lengths.max()} tokens leaves no room to generate "
-                             f"within max_length {self.max_length}")
+            raise ConfigError(f"a prompt of {lengths.max()} tokens leaves no room to generate "
+                              f"within max_length {self.max_length}; shorten the prompt (or "
+                              "train with a larger --max-length)")
         ids = np.full((len(prompts), int(lengths.max())), self.tokenizer.pad_id, np.int32)
         for row, prompt in enumerate(prompts):
             ids[row, :len(prompt)] = prompt

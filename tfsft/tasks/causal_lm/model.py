@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
-from tfsft.errors import CheckpointError
+from tfsft.errors import CheckpointError, ConfigError
 from tfsft.models.checkpoints import check_safetensors, read_config, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,12 @@ def enable_lora(backbone: keras.Model, rank: int, alpha: float | None = None,
     unknown = sorted(set(targets) - set(LORA_TARGETS))
     if unknown:
         raise ValueError(f"unknown LoRA target layer(s) {unknown}; choose from {LORA_TARGETS}")
+    widest = max_lora_rank(backbone, targets)
+    if widest is not None and rank > widest:
+        raise ConfigError(f"--lora-rank {rank} is above what the adapted layers can use: "
+                          f"their narrowest side is {widest} wide, so a rank above {widest} "
+                          f"adds weights but no expressiveness; choose at most {widest} (or "
+                          "--lora-rank 0 for full fine-tuning)")
     backbone.trainable = True
     for layer in backbone._flatten_layers(include_self=False):
         layer.trainable = False
@@ -195,6 +202,19 @@ def enable_lora(backbone: keras.Model, rank: int, alpha: float | None = None,
         raise ValueError(f"no layer named {list(targets)} in {backbone.name}; LoRA needs "
                          "attention layers with those names")
     return adapted
+
+
+def max_lora_rank(backbone: keras.Model, targets: tuple[str, ...] | list[str]) -> int | None:
+    """The highest useful LoRA rank on ``targets``: the narrowest side (input or output) of
+    any targeted kernel, as Keras factors it (``A: kernel.shape[:-1] + (rank,)``,
+    ``B: (rank, kernel.shape[-1])``)."""
+    sides = []
+    for layer in backbone._flatten_layers(include_self=False):
+        kernel = getattr(layer, "kernel", None) if layer.name in targets else None
+        if kernel is not None:
+            shape = tuple(kernel.shape)
+            sides.append(min(int(np.prod(shape[:-1])), int(shape[-1])))
+    return min(sides) if sides else None
 
 
 def _save_lora_separately(layer: keras.layers.Layer) -> None:

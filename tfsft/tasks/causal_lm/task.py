@@ -115,12 +115,13 @@ class CausalLMOptions(TaskOptions):
 @dataclass
 class CausalLMOutputs:
     """Per-example response log-loss (summed over its tokens), token counts and completions
-    (``None`` where none was generated)."""
+    (``None`` where none was generated), and how many prompts were too long to answer."""
 
     loss_sums: np.ndarray
     token_counts: np.ndarray
     completions: list[str | None]
     prompts: list[str]
+    prompts_too_long: int = 0
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -328,20 +329,28 @@ class CausalLMEvaluation(EvaluationRole):
         generate = (min(task.options.eval_generations, len(encoded)) if labelled
                     else len(encoded))
         completions: list[str | None] = [None] * len(encoded)
-        if generate:
+        chosen = list(range(generate))
+        if labelled:  # a prompt longer than the training window has no answer to compare
+            chosen = [i for i in chosen if len(encoded.prompt_ids[i]) < task.max_length]
+            if len(chosen) < generate:
+                logger.warning("%d of the first %d validation prompts are longer than "
+                               "max_length %d: no answer is generated for them",
+                               generate - len(chosen), generate, task.max_length)
+        if chosen:
             from tfsft.tasks.causal_lm.generation import Generator
 
             if labelled:
-                longest = int(counts[:generate].max()) if generate else 0
-                new_tokens = longest + EXTRA_EVAL_TOKENS
+                new_tokens = int(counts[chosen].max()) + EXTRA_EVAL_TOKENS
             else:
                 new_tokens = task.options.max_new_tokens
             generator = Generator(model.backbone, task.tokenizer,
                                   max_length=task.max_length + new_tokens)
-            texts = generator.generate_texts(encoded.prompt_ids[:generate], new_tokens,
+            texts = generator.generate_texts([encoded.prompt_ids[i] for i in chosen], new_tokens,
                                              progress=verbose not in (0, "0"))
-            completions[:generate] = texts
-        return CausalLMOutputs(sums, counts, completions, list(encoded.prompt_texts))
+            for i, text in zip(chosen, texts, strict=True):
+                completions[i] = text
+        return CausalLMOutputs(sums, counts, completions, list(encoded.prompt_texts),
+                               generate - len(chosen))
 
     def evaluate(self, examples: ChatExamples, outputs: CausalLMOutputs,
                  output_dir: str | Path | None = None, prefix: str = "") -> dict[str, Any]:
@@ -369,6 +378,8 @@ class CausalLMEvaluation(EvaluationRole):
                         "rouge_l": round(float(r), 4)}
                        for i, e, r in zip(generated, exact, rouge, strict=True)]
             metrics["samples"] = records[:REPORT_SAMPLES]
+        if outputs.prompts_too_long:
+            metrics["prompts_too_long_to_answer"] = outputs.prompts_too_long
         if output_dir is not None:
             from tfsft.io_utils import atomic_write_json, atomic_write_text
 
