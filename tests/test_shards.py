@@ -257,6 +257,33 @@ def test_no_empty_shard_files(tiny_checkpoint, tmp_path, caplog):
     assert sum(len(y) for _, y in shard_dataset(manifest, batch_size=4, seed=0)) == 6
 
 
+def test_an_edited_manifest_is_refused(tiny_checkpoint, tmp_path):
+    from tfsft.data.shards import read_manifest, write_shards
+
+    path = write_csv(tmp_path / "train.csv", sentiment_rows(30))
+    write_shards(create_task("text-classification", {}), path, tmp_path / "shards",
+                 model=tiny_checkpoint, max_length=16, shards=2, progress=False)
+    file = tmp_path / "shards" / "manifest.json"
+    data = json.loads(file.read_text())
+    file.write_text(json.dumps(data, indent=4, sort_keys=True))  # layout alone: still fine
+    assert read_manifest(tmp_path / "shards").task_state == data["task_state"]
+    data["task_state"]["labels"] = data["task_state"]["labels"][::-1]  # inverted label names
+    file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"manifest.json: was changed after tfsft preprocess"):
+        read_manifest(tmp_path / "shards")
+    from tfsft.config import TrainConfig
+
+    def config():  # no --model: it comes from the manifest
+        return TrainConfig.from_dict({"train": str(tmp_path / "shards"), "output_dir": "o"})
+
+    file.write_text(data and "{truncated")
+    with pytest.raises(DataError, match="manifest.json: cannot be read .* manifest is damaged"):
+        config()
+    file.unlink()
+    with pytest.raises(DataError, match="manifest.json is missing, so the shards cannot be read"):
+        config()
+
+
 def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
     from tfsft.data.pipeline import make_dataset
     from tfsft.data.shards import read_manifest, shard_dataset, write_shards

@@ -39,6 +39,10 @@ CALIBRATION_ROWS = 256  # training rows kept for int8 export calibration
 CHUNK_ROWS = 8192
 # The stored feature by which reading keeps rows of one text out of one batch (not fed to the model).
 BATCH_ROUND = "batch_round"
+# The file tfsft preprocess writes into every shard folder it makes (and --overwrite looks for).
+MARKER = ".tfsft-shards"
+# The manifest key holding the checksum of the rest of it (an edited manifest is refused).
+CHECKSUM = "checksum"
 # Serialized rows held in the shuffle buffer while training (about 150 bytes each for SST-2).
 SHUFFLE_ROWS = 65536
 # Shard files read at the same time (each a TFRecord stream; parsing runs after).
@@ -90,6 +94,11 @@ class Manifest:
         return [self.folder / shard["file"] for shard in self.shards]
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest as JSON, with the checksum of everything else in it."""
+        data = self._content()
+        return {**data, CHECKSUM: content_sha256(data)}
+
+    def _content(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "task": self.task,
                 "task_options": self.task_options, "task_state": self.task_state,
                 "max_length": self.max_length, "model": self.model, "source": self.source,
@@ -116,6 +125,12 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise DataError(str(path), None, f"format {data.get('format')!r} version "
                         f"{data.get('version')!r}; this tfsft reads {FORMAT!r} version {VERSION}",
                         "run tfsft preprocess again with this tfsft")
+    written = data.pop(CHECKSUM, None)
+    if written is not None and written != content_sha256(data):
+        raise DataError(str(path), None, "was changed after tfsft preprocess wrote it (its "
+                        "checksum no longer matches: labels, options, rows or shards differ "
+                        "from what the shards hold)",
+                        "restore the file, or run tfsft preprocess again")
     known = {f.name for f in dataclasses.fields(Manifest)} - {"folder", "features", "extra"}
     manifest = Manifest(
         folder=folder, features={name: FeatureSpec(**spec)
@@ -132,6 +147,12 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
                             f"says {shard['bytes']}: the file was cut short or changed",
                             "copy the whole folder again, or run tfsft preprocess again")
     return manifest
+
+
+def content_sha256(data: dict[str, Any]) -> str:
+    """A hash of a manifest's JSON content (keys sorted, so that key order does not count)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def tokenizer_sha256(tokenizer: Any) -> str:
@@ -178,13 +199,19 @@ def shard_report(manifest: Manifest) -> dict[str, Any]:
 
 def shard_defaults(train: Any) -> dict[str, Any]:
     """``task``, ``task_options``, ``max_length`` and ``model`` of a folder written by ``tfsft
-    preprocess`` (read from its manifest; empty for anything else)."""
+    preprocess`` (read from its manifest; empty for anything else). A shard folder whose
+    manifest is missing or damaged is an error naming it."""
     if not isinstance(train, (str, Path)):
         return {}
-    path = Path(train) / MANIFEST_FILE
+    folder = Path(train)
+    path = folder / MANIFEST_FILE
     try:
         modified = path.stat().st_mtime_ns
     except OSError:
+        if (folder / MARKER).is_file():
+            raise DataError(str(folder), None, f"{MANIFEST_FILE} is missing, so the shards "
+                            "cannot be read", "restore it, or run tfsft preprocess again"
+                            ) from None
         return {}
     return copy.deepcopy(_manifest_defaults(str(path), modified))  # callers may change it
 
@@ -196,5 +223,8 @@ def _manifest_defaults(path: str, modified: int) -> dict[str, Any]:
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
         return {k: manifest[k] for k in ("task", "task_options", "max_length", "model")}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # read_manifest reports what is wrong with it
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problem = (f"lacks {exc}" if isinstance(exc, KeyError) else
+                   f"cannot be read ({type(exc).__name__}: {exc})")
+        raise DataError(path, None, f"{problem}: the shard folder's manifest is damaged",
+                        "restore it, or run tfsft preprocess again") from None

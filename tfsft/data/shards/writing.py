@@ -29,6 +29,7 @@ from tfsft.data.shards.manifest import (
     CALIBRATION_ROWS,
     CHUNK_ROWS,
     MANIFEST_FILE,
+    MARKER,
     TOKENIZER_DIR,
     FeatureSpec,
     Manifest,
@@ -211,9 +212,6 @@ def _learn_state(task: Task, chunks: Iterator[Any], name: str, progress: bool) -
         raise DataError(name, None, "there are no data rows", "add rows")
     task.data.merge_chunks(summaries, name)
     return rows_read
-
-
-MARKER = ".tfsft-shards"
 
 
 def _checked_arguments(task: Task, source: Any, output: Path, shards: int, chunk_rows: int,
