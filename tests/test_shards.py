@@ -257,12 +257,18 @@ def test_no_empty_shard_files(tiny_checkpoint, tmp_path, caplog):
     assert sum(len(y) for _, y in shard_dataset(manifest, batch_size=4, seed=0)) == 6
 
 
-def test_an_edited_manifest_is_refused(tiny_checkpoint, tmp_path):
+def test_an_edited_manifest_is_refused(tiny_checkpoint, tmp_path, capsys):
     from tfsft.data.shards import read_manifest, write_shards
 
     path = write_csv(tmp_path / "train.csv", sentiment_rows(30))
     write_shards(create_task("text-classification", {}), path, tmp_path / "shards",
                  model=tiny_checkpoint, max_length=16, shards=2, progress=False)
+    from tfsft.cli import main as cli
+
+    capsys.readouterr()
+    assert cli(["data", "inspect", str(tmp_path / "shards")]) == 0  # its manifest's report
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["shards"], report["task"]) == (30, 2, "text-classification")
     file = tmp_path / "shards" / "manifest.json"
     data = json.loads(file.read_text())
     file.write_text(json.dumps(data, indent=4, sort_keys=True))  # layout alone: still fine

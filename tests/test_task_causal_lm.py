@@ -482,3 +482,7 @@ def test_validation_prompts_longer_than_max_length_are_counted_not_fatal(tiny_ll
     generator = Generator(run.model.backbone, run.task.tokenizer, max_length=48)
     with pytest.raises(ConfigError, match="leaves no room to generate .* shorten the prompt"):
         generator.complete([list(range(5, 60))], 4)
+    from tfsft.cli import main as cli
+
+    missing = tmp_path / "missing.txt"
+    assert cli(["generate", str(result.run_dir), "--input", str(missing)]) == 2

@@ -174,10 +174,15 @@ def run_data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.checks import check_data, plot_lengths
     from tfsft.data.readers import read_table
+    from tfsft.data.shards.manifest import is_shard_folder, read_manifest, shard_report
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.base import create_task
 
+    if is_shard_folder(args.file):  # tokenized already: what its manifest says
+        report = shard_report(read_manifest(args.file))
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
     name = args.task or DEFAULT_TASK
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
                if getattr(args, f.name, None) is not None}

@@ -179,14 +179,17 @@ def check_compatible(manifest: Manifest, tokenizer: Any, max_length: int | None)
                           f"{manifest.max_length}, not {max_length}; leave out --max-length, "
                           "or run tfsft preprocess again")
     if tokenizer_sha256(tokenizer) != manifest.tokenizer_sha256:
-        raise ConfigError(f"{manifest.folder} was tokenized with another tokenizer (that of "
-                          f"{manifest.model}); train the model it was made for, or run tfsft "
-                          "preprocess again with --model")
+        raise ConfigError(f"{manifest.folder} was tokenized with another tokenizer than this "
+                          f"run's (it was made with that of {manifest.model}): train that "
+                          "model, or, if you named it, its tokenizer files changed since; run "
+                          "tfsft preprocess again with the --model you train")
 
 
 def shard_report(manifest: Manifest) -> dict[str, Any]:
     """The data check's description of pre-tokenized training data (from the manifest)."""
     report = {"source": str(manifest.folder), "preprocessed_from": manifest.source,
+              "task": manifest.task, "model": manifest.model,
+              "max_length": manifest.max_length,
               "rows": manifest.rows, "total_tokens": manifest.tokens,
               "shards": len(manifest.shards),
               "rows_at_max_length": manifest.extra.get("rows_at_max_length")}

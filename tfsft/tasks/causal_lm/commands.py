@@ -53,11 +53,8 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
             raise ConfigError(f"prompt argument {number} ({text!r}) is empty or only whitespace")
     system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt else []
     conversations = [[*system, {"role": "user", "content": p}] for p in args.prompts]
-    if context.is_run(args.run_dir):
-        run = context.load_run(args.run_dir)
-        generator = generator_for_run(run, max_new_tokens=args.max_new_tokens)
-    else:
-        run, generator = None, generator_for_checkpoint(args.run_dir, args.max_new_tokens)
+    # the run's settings only (its model loads lazily): the input is read before any model
+    run = context.load_run(args.run_dir) if context.is_run(args.run_dir) else None
     if args.input:
         if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
             lines, _ = read_text_lines(args.input, args.encoding or "utf-8")
@@ -76,6 +73,8 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
                               for p in examples.prompts]
     if not conversations:
         raise ConfigError("nothing to generate: pass prompts as arguments or --input FILE")
+    generator = (generator_for_run(run, max_new_tokens=args.max_new_tokens) if run is not None
+                 else generator_for_checkpoint(args.run_dir, args.max_new_tokens))
     tokenizer = generator.tokenizer
     prompt_ids = [tokenizer.prompt_ids(c) for c in conversations]
     if args.json:
