@@ -98,6 +98,9 @@ def test_skip_bad_answers_counts_them():
     table = Table("rows", list(rows[0]), rows, ["row 1", "row 2", "row 3"])
     data = examples_from_table(table, QAColumns(), skip_bad_answers=True)
     assert len(data) == 2 and data.skipped == {"answer not at answer_start": 1}
+    bad = Table("rows", list(rows[0]), [rows[1]] * 2, ["row 1", "row 2"])
+    with pytest.raises(DataError, match=r"every question was skipped \(2 answer not at "):
+        examples_from_table(bad, QAColumns(), skip_bad_answers=True)
 
 
 def test_question_ids_must_be_unique():

@@ -314,6 +314,11 @@ class _Builder:
         self.locations.append(where)
 
     def examples(self) -> QAExamples:
+        if not self.questions and self.skipped:
+            counts = ", ".join(f"{n} {why}" for why, n in self.skipped.items())
+            raise DataError(self.source, None, f"every question was skipped ({counts}), so "
+                            "none is left", "fix the answers' answer_start offsets (see the "
+                            "first one without --skip-bad-answers)")
         if not self.questions:
             raise DataError(self.source, None, "holds no questions",
                             "add questions (SQuAD JSON, or rows with question and context)")
