@@ -167,6 +167,20 @@ def test_conll_reader_joins_tokens_skips_docstart_and_keeps_lines(tmp_path):
     assert data.entities(1) == [(0, 15, "PER")] and data.scheme == "BIO"
 
 
+def test_a_tag_column_that_holds_no_tags_is_refused(tmp_path):
+    path = tmp_path / "conll.txt"
+    path.write_text("EU 3 B-ORG\nrejects 0 O\nGerman 7 B-MISC\n\nPeter 1 B-PER\nBlackburn 2 I-PER\n")
+    assert read_token_data(path).scheme == "BIO"  # the last column that holds tags
+    with pytest.raises(DataError, match="the tags are the tokens themselves for 5 of 5 tokens"):
+        read_token_data(path, tag_column=0)
+    with pytest.raises(DataError, match=r"conll.txt, line 1: tag '3' is a number"):
+        read_token_data(path, tag_column=1)
+    words = [[f"w{i}{j}" for j in range(3)] for i in range(90)]  # 270 distinct "types"
+    frame = pd.DataFrame({"tokens": [["a", "b", "c"]] * 90, "tags": words})
+    with pytest.raises(DataError, match="the tags name 270 entity types"):
+        create_task("token-classification").data.read(frame)
+
+
 def test_character_per_line_chinese_data_is_joined_without_spaces(tmp_path):
     path = tmp_path / "msra.txt"
     path.write_text("我 O\n在 O\n北 B-LOC\n京 E-LOC\n\n张 B-PER\n三 E-PER\n说 O\n", "utf-8")

@@ -292,4 +292,13 @@ def _number(value: Any, source: str, where: str, column: str) -> float:
     if not math.isfinite(number):
         raise DataError(source, where, f"the target (column {column!r}) is {value!r}",
                         "use finite numbers")
+    if abs(number) > LARGEST_TARGET:
+        raise DataError(source, where, f"the target (column {column!r}) is {value!r}, too "
+                        f"large to train on (beyond ±{LARGEST_TARGET:g}: its square or its "
+                        "float32 value overflows)", "rescale the column (e.g. to thousands or "
+                        "millions, or its logarithm)")
     return number
+
+
+#: Targets beyond this magnitude overflow float32 training or their squared deviations.
+LARGEST_TARGET = 1e30

@@ -142,6 +142,32 @@ def choose_separator(sentences: Sequence[Sequence[str]], separator: str | None) 
     return " "
 
 
+#: More distinct entity types than this: the "tags" are words, not a tag set.
+MAX_ENTITY_TYPES = 200
+
+
+def _refuse_non_tags(tokens: list[list[str]], tags: list[list[str]], source: str,
+                     locations: list[str]) -> None:
+    """Refuse a tag column that holds something else: the tokens themselves, numbers, or a
+    vocabulary's worth of "entity types" (a text column)."""
+    fix = "choose the tag column (--tag-column for CoNLL files, --tags-column for tables)"
+    pairs = [(i, p, tag) for i, sentence in enumerate(tags) for p, tag in enumerate(sentence)]
+    same = sum(tag == tokens[i][p] and tag != tag_schemes.OUTSIDE for i, p, tag in pairs)
+    if pairs and same > 0.5 * len(pairs):
+        raise DataError(source, None, f"the tags are the tokens themselves for {same} of "
+                        f"{len(pairs)} tokens: the tag column holds the words", fix)
+    for i, p, tag in pairs:
+        if tag.isdigit():
+            raise DataError(source, _tag_location(locations, i, p), f"tag {tag!r} is a number, "
+                            "not a tag such as O or B-PER", f"{fix}; numeric tag ids need "
+                            "--tag-names O,B-PER,I-PER,... (in id order)")
+    types = tag_schemes.entity_types(tag for _, _, tag in pairs)
+    if len(types) > MAX_ENTITY_TYPES:
+        raise DataError(source, None, f"the tags name {len(types)} entity types (e.g. "
+                        f"{', '.join(map(repr, sorted(types)[:5]))}): the tag column holds "
+                        "text, not tags", fix)
+
+
 def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source: str,
                 locations: list[str]) -> tuple[list[list[str]], str, int]:
     """Validate every sentence's tags against ``scheme`` (None: detect); repair when asked."""
@@ -201,6 +227,7 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                             "give every token one tag")
     repaired = 0
     if tags is not None:
+        _refuse_non_tags(tokens, tags, source, locations)
         tags, scheme, repaired = _check_tags([list(t) for t in tags], scheme, repair, source,
                                              locations)
     separator = choose_separator(tokens, separator)
