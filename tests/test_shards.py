@@ -405,6 +405,22 @@ def test_training_from_shards_matches_training_from_the_file(tiny_checkpoint, tm
     assert results["shards"].metrics["accuracy"] >= 0.9
 
 
+def test_a_damaged_shard_is_named(tiny_checkpoint, tmp_path):
+    from tfsft.data.shards import read_manifest, write_shards
+    from tfsft.training.trainer import train
+
+    path = write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1))
+    write_shards(create_task("text-classification", {}), path, tmp_path / "shards",
+                 model=tiny_checkpoint, max_length=16, shards=2, progress=False)
+    damaged = read_manifest(tmp_path / "shards").files[1]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte flipped: the size is unchanged
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=f"{damaged.name}: the shard file is damaged"):
+        train(tiny_config(tiny_checkpoint, tmp_path / "shards", tmp_path / "run", epochs=1,
+                          validation=str(write_csv(tmp_path / "dev.csv", sentiment_rows(8)))))
+
+
 @pytest.mark.parametrize("task_name,name,text,message", [
     ("token-classification", "train.conll", "Ann B-PER\nsings O\n", "CoNLL file cannot"),
     ("question-answering", "train.json", '{"data": []}', "SQuAD-style JSON document cannot"),

@@ -37,6 +37,7 @@ from tfsft.data.pipeline import length_buckets, make_dataset
 from tfsft.data.shards import (
     Manifest,
     check_compatible,
+    explain_read_error,
     is_shard_folder,
     read_manifest,
     shard_dataset,
@@ -364,10 +365,17 @@ def _fit(config: TrainConfig, run_dir: Path, data: _Data, pipelines: _Pipelines,
         logger.warning("Resuming from the backup in %s (epoch %d, batch %d)",
                        run_dir / "backup", resume["epoch"] + 1, resume.get("batch", 0))
     fit_start = time.perf_counter()
-    model.fit(pipelines.fit_train,
-              validation_data=None if validation_pass else pipelines.validation,
-              epochs=config.epochs, callbacks=fit_callbacks, shuffle=False,
-              verbose="auto" if distribution.is_chief else 0)  # one progress bar
+    try:
+        model.fit(pipelines.fit_train,
+                  validation_data=None if validation_pass else pipelines.validation,
+                  epochs=config.epochs, callbacks=fit_callbacks, shuffle=False,
+                  verbose="auto" if distribution.is_chief else 0)  # one progress bar
+    except Exception as exc:  # a damaged shard surfaces as a TensorFlow error inside fit
+        explained = (explain_read_error(data.shards, exc) if data.shards is not None
+                     else None)
+        if explained is None:
+            raise
+        raise explained from exc
     fit_seconds = time.perf_counter() - fit_start
     background.finish()
     return _Fitted(model, optimizer, precision, meter, validation_pass, resume, fit_start,

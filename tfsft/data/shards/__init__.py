@@ -29,8 +29,9 @@ from tfsft.data.shards.manifest import (
     read_manifest,
     shard_report,
 )
-from tfsft.data.shards.reading import shard_dataset
+from tfsft.data.shards.reading import explain_read_error, shard_dataset
 from tfsft.data.shards.writing import write_shards
 
 __all__ = ["CALIBRATION_FILE", "MANIFEST_FILE", "Manifest", "check_compatible",
-           "is_shard_folder", "read_manifest", "shard_dataset", "shard_report", "write_shards"]
+           "explain_read_error", "is_shard_folder", "read_manifest", "shard_dataset",
+           "shard_report", "write_shards"]

@@ -114,3 +114,29 @@ def _parse_spec(specs: dict[str, FeatureSpec]) -> dict[str, Any]:
     return parse
 
 
+
+
+def explain_read_error(manifest: Manifest, exc: Exception) -> DataError | None:
+    """The data error behind a TensorFlow error raised while training reads the shards: a
+    damaged shard (named, found by reading each file again) or a row count that differs from
+    the manifest's; ``None`` when ``exc`` is neither."""
+    import tensorflow as tf
+
+    if isinstance(exc, tf.errors.DataLossError):
+        for path in manifest.files:
+            try:
+                for _ in tf.data.TFRecordDataset(str(path)):
+                    pass
+            except tf.errors.DataLossError:
+                return DataError(str(path), None, "the shard file is damaged (a record fails "
+                                 "its checksum)", "copy the folder again, or run tfsft "
+                                 "preprocess again")
+        return DataError(str(manifest.folder), None, f"a shard could not be read "
+                         f"({exc.message.splitlines()[0]})",
+                         "copy the folder again, or run tfsft preprocess again")
+    if isinstance(exc, tf.errors.InvalidArgumentError) and "expected to contain" in exc.message:
+        return DataError(str(manifest.folder), None, f"the shards do not hold the "
+                         f"{manifest.rows} rows its manifest lists "
+                         f"({exc.message.splitlines()[0]})",
+                         "copy the whole folder again, or run tfsft preprocess again")
+    return None
