@@ -181,6 +181,18 @@ def test_a_tag_column_that_holds_no_tags_is_refused(tmp_path):
         create_task("token-classification").data.read(frame)
 
 
+def test_a_bad_token_of_a_jsonl_row_is_named_by_its_row(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]})
+                    + "\n" + json.dumps({"tokens": ["EU", ""], "tags": ["B-ORG", "O"]}) + "\n")
+    with pytest.raises(DataError, match=r"rows.jsonl, line 2, token 2: token 2 \(''\) is empty"):
+        read_token_data(path)
+    conll = tmp_path / "a.txt"  # one token a line: the token's own line
+    conll.write_text("Peter B-PER\nBlackburn I-PER\n\nEU B-ORG\nsays I-LOC\n")
+    with pytest.raises(DataError, match=r"a.txt, line 5: tag"):
+        read_token_data(conll)
+
+
 def test_character_per_line_chinese_data_is_joined_without_spaces(tmp_path):
     path = tmp_path / "msra.txt"
     path.write_text("我 O\n在 O\n北 B-LOC\n京 E-LOC\n\n张 B-PER\n三 E-PER\n说 O\n", "utf-8")

@@ -30,7 +30,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ MAX_ENTITY_TYPES = 200
 
 
 def _refuse_non_tags(tokens: list[list[str]], tags: list[list[str]], source: str,
-                     locations: list[str]) -> None:
+                     locate: Callable[[int, int], str | None]) -> None:
     """Refuse a tag column that holds something else: the tokens themselves, numbers, or a
     vocabulary's worth of "entity types" (a text column)."""
     fix = "choose the tag column (--tag-column for CoNLL files, --tags-column for tables)"
@@ -158,7 +158,7 @@ def _refuse_non_tags(tokens: list[list[str]], tags: list[list[str]], source: str
                         f"{len(pairs)} tokens: the tag column holds the words", fix)
     for i, p, tag in pairs:
         if tag.isdigit():
-            raise DataError(source, _tag_location(locations, i, p), f"tag {tag!r} is a number, "
+            raise DataError(source, locate(i, p), f"tag {tag!r} is a number, "
                             "not a tag such as O or B-PER", f"{fix}; numeric tag ids need "
                             "--tag-names O,B-PER,I-PER,... (in id order)")
     types = tag_schemes.entity_types(tag for _, _, tag in pairs)
@@ -169,7 +169,7 @@ def _refuse_non_tags(tokens: list[list[str]], tags: list[list[str]], source: str
 
 
 def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source: str,
-                locations: list[str]) -> tuple[list[list[str]], str, int]:
+                locate: Callable[[int, int], str | None]) -> tuple[list[list[str]], str, int]:
     """Validate every sentence's tags against ``scheme`` (None: detect); repair when asked."""
     tags = [[tag_schemes.normalize_tag(t) for t in sentence] for sentence in tags]
     all_tags = {t for sentence in tags for t in sentence}
@@ -184,7 +184,7 @@ def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source:
         if not problems:
             continue
         if not repair:
-            where = _tag_location(locations, i, problems[0].position)
+            where = locate(i, problems[0].position)
             raise DataError(source, where, f"tag {problems[0].message} ({scheme} tags; "
                             f"{sum(len(tag_schemes.validate(s, scheme)) for s in tags)} such "
                             "problems in this file)",
@@ -195,23 +195,32 @@ def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source:
     return tags, scheme, repaired
 
 
-def _tag_location(locations: list[str], sentence: int, position: int) -> str | None:
-    if not locations:
-        return None
-    where = locations[sentence]
-    match = re.fullmatch(r"line (\d+)", where)
-    if match:  # CoNLL: one line per token
-        return f"line {int(match.group(1)) + position}"
-    return f"{where}, token {position + 1}"
+def _locator(locations: list[str], token_lines: bool) -> Callable[[int, int], str | None]:
+    """Where token ``position`` of sentence ``sentence`` is: its own line in a CoNLL file
+    (``token_lines``: one token a line), else its row and place."""
+
+    def locate(sentence: int, position: int) -> str | None:
+        if not locations:
+            return None
+        where = locations[sentence]
+        match = re.fullmatch(r"line (\d+)", where) if token_lines else None
+        if match:
+            return f"line {int(match.group(1)) + position}"
+        return f"{where}, token {position + 1}"
+
+    return locate
 
 
 def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                           source: str, locations: list[str] | None = None,
                           separator: str | None = None, scheme: str | None = None,
-                          repair: bool = False, skipped: dict[str, int] | None = None
-                          ) -> TokenExamples:
-    """Sentences from token lists (and tag lists), checked; tags in ``scheme`` (None: detect)."""
+                          repair: bool = False, skipped: dict[str, int] | None = None,
+                          token_lines: bool = False) -> TokenExamples:
+    """Sentences from token lists (and tag lists), checked; tags in ``scheme`` (None: detect).
+    ``token_lines``: ``locations`` are the line of each sentence's first token in a file of one
+    token a line (CoNLL), so that a token's line can be named."""
     locations = locations or []
+    locate = _locator(locations, token_lines)
     for i, sentence in enumerate(tokens):
         where = locations[i] if locations else f"sentence {i + 1}"
         if not sentence:
@@ -219,7 +228,7 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                             "remove it or give it tokens")
         for position, token in enumerate(sentence):
             if not isinstance(token, str) or not token or any(c.isspace() for c in token):
-                raise DataError(source, _tag_location(locations, i, position) or where,
+                raise DataError(source, locate(i, position) or where,
                                 f"token {position + 1} ({token!r}) is empty, not a string or "
                                 "holds whitespace", "give every token visible characters")
         if tags is not None and len(tags[i]) != len(sentence):
@@ -227,9 +236,9 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                             "give every token one tag")
     repaired = 0
     if tags is not None:
-        _refuse_non_tags(tokens, tags, source, locations)
+        _refuse_non_tags(tokens, tags, source, locate)
         tags, scheme, repaired = _check_tags([list(t) for t in tags], scheme, repair, source,
-                                             locations)
+                                             locate)
     separator = choose_separator(tokens, separator)
     texts, words = [], []
     for sentence in tokens:
@@ -380,7 +389,8 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
         logger.info("%s: %d -DOCSTART- lines skipped (document separators)", path, docstarts)
     return sentences_from_tokens(tokens, tags if labelled else None, str(path), locations,
                                  separator, scheme, repair,
-                                 {"-DOCSTART- lines": docstarts} if docstarts else None)
+                                 {"-DOCSTART- lines": docstarts} if docstarts else None,
+                                 token_lines=True)
 
 
 def _as_list(value: Any, column: str, source: str, where: str) -> list:
