@@ -193,6 +193,20 @@ def test_a_bad_token_of_a_jsonl_row_is_named_by_its_row(tmp_path):
         read_token_data(conll)
 
 
+def test_entities_that_all_lie_inside_words_are_an_error(tmp_path, caplog):
+    folder = write_hf_checkpoint(tmp_path / "ckpt", TINY_VOCAB)
+    task = create_task("token-classification", {"entities_column": "entities"})
+    frame = pd.DataFrame({"text": ["NewYork is big", "goodfilm here"],
+                          "entities": [[{"start": 3, "end": 7, "label": "LOC"}],
+                                       [{"start": 4, "end": 8, "label": "MISC"}]]})
+    examples = task.data.read(frame)
+    tokenizer = task.data.load_tokenizer(folder, 16)
+    with pytest.raises(DataError, match="none of the 2 entities covers a word piece"):
+        task.data.encode(tokenizer, examples, 16, training=True)
+    task.data.encode(tokenizer, examples, 16)  # held-out data: counted, with a warning
+    assert "2 entities lie inside a single word piece and are left out" in caplog.text
+
+
 def test_character_per_line_chinese_data_is_joined_without_spaces(tmp_path):
     path = tmp_path / "msra.txt"
     path.write_text("我 O\n在 O\n北 B-LOC\n京 E-LOC\n\n张 B-PER\n三 E-PER\n说 O\n", "utf-8")

@@ -253,13 +253,14 @@ class TokenData(DataRole):
         ids, pieces = text_pieces(tokenizer, examples.texts)
         labelled = examples.tags is not None
         rows = _WindowRows(tokenizer.cls_id, tokenizer.sep_id, width)
-        lost = inside = windowed = empty = 0
+        lost = inside = windowed = empty = total = 0
         for i, (row_ids, row_pieces) in enumerate(zip(ids, pieces, strict=True)):
             targets = None
             if labelled:
                 targets, row_lost, row_inside = self._piece_targets(examples, i, row_pieces,
                                                                     len(row_ids))
                 lost, inside = lost + row_lost, inside + row_inside
+                total += len(examples.entities(i))
             if len(row_ids) == 0:
                 empty += 1
             starts = windows(len(row_ids), width, stride)
@@ -269,6 +270,11 @@ class TokenData(DataRole):
                               "windowed_sentences": windowed, "entities_without_tokens": lost,
                               "entity_edges_inside_a_token": inside,
                               "sentences_without_tokens": empty}
+        if training and total and lost == total:
+            raise DataError(examples.source, None, f"none of the {total} entities covers a "
+                            "word piece of its text, so nothing is left to learn (each lies "
+                            "inside a word the tokenizer keeps whole)", "check the entities' "
+                            "character offsets (start, and end exclusive) against the texts")
         _log_encoding(examples, width, windowed, len(rows.lengths), lost, inside)
         return rows.encoded(examples, pieces, labelled)
 
@@ -332,7 +338,10 @@ def _log_encoding(examples: TokenExamples, width: int, windowed: int, rows: int,
         logger.info("%s: %d of %d sentences are longer than %d word pieces and were cut "
                     "into %d overlapping windows", examples.source, windowed, len(examples),
                     width, rows - len(examples) + windowed)
-    if lost or inside:
-        logger.warning("%s: %d entities cover no word piece and %d start or end inside a "
-                       "word piece (tokenizer and data disagree on word boundaries)",
-                       examples.source, lost, inside)
+    if lost:
+        logger.warning("%s: %d entities lie inside a single word piece and are left out "
+                       "(the tokenizer and the data disagree on word boundaries)",
+                       examples.source, lost)
+    if inside:
+        logger.warning("%s: %d entities start inside a word piece; each is tagged from the "
+                       "start of that piece", examples.source, inside)
