@@ -65,3 +65,37 @@ def test_tensorflow_start_up_lines_stay_off_the_terminal(trained_run, tiny_check
     assert not any(line in failed.stderr for line in noise), failed.stderr
     debug = tfsft("--debug", "predict", str(trained_run.run_dir), "a good film")
     assert debug.returncode == 0  # --debug shows whatever TensorFlow prints
+
+
+def test_every_flag_tfsft_suggests_is_a_flag_of_a_tfsft_command():
+    """Error advice names flags: each must exist (pip's own flags aside)."""
+    import argparse
+    import ast
+    import re
+    from pathlib import Path
+
+    from tfsft.cli.parser import build_parser
+    from tfsft.tasks.base import task_names
+
+    def flags_of(parser):
+        found = set()
+        for action in parser._actions:
+            found.update(s for s in action.option_strings if s.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found |= flags_of(sub)
+        return found
+
+    known = set().union(*(flags_of(build_parser(task)) for task in task_names()))
+    known |= {"--no-deps", "--force-reinstall"}  # pip's, in install advice
+    root = Path(__file__).resolve().parent.parent
+    unknown = {}
+    for path in [*(root / "tfsft").rglob("*.py"), *(root / "exporters").rglob("*.py")]:
+        if path.name == "options.py" and path.parent.name == "cli":
+            continue  # builds flags from option names ("--no-" + name)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]", node.value):
+                    if flag not in known:
+                        unknown.setdefault(flag, path.relative_to(root).as_posix())
+    assert not unknown, unknown
