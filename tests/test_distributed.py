@@ -171,6 +171,10 @@ def test_chief_and_tf_config_errors(monkeypatch):
     with pytest.raises(ConfigError, match="task index is 'one'; it must be a whole number"):
         cluster_spec({"TF_CONFIG": json.dumps({"cluster": two,
                                                "task": {"type": "worker", "index": "one"}})})
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {**two, "ps": ["p:1"]},
+                                                "task": {"type": "ps", "index": 0}}))
+    with pytest.raises(ConfigError, match="task type is 'ps'; tfsft trains with workers"):
+        make_distribution("multi-worker")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two}))
     with pytest.raises(ConfigError, match="names a cluster but not this process's task"):
         make_distribution("multi-worker")

@@ -331,6 +331,14 @@ def test_shard_folders_are_checked(tiny_checkpoint, tmp_path):
         write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint, progress=False)
     write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint, shards=3,
                  overwrite=True, progress=False)
+    with pytest.raises(ConfigError, match="--workers must be at least 1, got 0"):
+        write_shards(create_task("text-classification", {}), path, tmp_path / "new",
+                     model=tiny_checkpoint, workers=0, progress=False)
+    (out / "notes.txt").write_text("mine")  # a user's file inside the shard folder
+    with pytest.raises(ConfigError, match=r"holds files tfsft preprocess did not write \(notes"):
+        write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint,
+                     shards=2, overwrite=True, progress=False)
+    assert (out / "notes.txt").read_text() == "mine"
     assert len(read_manifest(out).shards) == 3 and len(list(out.glob("*.tfrecord"))) == 3
     shard = sorted(out.glob("*.tfrecord"))[1]
     shard.write_bytes(shard.read_bytes()[:-5])

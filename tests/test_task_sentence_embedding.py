@@ -171,6 +171,19 @@ def test_embed_and_search_on_the_command_line(tiny_checkpoint, tmp_path, capsys)
     empty.write_text("\n\n")
     assert cli(["search", str(run_dir), "x", "--corpus", str(empty)]) == 2
     assert "there are no texts" in capsys.readouterr().err
+    truncated = tmp_path / "cut.npz"
+    truncated.write_bytes(index.read_bytes()[:100])
+    other = tmp_path / "other.npz"
+    np.savez(other, values=np.ones((2, 16)))
+    vectors_only = tmp_path / "vectors.npy"
+    np.save(vectors_only, np.ones((2, 16)))
+    for corpus, message in ((truncated, "cannot be read as an index"),
+                            (other, "is not an index written by tfsft embed"),
+                            (vectors_only, "holds vectors only, without their texts")):
+        assert cli(["search", str(run_dir), "x", "--corpus", str(corpus)]) == 2
+        assert message in capsys.readouterr().err
+    assert cli(["search", str(run_dir), " ", "--corpus", str(index)]) == 2
+    assert "query 1 is empty" in capsys.readouterr().err
 
 
 def test_in_batch_negatives_refuse_a_batch_of_one(tiny_checkpoint, tmp_path):

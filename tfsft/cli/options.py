@@ -161,7 +161,10 @@ def task_of(argv: Sequence[str]) -> str:
         for i, arg in enumerate(argv):
             path = argv[i + 1] if arg == "--train" and i + 1 < len(argv) else (
                 arg.split("=", 1)[1] if arg.startswith("--train=") else None)
-            task = shard_defaults(path).get("task") if path else None
+            try:
+                task = shard_defaults(path).get("task") if path else None
+            except TfsftError:
+                return DEFAULT_TASK  # a damaged shard folder: reported when training reads it
             if task in task_names():
                 return task
     return DEFAULT_TASK

@@ -144,6 +144,10 @@ def make_distribution(name: str) -> Distribution:
             "--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
             "addresses and this process's task); see docs/distributed.md, or start local "
             "workers with python -m tfsft.training.local_cluster")
+    if task.get("type") not in ("chief", "worker"):
+        raise ConfigError(f"TF_CONFIG's task type is {task.get('type')!r}; tfsft trains with "
+                          "workers (and an optional chief), not parameter servers or "
+                          "evaluators: use \"worker\" or \"chief\"")
     if task.get("type") not in cluster or int(task.get("index", 0)) >= len(cluster[task["type"]]):
         raise ConfigError(f"TF_CONFIG's task {task} is not in its cluster {cluster}")
     _patch_keras_for_multi_worker()

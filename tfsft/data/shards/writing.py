@@ -157,6 +157,8 @@ def write_shards(task: Task, source: Any,
     output = Path(output_dir)
     max_length = _checked_arguments(task, source, output, shards, chunk_rows, max_length,
                                     overwrite, file_format)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     checkpoint = resolve_checkpoint(model)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     reader = dict(chunk_rows=chunk_rows, file_format=file_format, encoding=encoding,
@@ -245,6 +247,17 @@ def _refuse_output(output: Path, source: Any, overwrite: bool) -> None:
         if not overwrite:
             raise ConfigError(f"{output} already holds shards; pass --overwrite to replace "
                               "them, or name a new folder")
+        foreign = sorted(p.name for p in output.iterdir() if not _written_here(p.name))
+        if foreign:
+            raise ConfigError(f"{output} holds files tfsft preprocess did not write "
+                              f"({', '.join(foreign[:5])}); --overwrite replaces the whole "
+                              "folder, so move them out first, or name a new folder")
+
+
+def _written_here(name: str) -> bool:
+    """Whether a shard folder entry is one ``tfsft preprocess`` writes."""
+    return (name in (MARKER, MANIFEST_FILE, TOKENIZER_DIR, CALIBRATION_FILE)
+            or (name.startswith("train-") and name.endswith(".tfrecord")))
 
 
 def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int, workers: int,

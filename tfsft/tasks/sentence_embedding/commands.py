@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.commands import CommandContext, TaskCommand
 from tfsft.tasks.sentence_embedding.examples import read_corpus
 from tfsft.tasks.sentence_embedding.metrics import normalized
@@ -95,13 +95,41 @@ def _index_bytes(vectors: np.ndarray, texts: list[str], suffix: str) -> bytes:
     return buffer.getvalue()
 
 
+def read_index(path: str) -> tuple[np.ndarray, list[str]]:
+    """The vectors and texts of an index written by ``tfsft embed``, checked."""
+    import zipfile
+
+    fix = "write it again with tfsft embed RUN --input TEXTS --output FILE.npz"
+    try:
+        with np.load(path, allow_pickle=True) as index:
+            vectors, texts = np.asarray(index["vectors"]), [str(t) for t in index["texts"]]
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found", "check the path") from None
+    except KeyError as exc:
+        raise DataError(path, None, f"is not an index written by tfsft embed (no {exc})",
+                        fix) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DataError(path, None, f"cannot be read as an index ({exc})", fix) from None
+    if vectors.ndim != 2 or len(vectors) != len(texts):
+        raise DataError(path, None, f"holds {len(vectors)} vectors of shape {vectors.shape} for "
+                        f"{len(texts)} texts", fix)
+    if not np.all(np.isfinite(vectors)):
+        raise DataError(path, None, "holds vectors with NaN or infinite values", fix)
+    return vectors.astype(np.float32), texts
+
+
 def run_search(args: argparse.Namespace, context: CommandContext) -> int:
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    for number, query in enumerate(args.queries, 1):
+        if not query.strip():
+            raise ConfigError(f"query {number} is empty; give the text to search for")
     run = _run(context, args.run_dir)
+    if args.corpus.endswith(".npy"):
+        raise ConfigError(f"{args.corpus} holds vectors only, without their texts; write the "
+                          "index as .npz (tfsft embed --output FILE.npz) to search it")
     if args.corpus.endswith(".npz"):
-        with np.load(args.corpus, allow_pickle=True) as index:
-            vectors, texts = index["vectors"], [str(t) for t in index["texts"]]
+        vectors, texts = read_index(args.corpus)
     else:
         texts = read_corpus(args.corpus, args.text_column)
         vectors = embed_texts(run, texts, args.batch_size)
