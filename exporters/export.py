@@ -34,6 +34,7 @@ from exporters.publish import stage_verify_publish
 from exporters.report import markdown_table, report
 from exporters.verify import Check, batch_size_of, decoding, make_batches, run_all, verify
 from tfsft.errors import ConfigError
+from tfsft.run_folder import is_run_folder
 from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
 from tfsft.tasks.roles import GenerativeServing
 
@@ -76,6 +77,9 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
         raise ConfigError(f"--output {base} is inside the run folder {run.run_dir}; export to "
                           "a folder of its own (e.g. saved_models/NAME), so the run keeps only "
                           "what training wrote")
+    if is_run_folder(base):
+        raise ConfigError(f"--output {base} is a training run folder; export to a folder of "
+                          "its own (e.g. saved_models/NAME)")
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
     created = not base.exists()

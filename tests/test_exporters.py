@@ -173,4 +173,9 @@ def test_export_refuses_no_format_and_an_output_inside_the_run(trained_run, tmp_
     for inside in (run_dir, run_dir / "serving"):
         with pytest.raises(ConfigError, match="is inside the run folder"):
             export(run_dir, inside)
+    other_run = tmp_path / "other-run"
+    other_run.mkdir()
+    (other_run / ".tfsft-run").write_text("")
+    with pytest.raises(ConfigError, match="is a training run folder"):
+        export(run_dir, other_run)
     assert sorted(p.name for p in run_dir.iterdir()) == before

@@ -12,13 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from tfsft.cli.commands import HANDLERS, command_context  # noqa: E402
-from tfsft.cli.options import task_of  # noqa: E402
-from tfsft.cli.parser import build_parser  # noqa: E402
-from tfsft.cli.startup import quiet_tensorflow_import  # noqa: E402
-from tfsft.errors import TfsftError  # noqa: E402
+from tfsft.cli.commands import HANDLERS, command_context
+from tfsft.cli.options import task_of
+from tfsft.cli.parser import build_parser
+from tfsft.cli.startup import quiet_tensorflow_import
+from tfsft.errors import TfsftError
 
 __all__ = ["build_parser", "describe_os_error", "main", "run"]
 
@@ -28,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(task_of(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not args.debug:
+    if not args.debug:  # TensorFlow's C++ lines (start-up, oneDNN notices) stay off the terminal
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         quiet_tensorflow_import()
     task_command = getattr(args, "task_command", None)
     if task_command is not None:

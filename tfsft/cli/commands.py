@@ -187,7 +187,8 @@ def run_data(args: argparse.Namespace) -> int:
     options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
                if getattr(args, f.name, None) is not None}
     task = create_task(name, options)
-    args.max_length = args.max_length or task.data.default_max_length
+    if args.max_length is None:
+        args.max_length = task.data.default_max_length
     if not 8 <= args.max_length <= task.data.max_length_limit:
         raise ConfigError(f"--max-length must be between 8 and {task.data.max_length_limit}, "
                           f"got {args.max_length}")

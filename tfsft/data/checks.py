@@ -174,7 +174,8 @@ def token_lengths(tokenizer: Any, texts: list[str], pairs: list[str] | None,
     lengths += 2 if pairs is None else 3
     over = int((lengths > max_length).sum())
     report = {
-        "max_length": max_length, "median": int(np.median(lengths)) if len(lengths) else 0,
+        "max_length": max_length, "measured": len(lengths),
+        "median": int(np.median(lengths)) if len(lengths) else 0,
         "p95": int(np.percentile(lengths, 95)) if len(lengths) else 0,
         "max": int(lengths.max()) if len(lengths) else 0, "over_max_length": over,
         "over_max_length_share": round(over / max(len(lengths), 1), 4),

@@ -553,9 +553,11 @@ def _check_data(task: Task, train_data: Any, validation_data: Any,
         logger.warning(warning)
     tokens = check.report["train"].get("tokens")
     if tokens:
-        logger.info("Data check: %d of %d training examples longer than max_length %d; %.2f "
-                    "%% of the words are [UNK]", tokens["over_max_length"], len(train_data),
-                    config.max_length, 100 * tokens["unknown_word_share"])
+        measured = tokens.get("measured", len(train_data))  # texts, where an example has more
+        logger.info("Data check: %d of %d training %s longer than max_length %d; %.2f "
+                    "%% of the words are [UNK]", tokens["over_max_length"], measured,
+                    "examples" if measured == len(train_data) else "texts", config.max_length,
+                    100 * tokens["unknown_word_share"])
     plot = None
     if run_dir is not None:
         atomic_write_json(run_dir / DATA_CHECK_FILE, {**check.report, "warnings": check.warnings})

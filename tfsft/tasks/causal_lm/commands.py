@@ -44,6 +44,8 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
 
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         sampling = Sampling(args.temperature, args.top_p, args.seed)
     except ValueError as exc:
@@ -72,14 +74,16 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
             conversations += [[*system, *p] if system and p[0]["role"] != "system" else p
                               for p in examples.prompts]
     if not conversations:
-        raise ConfigError("nothing to generate: pass prompts as arguments or --input FILE")
+        raise ConfigError(f"{args.input} holds no prompts; give one a line (or prompt / "
+                          "messages fields)" if args.input else
+                          "nothing to generate: pass prompts as arguments or --input FILE")
     generator = (generator_for_run(run, max_new_tokens=args.max_new_tokens) if run is not None
                  else generator_for_checkpoint(args.run_dir, args.max_new_tokens))
     tokenizer = generator.tokenizer
     prompt_ids = [tokenizer.prompt_ids(c) for c in conversations]
     if args.json:
         texts = generator.generate_texts(prompt_ids, args.max_new_tokens, sampling,
-                                         batch_size=max(1, args.batch_size))
+                                         batch_size=args.batch_size)
         for conversation, text in zip(conversations, texts, strict=True):
             print(json.dumps({"prompt": conversation[-1]["content"], "completion": text},
                              ensure_ascii=False), flush=True)
