@@ -244,3 +244,12 @@ def test_token_loss_and_loss_scaling_over_two_replicas_equal_one_process():
     for a, b, c in zip(one[1], two[1], scaled[1], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-5)
         np.testing.assert_allclose(np.array(c), np.array(a), atol=1e-5)
+
+
+def test_the_launcher_runs_tfsft_train_only(capsys):
+    from tfsft.training import local_cluster
+
+    for command in (["ls", "-la", "/"], ["tfsft", "predict", "runs/x", "text"]):
+        with pytest.raises(SystemExit):
+            local_cluster.main(["--workers", "2", "--", *command])
+        assert "the workers run tfsft train" in capsys.readouterr().err

@@ -269,6 +269,9 @@ def test_an_edited_manifest_is_refused(tiny_checkpoint, tmp_path, capsys):
     assert cli(["data", "inspect", str(tmp_path / "shards")]) == 0  # its manifest's report
     report = json.loads(capsys.readouterr().out)
     assert (report["rows"], report["shards"], report["task"]) == (30, 2, "text-classification")
+    with pytest.raises(DataError, match="is a shard folder written by tfsft preprocess, not a "
+                                        "table"):
+        read_table(tmp_path / "shards")  # e.g. given as --validation
     file = tmp_path / "shards" / "manifest.json"
     data = json.loads(file.read_text())
     file.write_text(json.dumps(data, indent=4, sort_keys=True))  # layout alone: still fine

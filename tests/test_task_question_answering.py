@@ -111,6 +111,15 @@ def test_question_ids_must_be_unique():
         examples_from_rows(rows)
 
 
+def test_question_ids_of_squad_json_must_be_unique():
+    from tfsft.tasks.question_answering.examples import examples_from_squad
+
+    qa = {"id": "q1", "question": "what ?", "answers": [{"text": "good", "answer_start": 0}]}
+    document = {"data": [{"paragraphs": [{"context": "good film", "qas": [qa, qa]}]}]}
+    with pytest.raises(DataError, match="the question id 'q1' occurs more than once"):
+        examples_from_squad(document, "squad.json")
+
+
 def test_skip_bad_answers_is_an_option_of_evaluate_predict_and_export():
     from tfsft.cli.parser import build_parser
 

@@ -62,6 +62,15 @@ def test_pairs_are_checked_row_by_row(tmp_path):
         scored.data.read(frame)
     frame["score"] = [5.0, 0.0]
     assert scored.data.read(frame).scores.tolist() == [1.0, 0.0]
+    same = write_jsonl(tmp_path / "same.jsonl", [{"anchor": "a", "positive": "a"}] * 3)
+    with pytest.raises(DataError, match=r"every pair was skipped \(3 rows whose positive is"):
+        task.data.read(same)
+    from tfsft.tasks.sentence_embedding.examples import read_corpus
+
+    odd = tmp_path / "corpus.lst"
+    odd.write_text("a\nb\n")
+    with pytest.raises(DataError, match=r"Name it .txt \(one text a line\) or .csv"):
+        read_corpus(str(odd))
 
 
 def test_loss_options_are_checked():

@@ -193,6 +193,15 @@ def test_a_bad_token_of_a_jsonl_row_is_named_by_its_row(tmp_path):
         read_token_data(conll)
 
 
+def test_span_offsets_must_be_whole_numbers():
+    task = create_task("token-classification", {"entities_column": "entities"})
+    for offset in ("0", 0.5):
+        frame = pd.DataFrame({"text": ["Peter sings"],
+                              "entities": [[{"start": offset, "end": 5, "label": "PER"}]]})
+        with pytest.raises(DataError, match=f"entity 1 has the offset {offset!r} .* not a whole"):
+            task.data.read(frame)
+
+
 def test_entities_that_all_lie_inside_words_are_an_error(tmp_path, caplog):
     folder = write_hf_checkpoint(tmp_path / "ckpt", TINY_VOCAB)
     task = create_task("token-classification", {"entities_column": "entities"})

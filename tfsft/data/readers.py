@@ -503,6 +503,10 @@ def _read_hf_dataset_folder(path: Path) -> Table:
 
 
 def _load_hf_dataset_folder(path: Path) -> Any:
+    if (path / ".tfsft-shards").is_file() or (path / "manifest.json").is_file():
+        raise DataError(str(path), None, "is a shard folder written by tfsft preprocess, not "
+                        "a table: only tfsft train --train reads it (validation, evaluation and "
+                        "preprocessing take data files)", "pass the data file it was made from")
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a dependency

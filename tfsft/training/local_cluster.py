@@ -67,6 +67,19 @@ def worker_environments(workers: int, ports: Sequence[int] | None = None,
     return envs
 
 
+def is_train_command(command: Sequence[str]) -> bool:
+    """Whether ``command`` is ``tfsft train ...`` (or ``python -m tfsft.cli train ...``).
+
+    >>> is_train_command(["tfsft", "train", "--model", "m"]), is_train_command(["ls", "/"])
+    (True, False)
+    """
+    command = list(command)
+    if command[:1] == ["tfsft"]:
+        return command[1:2] == ["train"]
+    return (len(command) >= 4 and command[1:3] == ["-m", "tfsft.cli"]
+            and command[3] == "train")
+
+
 def worker_command(command: Sequence[str]) -> list[str]:
     """The command each worker runs: ``tfsft ...`` through this Python, with
     ``--strategy multi-worker`` unless the command names a strategy."""
@@ -198,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be >= 1")
     if not command:
         parser.error("give the command after --, e.g. -- tfsft train --model minilm-l6 ...")
+    if not is_train_command(command):
+        parser.error(f"the workers run tfsft train (with --strategy multi-worker); got "
+                     f"{' '.join(command[:3])!r}: give -- tfsft train ...")
     return run(command, args.workers)
 
 

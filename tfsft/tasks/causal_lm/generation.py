@@ -284,9 +284,10 @@ def generator_for_checkpoint(name: str, max_new_tokens: int = 256,
     file or a Hugging Face folder."""
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
-    from tfsft.tasks.causal_lm.model import load_causal_backbone
+    from tfsft.tasks.causal_lm.model import check_causal_checkpoint, load_causal_backbone
 
     folder = resolve_checkpoint(name)
+    check_causal_checkpoint(folder)  # before the tokenizer: a BERT folder has none to load
     tokenizer = ChatTokenizer.from_pretrained(folder, max_length=max_length)
     return Generator(load_causal_backbone(folder, dtype="float32"), tokenizer,
                      max_length=max_length + max_new_tokens)

@@ -43,6 +43,20 @@ LORA_TARGETS = ("query", "key", "value", "attention_output", "feedforward_gate_d
 _SUPPORTED_TYPES = ("llama", "mistral", "qwen2", "gemma", "gpt2")
 
 
+def check_causal_checkpoint(folder: Path) -> str | None:
+    """The ``model_type`` of a Hugging Face folder, refused unless it is a decoder tfsft loads
+    (``None`` for a keras-hub preset folder)."""
+    config = read_config(folder)
+    if "class_name" in config:
+        return None
+    model_type = config.get("model_type")
+    if model_type not in _SUPPORTED_TYPES:
+        raise CheckpointError(
+            f"{folder}: model_type {model_type!r} is not a causal language model tfsft loads; "
+            f"the supported types are {', '.join(_SUPPORTED_TYPES)}")
+    return model_type
+
+
 def load_causal_backbone(name_or_path: str | Path, dtype: str | None = None) -> keras.Model:
     """A decoder backbone with its pretrained weights from a Hugging Face folder (Llama,
     Mistral, Qwen2, Gemma, GPT-2), a keras-hub preset, a ``.gguf`` file or a known name."""
@@ -52,11 +66,7 @@ def load_causal_backbone(name_or_path: str | Path, dtype: str | None = None) -> 
     config = read_config(folder)
     if "class_name" in config:  # a keras-hub preset folder
         return keras_hub.models.Backbone.from_preset(str(folder), dtype=dtype)
-    model_type = config.get("model_type")
-    if model_type not in _SUPPORTED_TYPES:
-        raise CheckpointError(
-            f"{folder}: model_type {model_type!r} is not a causal language model tfsft loads; "
-            f"the supported types are {', '.join(_SUPPORTED_TYPES)}")
+    model_type = check_causal_checkpoint(folder)
     if (folder / "model.safetensors").exists():
         check_safetensors(folder / "model.safetensors")
     if model_type == "llama":

@@ -302,8 +302,9 @@ class _Builder:
                                 "(they are counted)")
             checked.append((text, int(float(start))))
         if qid in self._first:  # predictions.json, the file SQuAD scoring reads, is keyed by id
-            raise DataError(self.source, where, f"the question id {qid!r} is also the id of the "
-                            f"question at {self._first[qid]}",
+            earlier = ("occurs more than once" if self._first[qid] == where else
+                       f"is also the id of the question at {self._first[qid]}")
+            raise DataError(self.source, where, f"the question id {qid!r} {earlier}",
                             "give every question an id of its own (predictions.json keeps one "
                             "answer per id)")
         self._first[qid] = where

@@ -111,6 +111,11 @@ def read_pairs(table: Table, columns: PairColumns, labelled: bool = True,
                 scores.append(_score(table, row, where, columns.score, columns.score_range))
         anchors.append(anchor)
         locations.append(where)
+    if not anchors and skipped:
+        same = skipped["positive_equals_anchor"]
+        raise DataError(table.source, None, f"every pair was skipped ({same} rows whose "
+                        "positive is the anchor itself)",
+                        "give each anchor a different text as its positive")
     if not anchors:
         raise DataError(table.source, None, "there are no pairs to read", "add rows")
     low, high = columns.score_range
@@ -163,6 +168,16 @@ def read_corpus(path: str, column: str = "text") -> list[str]:
         if blank:
             logger.warning("%s: %d blank lines skipped", path, blank)
     else:
+        from pathlib import Path
+
+        from tfsft.data.readers import guess_format
+
+        try:
+            guess_format(Path(path))
+        except DataError:
+            raise DataError(str(path), None, "cannot tell from its extension what the file "
+                            "holds", "name it .txt (one text a line) or .csv, .tsv, .jsonl or "
+                            ".parquet (a table with a text column)") from None
         table = read_table(path)
         if column not in table.columns:
             raise DataError(str(path), None, f"no column {column!r}; the columns are "

@@ -509,8 +509,12 @@ def _read_spans(value: Any, text: str, source: str, where: str,
                             "and label", 'write entities as {"start": 0, "end": 5, '
                             '"label": "PER"}')
         start, end, label = entity["start"], entity["end"], entity["label"]
-        if not (isinstance(start, int) and isinstance(end, int)) or not 0 <= start < end <= len(
-                text):
+        offsets = [v for v in (start, end) if isinstance(v, bool) or not isinstance(v, int)]
+        if offsets:
+            raise DataError(source, where, f"entity {number} has the offset {offsets[0]!r} "
+                            f"({type(offsets[0]).__name__}), not a whole number",
+                            "give start and end as integers (character offsets, end exclusive)")
+        if not 0 <= start < end <= len(text):
             raise DataError(source, where, f"entity {number} ({start}:{end}, {label!r}) is "
                             f"outside the text of {len(text)} characters or empty",
                             "give character offsets with 0 <= start < end <= len(text), end "
