@@ -35,6 +35,18 @@ def test_sigkill_mid_epoch_then_resume(tiny_checkpoint, tmp_path):
     killed_at = json.loads(metadata.read_text())  # the backup the restart will find
     assert killed_at["epoch"] == 0 and killed_at["batch"] >= 30
 
+    # a copy of the interrupted folder resumes too (where it lies is not an option), but not
+    # with other options, which the refusal names
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    command[command.index(str(run_dir))] = str(copy)
+    run_dir = copy
+    other = [*command[:command.index("1e-3")], "2e-3", *command[command.index("1e-3") + 1:]]
+    refused = subprocess.run(other, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "other options (learning_rate: 0.001 -> 0.002)" in refused.stderr, refused.stderr
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming from the backup" in second.stderr

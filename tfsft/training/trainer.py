@@ -567,17 +567,36 @@ def _check_data(task: Task, train_data: Any, validation_data: Any,
     return check, plot
 
 
+def _changed_options(config_file: Path, config: TrainConfig) -> str:
+    """The options of ``config`` that differ from those an interrupted run saved, as
+    ``"name: saved -> now"`` (empty when none; where the folder is does not count, so a copied
+    run folder resumes)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return "its config.yaml cannot be read"
+    now = config.to_dict()
+    saved_task, now_task = saved.pop(config.task, None) or {}, now.pop(config.task, None) or {}
+    flat_saved, flat_now = {**saved, **saved_task}, {**now, **now_task}
+    differ = [f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
+              for k in sorted(set(flat_saved) | set(flat_now))
+              if k not in ("output_dir", "overwrite") and flat_saved.get(k) != flat_now.get(k)]
+    return "; ".join(differ[:4]) + ("; ..." if len(differ) > 4 else "")
+
+
 def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
     config_file = run_dir / "config.yaml"
     if entries(run_dir):
         if config.overwrite:
             clear_run_folder(run_dir, inputs=(config.train, config.validation))
         elif backup_state(run_dir) is not None:
-            saved = config_file.read_text() if config_file.exists() else ""
-            if saved and saved != config.to_yaml():
+            changed = _changed_options(config_file, config)
+            if changed:
                 raise ConfigError(
-                    f"{run_dir} holds an interrupted run with other options; to resume it use "
-                    "the same options, or pass --overwrite to start over")
+                    f"{run_dir} holds an interrupted run with other options ({changed}); to "
+                    "resume it use the same options, or pass --overwrite to start over")
         elif (run_dir / MODEL_FILE).exists():
             raise ConfigError(f"{run_dir} already holds a finished run; choose another "
                               "--output-dir or pass --overwrite")
