@@ -190,3 +190,15 @@ def test_gpu_precision_follows_the_compute_capability():
     assert gpu_precision([(8, 6)]) == "mixed_bfloat16"  # Ampere: bfloat16 tensor cores
     assert gpu_precision([(7, 0)]) == "mixed_float16"  # Volta: float16 only, loss scaling
     assert resolve_precision("float32") == "float32"
+
+
+def test_a_split_names_its_part():
+    import numpy as np
+
+    from tfsft.data.examples import TextExamples, split_examples
+
+    data = TextExamples([f"t{i}" for i in range(10)], None, np.arange(10.0)[:, None], ("y",),
+                        source="train.csv")
+    train, validation = split_examples(data, 0.2, seed=0)
+    assert (train.source, validation.source) == ("train.csv (training split)",
+                                                 "train.csv (validation split)")

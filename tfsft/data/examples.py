@@ -190,4 +190,15 @@ def split_examples(data: ExamplesT, validation_fraction: float, seed: int,
     except ValueError as exc:
         raise DataError(data.source, None, f"cannot split off a validation set ({exc})",
                         "pass a --validation file or change --validation-fraction") from exc
-    return data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx))
+    train, validation = data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx))
+    # the data check's messages name the part they are about, not only the file
+    return _named(train, "training split"), _named(validation, "validation split")
+
+
+def _named(part: ExamplesT, name: str) -> ExamplesT:
+    """``part`` with ``(name)`` after its source, where its source can be set."""
+    try:
+        part.source = f"{part.source} ({name})"
+    except AttributeError:  # a frozen container: left as it is
+        pass
+    return part
