@@ -68,3 +68,14 @@ def test_thresholds_are_tuned_per_label_or_fixed():
     fixed.labels, fixed.thresholds = ("a", "b"), [0.5, 0.5]
     fixed.evaluation.after_fit(type("V", (), {"targets": targets})(), np.zeros((4, 2)))
     assert fixed.thresholds == [0.5, 0.5]
+
+
+def test_label_sets_that_read_like_a_mistake_are_warned_about(caplog):
+    task = create_task("multi-label-classification", {"label_delimiter": ","})
+    task.data.read(pd.DataFrame({"text": ["a", "b", "c"],
+                                 "label": ["neg|long", "pos", "pos|short"]}))
+    assert "labels such as 'neg|long' hold '|'" in caplog.text
+    caplog.clear()
+    task = create_task("multi-label-classification")
+    task.data.read(pd.DataFrame({"text": ["a", "b"], "label": ["x|y", "x"]}))
+    assert "every row carries the label(s) ['x']" in caplog.text

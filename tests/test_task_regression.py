@@ -43,7 +43,7 @@ def test_targets_are_standardized_for_training_and_restored_in_predictions():
 
 @pytest.mark.parametrize("value, problem", [
     ("", "is empty"), ("n/a", "is 'n/a', not a number"), ("inf", "is 'inf'"),
-    ("1e200", "is '1e200', too large to train on")])
+    ("1e200", "is '1e200', too large to train on"), ("1_000", "is '1_000', not a number")])
 def test_bad_targets_name_the_line(tmp_path, value, problem):
     path = tmp_path / "scores.csv"
     path.write_text(f"text,score\nfine,1\nbad row,{value}\n")

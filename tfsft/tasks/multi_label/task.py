@@ -18,6 +18,7 @@ Thresholds are tuned per label for F1 on the validation data after training (or 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,28 @@ class MultiLabelOptions(SentenceOptions):
             raise ConfigError("label_delimiter must not be empty")
 
 
+logger = logging.getLogger(__name__)
+#: Separators that, inside a label name, suggest --label-delimiter names the wrong one.
+OTHER_DELIMITERS = ("|", ";", ",", "/")
+
+
+def _warn_about_label_set(found: set[str], rows: Sequence[Sequence[str]], delimiter: str,
+                          source: str) -> None:
+    """Warn about label sets that read like a mistake: names holding another delimiter (the
+    cell was not split), or a label every row carries (it tells nothing)."""
+    for other in OTHER_DELIMITERS:
+        joined = sorted(label for label in found if other != delimiter and other in label)
+        if joined and len(joined) * 2 >= len(found):
+            logger.warning("%s: labels such as %r hold %r: if that separates labels, pass "
+                           "--label-delimiter %r (now %r)", source, joined[0], other, other,
+                           delimiter)
+            return
+    everywhere = sorted(set.intersection(*(set(labels) for labels in rows))) if rows else []
+    if everywhere and len(rows) > 1:
+        logger.warning("%s: every row carries the label(s) %s; they tell the model nothing",
+                       source, everywhere)
+
+
 class MultiLabelData(LabelColumnData):
     """A label-list column; the training data's labels become the label list."""
 
@@ -106,6 +129,8 @@ class MultiLabelData(LabelColumnData):
                 raise DataError(table.source, None, "no row has a label",
                                 "check --label-column and --label-delimiter")
             task.learn_labels(found)
+            _warn_about_label_set(found, rows.targets, task.options.label_delimiter,
+                                  table.source)
         targets = None
         if role != "unlabelled":
             index = {label: i for i, label in enumerate(task.known_labels())}

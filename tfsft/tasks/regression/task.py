@@ -285,6 +285,8 @@ def _number(value: Any, source: str, where: str, column: str) -> float:
         raise DataError(source, where, f"the target (column {column!r}) is missing",
                         "give every row a number, or remove the row")
     try:
+        if isinstance(value, str) and "_" in value:  # Python reads "1_000"; a table does not
+            raise ValueError(value)
         number = float(value)
     except (TypeError, ValueError):
         raise DataError(source, where, f"the target (column {column!r}) is {value!r}, not a "
