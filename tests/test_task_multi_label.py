@@ -79,3 +79,5 @@ def test_label_sets_that_read_like_a_mistake_are_warned_about(caplog):
     task = create_task("multi-label-classification")
     task.data.read(pd.DataFrame({"text": ["a", "b"], "label": ["x|y", "x"]}))
     assert "every row carries the label(s) ['x']" in caplog.text
+    with pytest.raises(DataError, match=r"row with index 0: the labels .* hold a nested list"):
+        task.data.read(pd.DataFrame({"text": ["a", "b"], "label": ['[["pos"]]', "neg"]}))

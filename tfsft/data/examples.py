@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -63,7 +64,12 @@ class TextExamples:
 
 
 def normalize_label(value: Any) -> str | None:
-    """A label as a string: ints and integral floats as ``"3"``; ``None``/NaN/blank as None."""
+    """A label as a string: ints and integral floats as ``"3"``; ``None``/NaN/blank as None;
+    text in Unicode NFC, so that ``"posé"`` typed two ways is one label.
+
+    >>> normalize_label(2.0), normalize_label(" 02 "), normalize_label("pose\u0301") == "pos\u00e9"
+    ('2', '2', True)
+    """
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, bool):
@@ -72,7 +78,7 @@ def normalize_label(value: Any) -> str | None:
         return str(int(value))
     if hasattr(value, "item"):  # numpy scalars
         return normalize_label(value.item())
-    text = str(value).strip()
+    text = unicodedata.normalize("NFC", str(value).strip())
     if _INTEGRAL.fullmatch(text):  # "2", "2.0" and "02" in a text file are the same label
         return str(int(float(text)))
     return text or None

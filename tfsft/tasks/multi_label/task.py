@@ -341,6 +341,10 @@ def parse_labels(value: Any, delimiter: str, source: str, where: str,
         value = [value]
     labels = []
     for item in value:
+        if isinstance(item, (list, tuple, dict)):
+            raise DataError(source, where, f"the labels (column {column!r}) hold a nested "
+                            f"{type(item).__name__} ({item!r:.40})",
+                            'write one flat list, such as ["A", "B"]')
         label = normalize_label(item)
         refuse_missing_value_marker(label, source, where, column)
         if label is None:
