@@ -167,6 +167,15 @@ def test_conll_reader_joins_tokens_skips_docstart_and_keeps_lines(tmp_path):
     assert data.entities(1) == [(0, 15, "PER")] and data.scheme == "BIO"
 
 
+def test_conll_tags_written_as_ids_read_with_tag_names(tmp_path):
+    path = tmp_path / "ids.conll"
+    path.write_text("EU 3\nrejects 0\n\nPeter 1\nBlackburn 2\n")
+    data = read_token_data(path, tag_names=["O", "B-PER", "I-PER", "B-ORG"])
+    assert data.tags == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    with pytest.raises(DataError, match="tag id 3 is outside the 2 tag names"):
+        read_token_data(path, tag_column=1, tag_names=["O", "B-PER"])
+
+
 def test_a_tag_column_that_holds_no_tags_is_refused(tmp_path):
     path = tmp_path / "conll.txt"
     path.write_text("EU 3 B-ORG\nrejects 0 O\nGerman 7 B-MISC\n\nPeter 1 B-PER\nBlackburn 2 I-PER\n")

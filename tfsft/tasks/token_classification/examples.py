@@ -252,8 +252,10 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
 _TAG = re.compile(r"O|[BIMESLUbimeslu][-_]\S+")
 
 
-def guess_tag_column(lines: Sequence[str], source: str) -> int:
-    """The last column whose values in the first token lines all look like tags."""
+def guess_tag_column(lines: Sequence[str], source: str,
+                     tag_names: Sequence[str] | None = None) -> int:
+    """The last column whose values in the first token lines all look like tags (or, with
+    ``tag_names``, like ids of them)."""
     rows = [line.split() for line in lines[:2000]]
     rows = [r for r in rows if r and r[0] != DOCSTART][:500]
     width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 1
@@ -262,6 +264,9 @@ def guess_tag_column(lines: Sequence[str], source: str) -> int:
         return -1  # the line checks report the missing column
     for column in range(width - 1, 0, -1):
         if all(_TAG.fullmatch(r[column]) for r in rows):
+            return column
+        if tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
+                             for r in rows):
             return column
     raise DataError(source, None, "no column holds tags (O, B-PER, I-PER, ...) in the first "
                     f"{len(rows)} token lines", "choose the tag column with --tag-column")
@@ -369,12 +374,14 @@ def _conll_sentences(lines: Sequence[str], source: str, tag_column: int | None,
 def read_conll(path: str | Path, tag_column: int | None = None, token_column: int = 0,
                encoding: str = "utf-8", labelled: bool = True, separator: str | None = None,
                scheme: str | None = None, repair: bool = False,
-               max_sentences: int | None = None) -> TokenExamples:
-    """Sentences of a CoNLL column file (or character-per-line data such as MSRA NER)."""
+               max_sentences: int | None = None,
+               tag_names: Sequence[str] | None = None) -> TokenExamples:
+    """Sentences of a CoNLL column file (or character-per-line data such as MSRA NER); with
+    ``tag_names``, tags written as ids (``0``, ``3``) are those names."""
     path = Path(path)
     lines = _read_lines(path, encoding)
     if labelled and tag_column is None:
-        tag_column = guess_tag_column(lines, str(path))
+        tag_column = guess_tag_column(lines, str(path), tag_names)
     found = _conll_sentences(lines, str(path), tag_column, token_column, labelled,
                              max_sentences)
     tokens, tags, locations, docstarts = (found.tokens, found.tags, found.locations,
@@ -387,6 +394,9 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
                         "give one token per line and a blank line between sentences")
     if docstarts:
         logger.info("%s: %d -DOCSTART- lines skipped (document separators)", path, docstarts)
+    if labelled and tag_names:
+        tags = [[_tag_name(int(t) if t.isdigit() else t, list(tag_names), str(path), where)
+                 for t in sentence] for sentence, where in zip(tags, locations, strict=True)]
     return sentences_from_tokens(tokens, tags if labelled else None, str(path), locations,
                                  separator, scheme, repair,
                                  {"-DOCSTART- lines": docstarts} if docstarts else None,
@@ -573,7 +583,7 @@ def read_token_data(source: Any, *, tokens_column: str = "tokens", tags_column: 
     if is_conll_file(source, file_format):
         return read_conll(source, tag_column=tag_column, encoding=encoding, labelled=labelled,
                           separator=separator, scheme=scheme, repair=repair,
-                          max_sentences=max_rows)
+                          max_sentences=max_rows, tag_names=tag_names)
     table = read_table(source, file_format, encoding, delimiter, quoting)
     if tokens_column in table.columns:
         if labelled and tags_column is None:
