@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import sentiment_rows, sigkill_when, write_csv
 
 
@@ -57,3 +59,29 @@ def test_sigkill_mid_epoch_then_resume(tiny_checkpoint, tmp_path):
     expected_steps = killed_at["batch"] + 1 + 2 * steps_per_epoch
     assert summary["optimizer_steps"] == expected_steps
     assert not (run_dir / "backup").exists()
+
+
+def test_a_backup_cut_off_while_saving_leaves_the_previous_one(tmp_path):
+    import keras
+    import numpy as np
+
+    from tfsft.training.callbacks import AtomicBackupAndRestore
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    backup = AtomicBackupAndRestore(str(tmp_path / "backup"), save_freq=1)
+    backup.set_model(model)
+    backup._save_model()
+    saved = (tmp_path / "backup" / "latest.weights.h5").read_bytes()
+
+    def interrupted(filepath, overwrite=True):  # a stop in the middle of writing
+        with open(filepath, "wb") as handle:
+            handle.write(saved[: len(saved) // 3])
+        raise KeyboardInterrupt
+
+    model.save_weights = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        backup._save_model()
+    assert (tmp_path / "backup" / "latest.weights.h5").read_bytes() == saved
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir() if p.name.startswith(".")) == []

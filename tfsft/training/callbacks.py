@@ -3,7 +3,7 @@
 >>> import tempfile
 >>> names = [type(c).__name__ for c in standard_callbacks(tempfile.mkdtemp(), patience=2)]
 >>> names
-['StopOnNaN', 'BackupAndRestore', 'BestWeightsCheckpoint', 'CSVLogger', 'EarlyStopping', 'TensorBoard']
+['StopOnNaN', 'AtomicBackupAndRestore', 'BestWeightsCheckpoint', 'CSVLogger', 'EarlyStopping', 'TensorBoard']
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def standard_callbacks(
                   double_checkpoint=True)
     callbacks: list[keras.callbacks.Callback] = [
         StopOnNaN(),  # first: a diverged step stops the run before anything is saved
-        keras.callbacks.BackupAndRestore(**backup) if chief else RestoreFromChiefBackup(**backup),
+        AtomicBackupAndRestore(**backup) if chief else RestoreFromChiefBackup(**backup),
     ]
     if chief:
         callbacks += [
@@ -72,6 +72,31 @@ def standard_callbacks(
     if tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")))
     return callbacks
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's backup with each file written whole: to a temporary name, then renamed. A run
+    stopped while it saves (Ctrl-C, a kill) keeps its previous backup; Keras writes in place,
+    and a cut-off weights file then loads without the optimizer's moments, with a warning."""
+
+    def _save_model(self):
+        import os
+        import shutil
+
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights, metadata = Path(self._weights_path), Path(self._training_metadata_path)
+        if self.double_checkpoint:
+            for current, previous in ((weights, self._prev_weights_path),
+                                      (metadata, self._prev_training_metadata_path)):
+                if current.exists():
+                    shutil.copyfile(current, f"{previous}.tmp")
+                    os.replace(f"{previous}.tmp", previous)
+        with atomic_file(weights) as temporary:  # keeps the .weights.h5 ending Keras wants
+            self.model.save_weights(filepath=str(temporary), overwrite=True)
+        with atomic_file(metadata) as temporary:
+            temporary.write_text(json.dumps({"epoch": self._current_epoch,
+                                             "batch": self._last_batch_seen}))
 
 
 class RestoreFromChiefBackup(keras.callbacks.BackupAndRestore):
