@@ -156,9 +156,7 @@ def write_shards(task: Task, source: Any,
 
     output = Path(output_dir)
     max_length = _checked_arguments(task, source, output, shards, chunk_rows, max_length,
-                                    overwrite, file_format)
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+                                    overwrite, file_format, workers)
     checkpoint = resolve_checkpoint(model)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     reader = dict(chunk_rows=chunk_rows, file_format=file_format, encoding=encoding,
@@ -167,10 +165,7 @@ def write_shards(task: Task, source: Any,
 
     started = time.perf_counter()
     rows_read = _learn_state(task, iter_table_chunks(source, **reader), name, progress)
-    if shards > rows_read:  # more files than rows: most would be empty
-        logger.warning("%s: %d rows cannot fill %d shards; writing %d", name, rows_read, shards,
-                       rows_read)
-        shards = rows_read
+    shards = _shards_for(rows_read, shards, name)
     tokenizer = task.data.load_tokenizer(checkpoint, max_length)
     task.bind(tokenizer, max_length)
     seconds = {"learn": round(time.perf_counter() - started, 3)}
@@ -202,6 +197,13 @@ def write_shards(task: Task, source: Any,
     return manifest
 
 
+def _shards_for(rows: int, shards: int, name: str) -> int:
+    """``shards``, or fewer when there are fewer rows (more files than rows would be empty)."""
+    if shards > rows:
+        logger.warning("%s: %d rows cannot fill %d shards; writing %d", name, rows, shards, rows)
+    return min(shards, rows)
+
+
 def _learn_state(task: Task, chunks: Iterator[Any], name: str, progress: bool) -> int:
     """The task state from every chunk of the training data (the first pass); the rows read."""
     summaries, rows_read = [], 0
@@ -217,10 +219,13 @@ def _learn_state(task: Task, chunks: Iterator[Any], name: str, progress: bool) -
 
 
 def _checked_arguments(task: Task, source: Any, output: Path, shards: int, chunk_rows: int,
-                       max_length: int | None, overwrite: bool, file_format: str | None) -> int:
+                       max_length: int | None, overwrite: bool, file_format: str | None,
+                       workers: int | None = None) -> int:
     """Refuse what :func:`write_shards` cannot do before reading anything; the max length."""
     if shards < 1:
         raise ConfigError(f"--shards must be at least 1, got {shards}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     _refuse_output(output, source, overwrite)

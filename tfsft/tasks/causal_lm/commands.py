@@ -42,10 +42,10 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
         generator_for_run,
     )
 
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    for flag, value in (("--max-new-tokens", args.max_new_tokens),
+                        ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     try:
         sampling = Sampling(args.temperature, args.top_p, args.seed)
     except ValueError as exc:
