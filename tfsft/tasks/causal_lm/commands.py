@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from tfsft.errors import ConfigError
 from tfsft.tasks.commands import CommandContext, TaskCommand
@@ -34,8 +35,30 @@ def add_generate_arguments(parser: argparse.ArgumentParser, context: CommandCont
     context.add_read_options(parser)
 
 
+def _input_conversations(args: argparse.Namespace, context: CommandContext, run: Any,
+                         system: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    """The conversations of ``--input``: a .txt file (one prompt a line) or a table / JSONL of
+    prompts or messages, read like training data."""
+    from tfsft.data.readers import read_text_lines
+
+    if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+        lines, _ = read_text_lines(args.input, args.encoding or "utf-8")
+        return [[*system, {"role": "user", "content": line}] for line in lines]
+    from tfsft.tasks.base import create_task
+
+    task = run.task if run is not None else create_task("causal-lm")
+    read = context.read_options(args)
+    columns = {k: read.pop(k) for k in list(read) if hasattr(task.options, k)}
+    read = {k: v for k, v in read.items() if k in ("file_format", "encoding", "delimiter",
+                                                   "quoting")}
+    examples = task.with_options(**columns).data.read(args.input, role="eval", labelled=False,
+                                                      **read)
+    return [[*system, *p] if system and p[0]["role"] != "system" else p
+            for p in examples.prompts]
+
+
 def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
-    from tfsft.data.readers import read_text_lines, visible
+    from tfsft.data.readers import visible
     from tfsft.tasks.causal_lm.generation import (
         Sampling,
         generator_for_checkpoint,
@@ -58,21 +81,7 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
     # the run's settings only (its model loads lazily): the input is read before any model
     run = context.load_run(args.run_dir) if context.is_run(args.run_dir) else None
     if args.input:
-        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
-            lines, _ = read_text_lines(args.input, args.encoding or "utf-8")
-            conversations += [[*system, {"role": "user", "content": line}] for line in lines]
-        else:
-            from tfsft.tasks.base import create_task
-
-            task = run.task if run is not None else create_task("causal-lm")
-            read = context.read_options(args)
-            columns = {k: read.pop(k) for k in list(read) if hasattr(task.options, k)}
-            read = {k: v for k, v in read.items()
-                    if k in ("file_format", "encoding", "delimiter", "quoting")}
-            examples = task.with_options(**columns).data.read(args.input, role="eval",
-                                                              labelled=False, **read)
-            conversations += [[*system, *p] if system and p[0]["role"] != "system" else p
-                              for p in examples.prompts]
+        conversations += _input_conversations(args, context, run, system)
     if not conversations:
         raise ConfigError(f"{args.input} holds no prompts; give one a line (or prompt / "
                           "messages fields)" if args.input else
