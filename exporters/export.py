@@ -32,7 +32,15 @@ import numpy as np
 from exporters import generative, onnx_model, savedmodel, tflite
 from exporters.publish import stage_verify_publish
 from exporters.report import markdown_table, report
-from exporters.verify import Check, batch_size_of, decoding, make_batches, run_all, verify
+from exporters.verify import (
+    Check,
+    batch_size_of,
+    decoding,
+    make_batches,
+    quality_of,
+    run_all,
+    verify,
+)
 from tfsft.errors import ConfigError
 from tfsft.run_folder import is_run_folder
 from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
@@ -155,11 +163,12 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
     reference_runner = keras_runner(run)
     reference = run_all(decoding(reference_runner, run.task), batches,
                         list(run.task.serving.output_checks()))
+    reference_quality = quality_of(run.task, heldout, reference)  # once, for every artifact
 
     def check(artifact, variant, path, runner, **notes):
         logger.info("verifying %s %s on %d held-out examples", artifact, variant, len(heldout))
         return verify(artifact, variant, path, runner, run.task, reference, batches, heldout,
-                      timing, notes)
+                      timing, notes, reference_quality)
 
     checks = [check("keras", "fp32", run.run_dir / "model.keras", reference_runner)]
     saved = staging / "savedmodel"

@@ -261,14 +261,16 @@ def quality_of(task: Task, examples: Any,
 
 def verify(artifact: str, variant: str, path: str | Path, runner: Runner, task: Task,
            reference: dict[str, list[np.ndarray]], batches: Sequence[Batch], examples: Any,
-           latency_batches: dict[str, Sequence[Batch]], notes: dict | None = None) -> Check:
-    """Run ``runner`` on all held-out ``batches``, compare with ``reference`` and time it."""
+           latency_batches: dict[str, Sequence[Batch]], notes: dict | None = None,
+           reference_quality: float | None = None) -> Check:
+    """Run ``runner`` on all held-out ``batches``, compare with ``reference`` (whose quality is
+    ``reference_quality``, :func:`quality_of` it) and time it."""
     rules = task.serving.output_checks()
     outputs = run_all(decoding(runner, task), batches, list(rules))
     check = Check(artifact, variant, str(path), size_of(path), rules, reference, outputs,
                   [b["attention_mask"] for b in batches], quality_of(task, examples, outputs),
                   task.evaluation.headline_metric,
-                  reference_quality=quality_of(task, examples, reference),
+                  reference_quality=reference_quality,
                   max_quality_loss=task.serving.max_quality_loss, notes=dict(notes or {}))
     for name, timing_batches in latency_batches.items():
         check.latency_ms[name] = median_ms(runner, timing_batches)

@@ -202,9 +202,6 @@ def split_examples(data: ExamplesT, validation_fraction: float, seed: int,
 
 
 def _named(part: ExamplesT, name: str) -> ExamplesT:
-    """``part`` with ``(name)`` after its source, where its source can be set."""
-    try:
-        part.source = f"{part.source} ({name})"
-    except AttributeError:  # a frozen container: left as it is
-        pass
+    """``part`` (a fresh subset) with ``(name)`` after its source."""
+    part.source = f"{part.source} ({name})"
     return part
