@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         print("export and inference latency", flush=True)
         export_dir = work / "export"
         _python("tfsft.cli", "export", str(work / "tfsft-run"), "--format",
-                "savedmodel,tflite,onnx", "--quantize", "int8-dynamic,int8", "--allow-mismatch",
+                "savedmodel,tflite,onnx", "--quantize", "int8-dynamic,int8-static", "--allow-mismatch",
                 "--data", str(common.DATA / "dev.tsv"), "--text-column", "content",
                 "--output", str(export_dir), log=work / "export.log")
         shutil.copy(export_dir / "export_report.json", results / "export_report.json")

@@ -14,6 +14,8 @@ max_length for tfsft and the peer) trained once per seed, each in a process of i
 - ``tfsft constant lr``: constant learning rate, no warm-up, no weight decay (the recipe of the
   transformers TF examples);
 - ``tfsft last epoch``: no early stopping, so the last epoch's weights, as the peer;
+- ``tfsft constant schedule``, ``no warm-up``, ``no weight decay``, ``no clipping``, ``lr 1e-4``:
+  one difference from the defaults each (the ablation);
 - ``hf``: the transformers TF recipe of :mod:`benchmarks.tasks` (the same schedule as tfsft's
   defaults, float32, random batches padded per batch, the last epoch).
 
@@ -47,6 +49,14 @@ TFSFT_VARIANTS = {
                           "--set", "weight_decay=0"],
     "tfsft last epoch": ["--set", "early_stopping_patience=null"],
 }
+ABLATIONS = {  # one difference from the defaults each
+    "tfsft constant schedule": ["--set", "lr_schedule=constant"],
+    "tfsft no warm-up": ["--set", "warmup_ratio=0"],
+    "tfsft no weight decay": ["--set", "weight_decay=0"],
+    "tfsft no clipping": ["--set", "clipnorm=null"],
+    "tfsft lr 1e-4": ["--set", "learning_rate=1e-4"],
+}
+TFSFT_VARIANTS.update(ABLATIONS)
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class Study:
     metric: str
     also: tuple[str, ...] = ()
     arguments: tuple[str, ...] = ()
-    variants: tuple[str, ...] = tuple(TFSFT_VARIANTS)
+    variants: tuple[str, ...] = tuple(TFSFT_VARIANTS)  # every row, the ablation included
 
     def rows(self) -> dict[str, list[str]]:
         """The command-line arguments of each row (``benchmarks.tasks`` recipe first)."""

@@ -15,9 +15,11 @@ PEERS = {"hf-dynamic": "HF-TF fit, dynamic padding (b1)",
          "keras-hub": "keras-hub BertTextClassifier.fit (c)"}
 EXPORT_NAMES = {("keras", "fp32"): "keras predict", ("savedmodel", "fp32"): "savedmodel",
                 ("tflite", "fp32"): "tflite fp32", ("tflite", "fp16"): "tflite fp16",
-                ("tflite", "int8-dynamic"): "tflite int8-dynamic", ("tflite", "int8"): "tflite int8",
+                ("tflite", "int8-dynamic"): "tflite int8-dynamic",
+                ("tflite", "int8-static"): "tflite int8-static",
                 ("onnx", "fp32"): "onnx fp32", ("onnx", "optimized"): "onnx optimized",
-                ("onnx", "int8-dynamic"): "onnx int8-dynamic"}
+                ("onnx", "int8-dynamic"): "onnx int8-dynamic",
+                ("onnx", "int8-static"): "onnx int8-static"}
 
 
 def _load(path: Path) -> dict[str, Any] | None:

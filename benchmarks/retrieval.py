@@ -10,8 +10,8 @@ untuned all-MiniLM-L6-v2 (the checkpoint's own mean-pooled, normalised vectors) 
 MRR@10, nDCG@10; the tuned run's training speed and wall time. With ``--seeds 42 1 2`` the
 tuned model is trained once per seed and the table adds the mean and standard deviation over
 seeds. ``--export`` also exports the first seed's run to every format and quantized variant
-(SavedModel with raw strings, TFLite token ids and raw text, ONNX; fp16, int8-dynamic, int8)
-and records each artifact's parity and recall@1 beside the Keras model's. Writes JSON
+(SavedModel with raw strings, TFLite token ids and raw text, ONNX; fp16, int8-dynamic,
+int8-static) and records each artifact's parity and recall@1 beside the Keras model's. Writes JSON
 (``--out``) and prints tables.
 """
 
@@ -88,7 +88,7 @@ def exported(run_dir: Path, folder: Path) -> list[dict]:
     from exporters import export
 
     summary = export(run_dir, folder / "export", formats=("savedmodel", "tflite", "onnx"),
-                     quantize=("fp16", "int8-dynamic", "int8"), allow_mismatch=True)
+                     quantize=("fp16", "int8-dynamic", "int8-static"), allow_mismatch=True)
     keys = ("artifact", "variant", "size_bytes", "max_abs_diff", "quality", "reference_quality",
             "quality_loss", "quality_rule", "latency_ms", "passed")
     return [{**{k: a.get(k) for k in keys},

@@ -20,6 +20,7 @@ task (a :class:`~tfsft.tasks.roles.GenerativeServing` role) export through
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -30,13 +31,15 @@ from typing import Any
 import numpy as np
 
 from exporters import generative, onnx_model, savedmodel, tflite
+from exporters.fallback import quantize_with_fallback
 from exporters.publish import stage_verify_publish
-from exporters.report import markdown_table, report
+from exporters.report import layer_error_tables, markdown_table, report
 from exporters.verify import (
     Check,
     batch_size_of,
     decoding,
     make_batches,
+    median_ms,
     quality_of,
     run_all,
     verify,
@@ -50,7 +53,9 @@ logger = logging.getLogger(__name__)
 logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS = ("fp16", "int8-dynamic", "int8")
+QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
+#: Older names of quantized variants: ``int8`` is the calibrated one.
+QUANTIZATION_ALIASES = {"int8": "int8-static"}
 
 
 def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike,
@@ -61,8 +66,9 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
 
     ``data`` is the held-out set to verify on (default: the run's saved validation examples).
     Raises :class:`ExportMismatchError` (and publishes nothing) when an artifact fails the
-    task's parity rules (classification: fp32 logits within 1e-4; quantized variants agree on
-    at least 98 % of argmaxes).
+    task's gate (classification: fp32 logits within 1e-4; quantized variants agree on at least
+    99 % of argmaxes and lose at most half a point of accuracy). The int8 variants keep their
+    worst-quantized layers in float until they pass (:mod:`exporters.fallback`).
     """
     formats, quantize = _listed(formats), _listed(quantize)
     if not formats:
@@ -74,7 +80,8 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
                           "--format")
     if max_examples < 1:
         raise ConfigError(f"max_examples must be >= 1, got {max_examples}")
-    _check_choices(quantize, QUANTIZATIONS, "quantization")
+    _check_choices(quantize, (*QUANTIZATIONS, *QUANTIZATION_ALIASES), "quantization")
+    quantize = _unaliased(quantize)
     if "onnx" in formats and importlib.util.find_spec("onnxruntime") is None:
         raise ConfigError("--format onnx checks the model in ONNX Runtime, which is not "
                           "installed: pip install 'tfsft[cpu]' (onnxruntime), or 'tfsft[gpu]' "
@@ -124,8 +131,10 @@ def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str]
         return report(checks, {"run_dir": str(run.run_dir), "examples": len(heldout),
                                "formats": list(formats), "quantize": list(quantize)})
 
-    return stage_verify_publish(base, formats, allow_mismatch, build,
-                                lambda _summary: markdown_table(checks))
+    return stage_verify_publish(
+        base, formats, allow_mismatch, build, lambda _summary: markdown_table(checks),
+        lambda _summary: f"# Export of {run.run_dir}\n\n{markdown_table(checks)}\n"
+                         f"{layer_error_tables(checks)}")
 
 
 def _listed(values: str | Sequence[str]) -> list[str]:
@@ -133,6 +142,16 @@ def _listed(values: str | Sequence[str]) -> list[str]:
     if isinstance(values, str):
         return [v.strip() for v in values.split(",") if v.strip()]
     return list(values)
+
+
+def _unaliased(quantize: list[str]) -> list[str]:
+    """``quantize`` with aliases replaced by the variants they name (each once)."""
+    for alias, variant in QUANTIZATION_ALIASES.items():
+        if alias in quantize:
+            logger.info("--quantize %s builds %s: int8 weights and activations, calibrated on "
+                        "training texts (TFLite full int8, ONNX QDQ)", alias, variant)
+    names = [QUANTIZATION_ALIASES.get(q, q) for q in quantize]
+    return [q for i, q in enumerate(names) if q not in names[:i]]
 
 
 def _check_choices(given: Sequence[str], allowed: Sequence[str], what: str) -> None:
@@ -165,10 +184,21 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
                         list(run.task.serving.output_checks()))
     reference_quality = quality_of(run.task, heldout, reference)  # once, for every artifact
 
-    def check(artifact, variant, path, runner, **notes):
+    def check(artifact, variant, path, runner, timed=True, **notes):
         logger.info("verifying %s %s on %d held-out examples", artifact, variant, len(heldout))
         return verify(artifact, variant, path, runner, run.task, reference, batches, heldout,
-                      timing, notes, reference_quality)
+                      timing if timed else {}, notes, reference_quality)
+
+    def gated(artifact, variant, write, runner_of, layers, **notes):
+        """A variant quantized with per-layer float fallback until it passes its gate."""
+        def attempt(path):
+            return check(artifact, variant, path, runner_of(path), timed=False, **notes)
+
+        result = quantize_with_fallback(write, attempt, layers, f"{artifact} {variant}")
+        runner = runner_of(Path(result.path))
+        result.latency_ms.update({name: median_ms(runner, timing_batches)
+                                  for name, timing_batches in timing.items()})
+        return result
 
     checks = [check("keras", "fp32", run.run_dir / "model.keras", reference_runner)]
     saved = staging / "savedmodel"
@@ -179,27 +209,35 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
     if "savedmodel" in formats:
         checks.append(check("savedmodel", "fp32", saved, savedmodel.savedmodel_runner(saved)))
     if "tflite" in formats:
-        checks += _tflite(run, saved, staging / "tflite", quantize, heldout, check)
+        checks += _tflite(run, saved, staging / "tflite", quantize, heldout, check, gated)
     if "onnx" in formats:
-        checks += _onnx(run, staging / "onnx", quantize, check)
+        checks += _onnx(run, staging / "onnx", quantize, heldout, check, gated)
     return checks
 
 
 def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
-            heldout: Any, check) -> list[Check]:
+            heldout: Any, check, gated) -> list[Check]:
     folder.mkdir()
     tflite.write_sidecars(folder, run)
-    calibration = []
-    if "int8" in quantize:
-        examples = run.saved_examples(CALIBRATION_FILE, fallback=heldout)
-        calibration = make_batches(run.task, run.tokenizer, examples, run.max_length,
-                                   batch_size=1)[:200]
     checks = []
-    for variant in ["fp32", *[q for q in QUANTIZATIONS if q in quantize]]:
+    for variant in ["fp32", *[q for q in ("fp16", "int8-dynamic") if q in quantize]]:
         logger.info("converting TFLite %s", variant)
         path = folder / tflite.TOKEN_ID_VARIANTS[variant]
-        path.write_bytes(tflite.convert_token_ids(saved, variant, calibration))
+        path.write_bytes(tflite.convert_token_ids(saved, variant))
         checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
+    if "int8-static" in quantize:
+        logger.info("converting TFLite int8-static (calibrating on %d examples)",
+                    CALIBRATION_EXAMPLES)
+        quantizer = tflite.Int8Quantizer(saved, _calibration(run, heldout, batch_size=1))
+        path = folder / tflite.TOKEN_ID_VARIANTS["int8-static"]
+
+        def write(float_layers: Sequence[str]) -> Path:
+            path.write_bytes(quantizer.quantize(float_layers))
+            return path
+
+        logger.info("measuring the error of each int8 layer")
+        checks.append(gated("tflite", "int8-static", write, tflite.token_ids_runner,
+                            quantizer.layer_errors(), quantization=TFLITE_STATIC))
     if run.task.serving.no_lite_text_model:
         logger.info("no raw-text TFLite model for %s: %s", run.task.name,
                     run.task.serving.no_lite_text_model)
@@ -211,7 +249,28 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
     return checks
 
 
-def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list[Check]:
+#: Training examples the calibrated int8 variants are calibrated on.
+CALIBRATION_EXAMPLES = 200
+#: Of those, the examples each quantized layer's error is measured on (ONNX).
+LAYER_ERROR_EXAMPLES = 64
+TFLITE_STATIC = ("full int8: dense layers int8 in weights (per channel) and activations "
+                 "(calibrated), normalization, softmax and GELU float")
+ONNX_DYNAMIC = "dynamic: weights int8 per channel, activations quantized at run time"
+ONNX_STATIC = ("static QDQ: MatMul weights int8 per channel, activations uint8 calibrated "
+               "(min/max); fused Attention float")
+#: Node types ONNX dynamic int8 quantizes in the optimized graph.
+ONNX_DYNAMIC_OPS = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization")
+
+
+def _calibration(run: TrainedRun, heldout: Any, batch_size: int) -> list[dict]:
+    """Token-id batches of the run's calibration examples (training texts)."""
+    examples = run.saved_examples(CALIBRATION_FILE, fallback=heldout)
+    examples = examples.subset(np.arange(min(CALIBRATION_EXAMPLES, len(examples))))
+    return make_batches(run.task, run.tokenizer, examples, run.max_length, batch_size=batch_size)
+
+
+def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], heldout: Any, check,
+          gated) -> list[Check]:
     folder.mkdir()
     onnx_model.write_sidecars(folder, run)
     paths = {variant: folder / name for variant, name in onnx_model.FILES.items()}
@@ -220,26 +279,38 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], check) -> list
     checks = [check("onnx", "fp32", paths["fp32"], onnx_model.session_runner(paths["fp32"]))]
     backbone = run.model.backbone
     logger.info("optimizing with the ONNX Runtime transformer optimizer")
-    fused = onnx_model.optimize(paths["fp32"], paths["optimized"], backbone.num_heads,
+    optimized = paths["optimized"]
+    fused = onnx_model.optimize(paths["fp32"], optimized, backbone.num_heads,
                                 backbone.hidden_dim)
-    checks.append(check("onnx", "optimized", paths["optimized"],
-                        onnx_model.session_runner(paths["optimized"]), fused_operators=fused))
-    if "int8-dynamic" in quantize or "int8" in quantize:
-        if "int8" in quantize and "int8-dynamic" not in quantize:
-            logger.warning("ONNX has no calibrated (static) int8 variant: --quantize int8 "
-                           "builds the dynamic int8 ONNX model (int8 weights, activations "
-                           "quantized at run time); the TFLite int8 model is calibrated")
-        onnx_model.quantize_int8(paths["optimized"], paths["int8-dynamic"])
-        checks.append(check("onnx", "int8-dynamic", paths["int8-dynamic"],
-                            onnx_model.session_runner(paths["int8-dynamic"]),
-                            quantization="dynamic (weights int8, activations at run time)"))
+    checks.append(check("onnx", "optimized", optimized,
+                        onnx_model.session_runner(optimized), fused_operators=fused))
+    calibration = (_calibration(run, heldout, batch_size=32)
+                   if {"int8-dynamic", "int8-static"} & set(quantize) else [])
+    samples = calibration[:max(1, LAYER_ERROR_EXAMPLES // 32)]
+    for variant, quantizer, ops, method in (
+            ("int8-dynamic", onnx_model.quantize_int8, ONNX_DYNAMIC_OPS, ONNX_DYNAMIC),
+            ("int8-static", functools.partial(onnx_model.quantize_static_int8,
+                                              calibration=calibration),
+             onnx_model.STATIC_OPS, ONNX_STATIC)):
+        if variant not in quantize:
+            continue
+        path = paths[variant]
+
+        def write(float_nodes: Sequence[str], path=path, quantizer=quantizer) -> Path:
+            quantizer(optimized, path, float_nodes=float_nodes)
+            return path
+
+        logger.info("quantizing ONNX %s and measuring the error of each quantized node", variant)
+        layers = onnx_model.layer_errors(optimized, write(()), samples, ops)
+        checks.append(gated("onnx", variant, write, onnx_model.session_runner, layers,
+                            quantization=method))
     if "fp16" in quantize:
-        onnx_model.to_fp16(paths["optimized"], paths["fp16"])
+        onnx_model.to_fp16(optimized, paths["fp16"])
         checks.append(check("onnx", "fp16", paths["fp16"],
                             onnx_model.session_runner(paths["fp16"]), provider="CPU"))
     if onnx_model.cuda_available():  # onnxruntime-gpu on a CUDA machine
         for variant in ("optimized", "fp16"):
-            if variant in paths and paths[variant].exists():
+            if paths[variant].exists():
                 runner = onnx_model.session_runner(paths[variant], (onnx_model.CUDA,))
                 checks.append(check("onnx", variant, paths[variant], runner, provider="CUDA"))
     return checks

@@ -210,4 +210,4 @@ def compare(artifact: str, variant: str, path: Path, runner: Runner, batches,
             "median_batch_ms": round(1000 * float(np.median(seconds)), 1),
             "rule": (f"max |Δlogit| <= {FP32_MAX_DIFF:g} and argmax agreement >= "
                      f"{FP32_MIN_AGREEMENT:.0%}" if gated else "reported"),
-            "passed": passed, **notes}
+            "passed": passed, "quantized": variant != "fp32", **notes}

@@ -46,8 +46,8 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
                       allow_mismatch: bool, data: Any, max_examples: int) -> dict[str, Any]:
     """Write, verify and publish the SavedModel of a generative run (see the module
     docstring) and, where asked, the forward graph as ONNX and TFLite."""
-    if "int8" in quantize:
-        raise ConfigError(f"{run.task.name} runs have no calibrated int8 variant; use "
+    if "int8-static" in quantize:
+        raise ConfigError(f"{run.task.name} runs have no calibrated (int8-static) variant; use "
                           "--quantize int8-dynamic (int8 weights, activations at run time)")
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     if not len(heldout):

@@ -6,7 +6,9 @@ Files written into the output folder::
                           (int32 [batch, sequence], both axes dynamic) -> the task's export
                           outputs (classification: logits, probabilities)
     model_optimized.onnx  ONNX Runtime transformer optimizer (fused Attention, LayerNorm, Gelu, ...)
-    model_int8.onnx       dynamic int8 quantization of the optimized model
+    model_int8_dynamic.onnx  dynamic int8 quantization of the optimized model (int8 weights,
+                          activations quantized at run time)
+    model_int8_static.onnx   static int8 (QDQ, activations calibrated on training texts)
     model_fp16.onnx       float16 weights and compute (for CUDAExecutionProvider), float32 I/O
     tokenizer.json        Hugging Face tokenizers file for the same WordPiece vocabulary
     labels.txt, task.json label of each output column; the task, its options and state
@@ -25,6 +27,7 @@ itself gives a graph in which nothing fuses (see ``bert_graph``'s docstring for 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,10 +38,12 @@ import numpy as np
 import tensorflow as tf
 
 from exporters.bert_graph import token_id_function
+from exporters.fallback import LayerError, snr_db
 from exporters.onnx_frozen import OPSET
 from exporters.savedmodel import ID_INPUTS
 
-FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx", "int8-dynamic": "model_int8.onnx",
+FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx",
+         "int8-dynamic": "model_int8_dynamic.onnx", "int8-static": "model_int8_static.onnx",
          "fp16": "model_fp16.onnx"}
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
              "EmbedLayerNormalization", "Gelu", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization")
@@ -116,15 +121,140 @@ def fused_operators(path: Path) -> dict[str, int]:
     return {op: counts[op] for op in FUSED_OPS if counts[op]}
 
 
-def quantize_int8(source: Path, target: Path) -> None:
+def quantize_int8(source: Path, target: Path, float_nodes: Sequence[str] = ()) -> None:
+    """Dynamic int8 (``int8-dynamic``): int8 weights, activations quantized at run time;
+    the nodes named in ``float_nodes`` stay float."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Per-channel weight scales: on fine-tuned MiniLM, argmax agreement 97.5 % -> 98.9 %.
     # ONNX shape inference knows no types for the fused com.microsoft nodes' outputs; they are
     # all float32 here.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    with _quiet_quantizer():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=list(float_nodes),
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+
+
+#: Ops the static int8 model quantizes (QDQ): the fused Attention nodes have no QDQ form in
+#: ONNX Runtime's quantizer and stay float (dynamic int8 quantizes them as QAttention).
+STATIC_OPS = ("MatMul",)
+
+
+def quantize_static_int8(source: Path, target: Path, calibration: Sequence[dict],
+                         float_nodes: Sequence[str] = ()) -> None:
+    """Static int8 (``int8-static``) in QDQ format: int8 weights (one scale per output
+    channel) and uint8 activations with scales calibrated (min/max) on ``calibration``
+    batches; the nodes named in ``float_nodes`` stay float. QDQ models run on every ONNX
+    Runtime execution provider, accelerators included (TensorRT, OpenVINO, QNN)."""
+    import onnx
+    from onnx import TensorProto
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else _feeds(batch)
+
+    typed = target.with_name(target.stem + ".typed.onnx")
+    onnx.save(_with_fused_output_types(source), str(typed))
+    try:
+        with _quiet_quantizer():
+            quantize_static(str(typed), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=list(STATIC_OPS),
+                            nodes_to_exclude=list(float_nodes),
+                            extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    finally:
+        typed.unlink(missing_ok=True)
+
+
+def _with_fused_output_types(path: Path):
+    """The model at ``path`` with a float32 type declared for every output of a fused
+    ``com.microsoft`` node that has none: ONNX shape inference does not know these ops, and
+    the static quantizer quantizes only tensors it knows to be float (all of them are here)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    known = {v.name for v in (*graph.value_info, *graph.output, *graph.input)}
+    for node in graph.node:
+        if node.domain == "com.microsoft":
+            graph.value_info.extend(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                for name in node.output if name and name not in known)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """ONNX Runtime's quantizers log a line per node and warn through the root logger."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def layer_errors(float_model: Path, quantized_model: Path, batches: Sequence[dict],
+                 quantized_ops: Sequence[str]) -> list[LayerError]:
+    """Each node of ``quantized_ops`` type in ``float_model`` with the SNR of its output in
+    ``quantized_model`` (the tensor of the same name) against float on ``batches``, and the
+    worst SNR of its inputs (what the node adds is the difference). Nodes the quantized model
+    does not hold (kept float) are left out."""
+    import onnx
+
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    quantized = {o for n in onnx.load(str(quantized_model), load_external_data=False).graph.node
+                 for o in n.output}
+    nodes = [n for n in graph.node if n.op_type in quantized_ops and n.output[0] in quantized]
+    produced = {o for n in graph.node for o in n.output}
+    inputs = {n.name: [i for i in n.input if i in produced and i in quantized] for n in nodes}
+    wanted = sorted({n.output[0] for n in nodes} | {i for v in inputs.values() for i in v})
+    reference = _tensor_values(float_model, wanted, batches)
+    approximate = _tensor_values(quantized_model, wanted, batches)
+    snr = {name: snr_db(np.concatenate([r.ravel() for r in reference[name]]),
+                        np.concatenate([a.ravel() for a in approximate[name]]))
+           for name in wanted}
+    return [LayerError(n.name, n.op_type, snr[n.output[0]],
+                       min((snr[i] for i in inputs[n.name]), default=float("inf")))
+            for n in nodes]
+
+
+def _tensor_values(path: Path, names: Sequence[str], batches: Sequence[dict]) -> dict:
+    """The named intermediate tensors of the model at ``path`` on each batch."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    outputs = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names
+                              if name not in outputs)
+    options = ort.SessionOptions()  # unoptimized: constant folding would remove some tensors
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    values: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for batch in batches:
+        for name, value in zip(names, session.run(list(names), _feeds(batch)), strict=True):
+            values[name].append(np.asarray(value, np.float32))
+    return values
+
+
+def _feeds(batch: dict) -> dict[str, np.ndarray]:
+    return {name: np.asarray(batch[name]).astype(np.int32) for name in ID_INPUTS}
 
 
 #: onnxruntime-gpu's provider; export verification also runs on it where it is available.
@@ -247,7 +377,7 @@ def session_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider
     names = [output.name for output in session.get_outputs()]
 
     def run(batch: dict) -> dict[str, np.ndarray]:
-        values = session.run(names, {name: batch[name].astype(np.int32) for name in ID_INPUTS})
+        values = session.run(names, _feeds(batch))
         return dict(zip(names, values, strict=True))
 
     return run

@@ -1,25 +1,29 @@
 """Stage, verify, publish: the one way every exporter puts its artifacts into place.
 
 An exporter builds everything in a hidden staging folder under the output folder and checks
-each artifact against the trained model; only when every check passes (or ``allow_mismatch``)
-are the staged folders moved into place: the SavedModel as a new version folder (TensorFlow
-Serving picks it up), ``tflite/`` and ``onnx/`` replaced whole. A failed check publishes
-nothing and leaves ``export_report.failed.json`` beside what was there before.
+each artifact against the trained model; only then are the staged folders moved into place:
+the SavedModel as a new version folder (TensorFlow Serving picks it up), ``tflite/`` and
+``onnx/`` replaced whole. A quantized variant below its task's gate is left out (the report
+lists it under ``not_published`` with its numbers); a float artifact that does not match
+publishes nothing and leaves ``export_report.failed.json`` beside what was there before.
+``allow_mismatch`` publishes everything.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from exporters import savedmodel
 from tfsft.errors import TfsftError
-from tfsft.io_utils import atomic_directory, atomic_write_json
+from tfsft.io_utils import atomic_directory, atomic_write_json, atomic_write_text
 
 REPORT_FILE = "export_report.json"
+MARKDOWN_REPORT_FILE = "export_report.md"
 FAILED_REPORT_FILE = "export_report.failed.json"
 
 
@@ -29,23 +33,30 @@ class ExportMismatchError(TfsftError):
 
 def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: bool,
                          build: Callable[[Path], dict[str, Any]],
-                         table: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+                         table: Callable[[dict[str, Any]], str],
+                         document: Callable[[dict[str, Any]], str] | None = None
+                         ) -> dict[str, Any]:
     """Run ``build(staging)``, which writes the artifacts of ``formats`` into the staging
     folder (``savedmodel/``, ``tflite/``, ``onnx/``), checks them and returns the report
     (``passed`` and ``artifacts``, each with its ``path``); print ``table(report)``; publish
     into ``base`` when it passed (or ``allow_mismatch``), else raise
     :class:`ExportMismatchError`. The staging folder is removed either way; the report is
-    written as ``export_report.json`` with the published paths."""
+    written as ``export_report.json`` with the published paths, and ``document(report)`` (or
+    the table) as ``export_report.md``. Artifacts marked
+    ``quantized`` that fail are left out instead (see the module docstring)."""
     staging = savedmodel.stage_dir(base)
     try:
         summary = build(staging)
         print(table(summary))
-        if not summary["passed"] and not allow_mismatch:
-            atomic_write_json(base / FAILED_REPORT_FILE, summary)
-            raise ExportMismatchError(
-                "an exported artifact does not match the trained model (see the table above "
-                f"and {base / FAILED_REPORT_FILE}); nothing was published. Pass "
-                "--allow-mismatch to publish anyway")
+        failed = [a for a in summary["artifacts"] if not a["passed"]]
+        if failed and not allow_mismatch:
+            if any(not a.get("quantized") for a in failed):
+                atomic_write_json(base / FAILED_REPORT_FILE, summary)
+                raise ExportMismatchError(
+                    "an exported artifact does not match the trained model (see the table "
+                    f"above and {base / FAILED_REPORT_FILE}); nothing was published. Pass "
+                    "--allow-mismatch to publish anyway")
+            _leave_out(summary, failed)
         published = publish_folders(staging, base, formats)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -53,8 +64,22 @@ def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: boo
         artifact["path"] = published_path(artifact["path"], staging, published)
     summary["published"] = {k: str(v) for k, v in published.items()}
     atomic_write_json(base / REPORT_FILE, summary)
+    atomic_write_text(base / MARKDOWN_REPORT_FILE, (document or table)(summary) + "\n")
     (base / FAILED_REPORT_FILE).unlink(missing_ok=True)  # from an earlier attempt
     return summary
+
+
+def _leave_out(summary: dict[str, Any], failed: list[dict[str, Any]]) -> None:
+    """Remove the failed quantized variants from staging and from the report's artifacts."""
+    for artifact in failed:
+        Path(artifact["path"]).unlink(missing_ok=True)
+        print(f"not published: {artifact['artifact']} {artifact['variant']} is below its "
+              f"gate ({artifact.get('gate') or 'see the table above'}); pass "
+              "--allow-mismatch to publish it anyway, or leave it out of --quantize",
+              file=sys.stderr)
+    summary["not_published"] = [{**a, "path": None} for a in failed]
+    summary["artifacts"] = [a for a in summary["artifacts"] if a["passed"]]
+    summary["passed"] = True
 
 
 def publish_folders(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:

@@ -8,8 +8,10 @@ Files written into the output folder::
                               token_type_ids (int32 [batch, length], any length)
     model_fp16.tflite         weights in float16
     model_int8_dynamic.tflite weights in int8, activations float (dynamic-range quantization)
-    model_int8.tflite         dense layers int8 in weights and activations (calibrated on
-                              training texts); normalization, softmax, GELU in float
+    model_int8_static.tflite  full int8: dense layers int8 in weights and activations
+                              (calibrated on training texts); normalization, softmax, GELU
+                              in float, and the dense layers that quantize worst where the
+                              task's gate needs it (see exporters.fallback)
     model_text.tflite         raw strings -> the task's serving outputs (tf-text custom ops;
                               token classification: per-token logits, decoded with the sidecars)
     labels.txt, vocab.txt, tokenizer_config.json, task.json   what an app needs beside the model
@@ -26,14 +28,17 @@ Run the raw-text model with LiteRT and the tf-text op resolver::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from exporters.fallback import LayerError, snr_db
 from exporters.savedmodel import (
     ID_INPUTS,
     LITE_TEXT_SIGNATURE,
@@ -42,7 +47,8 @@ from exporters.savedmodel import (
 )
 
 TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
-                     "int8-dynamic": "model_int8_dynamic.tflite", "int8": "model_int8.tflite"}
+                     "int8-dynamic": "model_int8_dynamic.tflite",
+                     "int8-static": "model_int8_static.tflite"}
 TEXT_MODEL = "model_text.tflite"
 # Ops the int8 model keeps in float: with every op in int8, fine-tuned MiniLM lost 4-6 points of
 # SST-2 accuracy (LayerNorm, softmax and GELU activations have outliers that one int8 scale per
@@ -53,9 +59,15 @@ FLOAT_OPS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "POW", "SOFTMAX", "G
              "MUL", "SUB", "DIV", "BATCH_MATMUL", "SELECT_V2")
 
 
-def convert_token_ids(savedmodel: Path, variant: str,
-                      calibration: Sequence[dict[str, np.ndarray]] = ()) -> bytes:
-    """The ``serve_token_ids`` signature as a TFLite flatbuffer, quantized per ``variant``."""
+#: Ops that only move or pick values, also kept float: in int8 they would quantize the float
+#: outputs of FLOAT_OPS again on their way to the next float op (error, and no speed gained).
+MOVING_OPS = ("RESHAPE", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "BROADCAST_TO", "SQUEEZE",
+              "EXPAND_DIMS", "CONCATENATION", "PACK", "UNPACK", "SPLIT", "GATHER_ND")
+
+
+def convert_token_ids(savedmodel: Path, variant: str) -> bytes:
+    """The ``serve_token_ids`` signature as a TFLite flatbuffer: ``fp32``, ``fp16`` or
+    ``int8-dynamic`` (calibrated int8: :class:`Int8Quantizer`)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel),
                                                          signature_keys=[TOKEN_IDS_SIGNATURE])
     if variant == "fp16":
@@ -63,23 +75,110 @@ def convert_token_ids(savedmodel: Path, variant: str,
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "int8-dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant == "int8":
-        if not calibration:
-            raise ValueError("int8 quantization needs calibration examples")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-
-        def representative() -> Iterator[dict[str, np.ndarray]]:
-            for features in calibration:
-                yield {name: features[name] for name in ID_INPUTS}
-
-        converter.representative_dataset = representative
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS))
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative, debug_options=options)
-        return debugger.get_nondebug_quantized_model()
     elif variant != "fp32":
         raise ValueError(f"unknown TFLite variant {variant!r}")
     return converter.convert()
+
+
+class Int8Quantizer:
+    """Full int8 (``int8-static``) TFLite models of one SavedModel, calibrated once.
+
+    The dense layers are int8 in weights and activations, the ops of :data:`FLOAT_OPS` float.
+    :meth:`layer_errors` measures each int8 layer against float on ``samples`` (TFLite's
+    quantization debugger); :meth:`quantize` writes the model again from the same
+    calibration with chosen layers in float (see :mod:`exporters.fallback`).
+    """
+
+    def __init__(self, savedmodel: Path, calibration: Sequence[dict[str, np.ndarray]]) -> None:
+        if not calibration:
+            raise ValueError("int8-static quantization needs calibration examples")
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(savedmodel), signature_keys=[TOKEN_IDS_SIGNATURE])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _feeder(calibration)
+        self._samples = _same_width(calibration[:LAYER_ERROR_SAMPLES])
+        with _debugger_quiet():
+            self._debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=self._debug_samples,
+                debug_options=self._options(()))
+
+    def _debug_samples(self) -> Iterator[list[np.ndarray]]:
+        """The samples as the debugger takes them: arrays in the model's input order."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        details = Interpreter(model_content=self._debugger.calibrated_model).get_input_details()
+        order = [next(name for name in ID_INPUTS if name in d["name"]) for d in details]
+        for sample in self._samples:
+            yield [sample[name] for name in order]
+
+    @staticmethod
+    def _options(float_layers: Sequence[str]):
+        return tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=[*FLOAT_OPS, *MOVING_OPS], denylisted_nodes=list(float_layers) or None,
+            layer_direct_compare_metrics={"snr_db": _layer_snr_db})
+
+    def layer_errors(self) -> list[LayerError]:
+        """Every int8 layer with its SNR against float on the debug samples."""
+        import csv
+        import io
+
+        with _debugger_quiet():
+            self._debugger.options = self._options(())
+        # The debugger made from the converter reuses tensor buffers, so the float and int8
+        # values of a layer are read from a second one that keeps every tensor.
+        with _debugger_quiet():
+            measuring = tf.lite.experimental.QuantizationDebugger(
+                quant_debug_model_content=self._debugger.get_debug_quantized_model(),
+                debug_dataset=self._debug_samples, debug_options=self._options(()))
+            measuring.run()
+        dump = io.StringIO()
+        measuring.layer_statistics_dump(dump)
+        return [LayerError(row["tensor_name"], row["op_name"], float(row["snr_db"]))
+                for row in csv.DictReader(io.StringIO(dump.getvalue()))]
+
+    def quantize(self, float_layers: Sequence[str] = ()) -> bytes:
+        """The int8 model with the layers named (their output tensors) kept in float."""
+        with _debugger_quiet():
+            self._debugger.options = self._options(float_layers)
+            return self._debugger.get_nondebug_quantized_model()
+
+
+@contextlib.contextmanager
+def _debugger_quiet() -> Iterator[None]:
+    """TensorFlow's quantization debugger runs the deprecated ``tf.lite.Interpreter``, which
+    warns each time; the models it writes are run with LiteRT's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+#: Calibration examples the per-layer errors are measured on (one interpreter run each).
+LAYER_ERROR_SAMPLES = 64
+
+
+def _feeder(samples: Sequence[dict[str, np.ndarray]]) -> Callable[[], Iterator[dict]]:
+    def feed() -> Iterator[dict[str, np.ndarray]]:
+        for features in samples:
+            yield {name: features[name] for name in ID_INPUTS}
+
+    return feed
+
+
+def _same_width(samples: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The rows of ``samples`` one by one, padded to one sequence length (the debugger sizes
+    its model once; a question-answering example may fill several rows)."""
+    rows = [{name: sample[name][i:i + 1].astype(np.int32) for name in ID_INPUTS}
+            for sample in samples for i in range(len(sample["input_ids"]))]
+    width = max(row["input_ids"].shape[1] for row in rows)
+    return [{name: np.pad(row[name], [(0, 0), (0, width - row[name].shape[1])])
+             for name in ID_INPUTS} for row in rows]
+
+
+def _layer_snr_db(float_values: np.ndarray, quantized: np.ndarray, scale: float,
+                  zero_point: int) -> float:
+    """A layer's SNR: its float output against its int8 output dequantized."""
+    dequantized = (quantized.astype(np.float64) - zero_point) * scale
+    return min(snr_db(float_values, dequantized), 200.0)  # equal: 200 dB, not inf (a mean)
 
 
 def convert_token_ids_in_subprocess(savedmodel: Path, variant: str, path: Path) -> None:

@@ -155,9 +155,36 @@ class Check:
             return f"correlation >= {rule.min_correlation}"
         return f"{rule.kind} agreement >= {rule.min_agreement}"
 
+    def gate_text(self) -> str:
+        """What this artifact was held to and what it measured, for the report and errors.
+
+        >>> check = Check("onnx", "int8-static", "m.onnx", 1, {"logits": OutputCheck("argmax")},
+        ...               {"logits": [np.array([[1.0, 0.0], [0.0, 1.0]])]},
+        ...               {"logits": [np.array([[1.0, 0.0], [1.0, 0.0]])]}, [np.ones((2, 3))])
+        >>> check.gate_text()
+        'logits: argmax agreement 50.00 % (needs >= 98.00 %)'
+        """
+        parts = []
+        for name, rule in self.rules.items():
+            if self.quantized and rule.kind == "scores":
+                parts.append(f"{name}: correlation {self.correlation_of(name):.4f} (needs >= "
+                             f"{rule.min_correlation})")
+            elif self.quantized and rule.min_agreement > 0:
+                parts.append(f"{name}: {rule.kind} agreement {100 * self.agreement_of(name):.2f}"
+                             f" % (needs >= {100 * rule.min_agreement:.2f} %)")
+            elif not self.quantized:
+                parts.append(f"{name}: {self.rule_text(name)}, measured {self.diff(name):.2e}")
+        if self.quality_gated and self.quality is None:
+            parts.append(f"no {self.quality_metric} could be measured")
+        elif self.quality_gated:
+            parts.append(f"{self.quality_metric} loss {self.quality_loss:+.4f} (at most "
+                         f"{self.max_quality_loss:g})")
+        return "; ".join(parts)
+
     def summary(self) -> dict[str, Any]:
         return {
             "artifact": self.artifact, "variant": self.variant, "path": self.path,
+            "quantized": self.quantized, "gate": self.gate_text(),
             "size_bytes": self.size_bytes, "max_abs_diff": self.max_abs_diff,
             "agreement": self.agreement, "quality_metric": self.quality_metric,
             "quality": self.quality, "reference_quality": self.reference_quality,

@@ -22,8 +22,9 @@ RUN_FILES = ("config.yaml", "task.json", "tokenizer/vocab.txt", "model.keras", "
              "heldout.jsonl", "calibration.jsonl", "history.csv", "run.json",
              "training_curves.png", "checkpoints/best.weights.h5")
 VARIANTS = {("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
-            ("tflite", "int8-dynamic"), ("tflite", "int8"), ("tflite", "text"),
-            ("onnx", "fp32"), ("onnx", "optimized"), ("onnx", "int8-dynamic"), ("onnx", "fp16")}
+            ("tflite", "int8-dynamic"), ("tflite", "int8-static"), ("tflite", "text"),
+            ("onnx", "fp32"), ("onnx", "optimized"), ("onnx", "int8-dynamic"),
+            ("onnx", "int8-static"), ("onnx", "fp16")}
 
 
 @dataclass
@@ -95,11 +96,21 @@ def run_task_contract(task: str, checkpoint: Path, train_file: Path, tmp_path: P
     # export to every format and variant; each passes the task's parity rules
     export_dir = tmp_path / "exports" / "model"
     report = export(run_dir, export_dir, formats=["savedmodel", "tflite", "onnx"],
-                    quantize=["fp16", "int8-dynamic", "int8"])
+                    quantize=["fp16", "int8-dynamic", "int8-static"])
     expected = VARIANTS - ({("tflite", "text")} if run.task.serving.no_lite_text_model else set())
-    assert {(a["artifact"], a["variant"]) for a in report["artifacts"]} == expected
+    published = {(a["artifact"], a["variant"]) for a in report["artifacts"]}
+    left_out = {(a["artifact"], a["variant"]): a for a in report.get("not_published", [])}
+    assert published | set(left_out) == expected and not published & set(left_out)
     failed = [a for a in report["artifacts"] if not a["passed"]]
     assert report["passed"] and not failed, failed
+    # A tiny random model may flip a near-tie under int8 (one example of 32 is 3 %): such a
+    # variant is left out by its gate after trying per-layer fallback; float ones never are.
+    from exporters import onnx_model, tflite
+
+    files = {"tflite": tflite.TOKEN_ID_VARIANTS, "onnx": onnx_model.FILES}
+    for (artifact, variant), entry in left_out.items():
+        assert variant.startswith("int8") and entry["fallback_tries"], entry
+        assert not (export_dir / artifact / files[artifact][variant]).exists()
     for artifact in report["artifacts"]:
         assert artifact["quality_metric"] == headline
         if artifact["variant"] in ("fp32", "optimized", "text"):

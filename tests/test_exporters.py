@@ -23,9 +23,9 @@ from tfsft.tokenization import unpad
 from .conftest import sigkill_when
 
 ALL_VARIANTS = {("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
-                ("tflite", "int8-dynamic"), ("tflite", "int8"), ("tflite", "text"),
+                ("tflite", "int8-dynamic"), ("tflite", "int8-static"), ("tflite", "text"),
                 ("onnx", "fp32"), ("onnx", "optimized"), ("onnx", "int8-dynamic"),
-                ("onnx", "fp16")}
+                ("onnx", "int8-static"), ("onnx", "fp16")}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_serving_layout_and_files(exported, trained_run):
     assert 'name: "tiny"' in (base / "models.config").read_text()
     assert "max_batch_size" in (base / "batching_parameters.txt").read_text()
     for name in ("model.tflite", "model_fp16.tflite", "model_int8_dynamic.tflite",
-                 "model_int8.tflite", "model_text.tflite", "labels.txt", "vocab.txt"):
+                 "model_int8_static.tflite", "model_text.tflite", "labels.txt", "vocab.txt"):
         assert (base / "tflite" / name).exists(), name
     assert not [p for p in base.iterdir() if p.name.startswith(".export-tmp")]
 
@@ -128,6 +128,53 @@ def test_mismatch_fails_and_publishes_nothing(trained_run, tmp_path, monkeypatch
     report = export(trained_run.run_dir, base, formats=["onnx"], allow_mismatch=True)
     assert not report["passed"] and (base / "onnx" / "model.onnx").exists()
     assert not (base / "export_report.failed.json").exists()
+
+
+def test_quantized_variants_report_their_layers_gate_and_speed(exported):
+    base, report = exported
+    quantized = [a for a in report["artifacts"] if a["quantized"]]
+    assert {(a["artifact"], a["variant"]) for a in quantized} == {
+        ("tflite", "fp16"), ("tflite", "int8-dynamic"), ("tflite", "int8-static"),
+        ("onnx", "int8-dynamic"), ("onnx", "int8-static"), ("onnx", "fp16")}
+    for artifact in quantized:  # each names the gate it met, with what it measured
+        assert "argmax agreement" in artifact["gate"] and "accuracy loss" in artifact["gate"]
+    for key in (("tflite", "int8-static"), ("onnx", "int8-dynamic"), ("onnx", "int8-static")):
+        artifact = next(a for a in quantized if (a["artifact"], a["variant"]) == key)
+        layers = artifact["layer_errors"]
+        assert layers and all(layer["snr_db"] is None or layer["snr_db"] > -50 for layer in layers)
+        added = [layer["added_db"] for layer in layers]
+        assert added == sorted(added, reverse=True)  # worst first
+        assert set(artifact["float_layers"]) <= {layer["name"] for layer in layers}
+        assert artifact["fallback_tries"][-1]["passed"]
+        assert artifact["quantized_layers"] == len(layers) - len(artifact["float_layers"]) > 0
+    static = next(a for a in quantized if (a["artifact"], a["variant"]) == ("onnx", "int8-static"))
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(static["path"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ, calibrated
+    document = (base / "export_report.md").read_text()
+    assert "| b1 × | b32 × | float layers |" in document
+    assert "### onnx int8-static: error of each quantized layer" in document
+    assert "### tflite int8-static: error of each quantized layer" in document
+
+
+def test_a_variant_below_its_gate_is_left_out(trained_run, tmp_path, monkeypatch, capsys):
+    impossible = {"logits": OutputCheck(kind="argmax", min_agreement=1.01)}
+    monkeypatch.setattr(TextClassificationTask.Serving, "output_checks", lambda self: impossible)
+    base = tmp_path / "gated"
+    report = export(trained_run.run_dir, base, formats=["onnx"], quantize=["int8"])
+    assert report["passed"]  # what was published passed
+    assert {a["variant"] for a in report["artifacts"]} == {"fp32", "optimized"}
+    (left_out,) = report["not_published"]
+    assert left_out["variant"] == "int8-static" and not left_out["passed"]
+    tries = left_out["fallback_tries"]  # 0, 1, 2, 4, ... layers float: none enough
+    assert [t["float_layers"] for t in tries][:3] == [0, 1, 2] and not any(
+        t["passed"] for t in tries)
+    assert not (base / "onnx" / "model_int8_static.onnx").exists()
+    assert (base / "onnx" / "model_optimized.onnx").exists()
+    err = capsys.readouterr().err
+    assert "not published: onnx int8-static is below its gate (logits: argmax agreement" in err
+    assert "pass --allow-mismatch to publish it anyway" in err
 
 
 def test_cli_export_exits_nonzero_on_unknown_format(trained_run, tmp_path, capsys):

@@ -100,19 +100,19 @@ def test_every_export_of_finetuned_minilm_passes_parity(sst2_run, tmp_path):
     from exporters import export
 
     report = export(sst2_run.run_dir, tmp_path / "all", formats=["savedmodel", "tflite", "onnx"],
-                    quantize=["fp16", "int8-dynamic", "int8"], allow_mismatch=True)
+                    quantize=["fp16", "int8-dynamic", "int8-static"], allow_mismatch=True)
     optimized = next(a for a in report["artifacts"] if a["variant"] == "optimized")
     assert optimized["fused_operators"]["Attention"] == 6
-    failed = {(a["artifact"], a["variant"]) for a in report["artifacts"] if not a["passed"]}
-    assert failed <= {("tflite", "int8")}, failed
-    tflite_int8 = next(a for a in report["artifacts"] if (a["artifact"], a["variant"]) ==
-                       ("tflite", "int8"))
-    keras = report["artifacts"][0]
     assert report["examples"] == 872  # all of SST-2 dev: 1 point = 8.7 sentences
-    assert tflite_int8["quality_metric"] == "accuracy"
-    assert tflite_int8["quality"] >= keras["quality"] - 0.01
-    if failed:  # known gap: accuracy holds, but argmax agreement is about 96 %, under 98 %
-        pytest.xfail(f"TFLite int8 agrees on {tflite_int8['agreement']:.1%} of argmaxes")
+    keras = report["artifacts"][0]
+    failed = {(a["artifact"], a["variant"]) for a in report["artifacts"] if not a["passed"]}
+    # fp32 and fp16 always pass; an int8 variant may stay below the 99 % agreement gate even
+    # with fallback (it is then not published without --allow-mismatch), but keeps accuracy
+    assert all(variant.startswith("int8") for _, variant in failed), failed
+    for artifact in report["artifacts"]:
+        if artifact["variant"].startswith("int8"):
+            assert artifact["quality"] >= keras["quality"] - 0.01, artifact["gate"]
+            assert artifact["layer_errors"] and artifact["fallback_tries"]
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):

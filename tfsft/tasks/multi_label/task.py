@@ -233,6 +233,8 @@ class MultiLabelServing(SentenceServing):
     """Probabilities and logits; the raw-text signature adds the decisions and label names."""
 
     task: MultiLabelTask
+    #: quantized artifacts: >= 99 % equal decisions and micro-F1 within half a point
+    max_quality_loss = 0.005
 
     def _logit_thresholds(self) -> list[float]:
         return [math.log(t / (1 - t)) for t in self.task.thresholds]
@@ -257,7 +259,7 @@ class MultiLabelServing(SentenceServing):
                 **self.export_outputs(raw)}
 
     def output_checks(self) -> dict[str, OutputCheck]:
-        return {"logits": OutputCheck(kind="decisions",
+        return {"logits": OutputCheck(kind="decisions", min_agreement=0.99,
                                       threshold=tuple(self._logit_thresholds()))}
 
     def export_quality(self, examples: TextExamples,

@@ -234,6 +234,8 @@ class ClassificationServing(SentenceServing):
     """Probabilities and logits; the raw-text signature adds the label and its id."""
 
     task: TextClassificationTask
+    #: quantized artifacts: argmax agreement >= 99 % and accuracy within half a point
+    max_quality_loss = 0.005
 
     def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         import tensorflow as tf
@@ -249,7 +251,7 @@ class ClassificationServing(SentenceServing):
                 "label_id": label_id, **self.export_outputs(raw)}
 
     def output_checks(self) -> dict[str, OutputCheck]:
-        return {"logits": OutputCheck(kind="argmax")}
+        return {"logits": OutputCheck(kind="argmax", min_agreement=0.99)}
 
     def export_quality(self, examples: TextClassificationData,
                        outputs: dict[str, np.ndarray]) -> float | None:

@@ -44,8 +44,12 @@ class TokenServing(ServingRole):
         return {**entity_outputs(raw, inputs["text"], tokenizer, max_length, self.task.labels,
                                  self.task.scheme), **self.export_outputs(raw)}
 
+    #: quantized artifacts: per-token agreement >= 99 % and entity F1 within half a point
+    max_quality_loss = 0.005
+
     def output_checks(self) -> dict[str, OutputCheck]:
-        return {"logits": OutputCheck(kind="argmax", per_token=True, tolerance=1e-4)}
+        return {"logits": OutputCheck(kind="argmax", per_token=True, tolerance=1e-4,
+                                      min_agreement=0.99)}
 
     def export_quality(self, examples: TokenExamples, outputs: dict[str, Any]) -> float | None:
         """Entity micro-F1 of per-token logits computed on truncated texts (as exported)."""

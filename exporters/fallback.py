@@ -1,0 +1,108 @@
+"""Per-layer float fallback: keep the layers that quantize worst in float until a quantized
+variant passes its task's gate.
+
+A quantizer that supports it (TFLite full int8, ONNX int8 static and dynamic) reports each
+quantized layer's error against float32 on the calibration sample as a signal-to-quantization-
+noise ratio in dB (:func:`snr_db`; higher is better, 40 dB is 1 % noise) and ranks them by the
+SNR each loses itself (:attr:`LayerError.added_db`). Worst first,
+:func:`quantize_with_fallback` tries the variant with every layer quantized, then with the worst
+1, 2, 4, 8, ... layers kept in float, and keeps the first that passes: the smallest and fastest
+variant that meets the gate. Each try is checked on the same held-out examples as every other
+artifact; the report lists the tries, the layers kept in float and the per-layer errors.
+
+>>> snr_db(np.array([3.0, 4.0]), np.array([3.0, 4.0]))
+inf
+>>> round(snr_db(np.array([1.0, 1.0]), np.array([1.1, 0.9])), 1)
+20.0
+>>> fallback_steps(5), fallback_steps(1), fallback_steps(0)
+([0, 1, 2, 4], [0], [])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exporters.verify import Check
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One quantized layer and its error against float32 on the calibration sample."""
+
+    name: str  # what the quantizer calls it (TFLite: its output tensor; ONNX: the node)
+    op: str
+    snr_db: float  # of the layer's output
+    #: The worst SNR of the layer's inputs where they carry earlier layers' error (ONNX); the
+    #: layer's own share is the drop from there. None: ``snr_db`` is the layer's alone (TFLite).
+    input_snr_db: float | None = None
+
+    @property
+    def added_db(self) -> float:
+        """How much SNR this layer itself loses (higher: worse; both capped at 100 dB)."""
+        output = min(self.snr_db, 100.0)
+        if self.input_snr_db is None:
+            return 100.0 - output
+        return min(self.input_snr_db, 100.0) - output
+
+    def row(self) -> dict[str, object]:
+        return {"name": self.name, "op": self.op, "snr_db": _rounded(self.snr_db),
+                "input_snr_db": _rounded(self.input_snr_db), "added_db": _rounded(self.added_db)}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 2)
+
+
+def snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """``10 log10(Σ reference² / Σ (reference - approximation)²)``: inf when they are equal."""
+    reference = np.asarray(reference, np.float64)
+    noise = float(np.sum((reference - np.asarray(approximation, np.float64)) ** 2))
+    signal = float(np.sum(reference ** 2))
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+
+
+def fallback_steps(count: int) -> list[int]:
+    """How many of ``count`` ranked layers each try keeps in float: 0, 1, 2, 4, ... (fewer
+    than ``count``: with every layer float the variant would be the float model)."""
+    steps, step = [0], 1
+    while step < count:
+        steps.append(step)
+        step *= 2
+    return steps if count else []
+
+
+def quantize_with_fallback(quantize: Callable[[Sequence[str]], Path],
+                           check: Callable[[Path], Check], layers: Sequence[LayerError],
+                           label: str) -> Check:
+    """Quantize with more and more of the worst ``layers`` in float until ``check`` passes.
+
+    ``quantize(float_layers)`` writes the variant with those layers (names) in float and
+    returns its path; ``check(path)`` verifies it. Returns the first check that passes, or the
+    last one, failed, when none does, with the tries in its notes.
+    """
+    if not layers:
+        raise ValueError(f"{label}: the quantizer reports no quantized layer")
+    ranked = sorted(layers, key=lambda layer: -layer.added_db)
+    tries = []
+    for count in fallback_steps(len(ranked)):
+        float_layers = [layer.name for layer in ranked[:count]]
+        if count:
+            logger.info("%s: keeping the %d worst-quantized layer(s) in float and trying again",
+                        label, count)
+        result = check(quantize(float_layers))
+        tries.append({"float_layers": count, "agreement": result.agreement,
+                      "quality": result.quality, "passed": result.passed})
+        if result.passed:
+            break
+    result.notes.update(float_layers=float_layers, quantized_layers=len(ranked) - count,
+                        fallback_tries=tries, layer_errors=[layer.row() for layer in ranked])
+    return result
