@@ -50,7 +50,13 @@ from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
 from tfsft.tasks.roles import GenerativeServing
 
 logger = logging.getLogger(__name__)
-logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
+# Converters and optimizers log every step at INFO (tf2onnx's folding, each fusion); only their
+# warnings reach the export's output. ONNX Runtime's optimizer also warns that a tf2onnx model
+# was not made by PyTorch, which is expected and does not matter for the fusions used here.
+for _name in ("onnxruntime.transformers", "tf2onnx", "fusion_base", "fusion_embedlayer",
+              "fusion_utils", "fusion_attention", "onnx_model", "onnx_model_bert"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+logging.getLogger("onnxruntime.transformers.optimizer").setLevel(logging.ERROR)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
@@ -226,9 +232,10 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
         path.write_bytes(tflite.convert_token_ids(saved, variant))
         checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
     if "int8-static" in quantize:
+        calibration = _calibration(run, heldout, batch_size=1)
         logger.info("converting TFLite int8-static (calibrating on %d examples)",
-                    CALIBRATION_EXAMPLES)
-        quantizer = tflite.Int8Quantizer(saved, _calibration(run, heldout, batch_size=1))
+                    len(calibration))
+        quantizer = tflite.Int8Quantizer(saved, calibration)
         path = folder / tflite.TOKEN_ID_VARIANTS["int8-static"]
 
         def write(float_layers: Sequence[str]) -> Path:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +46,7 @@ from exporters.savedmodel import (
     SERVING_SIGNATURE,
     TOKEN_IDS_SIGNATURE,
 )
+from tfsft.io_utils import stderr_to_file
 
 TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
                      "int8-dynamic": "model_int8_dynamic.tflite",
@@ -77,7 +79,8 @@ def convert_token_ids(savedmodel: Path, variant: str) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant != "fp32":
         raise ValueError(f"unknown TFLite variant {variant!r}")
-    return converter.convert()
+    with native_output_quiet():
+        return converter.convert()
 
 
 class Int8Quantizer:
@@ -146,10 +149,19 @@ class Int8Quantizer:
 @contextlib.contextmanager
 def _debugger_quiet() -> Iterator[None]:
     """TensorFlow's quantization debugger runs the deprecated ``tf.lite.Interpreter``, which
-    warns each time; the models it writes are run with LiteRT's."""
-    with warnings.catch_warnings():
+    warns each time (the models it writes are run with LiteRT's), and its quantizer prints a
+    settings line from C++ each call (kept unless the log level is DEBUG)."""
+    with warnings.catch_warnings(), native_output_quiet():
         warnings.simplefilter("ignore", UserWarning)
         yield
+
+
+def native_output_quiet() -> contextlib.AbstractContextManager:
+    """What C++ code writes to standard error goes to a file (and back only on an error),
+    unless this module's log level is DEBUG."""
+    if logging.getLogger(__name__).isEnabledFor(logging.DEBUG):
+        return contextlib.nullcontext()
+    return stderr_to_file()
 
 
 #: Calibration examples the per-layer errors are measured on (one interpreter run each).
@@ -198,7 +210,8 @@ def convert_text(savedmodel: Path) -> bytes:
     key = LITE_TEXT_SIGNATURE if LITE_TEXT_SIGNATURE in signatures else SERVING_SIGNATURE
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel), signature_keys=[key])
     converter.allow_custom_ops = True
-    return converter.convert()
+    with native_output_quiet():
+        return converter.convert()
 
 
 def write_sidecars(folder: Path, run) -> None:

@@ -212,6 +212,8 @@ def test_causal_lm_trains_evaluates_predicts_and_generates(tiny_llm, tmp_path, c
                                                    "completion": "blue"}
     assert cli(["generate", str(result.run_dir), "name an animal"]) == 0
     assert capsys.readouterr().out == "cat\n"
+    assert cli(["generate", str(result.run_dir), "name an animal", "--max-new-tokens", "600"]) == 2
+    assert "goes past the 512 positions the model was trained for" in capsys.readouterr().err
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("name a colour\n\nname a number\n")
     assert cli(["generate", str(result.run_dir), "--input", str(prompts), "--json"]) == 0
@@ -397,6 +399,15 @@ def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run):
     assert cli(["generate", str(trained_run), "hello"]) == 2  # a text-classification run
     assert cli(["generate", str(tiny_llm), "  "]) == 2
     assert cli(["generate", str(tiny_llm), "hi", "--top-p", "0"]) == 2
+
+
+def test_generate_stays_within_the_positions_the_model_was_trained_for(tiny_llm, capsys):
+    from tfsft.cli import main as cli
+
+    assert cli(["generate", str(tiny_llm), "hi", "--max-new-tokens", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-new-tokens 100000 after a prompt of" in err
+    assert "goes past the 512 positions the model was trained for; use --max-new-tokens" in err
 
 
 def test_mixed_bfloat16_training_saves_a_float32_model(tiny_llm, tmp_path):

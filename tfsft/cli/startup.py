@@ -15,33 +15,12 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
+
+from tfsft.io_utils import stderr_to_file
 
 #: The module whose import is kept quiet (its submodules are imported inside it).
 MODULE = "tensorflow"
-
-
-@contextlib.contextmanager
-def stderr_to_file() -> Iterator[None]:
-    """File descriptor 2 (where C++ code writes) goes to a temporary file; on an exception
-    its content is written back to the real standard error."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):

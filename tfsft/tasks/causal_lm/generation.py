@@ -21,6 +21,7 @@ traced function, or step by step when tokens are streamed; the exported SavedMod
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -169,13 +170,17 @@ class Generator:
     """Cached autoregressive decoding with a decoder backbone and a :class:`ChatTokenizer`,
     through :class:`DecodeLoop`.
 
-    ``max_length`` bounds prompt plus completion (the cache size).
+    ``max_length`` bounds prompt plus completion (the cache size); ``context_length``, where
+    known, is how many positions the model was pretrained for, which prompt plus completion
+    may not pass.
     """
 
-    def __init__(self, backbone: keras.Model, tokenizer, max_length: int = 2048):
+    def __init__(self, backbone: keras.Model, tokenizer, max_length: int = 2048,
+                 context_length: int | None = None):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.context_length = context_length
         self.loop = DecodeLoop(backbone, tokenizer.eos_id, tokenizer.pad_id)
         ids, lengths = tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)
         scalar = tf.TensorSpec([], tf.int32)
@@ -211,6 +216,13 @@ class Generator:
         lengths = np.array([len(p) for p in prompts], np.int32)
         if lengths.min() == 0:
             raise ValueError("a prompt has no tokens")
+        if self.context_length and lengths.max() + max_new_tokens > self.context_length:
+            room = self.context_length - int(lengths.max())
+            raise ConfigError(
+                f"--max-new-tokens {max_new_tokens} after a prompt of {lengths.max()} tokens "
+                f"goes past the {self.context_length} positions the model was trained for; "
+                + (f"use --max-new-tokens {room} or less" if room > 0
+                   else "shorten the prompt"))
         total = int(min(lengths.max() + max_new_tokens, self.max_length))
         if lengths.max() >= total:
             raise ConfigError(f"a prompt of {lengths.max()} tokens leaves no room to generate "
@@ -274,8 +286,13 @@ def generator_for_run(run: Any, max_new_tokens: int = 256) -> Generator:
     if run.task.name != "causal-lm":
         raise ConfigError(f"{run.run_dir} is a {run.task.name!r} run; tfsft generate needs "
                           "a causal-lm run (use tfsft predict)")
-    return Generator(run.model.backbone, run.tokenizer,
-                     max_length=run.max_length + max_new_tokens)
+    backbone = run.model.backbone
+    try:  # the checkpoint the run was trained from, as run.json records it
+        checkpoint = json.loads((run.run_dir / "run.json").read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        checkpoint = None
+    return Generator(backbone, run.tokenizer, max_length=run.max_length + max_new_tokens,
+                     context_length=context_length(backbone, checkpoint))
 
 
 def generator_for_checkpoint(name: str, max_new_tokens: int = 256,
@@ -289,5 +306,27 @@ def generator_for_checkpoint(name: str, max_new_tokens: int = 256,
     folder = resolve_checkpoint(name)
     check_causal_checkpoint(folder)  # before the tokenizer: a BERT folder has none to load
     tokenizer = ChatTokenizer.from_pretrained(folder, max_length=max_length)
-    return Generator(load_causal_backbone(folder, dtype="float32"), tokenizer,
-                     max_length=max_length + max_new_tokens)
+    backbone = load_causal_backbone(folder, dtype="float32")
+    return Generator(backbone, tokenizer, max_length=max_length + max_new_tokens,
+                     context_length=context_length(backbone, str(folder)))
+
+
+def context_length(backbone: keras.Model, checkpoint: str | None) -> int | None:
+    """The positions a decoder was pretrained for: its learned position table (GPT-2), else
+    ``max_position_embeddings`` of the checkpoint's ``config.json`` where it can be found
+    (None when neither is known: generation is then bounded by memory only)."""
+    from tfsft.errors import TfsftError
+    from tfsft.models.checkpoints import read_config, resolve_checkpoint
+
+    learned = getattr(backbone, "max_sequence_length", None)
+    if learned:
+        return int(learned)
+    if not checkpoint:
+        return None
+    try:
+        config = read_config(resolve_checkpoint(checkpoint))
+    except (TfsftError, OSError):  # the run was copied without its checkpoint
+        return None
+    value = config.get("max_position_embeddings") or config.get("config", {}).get(
+        "max_sequence_length")
+    return int(value) if value else None
