@@ -165,11 +165,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", choices=tuple(PLANS), default="quick")
     parser.add_argument("--only", nargs="+", choices=tuple(STUDIES), help="these studies only")
+    parser.add_argument("--rows", nargs="+", help="these rows only (e.g. tfsft hf)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--results", type=Path, default=RESULTS / "quality")
     args = parser.parse_args()
     rows = [Row(STUDIES[name], row_name, [])
-            for name in args.only or PLANS[args.plan] for row_name in STUDIES[name].rows()]
+            for name in args.only or PLANS[args.plan] for row_name in STUDIES[name].rows()
+            if not args.rows or row_name in args.rows or row_name == "hf"]
     for seed in args.seeds:  # seed by seed: an interrupted run leaves whole comparisons
         for row in rows:
             arguments = row.study.rows()[row.name]

@@ -430,3 +430,14 @@ def test_tag_names_may_be_comma_separated():
     task = create_task("token-classification", {"tag_names": ["O,B-PER,I-PER"]})
     data = task.data.read(pd.DataFrame({"tokens": [["Ann", "Lee", "sings"]], "tags": [[1, 2, 0]]}))
     assert data.tags == [["B-PER", "I-PER", "O"]]
+
+
+def test_token_classification_defaults_to_its_own_learning_rate():
+    from tfsft.config import TrainConfig
+
+    config = TrainConfig.from_dict({"train": "t.txt", "model": "m", "output_dir": "o",
+                                    "task": "token-classification"})
+    assert (config.learning_rate, config.lr_schedule) == (1e-4, "linear")
+    given = TrainConfig.from_dict({"train": "t.txt", "model": "m", "output_dir": "o",
+                                   "task": "token-classification", "learning_rate": 3e-5})
+    assert given.learning_rate == 3e-5

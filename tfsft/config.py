@@ -64,7 +64,7 @@ class TrainConfig:
     quoting: bool = True
     epochs: int = 3
     batch_size: int = 16
-    learning_rate: float | None = None  # the task's default (5e-5; causal-lm LoRA 5e-4)
+    learning_rate: float | None = None  # the task's default (5e-5; NER 1e-4; LoRA 5e-4)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     lr_schedule: str | None = None  # the task's default (linear; causal-lm LoRA cosine)

@@ -61,7 +61,7 @@ def _add_train(commands: Any, task: str) -> None:
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float, help="peak learning rate (default: the "
-                       "task's, 5e-5; 5e-4 for causal-lm LoRA)")
+                       "task's, 5e-5; 1e-4 for token classification, 5e-4 for causal-lm LoRA)")
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--warmup-ratio", type=float)
     train.add_argument("--lr-schedule", choices=LR_DECAYS, help="decay after warm-up (default: "

@@ -21,6 +21,13 @@ class TokenModeling(ModelingRole):
     task: TokenClassificationTask
     metric_directions = {"loss": False, "token_accuracy": True}
 
+    def optimization_defaults(self) -> dict[str, Any]:
+        """1e-4 with linear decay, twice the sentence tasks' rate: on CoNLL-2003 (4,000
+        sentences, 2 epochs, MiniLM-L6, seeds 42/1/2) entity F1 rose from 0.687 to 0.80 against
+        5e-5, as much as a constant 5e-5 gave; warm-up and weight decay changed nothing (see
+        docs/quality.md)."""
+        return {"learning_rate": 1e-4, "lr_schedule": "linear"}
+
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.text_model import TextModel
 
