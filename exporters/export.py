@@ -86,7 +86,8 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
                           "--format")
     if max_examples < 1:
         raise ConfigError(f"max_examples must be >= 1, got {max_examples}")
-    _check_choices(quantize, (*QUANTIZATIONS, *QUANTIZATION_ALIASES), "quantization")
+    _check_choices(quantize, tuple(dict.fromkeys((*QUANTIZATIONS, *QUANTIZATION_ALIASES,
+                                                  *generative.QUANTIZATIONS))), "quantization")
     quantize = _unaliased(quantize)
     if "onnx" in formats and importlib.util.find_spec("onnxruntime") is None:
         raise ConfigError("--format onnx checks the model in ONNX Runtime, which is not "
@@ -103,6 +104,10 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
                           "its own (e.g. saved_models/NAME)")
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
+    if isinstance(run.task.serving, GenerativeServing):
+        generative.check_variants(run.task.name, formats, quantize)
+    else:
+        _check_variants(run.task.name, quantize)
     created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     try:
@@ -158,6 +163,15 @@ def _unaliased(quantize: list[str]) -> list[str]:
                         "training texts (TFLite full int8, ONNX QDQ)", alias, variant)
     names = [QUANTIZATION_ALIASES.get(q, q) for q in quantize]
     return [q for i, q in enumerate(names) if q not in names[:i]]
+
+
+def _check_variants(task: str, quantize: Sequence[str]) -> None:
+    """Refuse variants only decoder language models have (one line, naming what exists)."""
+    other = [q for q in quantize if q not in QUANTIZATIONS]
+    if other:
+        raise ConfigError(f"--quantize {','.join(other)}: not a variant of {task} exports "
+                          f"(int4 is for causal-lm runs, in ONNX); the variants are "
+                          f"{', '.join(QUANTIZATIONS)}")
 
 
 def _check_choices(given: Sequence[str], allowed: Sequence[str], what: str) -> None:

@@ -6,16 +6,17 @@ quantized layer's error against float32 on the calibration sample as a signal-to
 noise ratio in dB (:func:`snr_db`; higher is better, 40 dB is 1 % noise) and ranks them by the
 SNR each loses itself (:attr:`LayerError.added_db`). Worst first,
 :func:`quantize_with_fallback` tries the variant with every layer quantized, then with the worst
-1, 2, 4, 8, ... layers kept in float, and keeps the first that passes: the smallest and fastest
-variant that meets the gate. Each try is checked on the same held-out examples as every other
+1, 2, 4, 8, ... (and all but one) layers kept in float until one passes, then narrows the count
+between the last failing and the first passing try (:data:`BISECTIONS` tries): the smallest and
+fastest variant that meets the gate. Each try is checked on the same held-out examples as every other
 artifact; the report lists the tries, the layers kept in float and the per-layer errors.
 
 >>> snr_db(np.array([3.0, 4.0]), np.array([3.0, 4.0]))
 inf
 >>> round(snr_db(np.array([1.0, 1.0]), np.array([1.1, 0.9])), 1)
 20.0
->>> fallback_steps(5), fallback_steps(1), fallback_steps(0)
-([0, 1, 2, 4], [0], [])
+>>> fallback_steps(27), fallback_steps(5), fallback_steps(2), fallback_steps(1)
+([0, 1, 2, 4, 8, 16, 26], [0, 1, 2, 4], [0, 1], [0])
 """
 
 from __future__ import annotations
@@ -71,13 +72,13 @@ def snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
 
 
 def fallback_steps(count: int) -> list[int]:
-    """How many of ``count`` ranked layers each try keeps in float: 0, 1, 2, 4, ... (fewer
-    than ``count``: with every layer float the variant would be the float model)."""
+    """How many of ``count`` ranked layers each try keeps in float: 0, 1, 2, 4, ..., and all
+    but one (never all: with every layer float the variant would be the float model)."""
     steps, step = [0], 1
-    while step < count:
+    while step < count - 1:
         steps.append(step)
         step *= 2
-    return steps if count else []
+    return [*steps, count - 1] if count > 1 else steps if count else []
 
 
 def quantize_with_fallback(quantize: Callable[[Sequence[str]], Path],
@@ -92,17 +93,44 @@ def quantize_with_fallback(quantize: Callable[[Sequence[str]], Path],
     if not layers:
         raise ValueError(f"{label}: the quantizer reports no quantized layer")
     ranked = sorted(layers, key=lambda layer: -layer.added_db)
-    tries = []
-    for count in fallback_steps(len(ranked)):
-        float_layers = [layer.name for layer in ranked[:count]]
+    tries: list[dict] = []
+    results: dict[int, Check] = {}
+
+    def attempt(count: int) -> Check:
         if count:
             logger.info("%s: keeping the %d worst-quantized layer(s) in float and trying again",
                         label, count)
-        result = check(quantize(float_layers))
+        result = check(quantize([layer.name for layer in ranked[:count]]))
         tries.append({"float_layers": count, "agreement": result.agreement,
                       "quality": result.quality, "passed": result.passed})
-        if result.passed:
+        results[count] = result
+        return result
+
+    failing = None
+    for count in fallback_steps(len(ranked)):
+        if attempt(count).passed:
             break
-    result.notes.update(float_layers=float_layers, quantized_layers=len(ranked) - count,
-                        fallback_tries=tries, layer_errors=[layer.row() for layer in ranked])
+        failing = count
+    passing = count if results[count].passed else None
+    # Between the last count that failed and the first that passed, halve the gap a few times:
+    # the fewest float layers that pass (the doubling alone may keep twice as many).
+    for _ in range(BISECTIONS):
+        if passing is None or failing is None or passing - failing < 2:
+            break
+        middle = (failing + passing) // 2
+        if attempt(middle).passed:
+            passing = middle
+        else:
+            failing = middle
+    chosen = passing if passing is not None else count
+    result = results[chosen]
+    if chosen != tries[-1]["float_layers"]:  # the file holds the last try: write the chosen
+        quantize([layer.name for layer in ranked[:chosen]])
+    result.notes.update(float_layers=[layer.name for layer in ranked[:chosen]],
+                        quantized_layers=len(ranked) - chosen, fallback_tries=tries,
+                        layer_errors=[layer.row() for layer in ranked])
     return result
+
+
+#: Extra tries that narrow the number of float layers once one count passes.
+BISECTIONS = 3

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,25 @@ from tfsft.errors import ConfigError
 from tfsft.runs import HELDOUT_FILE, TASK_FILE, TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
+#: The quantized variants of a generative run's forward graph, per format.
+VARIANTS = {"onnx": ("fp16", "int8-dynamic", "int4"), "tflite": ("fp16", "int8-dynamic")}
+QUANTIZATIONS = ("fp16", "int8-dynamic", "int4")
+
+
+def check_variants(task: str, formats: Sequence[str], quantize: Sequence[str]) -> None:
+    """Refuse a variant that none of the requested formats builds for a generative run, in one
+    line naming the variants each format has (a format without it just does not build it)."""
+    for variant in quantize:
+        if not any(variant in VARIANTS.get(f, ()) for f in formats):
+            lacking = [f for f in formats if f in VARIANTS]
+            have = "; ".join(f"{f}: {', '.join(VARIANTS[f])}" for f in VARIANTS)
+            why = (" (calibrated int8 activations do not survive decoder hidden states)"
+                   if variant == "int8-static" else "")
+            verb = "have" if len(lacking) > 1 else "has"
+            raise ConfigError(f"--quantize {variant}: {' and '.join(lacking)} {verb} no "
+                              f"{variant} variant for {task} runs{why}; the variants are {have}")
+
+
 #: Held-out prompts whose greedy completions are compared.
 VERIFY_PROMPTS = 50
 VERIFY_NEW_TOKENS = 32
@@ -46,9 +66,6 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
                       allow_mismatch: bool, data: Any, max_examples: int) -> dict[str, Any]:
     """Write, verify and publish the SavedModel of a generative run (see the module
     docstring) and, where asked, the forward graph as ONNX and TFLite."""
-    if "int8-static" in quantize:
-        raise ConfigError(f"{run.task.name} runs have no calibrated (int8-static) variant; use "
-                          "--quantize int8-dynamic (int8 weights, activations at run time)")
     heldout = data if data is not None else run.saved_examples(HELDOUT_FILE)
     if not len(heldout):
         raise ConfigError(f"no held-out examples to verify the export on (the run's "
@@ -65,9 +82,14 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
         if {"onnx", "tflite"} & set(formats):
             checks += _forward_graphs(run, model, staging, formats, quantize, heldout,
                                       min(FORWARD_CONVERSATIONS, max_examples, len(heldout)))
+        skipped = {f"{f} {v}": f"{f} has no {v} variant (it has {', '.join(VARIANTS[f])})"
+                   for f in formats if f in VARIANTS for v in quantize if v not in VARIANTS[f]}
+        for reason in skipped.values():
+            logger.warning("--quantize: %s; built for the other formats only", reason)
         return {"run_dir": str(run.run_dir), "task": run.task.name, "formats": formats,
                 "quantize": quantize, "artifacts": checks,
-                "passed": all(c["passed"] for c in checks), "not_exported": NOT_EXPORTED}
+                "passed": all(c["passed"] for c in checks),
+                "not_exported": {**NOT_EXPORTED, **skipped}}
 
     return stage_verify_publish(base, formats, allow_mismatch, build,
                                 lambda summary: checks_table(summary["artifacts"]))

@@ -44,7 +44,7 @@ from exporters.savedmodel import ID_INPUTS
 
 FILES = {"fp32": "model.onnx", "optimized": "model_optimized.onnx",
          "int8-dynamic": "model_int8_dynamic.onnx", "int8-static": "model_int8_static.onnx",
-         "fp16": "model_fp16.onnx"}
+         "int4": "model_int4.onnx", "fp16": "model_fp16.onnx"}
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization",
              "EmbedLayerNormalization", "Gelu", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization")
 
@@ -280,19 +280,21 @@ def cuda_available() -> bool:
     except Exception:  # noqa: BLE001 - any failure to place it means no usable GPU
         return False
     return CUDA in session.get_providers()
-#: Weights per int8 scale in :func:`quantize_weights_int8`.
+#: Weights per scale in :func:`quantize_weights`.
 WEIGHT_BLOCK = 32
 
 
-def quantize_weights_int8(source: Path, target: Path, block_size: int = WEIGHT_BLOCK) -> None:
-    """Weight-only int8: every MatMul with a constant weight becomes ``MatMulNBits`` (8 bits,
-    one symmetric scale per ``block_size`` weights of an input column); activations stay float.
+def quantize_weights(source: Path, target: Path, bits: int = 8,
+                     block_size: int = WEIGHT_BLOCK) -> None:
+    """Weight-only quantization for decoder language models: every MatMul with a constant
+    weight becomes ``MatMulNBits`` (``bits`` 8 or 4, one symmetric scale per ``block_size``
+    weights of an input column); activations stay float.
 
-    For decoder language models. :func:`quantize_int8` also quantizes each activation tensor
-    to uint8 with one scale per tensor, which decoder hidden states with a few outlier
-    features (values in the hundreds beside values near zero) do not survive: on SmolLM2-135M
-    its next-token agreement with float32 was 0 % (per-channel weights) and 50 % (per-tensor),
-    against 99.4 % for this.
+    :func:`quantize_int8` also quantizes each activation tensor to uint8 with one scale per
+    tensor, which decoder hidden states with a few outlier features (values in the hundreds
+    beside values near zero) do not survive: on SmolLM2-135M its next-token agreement with
+    float32 was 0 % (per-channel weights) and 50 % (per-tensor), against 99.4 % for 8-bit
+    weights only.
     """
     import logging
 
@@ -302,13 +304,17 @@ def quantize_weights_int8(source: Path, target: Path, block_size: int = WEIGHT_B
         MatMulNBitsQuantizer,
     )
 
+    if bits not in (4, 8):
+        raise ValueError(f"weight-only quantization has 4 or 8 bits, not {bits}")
     quantizer_log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = quantizer_log.level
     quantizer_log.setLevel(logging.WARNING)  # one INFO line per node otherwise
     try:
-        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, bits=8)
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=block_size,
-                                         is_symmetric=True, algo_config=config)
+        config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                              bits=bits)
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=bits,
+                                         block_size=block_size, is_symmetric=True,
+                                         algo_config=config)
         quantizer.process()
         quantizer.model.save_model_to_file(str(target), False)
     finally:

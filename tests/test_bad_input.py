@@ -416,8 +416,11 @@ CASES = [
      "--quantize makes TFLite and ONNX variants"),
     ("export-unknown-format", "export {run} --output {d}/out --format pdf", {},
      "unknown format(s) ['pdf']"),
-    ("export-unknown-quantize", "export {run} --output {d}/out --format onnx --quantize int4", {},
-     "unknown quantization(s) ['int4']"),
+    ("export-unknown-quantize", "export {run} --output {d}/out --format onnx --quantize int2", {},
+     "unknown quantization(s) ['int2']; choose from fp16, int8-dynamic, int8-static, int8, int4"),
+    ("export-int4-encoder", "export {run} --output {d}/out --format tflite --quantize int4", {},
+     "--quantize int4: not a variant of text-classification exports (int4 is for causal-lm "
+     "runs, in ONNX); the variants are fp16, int8-dynamic, int8-static"),
     ("export-max-examples-zero", "export {run} --output {d}/out --max-examples 0", {},
      "max_examples must be >= 1"),
     ("export-output-is-file", "export {run} --output {d}/out.txt", {"out.txt": "x"},

@@ -226,3 +226,30 @@ def test_export_refuses_no_format_and_an_output_inside_the_run(trained_run, tmp_
     with pytest.raises(ConfigError, match="is a training run folder"):
         export(run_dir, other_run)
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_fallback_keeps_the_fewest_float_layers_that_pass(tmp_path):
+    from exporters.fallback import LayerError, quantize_with_fallback
+    from exporters.verify import Check
+
+    layers = [LayerError(f"layer{i}", "FULLY_CONNECTED", snr_db=float(i)) for i in range(10)]
+    path = tmp_path / "model.bin"
+    rule = {"logits": OutputCheck(kind="argmax", min_agreement=0.99)}
+    reference = [np.array([[1.0, 0.0], [0.0, 1.0]])]
+
+    def quantize(float_layers):  # stands in for a quantizer: passes with >= 5 layers float
+        path.write_text(",".join(float_layers))
+        return path
+
+    def check(written):
+        kept = [name for name in written.read_text().split(",") if name]
+        worst_kept = all(f"layer{i}" in kept for i in range(min(len(kept), 5)))
+        outputs = reference if len(kept) >= 5 and worst_kept else [np.array([[1.0, 0.0]] * 2)]
+        return Check("onnx", "int8-static", str(written), 1, rule, {"logits": reference},
+                     {"logits": outputs}, [np.ones((2, 3))])
+
+    result = quantize_with_fallback(quantize, check, layers, "test")
+    assert [t["float_layers"] for t in result.notes["fallback_tries"]] == [0, 1, 2, 4, 8, 6, 5]
+    assert result.passed and result.notes["float_layers"] == [f"layer{i}" for i in range(5)]
+    assert path.read_text() == ",".join(f"layer{i}" for i in range(5))  # the chosen one
+    assert result.notes["quantized_layers"] == 5
