@@ -17,6 +17,7 @@ EXPORT_NAMES = {("keras", "fp32"): "keras predict", ("savedmodel", "fp32"): "sav
                 ("tflite", "fp32"): "tflite fp32", ("tflite", "fp16"): "tflite fp16",
                 ("tflite", "int8-dynamic"): "tflite int8-dynamic",
                 ("tflite", "int8-static"): "tflite int8-static",
+                ("tflite", "int8"): "tflite int8",  # reports written before int8-static
                 ("onnx", "fp32"): "onnx fp32", ("onnx", "optimized"): "onnx optimized",
                 ("onnx", "int8-dynamic"): "onnx int8-dynamic",
                 ("onnx", "int8-static"): "onnx int8-static"}

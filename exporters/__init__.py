@@ -2,7 +2,7 @@
 
 >>> from exporters import export
 >>> report = export("runs/sst2", "saved_models/sst2", formats=["savedmodel", "tflite", "onnx"],
-...                 quantize=["fp16", "int8-dynamic", "int8"])        # doctest: +SKIP
+...                 quantize=["fp16", "int8-dynamic", "int8-static"])        # doctest: +SKIP
 >>> report["passed"]                                                  # doctest: +SKIP
 True
 """

@@ -1,8 +1,8 @@
 """Export a trained run to SavedModel / TFLite / ONNX, verify every artifact, publish atomically.
 
 Everything is built in a hidden staging folder under the output folder and checked against the
-Keras model on held-out texts; only when every check passes (or ``allow_mismatch``) is it moved
-into place::
+Keras model on held-out texts, then moved into place (quantized variants below their task's gate
+are left out; a float artifact that does not match stops the export, see :func:`export`)::
 
     saved_models/NAME/<version>/      SavedModel (TF Serving); a new version every export
     saved_models/NAME/models.config   ModelServerConfig for tensorflow_model_server
@@ -71,10 +71,12 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     """Export, verify and publish; returns the report (also written as ``export_report.json``).
 
     ``data`` is the held-out set to verify on (default: the run's saved validation examples).
-    Raises :class:`ExportMismatchError` (and publishes nothing) when an artifact fails the
-    task's gate (classification: fp32 logits within 1e-4; quantized variants agree on at least
-    99 % of argmaxes and lose at most half a point of accuracy). The int8 variants keep their
-    worst-quantized layers in float until they pass (:mod:`exporters.fallback`).
+    Raises :class:`ExportMismatchError` (and publishes nothing) when a float artifact does not
+    match the Keras model (classification: logits within 1e-4). A quantized variant below the
+    task's gate (classification: 99 % equal argmaxes, at most half a point of accuracy lost) is
+    left out and listed under ``not_published``; ``allow_mismatch`` publishes everything. The
+    int8-static variants and ONNX int8-dynamic keep their worst-quantized layers in float until
+    they pass (:mod:`exporters.fallback`).
     """
     formats, quantize = _listed(formats), _listed(quantize)
     if not formats:
@@ -286,6 +288,10 @@ ONNX_DYNAMIC_OPS = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization")
 def _calibration(run: TrainedRun, heldout: Any, batch_size: int) -> list[dict]:
     """Token-id batches of the run's calibration examples (training texts)."""
     examples = run.saved_examples(CALIBRATION_FILE, fallback=heldout)
+    if not len(examples):
+        raise ConfigError(f"{run.run_dir}: no calibration examples ({CALIBRATION_FILE} and the "
+                          "held-out examples are empty) to quantize int8 variants with; pass "
+                          "data to verify on, or leave int8 out of --quantize")
     examples = examples.subset(np.arange(min(CALIBRATION_EXAMPLES, len(examples))))
     return make_batches(run.task, run.tokenizer, examples, run.max_length, batch_size=batch_size)
 

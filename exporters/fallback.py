@@ -7,8 +7,8 @@ noise ratio in dB (:func:`snr_db`; higher is better, 40 dB is 1 % noise) and ran
 SNR each loses itself (:attr:`LayerError.added_db`). Worst first,
 :func:`quantize_with_fallback` tries the variant with every layer quantized, then with the worst
 1, 2, 4, 8, ... (and all but one) layers kept in float until one passes, then narrows the count
-between the last failing and the first passing try (:data:`BISECTIONS` tries): the smallest and
-fastest variant that meets the gate. Each try is checked on the same held-out examples as every other
+between the last failing and the first passing try (:data:`BISECTIONS` tries), to keep the
+variant as small and fast as the gate allows. Each try is checked on the same held-out examples as every other
 artifact; the report lists the tries, the layers kept in float and the per-layer errors.
 
 >>> snr_db(np.array([3.0, 4.0]), np.array([3.0, 4.0]))
@@ -90,9 +90,12 @@ def quantize_with_fallback(quantize: Callable[[Sequence[str]], Path],
     returns its path; ``check(path)`` verifies it. Returns the first check that passes, or the
     last one, failed, when none does, with the tries in its notes.
     """
-    if not layers:
-        raise ValueError(f"{label}: the quantizer reports no quantized layer")
     ranked = sorted(layers, key=lambda layer: -layer.added_db)
+    if not ranked:  # nothing to keep in float: the variant as it is
+        result = check(quantize([]))
+        result.notes.update(float_layers=[], quantized_layers=0, fallback_tries=[],
+                            layer_errors=[])
+        return result
     tries: list[dict] = []
     results: dict[int, Check] = {}
 
@@ -102,7 +105,8 @@ def quantize_with_fallback(quantize: Callable[[Sequence[str]], Path],
                         label, count)
         result = check(quantize([layer.name for layer in ranked[:count]]))
         tries.append({"float_layers": count, "agreement": result.agreement,
-                      "quality": result.quality, "passed": result.passed})
+                      "quality": result.quality, "gate": result.gate_text(),
+                      "passed": result.passed})
         results[count] = result
         return result
 
@@ -113,7 +117,7 @@ def quantize_with_fallback(quantize: Callable[[Sequence[str]], Path],
         failing = count
     passing = count if results[count].passed else None
     # Between the last count that failed and the first that passed, halve the gap a few times:
-    # the fewest float layers that pass (the doubling alone may keep twice as many).
+    # fewer float layers than the doubling alone found (not always the fewest possible).
     for _ in range(BISECTIONS):
         if passing is None or failing is None or passing - failing < 2:
             break

@@ -70,7 +70,10 @@ def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: boo
 
 
 def _leave_out(summary: dict[str, Any], failed: list[dict[str, Any]]) -> None:
-    """Remove the failed quantized variants from staging and from the report's artifacts."""
+    """Remove the failed quantized variants from staging and from the report's artifacts
+    (with every other check of the same file, e.g. the same model run on a GPU)."""
+    paths = {artifact["path"] for artifact in failed}
+    failed = [a for a in summary["artifacts"] if a["path"] in paths]
     for artifact in failed:
         Path(artifact["path"]).unlink(missing_ok=True)
         print(f"not published: {artifact['artifact']} {artifact['variant']} is below its "
@@ -78,7 +81,7 @@ def _leave_out(summary: dict[str, Any], failed: list[dict[str, Any]]) -> None:
               "--allow-mismatch to publish it anyway, or leave it out of --quantize",
               file=sys.stderr)
     summary["not_published"] = [{**a, "path": None} for a in failed]
-    summary["artifacts"] = [a for a in summary["artifacts"] if a["passed"]]
+    summary["artifacts"] = [a for a in summary["artifacts"] if a["path"] not in paths]
     summary["passed"] = True
 
 

@@ -19,9 +19,11 @@ def columns(checks: Sequence[Check]) -> list[str]:
 
 
 def speedup(check: Check, checks: Sequence[Check], timing: str) -> float | None:
-    """fp32 latency of the same format (ONNX: the optimized graph) / this artifact's."""
+    """fp32 latency of the same format (ONNX: the optimized graph) on the same provider / this
+    artifact's."""
     baseline = next((c for c in checks if c.artifact == check.artifact
-                     and c.variant == BASELINES.get(check.artifact)), None)
+                     and c.variant == BASELINES.get(check.artifact)
+                     and c.notes.get("provider") == check.notes.get("provider")), None)
     if baseline is None or not check.latency_ms.get(timing):
         return None
     return round(baseline.latency_ms.get(timing, 0.0) / check.latency_ms[timing], 2) or None
@@ -77,10 +79,11 @@ def layer_error_tables(checks: Sequence[Check], worst: int | None = None) -> str
         if not layers:
             continue
         kept = set(check.notes.get("float_layers", ()))
-        tries = ", ".join(f"{t['float_layers']} float: {100 * (t['agreement'] or 0):.2f} %"
-                          for t in check.notes.get("fallback_tries", ()))
+        tries = "\n".join(f"- {t['float_layers']} float: {t['gate']}: "
+                           f"{'passed' if t['passed'] else 'failed'}"
+                           for t in check.notes.get("fallback_tries", ()))
         parts += [f"\n### {check.artifact} {check.variant}: error of each quantized layer",
-                  f"\nTries (layers kept float: agreement): {tries}\n",
+                  f"\nTries (layers kept float: what was measured):\n\n{tries}\n",
                   "| layer | op | SNR dB | input SNR dB | added dB | kept float |",
                   "|---|---|---|---|---|---|"]
         for layer in layers[:worst]:

@@ -253,3 +253,21 @@ def test_fallback_keeps_the_fewest_float_layers_that_pass(tmp_path):
     assert result.passed and result.notes["float_layers"] == [f"layer{i}" for i in range(5)]
     assert path.read_text() == ",".join(f"layer{i}" for i in range(5))  # the chosen one
     assert result.notes["quantized_layers"] == 5
+
+
+def test_a_file_checked_twice_is_left_out_whole_when_one_check_fails(tmp_path, capsys):
+    from exporters.publish import _leave_out
+
+    model, other = tmp_path / "model_fp16.onnx", tmp_path / "model.onnx"
+    model.write_bytes(b"x")
+    other.write_bytes(b"y")
+    cpu = {"artifact": "onnx", "variant": "fp16", "path": str(model), "passed": True,
+           "quantized": True, "provider": "CPU"}
+    gpu = {**cpu, "passed": False, "provider": "CUDA", "gate": "argmax agreement 97.00 %"}
+    fp32 = {"artifact": "onnx", "variant": "fp32", "path": str(other), "passed": True}
+    summary = {"artifacts": [fp32, cpu, gpu], "passed": False}
+    _leave_out(summary, [gpu])
+    assert summary["artifacts"] == [fp32] and summary["passed"]
+    assert [a["provider"] for a in summary["not_published"]] == ["CPU", "CUDA"]
+    assert not model.exists() and other.exists()
+    assert "not published: onnx fp16 is below its gate" in capsys.readouterr().err

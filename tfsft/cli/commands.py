@@ -241,7 +241,9 @@ def run_export(args: argparse.Namespace) -> int:
     data = _read(run, args.data, args) if args.data else None
     result = export(run, args.output, formats=listed(args.format), quantize=listed(args.quantize),
                     allow_mismatch=args.allow_mismatch, data=data, max_examples=args.max_examples)
+    left_out = [f"{a['artifact']} {a['variant']}" for a in result.get("not_published", [])]
     print(json.dumps({"published": result["published"], "passed": result["passed"],
+                      "not_published": left_out,
                       "report": str(Path(args.output) / "export_report.json")}))
     return 0
 

@@ -176,9 +176,10 @@ def _add_export(commands: Any, task: str) -> None:
                         help="comma-separated: savedmodel,tflite,onnx (default savedmodel)")
     export.add_argument("--quantize", default="",
                         help="comma-separated quantized variants: fp16, int8-dynamic, int8-static "
-                        "(calibrated int8 weights and activations; int8 is its old name). "
-                        "Each is checked against the task's gate and keeps its worst "
-                        "layers in float until it passes")
+                        "(calibrated int8 weights and activations; int8 is its old name); "
+                        "causal-lm runs: fp16, int8-dynamic, int4 (ONNX). Each is checked "
+                        "against the task's gate and left out below it; the int8 variants "
+                        "keep their worst layers in float first")
     export.add_argument("--output", required=True, help="model base folder, e.g. saved_models/NAME")
     export.add_argument("--allow-mismatch", action="store_true",
                         help="publish even if an artifact fails its parity check")

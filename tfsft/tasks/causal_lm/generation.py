@@ -216,14 +216,14 @@ class Generator:
         lengths = np.array([len(p) for p in prompts], np.int32)
         if lengths.min() == 0:
             raise ValueError("a prompt has no tokens")
-        if self.context_length and lengths.max() + max_new_tokens > self.context_length:
+        total = int(min(lengths.max() + max_new_tokens, self.max_length))
+        if self.context_length and total > self.context_length:
             room = self.context_length - int(lengths.max())
             raise ConfigError(
-                f"--max-new-tokens {max_new_tokens} after a prompt of {lengths.max()} tokens "
-                f"goes past the {self.context_length} positions the model was trained for; "
-                + (f"use --max-new-tokens {room} or less" if room > 0
-                   else "shorten the prompt"))
-        total = int(min(lengths.max() + max_new_tokens, self.max_length))
+                f"{max_new_tokens} new tokens (--max-new-tokens) after a prompt of "
+                f"{lengths.max()} tokens go past the {self.context_length} positions the model "
+                "was trained for; " + (f"ask for {room} or fewer" if room > 0
+                                       else "shorten the prompt"))
         if lengths.max() >= total:
             raise ConfigError(f"a prompt of {lengths.max()} tokens leaves no room to generate "
                               f"within max_length {self.max_length}; shorten the prompt (or "
