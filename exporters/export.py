@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from exporters import generative, onnx_model, savedmodel, tflite
-from exporters.fallback import quantize_with_fallback
+from exporters.fallback import LayerError, quantize_with_fallback, with_output_snr
 from exporters.publish import stage_verify_publish
 from exporters.report import layer_error_tables, markdown_table, report
 from exporters.verify import (
@@ -211,12 +211,13 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
         return verify(artifact, variant, path, runner, run.task, reference, batches, heldout,
                       timing if timed else {}, notes, reference_quality)
 
-    def gated(artifact, variant, write, runner_of, layers, **notes):
+    def gated(artifact, variant, write, runner_of, layers, measure=None, **notes):
         """A variant quantized with per-layer float fallback until it passes its gate."""
         def attempt(path):
             return check(artifact, variant, path, runner_of(path), timed=False, **notes)
 
-        result = quantize_with_fallback(write, attempt, layers, f"{artifact} {variant}")
+        result = quantize_with_fallback(write, attempt, layers, f"{artifact} {variant}",
+                                        measure=measure)
         runner = runner_of(Path(result.path))
         result.latency_ms.update({name: median_ms(runner, timing_batches)
                                   for name, timing_batches in timing.items()})
@@ -247,8 +248,33 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
         path = folder / tflite.TOKEN_ID_VARIANTS[variant]
         path.write_bytes(tflite.convert_token_ids(saved, variant))
         checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
+    float_model = folder / tflite.TOKEN_ID_VARIANTS["fp32"]
+    calibration = (_calibration(run, heldout, batch_size=1)
+                   if {"int8-dynamic", "int8-static"} & set(quantize) else [])
+    sensitivity = functools.partial(_output_sensitivity, tflite.token_ids_runner, float_model,
+                                    calibration[:LAYER_ERROR_EXAMPLES])
+    if "int8-dynamic" in quantize and not checks[-1].passed:
+        # The converter's model (embedding tables int8 too) is below its gate: the dense
+        # layers again, by the LiteRT quantizer, which can keep chosen ones float.
+        converted = checks.pop()
+        logger.info("TFLite int8-dynamic is below its gate (%s); quantizing the dense layers "
+                    "with the worst in float", converted.gate_text())
+        quantizer = tflite.LayerQuantizer(float_model, "dynamic")
+        path = Path(converted.path)
+
+        def write_dynamic(float_layers: Sequence[str]) -> Path:
+            path.write_bytes(quantizer.quantize(float_layers))
+            return path
+
+        result = gated("tflite", "int8-dynamic", write_dynamic, tflite.token_ids_runner,
+                       quantizer.layers(), measure=sensitivity(write_dynamic, "tflite int8-dynamic"),
+                       quantization=TFLITE_DYNAMIC_LAYERS)
+        result.notes["fallback_tries"].insert(0, {
+            "float_layers": 0, "what": "the converter's model (embedding tables int8 too)",
+            "agreement": converted.agreement,
+            "quality": converted.quality, "gate": converted.gate_text(), "passed": False})
+        checks.append(result)
     if "int8-static" in quantize:
-        calibration = _calibration(run, heldout, batch_size=1)
         logger.info("converting TFLite int8-static (calibrating on %d examples)",
                     len(calibration))
         quantizer = tflite.Int8Quantizer(saved, calibration)
@@ -260,7 +286,9 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
 
         logger.info("measuring the error of each int8 layer")
         checks.append(gated("tflite", "int8-static", write, tflite.token_ids_runner,
-                            quantizer.layer_errors(), quantization=TFLITE_STATIC))
+                            quantizer.layer_errors(),
+                            measure=sensitivity(write, "tflite int8-static"),
+                            quantization=TFLITE_STATIC))
     if run.task.serving.no_lite_text_model:
         logger.info("no raw-text TFLite model for %s: %s", run.task.name,
                     run.task.serving.no_lite_text_model)
@@ -276,6 +304,8 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
 CALIBRATION_EXAMPLES = 200
 #: Of those, the examples each quantized layer's error is measured on (ONNX).
 LAYER_ERROR_EXAMPLES = 64
+TFLITE_DYNAMIC_LAYERS = ("dynamic (LiteRT quantizer): dense layers int8 in weights (per channel), "
+                         "activations quantized per row at run time; embedding tables float")
 TFLITE_STATIC = ("full int8: dense layers int8 in weights (per channel) and activations "
                  "(calibrated), normalization, softmax and GELU float")
 ONNX_DYNAMIC = "dynamic: weights int8 per channel, activations quantized at run time"
@@ -294,6 +324,22 @@ def _calibration(run: TrainedRun, heldout: Any, batch_size: int) -> list[dict]:
                           "data to verify on, or leave int8 out of --quantize")
     examples = examples.subset(np.arange(min(CALIBRATION_EXAMPLES, len(examples))))
     return make_batches(run.task, run.tokenizer, examples, run.max_length, batch_size=batch_size)
+
+
+def _output_sensitivity(runner_of, float_model: Path, samples: Sequence[dict], write,
+                        label: str):
+    """The ``measure`` of :func:`~exporters.fallback.quantize_with_fallback`: what each layer
+    alone quantized does to the model's float outputs on the calibration ``samples``."""
+    def outputs(path: Path) -> np.ndarray:
+        runner = runner_of(path)
+        return np.concatenate([np.asarray(value, np.float64).ravel()
+                               for batch in samples for value in runner(batch).values()
+                               if np.issubdtype(np.asarray(value).dtype, np.floating)])
+
+    def measure(layers: Sequence[LayerError]) -> list[LayerError]:
+        return with_output_snr(layers, write, outputs, outputs(float_model), label)
+
+    return measure
 
 
 def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], heldout: Any, check,
@@ -329,8 +375,10 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], heldout: Any, 
 
         logger.info("quantizing ONNX %s and measuring the error of each quantized node", variant)
         layers = onnx_model.layer_errors(optimized, write(()), samples, ops)
+        measure = _output_sensitivity(onnx_model.session_runner, optimized, samples, write,
+                                      f"onnx {variant}")
         checks.append(gated("onnx", variant, write, onnx_model.session_runner, layers,
-                            quantization=method))
+                            measure=measure, quantization=method))
     if "fp16" in quantize:
         onnx_model.to_fp16(optimized, paths["fp16"])
         checks.append(check("onnx", "fp16", paths["fp16"],

@@ -6,7 +6,7 @@ Layout under the output folder (TensorFlow Serving loads ``<version>/``)::
     saved_models/NAME/<version>/            SavedModel: generate, sample, logits
     saved_models/NAME/<version>/assets/     the tokenizer files and task.json
     saved_models/NAME/onnx/                 --format onnx: model.onnx (+ int8 / int4 / fp16 variants)
-    saved_models/NAME/tflite/               --format tflite: model.tflite (+ fp16 / int8-dynamic)
+    saved_models/NAME/tflite/               --format tflite: model.tflite (+ int8 / int4 / fp16)
     saved_models/NAME/export_report.json
 
 The graphs come from the task's serving role (:class:`tfsft.tasks.roles.GenerativeServing`;
@@ -14,8 +14,9 @@ the module of the task's role documents its signatures). The SavedModel is verif
 fresh process: its greedy completions of the held-out prompts equal those of
 ``tfsft generate``. The ONNX and TFLite graphs (:mod:`exporters.forward_graph`) are compared
 with the Keras model's logits at every position of held-out conversations: fp32 within 1e-3
-and the same next token at >= 99 % of positions; quantized variants (fp16, int8-dynamic, and
-int4 in ONNX) at >= 97 %, or they are left out.
+and the same next token at >= 99 % of positions; quantized variants (fp16, int8-dynamic, int4)
+at >= 97 % and the same greedy completion as the Keras model for >= 90 % of held-out prompts,
+or they are left out.
 The export report says why the generation loop itself is not exported to ONNX or TFLite.
 """
 
@@ -40,7 +41,7 @@ from tfsft.runs import HELDOUT_FILE, TASK_FILE, TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
 #: The quantized variants of a generative run's forward graph, per format.
-VARIANTS = {"onnx": ("fp16", "int8-dynamic", "int4"), "tflite": ("fp16", "int8-dynamic")}
+VARIANTS = {"onnx": ("fp16", "int8-dynamic", "int4"), "tflite": ("fp16", "int8-dynamic", "int4")}
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int4")
 
 
@@ -100,6 +101,9 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
 
 #: Held-out conversations whose next-token logits the ONNX and TFLite graphs are checked on.
 FORWARD_CONVERSATIONS = 50
+#: Held-out prompts each forward graph completes greedily, and the most tokens it adds.
+COMPLETION_PROMPTS = 20
+COMPLETION_TOKENS = 16
 NOT_EXPORTED = {
     "generation loop as TFLite": (
         "the decoding loop collects tokens in a growing TensorArray, which the TFLite "
@@ -155,6 +159,14 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
     sequences = run.task.serving.sequence_ids(heldout, count)
     batches = forward.conversation_batches(sequences, int(run.tokenizer.pad_id))
     expected = forward.reference_outputs(forward.keras_runner(run.model), batches)
+    prompts = run.task.serving.prompt_ids(heldout, min(COMPLETION_PROMPTS, count))
+
+    def completions(runner: forward.Runner) -> list[list[int]]:
+        return forward.greedy_completions(runner, prompts, COMPLETION_TOKENS,
+                                          int(run.tokenizer.eos_id), int(run.tokenizer.pad_id))
+
+    logger.info("greedy completions of the Keras model on %d prompts", len(prompts))
+    expected_completions = completions(forward.keras_runner(run.model))
     files = forward.write_frozen(run.task.serving.frozen_forward(model), staging,
                                  onnx="onnx" in formats, tflite="tflite" in formats)
     checks = []
@@ -168,7 +180,8 @@ def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: lis
         for variant, path in write(files, folder, quantize).items():
             method = forward.METHODS.get((artifact, variant))
             checks.append(forward.compare(artifact, variant, path, runner(path), batches,
-                                          expected, **({"method": method} if method else {})))
+                                          expected, completions, expected_completions,
+                                          **({"method": method} if method else {})))
             if artifact == "onnx" and onnx_model.cuda_available():
                 checks.append(forward.compare(
                     artifact, variant, path, forward.onnx_runner(path, (onnx_model.CUDA,)),
@@ -193,10 +206,10 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
     """The export checks as a Markdown table.
 
     >>> print(checks_table([]).splitlines()[0])
-    | artifact | variant | size MB | checked | max abs Δlogit | agreement | ok |
+    | artifact | variant | size MB | checked | max abs Δlogit | agreement | completions | ok |
     """
-    lines = ["| artifact | variant | size MB | checked | max abs Δlogit | agreement | ok |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| artifact | variant | size MB | checked | max abs Δlogit | agreement | "
+             "completions | ok |", "|---|---|---|---|---|---|---|---|"]
     for c in checks:
         if c["artifact"] == "savedmodel":
             checked, diff = f"{c['prompts']} greedy completions", "-"
@@ -205,8 +218,10 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
             checked, diff = f"{c['positions']} positions", f"{c['max_abs_logit_diff']:.2e}"
             agreement = f"{100 * c['argmax_agreement']:.2f} % argmax"
         size = f"{c['size_mb']:.1f}" if "size_mb" in c else "-"
+        completed = (f"{c['equal_completions']}/{c['completion_prompts']} equal"
+                     if "equal_completions" in c else "-")
         lines.append(f"| {c['artifact']} | {c['variant']} | {size} | {checked} | {diff} | "
-                     f"{agreement} | {'yes' if c['passed'] else 'NO'} |")
+                     f"{agreement} | {completed} | {'yes' if c['passed'] else 'NO'} |")
     return "\n".join(lines)
 
 

@@ -71,24 +71,26 @@ def markdown_table(checks: Sequence[Check]) -> str:
 
 
 def layer_error_tables(checks: Sequence[Check], worst: int | None = None) -> str:
-    """Per quantized variant: its layers, worst first, with their SNR against float and
-    whether they stayed float (``worst``: only that many rows each)."""
+    """Per quantized variant: its layers, worst first, with their SNR against float (their own
+    output's; where the fallback measured it, the model outputs' with that layer alone
+    quantized) and whether they stayed float (``worst``: only that many rows each)."""
     parts = []
     for check in checks:
         layers = check.notes.get("layer_errors")
         if not layers:
             continue
         kept = set(check.notes.get("float_layers", ()))
-        tries = "\n".join(f"- {t['float_layers']} float: {t['gate']}: "
+        tries = "\n".join(f"- {t.get('what') or str(t['float_layers']) + ' float'}: {t['gate']}: "
                            f"{'passed' if t['passed'] else 'failed'}"
                            for t in check.notes.get("fallback_tries", ()))
         parts += [f"\n### {check.artifact} {check.variant}: error of each quantized layer",
                   f"\nTries (layers kept float: what was measured):\n\n{tries}\n",
-                  "| layer | op | SNR dB | input SNR dB | added dB | kept float |",
-                  "|---|---|---|---|---|---|"]
+                  "| layer | op | SNR dB | input SNR dB | added dB | output SNR dB alone | "
+                  "kept float |", "|---|---|---|---|---|---|---|"]
         for layer in layers[:worst]:
             parts.append(f"| {layer['name']} | {layer['op']} | {_db(layer['snr_db'])} | "
                          f"{_db(layer['input_snr_db'])} | {_db(layer['added_db'])} | "
+                         f"{_db(layer.get('output_snr_db'))} | "
                          f"{'yes' if layer['name'] in kept else 'no'} |")
     return "\n".join(parts)
 

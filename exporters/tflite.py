@@ -50,7 +50,8 @@ from tfsft.io_utils import stderr_to_file
 
 TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
                      "int8-dynamic": "model_int8_dynamic.tflite",
-                     "int8-static": "model_int8_static.tflite"}
+                     "int8-static": "model_int8_static.tflite",
+                     "int4": "model_int4.tflite"}  # decoders only (weight-only)
 TEXT_MODEL = "model_text.tflite"
 # Ops the int8 model keeps in float: with every op in int8, fine-tuned MiniLM lost 4-6 points of
 # SST-2 accuracy (LayerNorm, softmax and GELU activations have outliers that one int8 scale per
@@ -144,6 +145,64 @@ class Int8Quantizer:
         with _debugger_quiet():
             self._debugger.options = self._options(float_layers)
             return self._debugger.get_nondebug_quantized_model()
+
+
+class LayerQuantizer:
+    """int8-dynamic and weight-only TFLite models made from the float32 ``.tflite`` by the
+    LiteRT quantizer (``ai-edge-quantizer``), with chosen dense layers left float.
+
+    ``mode``: ``dynamic`` (int8 weights, one scale per output channel; activations quantized
+    per row at run time, int8 compute), ``weights8`` / ``weights4`` (8-bit / 4-bit weights, one
+    scale per output channel, dequantized to float before the op, float compute: what decoder
+    hidden states need). :meth:`layers` names the layers it quantizes
+    (the output tensors of the FULLY_CONNECTED ops, as the quantizer's recipes name them);
+    the embedding tables (GATHER) stay float.
+
+    >>> LayerQuantizer.MODES
+    ('dynamic', 'weights8', 'weights4')
+    """
+
+    MODES = ("dynamic", "weights8", "weights4")
+
+    def __init__(self, float_model: Path, mode: str = "dynamic") -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(self.MODES)}")
+        self._float_model, self._mode = float_model, mode
+
+    def layers(self) -> list[LayerError]:
+        """The layers the quantizer would quantize, in graph order (no error measured yet)."""
+        from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffers
+
+        model = flatbuffers.read_model(self._float_model)
+        graph = model.subgraphs[0]
+        dense = flatbuffers.TFL_OP_NAME_TO_CODE["FULLY_CONNECTED"]
+        return [LayerError(flatbuffers.get_op_scope(op, graph.tensors), "FULLY_CONNECTED",
+                           float("nan"))
+                for op in graph.operators
+                if model.operatorCodes[op.opcodeIndex].builtinCode == dense]
+
+    def quantize(self, float_layers: Sequence[str] = ()) -> bytes:
+        """The quantized model with the layers named in ``float_layers`` kept float."""
+        import re
+
+        from ai_edge_quantizer import qtyping, quantizer
+
+        floats = set(float_layers)
+        quantized = [layer.name for layer in self.layers() if layer.name not in floats]
+        if not quantized:
+            return self._float_model.read_bytes()
+        engine = quantizer.Quantizer(str(self._float_model))
+        scope = "^(?:" + "|".join(re.escape(name) for name in quantized) + ")$"
+        dense = qtyping.TFLOperationName.FULLY_CONNECTED
+        if self._mode == "dynamic":
+            engine.add_dynamic_config(scope, dense, 8)
+        elif self._mode == "weights8":
+            engine.add_weight_only_config(scope, dense, 8)
+        else:  # the quantizer's policy has 4-bit blocks only with int8 compute (dynamic)
+            engine.add_weight_only_config(scope, dense, 4)
+        with native_output_quiet():
+            result = engine.quantize(enable_progress_bar=False, enable_progress_report=False)
+        return bytes(result.quantized_model)
 
 
 @contextlib.contextmanager

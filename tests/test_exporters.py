@@ -142,8 +142,9 @@ def test_quantized_variants_report_their_layers_gate_and_speed(exported):
         artifact = next(a for a in quantized if (a["artifact"], a["variant"]) == key)
         layers = artifact["layer_errors"]
         assert layers and all(layer["snr_db"] is None or layer["snr_db"] > -50 for layer in layers)
-        added = [layer["added_db"] for layer in layers]
-        assert added == sorted(added, reverse=True)  # worst first
+        harm = [layer["added_db"] if layer["output_snr_db"] is None
+                else 100 - min(layer["output_snr_db"], 100) for layer in layers]
+        assert harm == sorted(harm, reverse=True)  # worst first
         assert set(artifact["float_layers"]) <= {layer["name"] for layer in layers}
         assert artifact["fallback_tries"][-1]["passed"]
         assert artifact["quantized_layers"] == len(layers) - len(artifact["float_layers"]) > 0
@@ -271,3 +272,38 @@ def test_a_file_checked_twice_is_left_out_whole_when_one_check_fails(tmp_path, c
     assert [a["provider"] for a in summary["not_published"]] == ["CPU", "CUDA"]
     assert not model.exists() and other.exists()
     assert "not published: onnx fp16 is below its gate" in capsys.readouterr().err
+
+
+def test_fallback_ranks_layers_by_what_each_alone_does_to_the_outputs(tmp_path):
+    from exporters.fallback import LayerError, quantize_with_fallback, with_output_snr
+    from exporters.verify import Check
+
+    # By their own SNR, layer0 is worst; by the outputs, only layer3 matters.
+    layers = [LayerError(f"layer{i}", "FULLY_CONNECTED", snr_db=float(i)) for i in range(4)]
+    path = tmp_path / "model.bin"
+    rule = {"logits": OutputCheck(kind="argmax", min_agreement=0.99)}
+    reference = [np.array([[1.0, 0.0], [0.0, 1.0]])]
+
+    def quantize(float_layers):
+        path.write_text(",".join(float_layers))
+        return path
+
+    def outputs(written):  # the outputs move only while layer3 is quantized
+        kept = written.read_text().split(",")
+        return np.array([1.0, 0.0, 0.0, 1.0]) + (0.0 if "layer3" in kept else 0.4)
+
+    def check(written):
+        moved = outputs(written)[0] != 1.0
+        wrong = [np.array([[0.0, 1.0], [0.0, 1.0]])]
+        return Check("onnx", "int8-dynamic", str(written), 1, rule, {"logits": reference},
+                     {"logits": wrong if moved else reference}, [np.ones((2, 3))])
+
+    measure = lambda found: with_output_snr(found, quantize, outputs,  # noqa: E731
+                                            np.array([1.0, 0.0, 0.0, 1.0]), "test")
+    result = quantize_with_fallback(quantize, check, layers, "test", measure=measure)
+    assert result.passed and result.notes["float_layers"] == ["layer3"]
+    assert [t["float_layers"] for t in result.notes["fallback_tries"]] == [0, 1]
+    rows = result.notes["layer_errors"]
+    assert rows[0]["name"] == "layer3" and rows[0]["output_snr_db"] < 10
+    assert all(row["output_snr_db"] == 200 for row in rows[1:])  # unchanged outputs
+    assert path.read_text() == "layer3"
