@@ -144,7 +144,44 @@ class Int8Quantizer:
         """The int8 model with the layers named (their output tensors) kept in float."""
         with _debugger_quiet():
             self._debugger.options = self._options(float_layers)
-            return self._debugger.get_nondebug_quantized_model()
+            return without_float_round_trips(self._debugger.get_nondebug_quantized_model())
+
+
+def without_float_round_trips(content: bytes) -> bytes:
+    """The model with every float -> QUANTIZE -> DEQUANTIZE -> float pair taken out.
+
+    The converter rounds the output of some ops it keeps float to int8 and back: softmax gets
+    its fixed int8 scale (1/256), so attention weights below 1/512 become 0. Over 384 tokens
+    (question answering) that alone held the outputs' SNR near 30 dB with every dense layer
+    float, and answers agreed with float32 at most 92 % of the time.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
+    quantize, dequantize = schema.BuiltinOperator.QUANTIZE, schema.BuiltinOperator.DEQUANTIZE
+    for graph in model.subgraphs:
+        producer = {out: op for op in graph.operators for out in op.outputs}
+        replaced: dict[int, int] = {}  # DEQUANTIZE output -> the float tensor before QUANTIZE
+        for op in graph.operators:
+            before = producer.get(op.inputs[0]) if codes[op.opcodeIndex] == dequantize else None
+            if (before is not None and codes[before.opcodeIndex] == quantize
+                    and graph.tensors[before.inputs[0]].type == schema.TensorType.FLOAT32):
+                replaced[op.outputs[0]] = before.inputs[0]
+        if not replaced:
+            continue
+        graph.operators = [op for op in graph.operators
+                           if not (codes[op.opcodeIndex] == dequantize
+                                   and op.outputs[0] in replaced)]
+        for op in graph.operators:
+            op.inputs = [replaced.get(index, index) for index in op.inputs]
+        graph.outputs = [replaced.get(index, index) for index in graph.outputs]
+        used = {index for op in graph.operators for index in op.inputs} | set(graph.outputs)
+        graph.operators = [op for op in graph.operators
+                           if not (codes[op.opcodeIndex] == quantize
+                                   and not set(op.outputs) & used)]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 class LayerQuantizer:

@@ -153,6 +153,19 @@ def test_quantized_variants_report_their_layers_gate_and_speed(exported):
 
     ops = {node.op_type for node in onnx.load(static["path"]).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ, calibrated
+    from ai_edge_litert.interpreter import Interpreter
+
+    lite = next(a for a in quantized if (a["artifact"], a["variant"]) == ("tflite", "int8-static"))
+    interpreter = Interpreter(model_path=lite["path"])
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    details = interpreter._get_ops_details()
+    made_by = {out: op for op in details for out in op["outputs"]}
+    ops = [op["op_name"] for op in details]
+    assert "FULLY_CONNECTED" in ops and "QUANTIZE" in ops  # int8 dense layers
+    for op in details:  # no float value is rounded to int8 and straight back (softmax was)
+        source = made_by.get(op["inputs"][0]) if op["op_name"] == "DEQUANTIZE" else None
+        assert not (source and source["op_name"] == "QUANTIZE"
+                    and tensors[source["inputs"][0]]["dtype"] == np.float32), op
     document = (base / "export_report.md").read_text()
     assert "| b1 × | b32 × | float layers |" in document
     assert "### onnx int8-static: error of each quantized layer" in document
