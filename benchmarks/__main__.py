@@ -5,7 +5,9 @@ throughput; the profile of ``benchmarks.profile``; one epoch of the five trainin
 ``benchmarks.training`` on the same SST-2 sample; export of the tfsft run to SavedModel / TFLite /
 ONNX (verified on SST-2 dev); the HF-TF peer's SavedModel; inference latency of all of them;
 the task recipes of ``benchmarks.tasks`` (regression on VADER tweets) against their HF peers;
-causal-LM training tokens/s (``benchmarks.causal_lm_speed``) against keras-hub's own fit.
+causal-LM training tokens/s (``benchmarks.causal_lm_speed``) against keras-hub's own fit;
+with ``--quantization``, every quantized variant of five tasks against its gate
+(``benchmarks.quantization``; the report shows its last results either way).
 Writes ``benchmarks/results/*.json``, ``results/benchmarks.md``, ``results/benchmarks.png`` and
 ``docs/benchmarks.md``. Nothing here asserts a time; the tables give ratios against the peers
 measured in the same run.
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-causal-lm", action="store_true",
                         help="leave out the causal-LM training recipes (SmolLM2-135M, LoRA and "
                              "full fine-tuning against keras-hub's Llama3CausalLM.fit)")
+    parser.add_argument("--quantization", action="store_true",
+                        help="also run benchmarks.quantization (five tasks, each variant "
+                             "against its gate; about an hour on 2 cores); its last results "
+                             "stay in the report otherwise")
     parser.add_argument("--results", type=Path, default=common.RESULTS)
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     for recipe in task_recipes:
         _python("benchmarks.tasks", recipe, "--out", str(results / f"task_{recipe}.json"),
                 log=work / f"task_{recipe}.log")
+    if args.quantization:
+        print("quantized exports per task against their gates", flush=True)
+        _python("benchmarks.quantization", "--work", str(work / "quantization"), "--out",
+                str(results / "quantization.json"), log=work / "quantization.log")
     if not args.no_causal_lm:
         from benchmarks import causal_lm_speed
 

@@ -190,9 +190,22 @@ def goals(training: list[dict], inference: list[dict], tasks: list[dict] = ()) -
     return found
 
 
+def quantization_lines(results: Path) -> list[str]:
+    """The per task x format x variant table of ``benchmarks.quantization`` (when it ran)."""
+    from benchmarks.quantization import markdown as quantization_table
+
+    found = _load(results / "quantization.json")
+    if not found:
+        return []
+    rows = [row for task in found["tasks"].values() for row in task]
+    return [f"### Quantized exports per task, each against its gate (`python -m "
+            f"benchmarks.quantization`, {_cpu(found.get('machine'))}; × = speed-up against fp32 "
+            "of the same format, ONNX: the optimized graph)", "", quantization_table(rows), ""]
+
+
 def markdown(training: list[dict], inference: list[dict], found: list[dict],
              hardware: dict | None, examples: int | None, profile: dict | None = None,
-             tasks: list[dict] = ()) -> str:
+             tasks: list[dict] = (), quantization: list[str] = ()) -> str:
     lines = []
     if training:
         lines += [f"### Training: {examples} SST-2 sentences, all-MiniLM-L6-v2, max_length "
@@ -252,6 +265,7 @@ def markdown(training: list[dict], inference: list[dict], found: list[dict],
                 f"{_fmt(None if r['dev_accuracy'] is None else 100 * r['dev_accuracy'])} | "
                 f"{_fmt(r['size_mb'], '{:.1f}')} |")
         lines.append("")
+    lines += quantization
     if found:
         lines += ["### Goals", "", "| goal | measured | target | met |", "|---|---|---|---|"]
         for g in found:
@@ -301,7 +315,8 @@ def write(results: Path, total_seconds: float | None = None, docs: Path | None =
     found = goals(training, inference, tasks)
     examples = mine["examples"] if mine else None
     profile = _load(results / "profile.json")
-    table = markdown(training, inference, found, hardware, examples, profile, tasks)
+    table = markdown(training, inference, found, hardware, examples, profile, tasks,
+                     quantization_lines(results))
     machine = hardware["machine"] if hardware else common.machine()
     atomic_write_json(results / "summary.json", {
         "machine": machine,
