@@ -42,7 +42,7 @@ class LayerError:
 
     name: str  # what the quantizer calls it (TFLite: its output tensor; ONNX: the node)
     op: str
-    snr_db: float  # of the layer's output
+    snr_db: float  # of the layer's output (weight-only quantizers: of its weights)
     #: The worst SNR of the layer's inputs where they carry earlier layers' error (ONNX); the
     #: layer's own share is the drop from there. None: ``snr_db`` is the layer's alone (TFLite).
     input_snr_db: float | None = None
@@ -53,6 +53,8 @@ class LayerError:
     @property
     def added_db(self) -> float:
         """How much SNR this layer itself loses (higher: worse; both capped at 100 dB)."""
+        if np.isnan(self.snr_db):  # not measured: ranked last
+            return 0.0
         output = min(self.snr_db, 100.0)
         if self.input_snr_db is None:
             return 100.0 - output

@@ -12,7 +12,6 @@ Files written (``saved_models/NAME/onnx/`` and ``saved_models/NAME/tflite/``)::
     tflite/model.tflite             the same graph for LiteRT (builtin ops only)
     tflite/model_fp16.tflite        weights in float16
     tflite/model_int8_dynamic.tflite  weights in int8, activations float
-    tflite/model_int4.tflite          weights in 4 bits, activations float
     */tokenizer.json, tokenizer_config.json, task.json   the tokenizer and chat template
 
 Generation is a loop the caller runs around this graph (append the argmax, run again); the
@@ -124,7 +123,7 @@ def write_onnx(files: FrozenFiles, folder: Path, variants: Sequence[str]) -> dic
 
 
 def write_tflite(files: FrozenFiles, folder: Path, variants: Sequence[str]) -> dict[str, Path]:
-    """``model.tflite`` and the requested variants (``fp16``, ``int8-dynamic``, ``int4``) in
+    """``model.tflite`` and the requested variants (``fp16``, ``int8-dynamic``) in
     ``folder``: the float ones converted in a fresh process (the converter's peak is about 20x
     the model's size), the integer ones quantized from ``model.tflite`` with weights only
     (:class:`exporters.tflite.LayerQuantizer`)."""
@@ -135,17 +134,53 @@ def write_tflite(files: FrozenFiles, folder: Path, variants: Sequence[str]) -> d
         logger.info("converting the forward graph to TFLite %s (separate process)", variant)
         paths[variant] = folder / TFLITE_FILES[variant]
         tflite.convert_token_ids_in_subprocess(files.savedmodel, variant, paths[variant])
-    for variant, mode in TFLITE_WEIGHT_MODES.items():
-        if variant in variants:
-            logger.info("quantizing the TFLite weights (%s)", METHODS[("tflite", variant)])
-            paths[variant] = folder / TFLITE_FILES[variant]
-            paths[variant].write_bytes(tflite.LayerQuantizer(paths["fp32"], mode).quantize())
     return paths
 
 
-#: The LiteRT quantizer's mode for each integer TFLite variant of a decoder: weights only,
-#: as for ONNX (int8 activations quantized at run time kept 84.8 % of SmolLM2's next tokens).
-TFLITE_WEIGHT_MODES = {"int8-dynamic": "weights8", "int4": "weights4"}
+def tflite_int8_weights(float_model: Path, path: Path,
+                        check: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """``int8-dynamic`` for a decoder's TFLite graph: int8 weights only (activations quantized
+    at run time kept 84.8 % of SmolLM2's next tokens), written to ``path`` from the float32
+    ``float_model``. Dense layers whose weights round worst stay float until ``check(path)``
+    (:func:`compare`) passes (:func:`exporters.fallback.quantize_with_fallback`); returns its
+    result with the tries and the layers kept float."""
+    from exporters import tflite
+    from exporters.fallback import quantize_with_fallback
+
+    quantizer = tflite.LayerQuantizer(float_model, "weights8")
+
+    def write(float_layers: Sequence[str]) -> Path:
+        path.write_bytes(quantizer.quantize(float_layers))
+        return path
+
+    logger.info("quantizing the TFLite weights (%s)", METHODS[("tflite", "int8-dynamic")])
+    result = quantize_with_fallback(write, lambda written: Compared(check(written)),
+                                    quantizer.layers(), "tflite int8-dynamic")
+    return result.summary
+
+
+@dataclass
+class Compared:
+    """A :func:`compare` result as :func:`exporters.fallback.quantize_with_fallback` reads a
+    check (its notes are the result itself)."""
+
+    summary: dict[str, Any]
+    quality: None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.summary["passed"])
+
+    @property
+    def agreement(self) -> float:
+        return float(self.summary["argmax_agreement"])
+
+    @property
+    def notes(self) -> dict[str, Any]:
+        return self.summary
+
+    def gate_text(self) -> str:
+        return str(self.summary["gate"])
 
 
 #: How each quantized variant was made, for the report.
@@ -157,8 +192,6 @@ METHODS = {
     ("onnx", "fp16"): "float16 weights and compute, float32 inputs and outputs",
     ("tflite", "int8-dynamic"): "int8 weights (one scale per output channel; LiteRT "
                                 "quantizer), dequantized before each dense op, float compute",
-    ("tflite", "int4"): "4-bit weights (one scale per output channel; LiteRT quantizer), "
-                        "dequantized before each dense op, float compute",
     ("tflite", "fp16"): "float16 weights, float32 compute",
 }
 

@@ -50,8 +50,7 @@ from tfsft.io_utils import stderr_to_file
 
 TOKEN_ID_VARIANTS = {"fp32": "model.tflite", "fp16": "model_fp16.tflite",
                      "int8-dynamic": "model_int8_dynamic.tflite",
-                     "int8-static": "model_int8_static.tflite",
-                     "int4": "model_int4.tflite"}  # decoders only (weight-only)
+                     "int8-static": "model_int8_static.tflite"}
 TEXT_MODEL = "model_text.tflite"
 # Ops the int8 model keeps in float: with every op in int8, fine-tuned MiniLM lost 4-6 points of
 # SST-2 accuracy (LayerNorm, softmax and GELU activations have outliers that one int8 scale per
@@ -147,6 +146,21 @@ class Int8Quantizer:
             return without_float_round_trips(self._debugger.get_nondebug_quantized_model())
 
 
+def _int8_weight_snr_db(weights: np.ndarray | None) -> float:
+    """SNR of ``weights`` ([output, input]) rounded to int8, one symmetric scale per output
+    channel (nan: not a constant 2-D weight).
+
+    >>> round(_int8_weight_snr_db(np.array([[1.0, 0.5], [0.25, -1.0]])), 1)
+    inf
+    """
+    if weights is None or np.ndim(weights) != 2:
+        return float("nan")
+    weights = np.asarray(weights, np.float64)
+    scale = np.abs(weights).max(axis=1, keepdims=True) / 127.0
+    scale[scale == 0] = 1.0
+    return snr_db(weights, np.round(weights / scale) * scale)
+
+
 def without_float_round_trips(content: bytes) -> bytes:
     """The model with every float -> QUANTIZE -> DEQUANTIZE -> float pair taken out.
 
@@ -189,17 +203,19 @@ class LayerQuantizer:
     LiteRT quantizer (``ai-edge-quantizer``), with chosen dense layers left float.
 
     ``mode``: ``dynamic`` (int8 weights, one scale per output channel; activations quantized
-    per row at run time, int8 compute), ``weights8`` / ``weights4`` (8-bit / 4-bit weights, one
-    scale per output channel, dequantized to float before the op, float compute: what decoder
-    hidden states need). :meth:`layers` names the layers it quantizes
+    per row at run time, int8 compute) or ``weights8`` (int8 weights, one scale per output
+    channel, dequantized to float before the op, float compute: what decoder hidden states
+    need). The quantizer's 4 bits are per channel (weight-only) or in blocks with int8 compute,
+    and neither keeps a decoder's answers (SmolLM2-135M, 4 bits per channel: 23 % of next
+    tokens), so there is no 4-bit mode. :meth:`layers` names the layers it quantizes
     (the output tensors of the FULLY_CONNECTED ops, as the quantizer's recipes name them);
     the embedding tables (GATHER) stay float.
 
     >>> LayerQuantizer.MODES
-    ('dynamic', 'weights8', 'weights4')
+    ('dynamic', 'weights8')
     """
 
-    MODES = ("dynamic", "weights8", "weights4")
+    MODES = ("dynamic", "weights8")
 
     def __init__(self, float_model: Path, mode: str = "dynamic") -> None:
         if mode not in self.MODES:
@@ -207,16 +223,21 @@ class LayerQuantizer:
         self._float_model, self._mode = float_model, mode
 
     def layers(self) -> list[LayerError]:
-        """The layers the quantizer would quantize, in graph order (no error measured yet)."""
+        """The layers the quantizer quantizes, in graph order, each with the SNR of its
+        weights rounded to int8 with one scale per output channel (what weight-only
+        quantization changes; the fallback can measure the outputs too)."""
         from ai_edge_quantizer.utils import tfl_flatbuffer_utils as flatbuffers
 
         model = flatbuffers.read_model(self._float_model)
         graph = model.subgraphs[0]
         dense = flatbuffers.TFL_OP_NAME_TO_CODE["FULLY_CONNECTED"]
-        return [LayerError(flatbuffers.get_op_scope(op, graph.tensors), "FULLY_CONNECTED",
-                           float("nan"))
-                for op in graph.operators
-                if model.operatorCodes[op.opcodeIndex].builtinCode == dense]
+        layers = []
+        for op in graph.operators:
+            if model.operatorCodes[op.opcodeIndex].builtinCode == dense:
+                weights = flatbuffers.get_tensor_data(graph.tensors[op.inputs[1]], model.buffers)
+                layers.append(LayerError(flatbuffers.get_op_scope(op, graph.tensors),
+                                         "FULLY_CONNECTED", _int8_weight_snr_db(weights)))
+        return layers
 
     def quantize(self, float_layers: Sequence[str] = ()) -> bytes:
         """The quantized model with the layers named in ``float_layers`` kept float."""
@@ -233,10 +254,8 @@ class LayerQuantizer:
         dense = qtyping.TFLOperationName.FULLY_CONNECTED
         if self._mode == "dynamic":
             engine.add_dynamic_config(scope, dense, 8)
-        elif self._mode == "weights8":
+        else:
             engine.add_weight_only_config(scope, dense, 8)
-        else:  # the quantizer's policy has 4-bit blocks only with int8 compute (dynamic)
-            engine.add_weight_only_config(scope, dense, 4)
         with native_output_quiet():
             result = engine.quantize(enable_progress_bar=False, enable_progress_report=False)
         return bytes(result.quantized_model)
