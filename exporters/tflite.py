@@ -150,8 +150,10 @@ def _int8_weight_snr_db(weights: np.ndarray | None) -> float:
     """SNR of ``weights`` ([output, input]) rounded to int8, one symmetric scale per output
     channel (nan: not a constant 2-D weight).
 
-    >>> round(_int8_weight_snr_db(np.array([[1.0, 0.5], [0.25, -1.0]])), 1)
+    >>> _int8_weight_snr_db(np.array([[127.0, 1.0], [-2.0, 254.0]]))  # on the int8 grid
     inf
+    >>> round(_int8_weight_snr_db(np.array([[1.0, 0.001]])), 1)  # 0.001 rounds to 0
+    60.0
     """
     if weights is None or np.ndim(weights) != 2:
         return float("nan")
