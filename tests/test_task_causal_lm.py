@@ -444,6 +444,11 @@ def test_generate_stays_within_the_positions_the_model_was_trained_for(tiny_llm,
     err = capsys.readouterr().err
     assert "100000 new tokens (--max-new-tokens) after a prompt of" in err
     assert "go past the 512 positions the model was trained for; ask for" in err
+    for value in ("nan", "inf", "-1"):  # a temperature that is no number of the sampler
+        assert cli(["generate", str(tiny_llm), "hi", "--temperature", value]) == 2
+        err = capsys.readouterr().err
+        assert "--temperature / --top-p: temperature must be a finite number >= 0" in err, err
+        assert "internal error" not in err and "Traceback" not in err
 
 
 def test_mixed_bfloat16_training_saves_a_float32_model(tiny_llm, tmp_path):

@@ -336,7 +336,7 @@ def _answer_problem(context: str, text: Any, start: Any) -> str | None:
         offset = float(start)
     except (TypeError, ValueError):
         return f"answer_start is {start!r:.40}, not a character offset"
-    if offset != int(offset) or offset < 0:
+    if not math.isfinite(offset) or offset != int(offset) or offset < 0:
         return f"answer_start is {start!r:.40}, not a character offset (an integer >= 0)"
     offset = int(offset)
     found = context[offset:offset + len(text)]
