@@ -337,6 +337,9 @@ def test_shard_folders_are_checked(tiny_checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="--workers must be at least 1, got 0"):
         write_shards(create_task("text-classification", {}), path, tmp_path / "new",
                      model=tiny_checkpoint, workers=0, progress=False)
+    with pytest.raises(ConfigError, match="--max-length must be between 8 and 512, got 0"):
+        write_shards(create_task("text-classification", {}), path, tmp_path / "new",
+                     model=tiny_checkpoint, max_length=0, progress=False)
     (out / "notes.txt").write_text("mine")  # a user's file inside the shard folder
     with pytest.raises(ConfigError, match=r"holds files tfsft preprocess did not write \(notes"):
         write_shards(create_task("text-classification", {}), path, out, model=tiny_checkpoint,

@@ -231,7 +231,7 @@ def _checked_arguments(task: Task, source: Any, output: Path, shards: int, chunk
     _refuse_output(output, source, overwrite)
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         task.data.refuse_chunked_file(Path(source), file_format)
-    max_length = max_length or task.data.default_max_length
+    max_length = task.data.default_max_length if max_length is None else max_length
     if not 8 <= max_length <= task.data.max_length_limit:
         raise ConfigError(f"--max-length must be between 8 and {task.data.max_length_limit}, "
                           f"got {max_length}")
