@@ -167,6 +167,20 @@ def test_conll_reader_joins_tokens_skips_docstart_and_keeps_lines(tmp_path):
     assert data.entities(1) == [(0, 15, "PER")] and data.scheme == "BIO"
 
 
+def test_conll_reader_drops_a_byte_order_mark_and_refuses_nul_bytes(tmp_path):
+    from tfsft.errors import DataError
+
+    path = write_conll(tmp_path / "a.txt", [(["EU", "rejects"], ["B-ORG", "O"])])
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8-sig")  # a BOM, as some editors write
+    assert read_token_data(path).texts == ["EU rejects"]
+    lines = text.splitlines()
+    lines[3] = lines[3].replace("rejects", "rej\x00ects")  # line 4
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"a.txt, line 4: holds a NUL byte"):
+        read_token_data(path)
+
+
 def test_conll_tags_written_as_ids_read_with_tag_names(tmp_path):
     path = tmp_path / "ids.conll"
     path.write_text("EU 3\nrejects 0\n\nPeter 1\nBlackburn 2\n")

@@ -284,7 +284,15 @@ def _read_lines(path: Path, encoding: str) -> list[str]:
         line = raw[:exc.start].count(b"\n") + 1
         raise DataError(str(path), f"line {line}", f"not valid {encoding} text",
                         "convert the file to UTF-8 or pass --encoding") from exc
-    return text.splitlines()
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first token
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError(str(path), f"line {text.count(chr(10), 0, nul) + 1}",
+                        "holds a NUL byte (\\x00): this is not plain text",
+                        "remove the NUL bytes; a text file never holds them")
+    # Lines end at line breaks only (str.splitlines also breaks at U+2028, U+0085, ...).
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 @dataclass
