@@ -226,6 +226,21 @@ class TrainedRun:
         examples = self.task.data.examples_from_texts({k: list(v) for k, v in inputs.items()})
         return self.task.evaluation.predictions(self.outputs(examples, batch_size, verbose))
 
+    def check_report_folder(self, output_dir: str | Path | None) -> None:
+        """Refuse an evaluation ``output_dir`` that is a file, or the run folder or inside it
+        (the run's own reports would be replaced), before any work is done."""
+        if output_dir is None:
+            return
+        folder = Path(output_dir)
+        run = self.run_dir.resolve()
+        if folder.resolve() == run or run in folder.resolve().parents:
+            raise ConfigError(f"--output-dir {folder} is the run folder {self.run_dir} or inside "
+                              "it, whose reports describe its own validation data; write this "
+                              "evaluation to a folder of its own (e.g. evaluations/NAME)")
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--output-dir {folder} is a file; name a folder for the "
+                              "evaluation reports")
+
     def evaluate(self, examples: Any, output_dir: str | Path | None = None,
                  batch_size: int = 64, verbose: int | str = "auto") -> dict[str, Any]:
         """Metrics on labelled ``examples``; with ``output_dir``, also the report files.
@@ -233,6 +248,7 @@ class TrainedRun:
         ``examples`` must name their labels as the run does, in its order (read them with
         :meth:`read`); other examples are refused rather than scored against the wrong labels.
         """
+        self.check_report_folder(output_dir)
         names = getattr(examples, "target_names", None)
         if names is not None and self.labels and tuple(names) != self.labels:
             raise ConfigError(f"the examples' labels {list(names)} are not this run's "

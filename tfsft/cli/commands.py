@@ -104,6 +104,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
+    run.check_report_folder(args.output_dir)
     data = _read(run, args.data, args)
     own = run.task.options.to_dict()
     overrides = {k: v for k, v in column_overrides(args).items() if k in own}
