@@ -404,6 +404,8 @@ CASES = [
     ("predict-no-input", "predict {run}", {}, "nothing to predict"),
     ("predict-blank-arg", "predict {run} ' '", {}, "text argument 1 (' ') is empty"),
     ("predict-missing-file", "predict {run} --input {d}/nope.txt", {}, "file not found"),
+    ("predict-empty-file", "predict {run} --input {d}/empty.txt", {"empty.txt": "\n \n"},
+     "empty.txt: the file holds no texts to predict"),
     ("predict-folder", "predict {run} --input {d}/f.txt", {"f.txt/x": "x"},
      "is a folder, not a text file"),
     ("predict-latin1-txt", "predict {run} --input {d}/t.txt", {"t.txt": "caf\u00e9\n".encode("latin-1")},

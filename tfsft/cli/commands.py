@@ -162,6 +162,10 @@ def run_predict(args: argparse.Namespace) -> int:
             examples = _read(run, args.input, args, labelled=False)
             for name, values in run.task.data.texts(examples).items():
                 inputs[name] += values
+    if not inputs[names[0]] and args.input:
+        raise ConfigError(f"{args.input}: the file holds no texts to predict (it is empty or "
+                          "only blank lines); give one text per line, or rows of a "
+                          "CSV/TSV/JSONL/Parquet file")
     if not inputs[names[0]]:
         raise ConfigError("nothing to predict: pass " + (" and ".join(
             f"--{flag.replace('_', '-')}" for flag in flags) if flags else
