@@ -249,11 +249,12 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
         path.write_bytes(tflite.convert_token_ids(saved, variant))
         checks.append(check("tflite", variant, path, tflite.token_ids_runner(path)))
     float_model = folder / tflite.TOKEN_ID_VARIANTS["fp32"]
+    dynamic_failed = "int8-dynamic" in quantize and not checks[-1].passed
     calibration = (_calibration(run, heldout, batch_size=1)
-                   if {"int8-dynamic", "int8-static"} & set(quantize) else [])
+                   if dynamic_failed or "int8-static" in quantize else [])
     sensitivity = functools.partial(_output_sensitivity, tflite.token_ids_runner, float_model,
                                     calibration[:LAYER_ERROR_EXAMPLES])
-    if "int8-dynamic" in quantize and not checks[-1].passed:
+    if dynamic_failed:
         # The converter's model (embedding tables int8 too) is below its gate: the dense
         # layers again, by the LiteRT quantizer, which can keep chosen ones float.
         converted = checks.pop()

@@ -130,7 +130,7 @@ def write_tflite(files: FrozenFiles, folder: Path, variants: Sequence[str]) -> d
     from exporters import tflite
 
     paths = {}
-    for variant in ["fp32", *[v for v in ("fp16",) if v in variants]]:
+    for variant in ["fp32", *(["fp16"] if "fp16" in variants else [])]:
         logger.info("converting the forward graph to TFLite %s (separate process)", variant)
         paths[variant] = folder / TFLITE_FILES[variant]
         tflite.convert_token_ids_in_subprocess(files.savedmodel, variant, paths[variant])
