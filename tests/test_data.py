@@ -119,6 +119,39 @@ def test_pipeline_groups_by_length_pads_per_batch_and_keeps_every_example():
     assert first_epoch == again  # same seed, same order
 
 
+def test_distinct_batches_keep_shared_texts_apart_with_little_padding():
+    from tfsft.data.pipeline import distinct_batches
+
+    rng = np.random.default_rng(0)
+    # 40 passages of random length, 2 to 12 questions each, as in SQuAD
+    passage_lengths = rng.integers(30, 250, 40)
+    passages = np.repeat(np.arange(40), rng.integers(2, 13, 40))
+    rows = len(passages)
+    groups = np.stack([np.arange(rows) + 1000, passages], 1)  # questions all distinct
+    lengths = passage_lengths[passages]
+    order = distinct_batches(lengths, groups, 16)
+    assert sorted(order.tolist()) == list(range(rows))  # every row once
+
+    def cost(order):
+        batches = [order[i:i + 16] for i in range(0, rows, 16)]
+        distinct = [len(set(passages[b])) == len(b) for b in batches]
+        padded = sum(len(b) * lengths[b].max() for b in batches) / lengths.sum()
+        return np.mean(distinct), padded
+
+    share, padded = cost(order)
+    random_share, random_padded = cost(rng.permutation(rows))
+    sorted_share, _ = cost(np.argsort(lengths, kind="stable"))
+    assert share >= 0.75 and random_share < 0.5 and sorted_share < 0.2
+    assert padded < random_padded * 0.85
+    # while 16 or more passages have rows left, no batch holds one twice
+    left = np.bincount(passages, minlength=40)
+    for start in range(0, rows, 16):
+        batch = order[start:start + 16]
+        if (left > 0).sum() >= 16:
+            assert len(set(passages[batch])) == len(batch), start
+        np.subtract.at(left, passages[batch], 1)
+
+
 def test_predict_logits_returns_input_order():
     import keras
 

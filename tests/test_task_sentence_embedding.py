@@ -215,7 +215,7 @@ def test_pairs_of_one_text_are_spread_over_batches(tiny_checkpoint):
     rows = [{"anchor": f"{FILLER[q]} {key}", "positive": f"{key} {FILLER[p]}"}
             for p, key in enumerate(KEYS[:12]) for q in range(5)]
     encoded = task.data.encode(tokenizer, task.data.read(pd.DataFrame(rows)), 16, training=True)
-    assert sorted(np.bincount(encoded.batch_rounds).tolist()) == [12] * 5
+    assert encoded.batch_groups.shape == (60, 2)
     for epoch in range(2):
         for features, _ in make_dataset(encoded, batch_size=12, shuffle=True, seed=epoch):
             positives = features["positive_group"].numpy()
@@ -238,7 +238,7 @@ def test_pairs_train_from_shards(tiny_checkpoint, tmp_path):
     ids: dict[int, set] = {}
     distinct = []
     for features, _ in shard_dataset(read_manifest(manifest.folder), batch_size=6, seed=0):
-        assert "batch_round" not in features
+        assert "batch_groups" not in features
         for group, tokens in zip(features["positive_group"].numpy(),
                                  features["token_ids"].numpy().tolist(), strict=True):
             ids.setdefault(int(group), set()).add(tuple(t for t in tokens if t))

@@ -37,8 +37,9 @@ TOKENIZER_DIR = "tokenizer"
 CALIBRATION_FILE = "calibration.jsonl"
 CALIBRATION_ROWS = 256  # training rows kept for int8 export calibration
 CHUNK_ROWS = 8192
-# The stored feature by which reading keeps rows of one text out of one batch (not fed to the model).
-BATCH_ROUND = "batch_round"
+# The stored feature by which reading keeps rows of one text out of one batch (not fed to the
+# model): the ids of the texts a row holds (see tfsft.data.pipeline.distinct_batches).
+BATCH_GROUPS = "batch_groups"
 # The file tfsft preprocess writes into every shard folder it makes (and --overwrite looks for).
 MARKER = ".tfsft-shards"
 # The manifest key holding the checksum of the rest of it (an edited manifest is refused).

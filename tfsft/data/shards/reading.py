@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tfsft.data.shards.manifest import BATCH_ROUND, READ_FILES, SHUFFLE_ROWS, FeatureSpec, Manifest
+from tfsft.data.shards.manifest import BATCH_GROUPS, READ_FILES, SHUFFLE_ROWS, FeatureSpec, Manifest
 from tfsft.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,9 +21,10 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     :func:`tfsft.data.pipeline.make_dataset` makes them from rows in memory.
 
     Every epoch shuffles the shard order, reads the shards interleaved, shuffles rows in a
-    buffer of up to ``SHUFFLE_ROWS``, sorts each window of ``window_batches`` batches by
-    length (after the ``batch_round``, where rows have one), cuts it into batches (all full but
-    the last) and shuffles the batches.
+    buffer of up to ``SHUFFLE_ROWS``, orders each window of ``window_batches`` batches by
+    length (keeping rows that share a text apart, where rows have ``batch_groups``; see
+    :func:`tfsft.data.pipeline.distinct_batches`), cuts it into batches (all full but the last)
+    and shuffles the batches.
     ``max_rows`` reads only that many rows per epoch; ``files`` (indices into the manifest's
     shards) reads those shards only (one worker's share); ``steps`` makes every epoch exactly
     that many batches (the rows repeat where they run out), so that workers reading shards of
@@ -35,6 +36,7 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
         PARALLEL_BATCHES,
         WINDOW_BATCHES,
         count_batches,
+        window_order,
         windowed_batches,
         without_autotune,
     )
@@ -57,10 +59,8 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
 
     def parse_and_sort(serialized):
         parsed = tf.io.parse_example(serialized, parse_spec)
-        keys = parsed["token_ids"].row_lengths()
-        if BATCH_ROUND in parsed:  # rows of one text go to different batches
-            keys += parsed.pop(BATCH_ROUND) * (tf.reduce_max(keys) + 1)
-        order = tf.argsort(keys, stable=True)
+        order = window_order(parsed["token_ids"].row_lengths(), parsed.pop(BATCH_GROUPS, None),
+                             batch_size)
         return {name: tf.gather(value, order) for name, value in parsed.items()}
 
     batches = windowed_batches(records, batch_size, window_batches, parse_and_sort,

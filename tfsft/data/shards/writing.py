@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfsft.data.shards.manifest import (
-    BATCH_ROUND,
+    BATCH_GROUPS,
     CALIBRATION_FILE,
     CALIBRATION_ROWS,
     CHUNK_ROWS,
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 def feature_specs(encoded: EncodedData) -> dict[str, FeatureSpec]:
     """The stored features of an :class:`~tfsft.data.pipeline.EncodedData` (see
     :class:`FeatureSpec`): ``token_ids``, ``segment_ids``, ``target/NAME``,
-    ``sample_weight``, ``extra/NAME`` and ``batch_round``."""
+    ``sample_weight``, ``extra/NAME`` and ``batch_groups``."""
     from tfsft.data.pipeline import RaggedRows, TokenAligned
 
     specs = {"token_ids": FeatureSpec("tokens", "int32"),
@@ -71,8 +71,8 @@ def _stored_values(encoded: EncodedData) -> dict[str, Any]:
     if encoded.sample_weights is not None:
         values["sample_weight"] = np.asarray(encoded.sample_weights, np.float32)
     values.update({f"extra/{k}": v for k, v in (encoded.extra_features or {}).items()})
-    if encoded.batch_rounds is not None:  # rounds within the chunk (see occurrence_rounds)
-        values[BATCH_ROUND] = np.asarray(encoded.batch_rounds, np.int32)
+    if encoded.batch_groups is not None:  # text ids, equal in every chunk (see distinct_batches)
+        values[BATCH_GROUPS] = np.asarray(encoded.batch_groups, np.int64)
     return values
 
 

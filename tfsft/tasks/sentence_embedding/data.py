@@ -6,7 +6,7 @@ text of a query-passage pair, so little padding is computed), the anchor's and t
 negative's ride along (``anchor_ids`` / ``anchor_mask``, ``negative_ids`` / ``negative_mask``),
 with the ids of the anchor's and the positive's texts (``anchor_group``, ``positive_group``),
 by which in-batch training masks duplicates; the pairs of one text are spread over batches
-(``batch_rounds``), so that a batch holds as many distinct texts as it can. Scored pairs add
+(``batch_groups``), so that a batch holds as many distinct texts as it can. Scored pairs add
 the scaled score as the target. Texts to embed (no positives) are rows of their own.
 """
 
@@ -74,7 +74,7 @@ class PairData(DataRole):
 
     def encode(self, tokenizer: WordPieceTokenizer, examples: PairExamples, max_length: int,
                training: bool = False) -> EncodedData:
-        from tfsft.data.pipeline import RaggedRows, encode_texts, occurrence_rounds
+        from tfsft.data.pipeline import RaggedRows, encode_texts
 
         if examples.text_pairs is None:
             return encode_texts(tokenizer, examples.texts, None, max_length)
@@ -91,7 +91,7 @@ class PairData(DataRole):
         extras["positive_group"] = _text_ids(examples.text_pairs)
         encoded.extra_features = extras
         # in-batch negatives: a text's pairs go to different batches (a duplicate is no negative)
-        encoded.batch_rounds = occurrence_rounds(extras["anchor_group"], extras["positive_group"])
+        encoded.batch_groups = np.stack([extras["anchor_group"], extras["positive_group"]], 1)
         if examples.scores is not None:
             encoded.targets = {"score": examples.scores.astype(np.float32)}
         return encoded
