@@ -99,3 +99,28 @@ def test_every_flag_tfsft_suggests_is_a_flag_of_a_tfsft_command():
                     if flag not in known:
                         unknown.setdefault(flag, path.relative_to(root).as_posix())
     assert not unknown, unknown
+
+
+def test_advice_naming_a_flag_the_command_lacks_says_which_commands_take_it(tmp_path):
+    from tfsft.cli.advice import checked_advice
+    from tfsft.cli.parser import build_parser
+    from tfsft.tasks.base import task_names
+
+    advice = ("dev.conll, line 4: tag I-PER follows O. Fix the tags, pass --tag-scheme if it "
+              "is not IOB2, or pass --repair-tags to turn each into a valid tag (counted).")
+    parser = build_parser()
+    others = [build_parser(task) for task in task_names()]
+    evaluate = parser.parse_args(["evaluate", str(tmp_path), "--data", "dev.conll"])
+    checked = checked_advice(advice, parser, evaluate, others)
+    assert checked.startswith(advice)
+    assert ("(tfsft evaluate takes no --tag-scheme; it is an option of tfsft train, "
+            "tfsft preprocess, tfsft data inspect; tfsft evaluate takes no --repair-tags; "
+            "it is an option of tfsft train, tfsft preprocess, tfsft data inspect.)") in checked
+    ner = build_parser("token-classification")
+    train = ner.parse_args(["train", "--task", "token-classification", "--train", "x.conll",
+                            "--output-dir", str(tmp_path / "run")])
+    assert checked_advice(advice, ner, train, others) == advice  # train takes both
+    inspect = parser.parse_args(["data", "inspect", "x.conll"])
+    assert "tfsft data inspect takes no --data-format" in checked_advice(
+        "pass --data-format", parser, inspect, others)
+    assert "no command takes it" in checked_advice("pass --no-such-flag", parser, inspect)

@@ -12,23 +12,27 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tfsft.cli.advice import checked_advice, command_name
 from tfsft.cli.commands import HANDLERS, command_context
 from tfsft.cli.options import task_of
 from tfsft.cli.parser import build_parser
 from tfsft.cli.startup import quiet_tensorflow_import
 from tfsft.errors import TfsftError
+from tfsft.tasks.base import task_names
 
 __all__ = ["build_parser", "describe_os_error", "main", "run"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(task_of(argv)).parse_args(argv)
+    parser = build_parser(task_of(argv))
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:  # TensorFlow's C++ lines (start-up, oneDNN notices) stay off the terminal
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         quiet_tensorflow_import()
+    name = command_name(parser, args)
     task_command = getattr(args, "task_command", None)
     if task_command is not None:
         context = command_context()
@@ -40,22 +44,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"tfsft {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except (TfsftError, FileExistsError) as exc:
         if args.debug:
             raise
-        print(f"tfsft {args.command}: error: {exc}", file=sys.stderr)
+        message = checked_advice(str(exc), parser, args,
+                                 (build_parser(task) for task in task_names()))
+        print(f"{name}: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:  # permission denied, disk full, ... on a path tfsft was given
         if args.debug:
             raise
-        print(f"tfsft {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        print(f"{name}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # a defect of tfsft: one line, the traceback with --debug
         if args.debug:
             raise
-        print(f"tfsft {args.command}: internal error: {type(exc).__name__}: {exc}. This is a "
+        print(f"{name}: internal error: {type(exc).__name__}: {exc}. This is a "
               "bug in tfsft; run the command again with --debug and report the traceback.",
               file=sys.stderr)
         return 1

@@ -185,9 +185,9 @@ def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source:
             continue
         if not repair:
             where = locate(i, problems[0].position)
+            count = sum(len(tag_schemes.validate(s, scheme)) for s in tags)
             raise DataError(source, where, f"tag {problems[0].message} ({scheme} tags; "
-                            f"{sum(len(tag_schemes.validate(s, scheme)) for s in tags)} such "
-                            "problems in this file)",
+                            f"{count} such problem{'s' if count != 1 else ''} in this file)",
                             "fix the tags, pass --tag-scheme if it is not " + scheme +
                             ", or pass --repair-tags to turn each into a valid tag (counted)")
         tags[i], changed = tag_schemes.repair(sentence, scheme)
