@@ -50,7 +50,8 @@ def test_tensorflow_start_up_lines_stay_off_the_terminal(trained_run, tiny_check
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    noise = ("absl::InitializeLog", "cudart_stub", "cuInit", "oneDNN custom operations")
+    noise = ("absl::InitializeLog", "cudart_stub", "cuInit", "oneDNN custom operations",
+             "oneDNN supports")
 
     def tfsft(*argv):
         return subprocess.run([sys.executable, "-m", "tfsft.cli", *argv], capture_output=True,
@@ -65,6 +66,23 @@ def test_tensorflow_start_up_lines_stay_off_the_terminal(trained_run, tiny_check
     assert not any(line in failed.stderr for line in noise), failed.stderr
     debug = tfsft("--debug", "predict", str(trained_run.run_dir), "a good film")
     assert debug.returncode == 0  # --debug shows whatever TensorFlow prints
+
+
+def test_onednn_integer_type_line_stays_off_the_terminal():
+    """On CPUs where oneDNN takes no integer tensors (AMD EPYC), the first integer transpose of
+    a process, such as a ragged concatenation of token ids, logs a oneDNN line once."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    script = ("from tfsft.cli.startup import quiet_tensorflow_import\n"
+              "quiet_tensorflow_import()\n"
+              "import tensorflow as tf\n"
+              "ids = tf.ragged.constant([[1, 2, 3], [4]], dtype=tf.int32)\n"
+              "print(tf.concat([ids, ids], axis=1).row_lengths().numpy().tolist())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "[6, 2]", done.stderr[-800:]
+    assert "oneDNN" not in done.stderr and "E0000" not in done.stderr, done.stderr
 
 
 def test_every_flag_tfsft_suggests_is_a_flag_of_a_tfsft_command():

@@ -3,10 +3,14 @@
 Importing TensorFlow prints, through its C++ logging and before any Python setting can reach
 it, lines such as ``WARNING: All log messages before absl::InitializeLog() is called are written
 to STDERR``, ``oneDNN custom operations are on`` and, on machines without a GPU, ``Could not
-find cuda drivers`` (and ``failed call to cuInit`` when the devices are first probed).
+find cuda drivers`` (and ``failed call to cuInit`` when the devices are first probed); on
+CPUs where oneDNN takes no integer tensors (AMD EPYC, for one), the first integer transpose of
+the process (a ragged concatenation makes one) prints ``oneDNN supports DT_INT32 only on
+platforms with AVX-512``, once.
 :func:`quiet_tensorflow_import` makes the first ``import tensorflow`` (wherever it happens:
 tfsft imports TensorFlow only when a command needs it) and the device probe write their
-standard error into a temporary file instead; if the import fails, what it wrote is shown.
+standard error into a temporary file instead, with one integer transpose so that the oneDNN line
+is printed there too; if the import fails, what it wrote is shown.
 ``tfsft --debug`` leaves everything on the terminal.
 """
 
@@ -42,6 +46,9 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
                 # the devices are probed once, on first use: here, so that the CUDA driver's
                 # complaint on a machine without a GPU is kept quiet too
                 module.config.list_physical_devices()
+                # oneDNN's integer type check logs once per process, on the first integer
+                # transpose: here rather than in the middle of a command's output
+                module.transpose(module.zeros([1, 1], module.int32))
 
         spec.loader.exec_module = exec_module
         return spec
