@@ -136,6 +136,24 @@ def test_a_run_that_fails_early_leaves_no_empty_folder(tiny_checkpoint, tmp_path
     assert not (tmp_path / "new-run").exists()
 
 
+def test_a_run_that_fails_after_the_data_check_leaves_nothing_behind(tiny_checkpoint, tmp_path):
+    import json
+
+    from tfsft.training.trainer import train
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"anchor": f"good film {i}", "positive": f"fun {i}"})
+                             + "\n" for i in range(20)))
+    made = tmp_path / "made-by-user"
+    made.mkdir()
+    for output in (tmp_path / "new-run", made):
+        with pytest.raises(ConfigError, match="at least 2 rows a batch"):  # checked after the data
+            train(tiny_config(tiny_checkpoint, pairs, output, batch_size=1,
+                              task="sentence-embedding", validation_fraction=0.25))
+    assert not (tmp_path / "new-run").exists()
+    assert made.is_dir() and not list(made.iterdir())  # the user's folder stays, as it was
+
+
 def test_hidden_folders_of_the_user_count_as_foreign(tmp_path):
     folder = _fake_run(tmp_path / "run")
     (folder / ".git").mkdir()

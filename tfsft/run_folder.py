@@ -35,6 +35,9 @@ RUN_ENTRIES = frozenset({
     "checkpoints", "backup", "logs", "metrics.json", "data_check.json",
     "token_lengths.png"})
 
+# What a run writes before training starts: a run that fails with nothing more leaves nothing.
+BEFORE_TRAINING = frozenset({MARKER, "config.yaml", "data_check.json"})
+
 
 def run_entries() -> frozenset[str]:
     """:data:`RUN_ENTRIES` plus the report files of every registered task."""
@@ -130,6 +133,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     created = not folder.exists()
+    was_empty = created or not entries(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
     holder = _lock_holder(path)  # read first: the holder writes its process id once it holds it
@@ -146,9 +150,14 @@ def run_lock(folder: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         lock.release()
-        if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {
-                MARKER, "config.yaml"}:
-            shutil.rmtree(folder)  # a run that failed before training leaves nothing behind
+        if was_empty and folder.is_dir() and {
+                p.name for p in folder.iterdir()} <= BEFORE_TRAINING:
+            # a run that failed before training leaves nothing behind (a folder the user made
+            # stays, empty, as it was)
+            for path in folder.iterdir():
+                path.unlink()
+            if created:
+                folder.rmdir()
 
 
 def _lock_holder(path: Path) -> int | None:
