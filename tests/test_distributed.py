@@ -187,6 +187,22 @@ def test_chief_and_tf_config_errors(monkeypatch):
         make_distribution("multi-worker")
     with pytest.raises(ConfigError, match="--strategy must be one of"):
         make_distribution("horovod")
+    # a one-worker cluster trains on one device, and its TF_CONFIG is checked all the same
+    one = {"worker": ["localhost:23456"]}
+    for task, problem in (({"type": "worker", "index": 5}, "is not in its cluster"),
+                          ({"type": "ps", "index": 0}, "task type is 'ps'")):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": one, "task": task}))
+        for strategy in ("auto", "one-device"):
+            with pytest.raises(ConfigError, match=problem):
+                make_distribution(strategy)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["not an address"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ConfigError, match="holds 'not an address', which is not a HOST:PORT"):
+        make_distribution("auto")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": one,
+                                                "task": {"type": "worker", "index": 0}}))
+    assert make_distribution("auto").name == "one-device"
+    monkeypatch.delenv("TF_CONFIG")
     assert make_distribution("one-device").per_replica_batch(3) == 3
     with pytest.raises(ConfigError, match="must divide evenly among the 2 replicas"):
         Distribution("mirrored", _TwoReplicas()).per_replica_batch(3)

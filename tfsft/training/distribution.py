@@ -113,6 +113,45 @@ def is_chief_task(cluster: dict, task: dict) -> bool:
     return kind == "worker" and index == 0 and "chief" not in cluster
 
 
+def check_cluster(cluster: dict, task: dict) -> None:
+    """Refuse a ``TF_CONFIG`` that names a cluster tfsft cannot train in, whichever strategy
+    runs (a one-worker cluster included: its mistakes would surface once it grows).
+
+    >>> check_cluster({"worker": ["h1:2222"]}, {"type": "worker", "index": 0})
+    >>> check_cluster({"worker": ["h1:2222"]}, {"type": "worker", "index": 5})
+    Traceback (most recent call last):
+    ...
+    tfsft.errors.ConfigError: TF_CONFIG's task {'type': 'worker', 'index': 5} is not in its \
+cluster {'worker': ['h1:2222']}: its index counts from 0 within its type
+    """
+    if not cluster and not task:
+        return
+    if cluster and not task:
+        raise ConfigError("TF_CONFIG names a cluster but not this process's task: add "
+                          "\"task\": {\"type\": \"worker\", \"index\": N}; see "
+                          "docs/distributed.md")
+    if task and not cluster:
+        raise ConfigError("TF_CONFIG names this process's task but no cluster: add "
+                          "\"cluster\": {\"worker\": [\"HOST:PORT\", ...]}; see "
+                          "docs/distributed.md")
+    if task.get("type") not in ("chief", "worker"):
+        raise ConfigError(f"TF_CONFIG's task type is {task.get('type')!r}; tfsft trains with "
+                          "workers (and an optional chief), not parameter servers or "
+                          "evaluators: use \"worker\" or \"chief\"")
+    if task.get("type") not in cluster or int(task.get("index", 0)) >= len(cluster[task["type"]]):
+        raise ConfigError(f"TF_CONFIG's task {task} is not in its cluster {cluster}: its index "
+                          "counts from 0 within its type")
+    for kind, addresses in cluster.items():
+        if not isinstance(addresses, list):
+            raise ConfigError(f"TF_CONFIG's cluster {kind!r} must be a list of HOST:PORT "
+                              f"addresses, not {addresses!r}")
+        for address in addresses:
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or any(c.isspace() for c in host):
+                raise ConfigError(f"TF_CONFIG's cluster {kind!r} holds {address!r}, which is "
+                                  "not a HOST:PORT address (such as \"10.0.0.2:2222\")")
+
+
 def make_distribution(name: str) -> Distribution:
     """The strategy for ``--strategy name``. Create it before any other TensorFlow work in the
     process: ``MultiWorkerMirroredStrategy`` must configure the collective ops first."""
@@ -121,6 +160,7 @@ def make_distribution(name: str) -> Distribution:
     import tensorflow as tf
 
     cluster, task = cluster_spec()
+    check_cluster(cluster, task)
     tasks = sum(len(addresses) for addresses in cluster.values())
     if name == "auto":
         if tasks > 1:
@@ -135,21 +175,11 @@ def make_distribution(name: str) -> Distribution:
         return Distribution(name, tf.distribute.MirroredStrategy())
     if name == "tpu":
         return Distribution(name, _tpu_strategy())
-    if cluster and not task:
-        raise ConfigError("TF_CONFIG names a cluster but not this process's task: add "
-                          "\"task\": {\"type\": \"worker\", \"index\": N}; see "
-                          "docs/distributed.md")
     if not task or tasks < 1:
         raise ConfigError(
             "--strategy multi-worker needs the TF_CONFIG environment variable (the cluster's "
             "addresses and this process's task); see docs/distributed.md, or start local "
             "workers with python -m tfsft.training.local_cluster")
-    if task.get("type") not in ("chief", "worker"):
-        raise ConfigError(f"TF_CONFIG's task type is {task.get('type')!r}; tfsft trains with "
-                          "workers (and an optional chief), not parameter servers or "
-                          "evaluators: use \"worker\" or \"chief\"")
-    if task.get("type") not in cluster or int(task.get("index", 0)) >= len(cluster[task["type"]]):
-        raise ConfigError(f"TF_CONFIG's task {task} is not in its cluster {cluster}")
     _patch_keras_for_multi_worker()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
