@@ -91,9 +91,11 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "options") -> TrainConfig:
+    def from_dict(cls, values: dict[str, Any], source: str | None = None) -> TrainConfig:
         """Options from a mapping: shared options, plus the task's own at the top level, in a
-        section named after the task, or under ``task_options``."""
+        section named after the task, or under ``task_options``. ``source`` (a config file)
+        heads the errors."""
+        where = f"{source}: " if source else ""
         values = {k.replace("-", "_") if k not in task_names() else k: v
                   for k, v in values.items()}
         shards = shard_defaults(values.get("train"))
@@ -102,26 +104,29 @@ class TrainConfig:
         if values.get("model") is None and shards.get("model"):
             values["model"] = shards["model"]  # the checkpoint whose tokenizer made the shards
         if task not in task_names():
-            raise ConfigError(f"{source}: unknown task {task!r}; the tasks are "
+            raise ConfigError(f"{where}unknown task {task!r}; the tasks are "
                               f"{', '.join(task_names())}")
         task_values = dict(values.pop("task_options", None) or {})
         section = values.pop(task, None)
         if section is not None:
             if not isinstance(section, dict):
-                raise ConfigError(f"{source}: the {task!r} section must be a mapping of options")
+                raise ConfigError(f"{where}the {task!r} section must be a mapping of options")
             task_values.update(section)
         task_fields = {f.name for f, _ in option_fields(options_class(task))}
         for name in [k for k in values if k in task_fields and k not in cls.field_names()]:
             task_values[name] = values.pop(name)
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ConfigError(f"{source}: unknown option(s) {unknown}; known options are "
+            raise ConfigError(f"{where}unknown option(s) {unknown}; known options are "
                               f"{', '.join(cls.field_names())} and the options of task {task!r}: "
                               f"{', '.join(sorted(task_fields))}")
         missing = [name for name in REQUIRED if values.get(name) is None]
         if missing:
             flags = ", ".join("--" + m.replace("_", "-") for m in missing)
-            raise ConfigError(f"{source}: missing required option(s) {flags}")
+            them = "it" if len(missing) == 1 else "them"
+            raise ConfigError(f"{where}missing required option(s) {flags}"
+                              + ("" if source else f"; pass {them}, or set {them} in --config "
+                                 "FILE"))
         config = cls(**values, task_options=task_values)
         config.validate()
         return config
@@ -219,6 +224,27 @@ def parse_delimiter(value: str) -> str:
     return value
 
 
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where, what, and where the construct it is in started.
+
+    >>> try:
+    ...     yaml.safe_load("epochs: 1\\ntrain: [unclosed\\n")
+    ... except yaml.YAMLError as exc:
+    ...     print(_yaml_problem(Path("bad.yaml"), exc))
+    bad.yaml, line 3, column 1: invalid YAML: expected ',' or ']', but got '<stream end>' \
+(while parsing a flow sequence that starts at line 2, column 8); check the brackets and quotes \
+there (quote a value that holds ': ', ' #', '[' or '{')
+    """
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start:
+        problem += f" ({context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return (f"{path}{where}: invalid YAML: {problem}; check the brackets and quotes there "
+            "(quote a value that holds ': ', ' #', '[' or '{')")
+
+
 def load_yaml_options(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping of options; errors name the file and line."""
     path = Path(path)
@@ -227,9 +253,7 @@ def load_yaml_options(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: invalid YAML ({exc})") from exc
+        raise ConfigError(_yaml_problem(path, exc)) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
     return values
