@@ -461,6 +461,9 @@ def _damage(path: Path, how: str) -> None:
         path.write_text("{not json")
     elif how == "delete":
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif how == "other-task":  # valid JSON that names a task the run's options do not fit
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "task": "regression"}))
 
 
 # (case id, file in the run folder to damage, how, command, expected text)
@@ -470,6 +473,8 @@ DAMAGED_RUNS = [
     ("run-task-json-garbage", "task.json", "garbage", "evaluate {run} --data {d}/dev.csv",
      "task.json: this run's task file is not valid JSON"),
     ("run-task-json-missing", "task.json", "delete", "predict {run} good", "task.json is missing"),
+    ("run-task-json-other-task", "task.json", "other-task", "predict {run} good",
+     "task.json: task 'regression': unknown option(s)"),
     ("run-model-truncated", "model.keras", "truncate", "predict {run} good",
      "model.keras: the saved model is damaged or incomplete"),
     ("run-model-missing", "model.keras", "delete", "predict {run} good", "model.keras is missing"),

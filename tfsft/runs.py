@@ -102,8 +102,13 @@ class TrainedRun:
                     f"{self.run_dir}: {name} is missing; this is not a finished tfsft run folder "
                     "(train one with `tfsft train ... --output-dir DIR`)")
         record = self._task_record()
-        self.task: Task = create_task(record["task"], record["options"], record["state"])
-        self.max_length: int = int(record["max_length"])
+        try:
+            self.task: Task = create_task(record["task"], record["options"], record["state"])
+            self.max_length: int = int(record["max_length"])
+        except (TfsftError, TypeError, ValueError) as exc:  # an edited or foreign task.json
+            raise ConfigError(f"{self.run_dir / TASK_FILE}: {exc}; the file does not match "
+                              "the run (was it edited?): train the run again, or restore the "
+                              "run folder from a backup") from None
         self.tokenizer = self.task.data.load_tokenizer(self.run_dir / TOKENIZER_DIR,
                                                        self.max_length)
         self.task.bind(self.tokenizer, self.max_length)
