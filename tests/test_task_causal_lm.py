@@ -395,6 +395,10 @@ BAD_ROWS = [
     ([{"messages": [{"role": "user", "content": "x"}]}], "ends without an assistant message"),
     ([{"messages": []}], "must be a non-empty list"),
     ([{"instruction": "a", "output": None}], "'output' is missing"),
+    ([{"prompt": "a", "response": "b"}, {"prompt": "a", "response": "b"},
+      {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}],
+     "line 1: this row is in the prompt-response layout ('prompt'), line 3 in the messages "
+     "layout ('messages')"),
 ]
 
 

@@ -107,10 +107,20 @@ def detect_layout(table: Table, columns: ChatColumns) -> str:
     """The layout of ``table`` (``columns.layout`` unless ``auto``)."""
     if columns.layout != "auto":
         return columns.layout
-    for layout, needed in (("messages", columns.messages), ("prompt-response", columns.prompt),
-                           ("alpaca", columns.instruction)):
-        if needed in table.columns:
-            return layout
+    found = [(layout, needed) for layout, needed in (
+        ("messages", columns.messages), ("prompt-response", columns.prompt),
+        ("alpaca", columns.instruction)) if needed in table.columns]
+    if found:
+        (layout, needed), others = found[0], found[1:]
+        for row, where in zip(table.rows, table.locations, strict=True):
+            other = next((o for o in others if not _missing(row.get(o[1]))), None)
+            if _missing(row.get(needed)) and other is not None:
+                first = next(w for r, w in zip(table.rows, table.locations, strict=True)
+                             if not _missing(r.get(needed)))
+                raise DataError(table.source, where, f"this row is in the {other[0]} layout "
+                                f"({other[1]!r}), {first} in the {layout} layout ({needed!r})",
+                                "write every row in one layout, or split the file by layout")
+        return layout
     raise DataError(table.source, None, f"no conversation columns: expected {columns.messages!r}, "
                     f"{columns.prompt!r} (with {columns.response!r}) or {columns.instruction!r} "
                     f"(with {columns.output!r}); the columns are {table.columns}",
