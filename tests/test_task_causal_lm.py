@@ -424,9 +424,14 @@ def test_conversations_longer_than_max_length_are_counted_and_skipped(tiny_llm):
                                           "without_response_tokens": 1}
 
 
-def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run):
+def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run,
+                                               tiny_checkpoint):
     from tfsft.cli import main as cli
     from tfsft.tasks.causal_lm.model import load_causal_backbone
+
+    with pytest.raises(CheckpointError, match="model_type 'bert' is not a causal language "
+                       r"model .* such as --model smollm2-135m"):  # an encoder checkpoint
+        create_task("causal-lm").data.load_tokenizer(tiny_checkpoint, 64)
 
     with pytest.raises(ConfigError, match="unknown layer"):
         create_task("causal-lm", {"lora_targets": "query,keys"})

@@ -52,8 +52,9 @@ def check_causal_checkpoint(folder: Path) -> str | None:
     model_type = config.get("model_type")
     if model_type not in _SUPPORTED_TYPES:
         raise CheckpointError(
-            f"{folder}: model_type {model_type!r} is not a causal language model tfsft loads; "
-            f"the supported types are {', '.join(_SUPPORTED_TYPES)}")
+            f"{folder}: model_type {model_type!r} is not a causal language model tfsft loads "
+            f"(the causal-lm task tunes a decoder: {', '.join(_SUPPORTED_TYPES)}); choose one, "
+            "such as --model smollm2-135m, or a GGUF file")
     return model_type
 
 

@@ -143,7 +143,10 @@ class ChatData(DataRole):
 
     def load_tokenizer(self, folder: Path, max_length: int) -> ChatTokenizer:
         from tfsft.tasks.causal_lm.chat_tokenizer import ChatTokenizer
+        from tfsft.tasks.causal_lm.model import check_causal_checkpoint
 
+        if (Path(folder) / "config.json").is_file():  # a checkpoint (a run's tokenizer has none)
+            check_causal_checkpoint(Path(folder))  # an encoder's tokenizer has no end token
         return ChatTokenizer.from_pretrained(folder, max_length=max_length)
 
     def read(self, source: Any, role: str = "train", labelled: bool = True,
