@@ -120,7 +120,7 @@ def test_config_validation_messages(tmp_path):
         TrainConfig.from_dict({"train": "t", "model": "m"})
     with pytest.raises(ConfigError, match="unknown option.*'epoch'"):
         TrainConfig.from_dict({"train": "t", "model": "m", "output_dir": "o", "epoch": 1})
-    with pytest.raises(ConfigError, match="reduce_lr_on_plateau needs lr_schedule: constant"):
+    with pytest.raises(ConfigError, match="reduce_lr_on_plateau needs lr_schedule constant"):
         TrainConfig.from_dict({"train": "t", "model": "m", "output_dir": "o",
                                "reduce_lr_on_plateau": True})
     bad = tmp_path / "bad.yaml"

@@ -188,7 +188,7 @@ class TrainConfig:
             (self.max_validation_rows is None or self.max_validation_rows >= 1,
              "max_validation_rows must be >= 1"),
             (not (self.reduce_lr_on_plateau and self.lr_schedule != "constant"),
-             "reduce_lr_on_plateau needs lr_schedule: constant (a decaying schedule already "
+             "reduce_lr_on_plateau needs lr_schedule constant (a decaying schedule already "
              "sets the learning rate at every step)"),
         ]
         for ok, message in checks:

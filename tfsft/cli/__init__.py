@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tfsft.cli.advice import checked_advice, command_name
+from tfsft.cli.advice import as_flags, checked_advice, command_name
 from tfsft.cli.commands import HANDLERS, command_context
 from tfsft.cli.options import task_of
 from tfsft.cli.parser import build_parser
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TfsftError, FileExistsError) as exc:
         if args.debug:
             raise
-        message = checked_advice(str(exc), parser, args,
+        message = checked_advice(as_flags(str(exc), parser, args), parser, args,
                                  (build_parser(task) for task in task_names()))
         print(f"{name}: error: {message}", file=sys.stderr)
         return 2

@@ -73,6 +73,30 @@ def command_name(parser: argparse.ArgumentParser, args: argparse.Namespace) -> s
     return " ".join([parser.prog, *(p.prog.split()[-1] for p in command_path(parser, args)[1:])])
 
 
+# An option's name as the Python API and config files write it: two or more snake_case words
+OPTION_NAME = re.compile(r"(?<![\w.'/-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![\w'/-]|\.\w)")
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``message`` with each option name (``batch_size``) that is a flag of the command of
+    ``args`` written as that flag (``--batch-size``): the library's messages name options as
+    the Python API and config files spell them.
+
+    >>> parser = argparse.ArgumentParser(prog="tfsft")
+    >>> _ = parser.add_argument("--batch-size")
+    >>> as_flags("batch_size must be >= 1 (data_check.json, 'text_column')", parser,
+    ...          parser.parse_args([]))
+    "--batch-size must be >= 1 (data_check.json, 'text_column')"
+    """
+    taken = set().union(*(option_strings(p) for p in command_path(parser, args)))
+
+    def flag(match: re.Match) -> str:
+        name = "--" + match.group(0).replace("_", "-")
+        return name if name in taken else match.group(0)
+
+    return OPTION_NAME.sub(flag, message)
+
+
 def checked_advice(message: str, parser: argparse.ArgumentParser, args: argparse.Namespace,
                    others: Iterable[argparse.ArgumentParser] = ()) -> str:
     """``message`` with a note for each flag it names that the command of ``args`` (parsed by
