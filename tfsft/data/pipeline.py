@@ -151,6 +151,13 @@ def encode(tokenizer: WordPieceTokenizer, data: TextExamples, max_length: int) -
 # 2,048 SST-2 sentences, padded tokens / real tokens: 2.98 for random batches, 1.30 / 1.15 /
 # 1.07 for windows of 8 / 16 / 50 batches.
 WINDOW_BATCHES = 50
+# Rows that must not share a text in a batch (see distinct_batches) are ordered in windows of
+# this many batches instead: in a whole-data window the same texts meet batch after batch and
+# epoch after epoch. On SQuAD (1,025 pairs, about ten questions per passage, batch 32), over
+# three epochs a passage meets 52 others in windows of 50 batches, 65 in windows of 16 (padding
+# 1.29 -> 1.30 padded tokens per real one), 70 with the earlier round-by-round batches; recall@1
+# of the tuned retriever, three seeds: 0.6465 +- 0.0063 (50), against 0.6539 +- 0.0056 (rounds).
+DISTINCT_WINDOW_BATCHES = 16
 # Batches prepared in parallel and ahead of the model step, fixed rather than tf.data AUTOTUNE:
 # with the autotuner on, deleting a finished iterator (each epoch's, each validation pass's)
 # waits for its thread, 0-5 s at random on a 2-core CPU; a padded batch takes about a
@@ -193,7 +200,7 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int | None = None,
-    window_batches: int = WINDOW_BATCHES,
+    window_batches: int | None = None,
     buckets: Sequence[int] | None = None,
 ) -> tf.data.Dataset:
     """A dataset of ``(features, targets)`` batches, grouped by length and padded per batch.
@@ -214,6 +221,9 @@ def make_dataset(
     :func:`batch_assembler`.
     """
     rows = len(encoded)
+    if window_batches is None:
+        window_batches = (WINDOW_BATCHES if encoded.batch_groups is None
+                          else DISTINCT_WINDOW_BATCHES)
     if shuffle:
         lengths = tf.constant(encoded.lengths)
         groups = None if encoded.batch_groups is None else tf.constant(encoded.batch_groups)
