@@ -48,7 +48,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_checkpoint, tmp_path):
     other = [*command[:command.index("1e-3")], "2e-3", *command[command.index("1e-3") + 1:]]
     refused = subprocess.run(other, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
-    assert "other options (learning_rate: 0.001 -> 0.002)" in refused.stderr, refused.stderr
+    assert "other options (--learning-rate: 0.001 -> 0.002)" in refused.stderr, refused.stderr
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming from the backup" in second.stderr

@@ -6,7 +6,7 @@ to STDERR``, ``oneDNN custom operations are on`` and, on machines without a GPU,
 find cuda drivers`` (and ``failed call to cuInit`` when the devices are first probed); on
 CPUs where oneDNN takes no integer tensors (AMD EPYC, for one), the first integer transpose of
 the process (a ragged concatenation makes one) prints ``oneDNN supports DT_INT32 only on
-platforms with AVX-512``, once.
+platforms with AVX-512``, once (still, in the workers of a multi-worker cluster).
 :func:`quiet_tensorflow_import` makes the first ``import tensorflow`` (wherever it happens:
 tfsft imports TensorFlow only when a command needs it) and the device probe write their
 standard error into a temporary file instead, with one integer transpose so that the oneDNN line
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 
 from tfsft.io_utils import stderr_to_file
@@ -47,8 +48,11 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
                 # complaint on a machine without a GPU is kept quiet too
                 module.config.list_physical_devices()
                 # oneDNN's integer type check logs once per process, on the first integer
-                # transpose: here rather than in the middle of a command's output
-                module.transpose(module.zeros([1, 1], module.int32))
+                # transpose: here rather than in the middle of a command's output. Not in a
+                # worker of a cluster: MultiWorkerMirroredStrategy must configure the
+                # collective ops before TensorFlow runs its first op.
+                if not os.environ.get("TF_CONFIG", "").strip():
+                    module.transpose(module.zeros([1, 1], module.int32))
 
         spec.loader.exec_module = exec_module
         return spec
