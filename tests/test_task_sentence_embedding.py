@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -186,13 +187,33 @@ def test_embed_and_search_on_the_command_line(tiny_checkpoint, tmp_path, capsys)
     np.savez(other, values=np.ones((2, 16)))
     vectors_only = tmp_path / "vectors.npy"
     np.save(vectors_only, np.ones((2, 16)))
+    zeros = tmp_path / "zeros.npz"
+    np.savez(zeros, vectors=np.zeros((2, 16)), texts=np.array(["a", "b"]))
+    # a pickled object in an index would run code when loaded: such files are not read
+    ran = tmp_path / "ran"
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, vectors=np.ones((1, 16)),
+             texts=np.array([_RunsWhenUnpickled(str(ran))], dtype=object))
     for corpus, message in ((truncated, "cannot be read as an index"),
                             (other, "is not an index written by tfsft embed"),
-                            (vectors_only, "holds vectors only, without their texts")):
+                            (vectors_only, "holds vectors only, without their texts"),
+                            (zeros, "vector 1: is zero or not finite"),
+                            (pickled, "cannot be read as an index")):
         assert cli(["search", str(run_dir), "x", "--corpus", str(corpus)]) == 2
         assert message in capsys.readouterr().err
+    assert not ran.exists()
     assert cli(["search", str(run_dir), " ", "--corpus", str(index)]) == 2
     assert "query 1 is empty" in capsys.readouterr().err
+
+
+class _RunsWhenUnpickled:
+    """Creates a file when unpickled: what a malicious index could do."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
 
 
 def test_in_batch_negatives_refuse_a_batch_of_one(tiny_checkpoint, tmp_path):

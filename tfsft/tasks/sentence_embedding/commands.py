@@ -91,7 +91,7 @@ def _index_bytes(vectors: np.ndarray, texts: list[str], suffix: str) -> bytes:
     if suffix == ".npy":
         np.save(buffer, vectors)
     else:
-        np.savez(buffer, vectors=vectors, texts=np.array(texts, dtype=object))
+        np.savez(buffer, vectors=vectors, texts=np.array(texts, dtype=str))  # no pickled objects
     return buffer.getvalue()
 
 
@@ -101,7 +101,7 @@ def read_index(path: str) -> tuple[np.ndarray, list[str]]:
 
     fix = "write it again with tfsft embed RUN --input TEXTS --output FILE.npz"
     try:
-        with np.load(path, allow_pickle=True) as index:
+        with np.load(path, allow_pickle=False) as index:  # a pickle in a file could run code
             vectors, texts = np.asarray(index["vectors"]), [str(t) for t in index["texts"]]
     except FileNotFoundError:
         raise DataError(path, None, "file not found", "check the path") from None
@@ -113,6 +113,11 @@ def read_index(path: str) -> tuple[np.ndarray, list[str]]:
     if vectors.ndim != 2 or len(vectors) != len(texts):
         raise DataError(path, None, f"holds {len(vectors)} vectors of shape {vectors.shape} for "
                         f"{len(texts)} texts", fix)
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1) if vectors.size else np.ones(1)
+    if not np.isfinite(norms).all() or (norms == 0).any():
+        row = int(np.flatnonzero(~np.isfinite(norms) | (norms == 0))[0])
+        raise DataError(path, f"vector {row + 1}", "is zero or not finite: no text embeds to "
+                        "that, so the index was not written by tfsft embed", fix)
     if not np.all(np.isfinite(vectors)):
         raise DataError(path, None, "holds vectors with NaN or infinite values", fix)
     return vectors.astype(np.float32), texts
