@@ -421,6 +421,8 @@ CASES = [
     ("predict-blank-lines-counted", "predict {run} --input {d}/t.txt", {"t.txt": "good\n\n\nbad\n"},
      "ok: 2 blank lines skipped"),
     ("predict-batch-zero", "predict {run} good --batch-size 0", {}, "batch size must be >= 1"),
+    ("predict-bad-encoding", "predict {run} --input {d}/t.txt --encoding utf-9", {"t.txt": "good\n"},
+     "argument --encoding: 'utf-9' is not a known text encoding"),
     ("predict-not-a-run", "predict {d}/norun good", {}, "is missing; this is not a finished"),
     ("export-quantize-alone", "export {run} --output {d}/out --quantize int8", {},
      "--quantize makes TFLite and ONNX variants"),
@@ -439,6 +441,8 @@ CASES = [
      {"dev.csv": "text,label\ngood,meh\n"}, "label 'meh' was not seen in training"),
     # -- data inspect -------------------------------------------------------------------------
     ("inspect-missing", "data inspect {d}/nope.csv --model {ckpt}", {}, "file not found"),
+    ("inspect-bad-encoding", "data inspect {d}/train.csv --model {ckpt} --encoding utf-9",
+     {"train.csv": CSV}, "argument --encoding: 'utf-9' is not a known text encoding"),
     ("inspect-conll-as-text", "data inspect {d}/train.conll --model {ckpt}",
      {"train.conll": CONLL_TRAIN}, "cannot tell the file format from the extension 'conll'"),
     ("inspect-blank-texts-counted", "data inspect {d}/train.csv --model {ckpt} --max-length 16",

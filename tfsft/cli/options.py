@@ -31,6 +31,22 @@ def _scalar(value: str) -> Any:
     return value
 
 
+def text_encoding(value: str) -> str:
+    """An ``--encoding`` value Python knows (checked before any file is read).
+
+    >>> text_encoding("latin-1")
+    'latin-1'
+    """
+    import codecs
+
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a known text encoding (e.g. utf-8, "
+                                         "utf-16, latin-1, cp1252)") from None
+    return value
+
+
 def add_option(group: argparse._ArgumentGroup, field: Any, hint: Any, suffix: str = "") -> None:
     """A ``--flag`` for a task option field (from its type hint and metadata)."""
     import types
@@ -87,7 +103,8 @@ def add_read_options(parser: argparse.ArgumentParser, format_flag: str = "--form
         add_option(group, field, hint, suffix)
     group.add_argument(format_flag, dest="file_format", choices=FILE_FORMATS,
                        help="file format, when the extension does not tell")
-    group.add_argument("--encoding", default=None, help="text encoding of the file (utf-8)")
+    group.add_argument("--encoding", default=None, type=text_encoding,
+                       help="text encoding of the file (utf-8)")
     add_table_options(group)
 
 

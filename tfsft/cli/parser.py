@@ -14,6 +14,7 @@ from tfsft.cli.options import (
     add_task_options,
     input_flags,
     task_commands,
+    text_encoding,
 )
 from tfsft.tasks.base import DEFAULT_TASK, task_names
 
@@ -54,7 +55,7 @@ def _add_train(commands: Any, task: str) -> None:
     train.add_argument("--output-dir", help="run folder to write")
     train.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
                        help="file format, when the extension does not tell")
-    train.add_argument("--encoding", help="text encoding of the files (utf-8)")
+    train.add_argument("--encoding", type=text_encoding, help="text encoding of the files (utf-8)")
     add_table_options(train)
     train.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
     train.add_argument("--max-validation-rows", type=int)
@@ -125,7 +126,7 @@ def _add_preprocess(commands: Any, task: str) -> None:
                             help="seed of the calibration sample (default 42)")
     preprocess.add_argument("--format", dest="file_format", choices=FILE_FORMATS,
                             help="file format, when the extension does not tell")
-    preprocess.add_argument("--encoding", default="utf-8",
+    preprocess.add_argument("--encoding", default="utf-8", type=text_encoding,
                             help="text encoding of the file (utf-8)")
     add_table_options(preprocess)
     preprocess.add_argument("--overwrite", action="store_true",
@@ -210,7 +211,8 @@ def _add_data(commands: Any, task: str) -> None:
     inspect.add_argument("--output-dir", help="also write data_check.json, data_check.txt and "
                                               "token_lengths.png into this (new) folder")
     inspect.add_argument("--format", dest="file_format", choices=FILE_FORMATS)
-    inspect.add_argument("--encoding", help="text encoding of the files (utf-8)")
+    inspect.add_argument("--encoding", type=text_encoding,
+                         help="text encoding of the files (utf-8)")
     add_table_options(inspect)
     add_task_options(inspect, task)
 
