@@ -224,6 +224,23 @@ def parse_delimiter(value: str) -> str:
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML keeps the last,
+    silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts at line {node.start_mark.line + 1}",
+                    None, f"the key {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
     """One line for a YAML error: where, what, and where the construct it is in started.
 
@@ -241,6 +258,8 @@ there (quote a value that holds ': ', ' #', '[' or '{')
     context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and start:
         problem += f" ({context} that starts at line {start.line + 1}, column {start.column + 1})"
+    if "given twice" in problem:  # see _UniqueKeyLoader
+        return f"{path}{where}: invalid YAML: {problem}; keep one"
     return (f"{path}{where}: invalid YAML: {problem}; check the brackets and quotes there "
             "(quote a value that holds ': ', ' #', '[' or '{')")
 
@@ -250,8 +269,16 @@ def load_yaml_options(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; --config takes a YAML file of option: value "
+                          "lines")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8; save the config file as "
+                          "UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_problem(path, exc)) from None
     if not isinstance(values, dict):

@@ -49,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TfsftError, FileExistsError) as exc:
         if args.debug:
             raise
-        message = checked_advice(as_flags(str(exc), parser, args), parser, args,
+        message = str(exc)
+        config = getattr(args, "config", None)
+        if not (config and message.startswith(str(config))):  # a config file's keys stay keys
+            message = as_flags(message, parser, args)
+        message = checked_advice(message, parser, args,
                                  (build_parser(task) for task in task_names()))
         print(f"{name}: error: {message}", file=sys.stderr)
         return 2
