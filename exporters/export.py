@@ -95,8 +95,14 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
         raise ConfigError("--format onnx checks the model in ONNX Runtime, which is not "
                           "installed: pip install 'tfsft[cpu]' (onnxruntime), or 'tfsft[gpu]' "
                           "(onnxruntime-gpu) on a CUDA machine")
+    if not str(output).strip():
+        raise ConfigError("--output is empty; name the model's base folder (e.g. "
+                          "saved_models/NAME)")
     run = run_or_dir if isinstance(run_or_dir, TrainedRun) else TrainedRun(run_or_dir)
     base = Path(output)
+    if base.resolve() == Path.cwd().resolve():
+        raise ConfigError(f"--output {output} is the working directory; name a folder of its "
+                          "own (e.g. saved_models/NAME)")
     if base.resolve() == run.run_dir.resolve() or run.run_dir.resolve() in base.resolve().parents:
         raise ConfigError(f"--output {base} is inside the run folder {run.run_dir}; export to "
                           "a folder of its own (e.g. saved_models/NAME), so the run keeps only "

@@ -444,6 +444,7 @@ CASES = [
      "runs, in ONNX); the variants are fp16, int8-dynamic, int8-static"),
     ("export-max-examples-zero", "export {run} --output {d}/out --max-examples 0", {},
      "--max-examples must be >= 1"),
+    ("export-output-empty", "export {run} --output ''", {}, "--output is empty; name the model's"),
     ("export-output-is-file", "export {run} --output {d}/out.txt", {"out.txt": "x"},
      "is a file; name a folder"),
     ("export-bad-data", "export {run} --output {d}/out --data {d}/dev.csv",
