@@ -61,6 +61,10 @@ def test_pairs_are_checked_row_by_row(tmp_path):
     frame = pd.DataFrame({"anchor": ["a", "b"], "positive": ["c", "d"], "score": [4.5, 5.5]})
     with pytest.raises(DataError, match=r"row with index 1: the score .* outside the score range 0..5"):
         scored.data.read(frame)
+    frame["score"] = [4.5, float("nan")]
+    with pytest.raises(DataError, match=r"row with index 1: the score .* is missing or NaN"
+                                        r"\. Fill it in or remove the row"):
+        scored.data.read(frame)
     frame["score"] = [5.0, 0.0]
     assert scored.data.read(frame).scores.tolist() == [1.0, 0.0]
     same = write_jsonl(tmp_path / "same.jsonl", [{"anchor": "a", "positive": "a"}] * 3)
@@ -72,6 +76,8 @@ def test_pairs_are_checked_row_by_row(tmp_path):
     odd.write_text("a\nb\n")
     with pytest.raises(DataError, match=r"Name it .txt \(one text a line\) or .csv"):
         read_corpus(str(odd))
+    with pytest.raises(DataError, match=r"index.NPZ: is a vector index, and only tfsft search"):
+        read_corpus(str(tmp_path / "index.NPZ"))
 
 
 def test_loss_options_are_checked():

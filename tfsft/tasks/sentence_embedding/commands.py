@@ -130,10 +130,10 @@ def run_search(args: argparse.Namespace, context: CommandContext) -> int:
         if not query.strip():
             raise ConfigError(f"query {number} is empty; give the text to search for")
     run = _run(context, args.run_dir)
-    if args.corpus.endswith(".npy"):
+    if args.corpus.lower().endswith(".npy"):
         raise ConfigError(f"{args.corpus} holds vectors only, without their texts; write the "
                           "index as .npz (tfsft embed --output FILE.npz) to search it")
-    if args.corpus.endswith(".npz"):
+    if args.corpus.lower().endswith(".npz"):
         vectors, texts = read_index(args.corpus)
     else:
         texts = read_corpus(args.corpus, args.text_column)

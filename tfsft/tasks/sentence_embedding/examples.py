@@ -144,12 +144,17 @@ def _text(table: Table, row: dict[str, Any], where: str, column: str) -> str:
 def _score(table: Table, row: dict[str, Any], where: str, column: str,
            score_range: tuple[float, float]) -> float:
     value = row.get(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        value = float("nan")  # missing: said so below
     try:
         score = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise DataError(table.source, where, f"the score (column {column!r}) is {value!r}, not "
                         "a number", "store numbers such as 0.8") from None
     low, high = score_range
+    if math.isnan(score):
+        raise DataError(table.source, where, f"the score (column {column!r}) is missing or NaN",
+                        "fill it in or remove the row")
     if not math.isfinite(score) or not low <= score <= high:
         raise DataError(table.source, where, f"the score (column {column!r}) is {value!r}, "
                         f"outside the score range {low:g}..{high:g}",
@@ -172,6 +177,10 @@ def read_corpus(path: str, column: str = "text") -> list[str]:
 
         from tfsft.data.readers import guess_format
 
+        if str(path).lower().endswith((".npz", ".npy")):
+            raise DataError(str(path), None, "is a vector index, and only tfsft search reads "
+                            "one", "give the texts themselves here (a .txt file, one a line, or "
+                            "a table with a text column)")
         try:
             guess_format(Path(path))
         except DataError:
