@@ -189,7 +189,9 @@ def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source:
             raise DataError(source, where, f"tag {problems[0].message} ({scheme} tags; "
                             f"{count} such problem{'s' if count != 1 else ''} in this file)",
                             "fix the tags, pass --tag-scheme if it is not " + scheme +
-                            ", or pass --repair-tags to turn each into a valid tag (counted)")
+                            ", choose the entity column with --tag-column if this one holds "
+                            "other tags (such as chunk tags), or pass --repair-tags to turn "
+                            "each into a valid tag (counted)")
         tags[i], changed = tag_schemes.repair(sentence, scheme)
         repaired += changed
     return tags, scheme, repaired
