@@ -67,6 +67,16 @@ def test_pairs_are_checked_row_by_row(tmp_path):
         scored.data.read(frame)
     frame["score"] = [5.0, 0.0]
     assert scored.data.read(frame).scores.tolist() == [1.0, 0.0]
+    negatives = create_task("sentence-embedding", {"negative_column": "negative"})
+    rows = [{"anchor": "a", "positive": "b", "negative": "c"},
+            {"anchor": "h", "positive": "i", "negative": "j"},
+            {"anchor": "d", "positive": "e", "negative": "e"},
+            {"anchor": "f", "positive": "g", "negative": "f"}]
+    read = negatives.data.read(write_jsonl(tmp_path / "negatives.jsonl", rows))
+    assert (read.texts, read.negatives) == (["a", "h"], ["c", "j"])
+    assert read.skipped == {"negative_equals_pair": 2}
+    with pytest.raises(DataError, match=r"every pair was skipped \(2 rows whose hard negative"):
+        negatives.data.read(write_jsonl(tmp_path / "negatives2.jsonl", rows[2:]))
     same = write_jsonl(tmp_path / "same.jsonl", [{"anchor": "a", "positive": "a"}] * 3)
     with pytest.raises(DataError, match=r"every pair was skipped \(3 rows whose positive is"):
         task.data.read(same)

@@ -58,6 +58,9 @@ class PairData(DataRole):
         if examples.skipped.get("positive_equals_anchor") and role != "chunk":
             logger.warning("%s: skipped %d rows whose positive is the anchor itself",
                            table.source, examples.skipped["positive_equals_anchor"])
+        if examples.skipped.get("negative_equals_pair") and role != "chunk":
+            logger.warning("%s: skipped %d rows whose hard negative is the anchor or the "
+                           "positive", table.source, examples.skipped["negative_equals_pair"])
         if labelled and len(examples) < 2 and role == "train":
             raise ConfigError(f"{table.source}: embedding training needs at least 2 pairs")
         return examples

@@ -2,7 +2,8 @@
 
 Every row is checked as it is read: a missing or empty text, or a score that is not a number or
 lies outside ``score_range``, is an error naming the file and line. Rows whose positive is the
-anchor itself teach nothing and are skipped (counted); anchors that occur more than once are
+anchor itself, or whose hard negative is the anchor or the positive, teach nothing (or the
+opposite) and are skipped (counted); anchors that occur more than once are
 counted (in-batch training masks them, so they are not taken for negatives).
 
 >>> import pandas as pd
@@ -104,18 +105,24 @@ def read_pairs(table: Table, columns: PairColumns, labelled: bool = True,
             if positive == anchor and columns.score is None:
                 skipped["positive_equals_anchor"] += 1
                 continue
+            negative = _text(table, row, where, columns.negative) if columns.negative else None
+            if negative is not None and negative in (positive, anchor):
+                skipped["negative_equals_pair"] += 1  # no model can rank it below the positive
+                continue
             positives.append(positive)
-            if columns.negative:
-                negatives.append(_text(table, row, where, columns.negative))
+            if negative is not None:
+                negatives.append(negative)
             if columns.score:
                 scores.append(_score(table, row, where, columns.score, columns.score_range))
         anchors.append(anchor)
         locations.append(where)
     if not anchors and skipped:
-        same = skipped["positive_equals_anchor"]
-        raise DataError(table.source, None, f"every pair was skipped ({same} rows whose "
-                        "positive is the anchor itself)",
-                        "give each anchor a different text as its positive")
+        reasons = {"positive_equals_anchor": "whose positive is the anchor itself",
+                   "negative_equals_pair": "whose hard negative is the anchor or the positive"}
+        said = "; ".join(f"{n} rows {reasons[k]}" for k, n in skipped.items())
+        raise DataError(table.source, None, f"every pair was skipped ({said})",
+                        "give each anchor a different text as its positive, and a different "
+                        "one again as its negative")
     if not anchors:
         raise DataError(table.source, None, "there are no pairs to read", "add rows")
     low, high = columns.score_range
