@@ -206,8 +206,10 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
         if tokens["over_max_length_share"] > 0.05:
             longer = min(task.data.max_length_limit,
                          _round_up(max(tokens["p95"], max_length + 1)))
+            measured = tokens.get("measured", len(examples))
+            unit = "examples" if measured == len(examples) else f"of {measured} texts"
             warnings.append(
-                f"{examples.source}: {tokens['over_max_length']} examples "
+                f"{examples.source}: {tokens['over_max_length']} {unit} "
                 f"({100 * tokens['over_max_length_share']:.1f} %) are longer than max_length "
                 f"{max_length} tokens and are {task.data.long_example_treatment}"
                 + (f"; consider --max-length {longer}" if longer > max_length else ""))
