@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import logging
 import math
 from collections import Counter
 from pathlib import Path
@@ -357,7 +358,8 @@ def test_shard_folders_are_checked(tiny_checkpoint, tmp_path):
         read_manifest(tmp_path / "mine")
 
 
-def test_preprocess_and_train_from_shards_on_the_command_line(tiny_checkpoint, tmp_path, capsys):
+def test_preprocess_and_train_from_shards_on_the_command_line(tiny_checkpoint, tmp_path, capsys,
+                                                              caplog):
     from tfsft.cli import main
 
     train = write_csv(tmp_path / "train.csv", sentiment_rows(200), header=("review", "label"))
@@ -397,6 +399,11 @@ def test_preprocess_and_train_from_shards_on_the_command_line(tiny_checkpoint, t
     check = json.loads((run / "data_check.json").read_text())
     assert check["train"]["rows"] == 200 and check["train"]["labels"]["counts"] == {
         "neg": 100, "pos": 100}
+    with caplog.at_level(logging.INFO, logger="tfsft"):  # --max-train-rows: the rows trained
+        assert main([*common, "--validation", str(validation), "--max-train-rows", "40",
+                     "--epochs", "1", "--output-dir", str(tmp_path / "first40")]) == 0
+    assert "40 training and 40 validation examples" in caplog.text
+    assert json.loads((tmp_path / "first40" / "run.json").read_text())["train_examples"] == 40
 
 
 def test_training_from_shards_matches_training_from_the_file(tiny_checkpoint, tmp_path):

@@ -248,7 +248,8 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
         train_data, validation_data = load_training_data(task, config)
     else:
         train_data, validation_data = None, _shard_validation_data(task, config)
-    train_rows = len(train_data) if shards is None else shards.rows
+    train_rows = len(train_data) if shards is None else min(
+        shards.rows, config.max_train_rows or shards.rows)  # --max-train-rows reads the first
     logger.info("%s: %d training and %d validation examples", task.name, train_rows,
                 len(validation_data))
     tokenizer = task.data.load_tokenizer(checkpoint, config.max_length)
@@ -286,9 +287,7 @@ def _input_pipelines(config: TrainConfig, data: _Data, distribution: Distributio
     if data.shards is None:
         train_ds = make_dataset(data.train_encoded, config.batch_size, shuffle=True,
                                 seed=config.seed, buckets=buckets)
-    else:
-        if config.max_train_rows is not None:
-            data.train_rows = min(data.train_rows, config.max_train_rows)
+    else:  # data.train_rows counts --max-train-rows already
         train_ds = shard_dataset(data.shards, config.batch_size, seed=config.seed,
                                  max_rows=config.max_train_rows, buckets=buckets)
     steps_per_epoch = int(train_ds.cardinality())
