@@ -87,7 +87,7 @@ CASES = [
     ("train-utf8-bom", TRAIN_CSV + "--max-train-rows 20",
      {"train.csv": "\ufeff" + rows_csv()}, "ok: 18 training"),
     ("train-unknown-encoding", TRAIN_CSV + "--encoding utf-9", {"train.csv": CSV},
-     "encoding 'utf-9' is not a known text encoding"),
+     "argument --encoding: 'utf-9' is not a known text encoding"),
     ("train-gzip-truncated", TRAIN + "--train {d}/train.csv.gz",
      {"train.csv.gz": gzip.compress(CSV.encode())[:40]}, "cannot decompress the .gz file"),
     ("train-gzip-good", TRAIN + "--train {d}/train.csv.gz --max-train-rows 20",
