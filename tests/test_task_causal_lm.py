@@ -444,6 +444,7 @@ def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run,
     assert cli(["generate", str(trained_run), "hello"]) == 2  # a text-classification run
     assert cli(["generate", str(tiny_llm), "  "]) == 2
     assert cli(["generate", str(tiny_llm), "hi", "--top-p", "0"]) == 2
+    assert cli(["generate", str(tiny_llm), "hi", "--seed", "-3"]) == 2  # as train refuses it
 
 
 def test_generate_stays_within_the_positions_the_model_was_trained_for(tiny_llm, capsys):

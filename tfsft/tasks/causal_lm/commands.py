@@ -69,6 +69,8 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
                         ("--batch-size", args.batch_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if args.seed is not None and args.seed < 0:  # as tfsft train's --seed
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     try:
         sampling = Sampling(args.temperature, args.top_p, args.seed)
     except ValueError as exc:
