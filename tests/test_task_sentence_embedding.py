@@ -187,6 +187,11 @@ def test_embed_and_search_on_the_command_line(tiny_checkpoint, tmp_path, capsys)
                                                    "dimensions": 16}
     assert cli(["embed", str(run_dir), "--input", str(corpus), "--output", str(index)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+    folder = tmp_path / "folder.npz"
+    folder.mkdir()
+    assert cli(["embed", str(run_dir), "--input", str(corpus), "--output", str(folder),
+                "--overwrite"]) == 2
+    assert f"--output {folder} is a folder; name a file" in capsys.readouterr().err
     for source in (index, corpus):  # the index, or the texts embedded on the fly
         assert cli(["search", str(run_dir), rows[3]["anchor"], "--corpus", str(source),
                     "--top-k", "3"]) == 0

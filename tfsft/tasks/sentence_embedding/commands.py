@@ -72,6 +72,8 @@ def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
     output = Path(args.output)
     if output.suffix not in (".npz", ".npy"):
         raise ConfigError(f"--output {output} must end in .npz (vectors and texts) or .npy")
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a folder; name a file (FILE.npz)")
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output} exists; pass --overwrite to replace it")
     run = _run(context, args.run_dir)
