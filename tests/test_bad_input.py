@@ -461,6 +461,9 @@ CASES = [
     ("inspect-duplicates", "data inspect {d}/train.csv --model {ckpt} --max-length 16",
      {"train.csv": rows_csv("good film,pos", "Good film!,neg", "good film,pos")},
      "ok: texts occur again with a different label"),
+    ("inspect-output-not-creatable",
+     "data inspect {d}/train.csv --model {ckpt} --output-dir {d}/train.csv/report",
+     {"train.csv": CSV}, "train.csv/report: "),  # the output is named, not a temporary folder
     ("inspect-output-exists", "data inspect {d}/train.csv --model {ckpt} --output-dir {d}",
      {"train.csv": CSV}, "already exists"),
     ("inspect-suspicious-labels", "data inspect {d}/train.csv --model {ckpt}",

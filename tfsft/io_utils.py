@@ -4,6 +4,7 @@ gives a new file or folder (temporary files are created private, 0600/0700, then
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -79,10 +80,12 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     'x'
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with _named(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; choose another path or remove it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    with _named(target):  # an error names the output, not the temporary folder
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     public_mode(tmp, folder=True)
     try:
         yield tmp
@@ -120,17 +123,33 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 @contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """Re-raise an ``OSError`` with ``path`` as its file name (the user's output, not the
+    temporary path tfsft writes first)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        if isinstance(exc, FileExistsError):  # mkdir(parents=True) under a file
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path)) from None
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` on success.
 
     For writers that take a file name (``model.save``, ``savefig``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # keeps every suffix (.weights.h5)
     try:
         yield tmp
-        os.replace(tmp, path)
+        with _named(path):  # an error names the output, not the temporary file
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
