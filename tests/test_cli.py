@@ -127,7 +127,7 @@ def test_advice_naming_a_flag_the_command_lacks_says_which_commands_take_it(tmp_
     advice = ("dev.conll, line 4: tag I-PER follows O. Fix the tags, pass --tag-scheme if it "
               "is not IOB2, or pass --repair-tags to turn each into a valid tag (counted).")
     parser = build_parser()
-    others = [build_parser(task) for task in task_names()]
+    others = (build_parser(task) for task in task_names())  # lazy, as the CLI passes them
     evaluate = parser.parse_args(["evaluate", str(tmp_path), "--data", "dev.conll"])
     checked = checked_advice(advice, parser, evaluate, others)
     assert checked.startswith(advice)

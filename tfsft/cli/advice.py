@@ -104,11 +104,13 @@ def checked_advice(message: str, parser: argparse.ArgumentParser, args: argparse
     other tasks' options) take it (see the module docstring)."""
     taken = set().union(*(option_strings(p) for p in command_path(parser, args)))
     command = command_name(parser, args)
-    notes = []
+    notes, trees = [], None
     for flag in named_flags(message):
         if flag in taken:
             continue
-        owners = list(dict.fromkeys(" ".join(path) for tree in (parser, *others)
+        if trees is None:  # built once, and only when a flag is missing (others may be lazy)
+            trees = [parser, *others]
+        owners = list(dict.fromkeys(" ".join(path) for tree in trees
                                     for path, sub in command_parsers(tree)
                                     if flag in option_strings(sub)))
         where = (f"it is an option of {', '.join(f'{parser.prog} {o}' for o in owners)}"
