@@ -178,6 +178,12 @@ def without_autotune(dataset: tf.data.Dataset,
     return dataset.prefetch(prefetch).with_options(options)
 
 
+def default_window_batches(distinct: bool) -> int:
+    """Batches per sorting window: :data:`DISTINCT_WINDOW_BATCHES` where rows must not share a
+    text in a batch (``batch_groups``), else :data:`WINDOW_BATCHES`."""
+    return DISTINCT_WINDOW_BATCHES if distinct else WINDOW_BATCHES
+
+
 def count_batches(rows: int, batch_size: int) -> int:
     """How many batches :func:`make_dataset` yields: every batch is full except the last."""
     return -(-rows // batch_size)
@@ -224,8 +230,7 @@ def make_dataset(
     """
     rows = len(encoded)
     if window_batches is None:
-        window_batches = (WINDOW_BATCHES if encoded.batch_groups is None
-                          else DISTINCT_WINDOW_BATCHES)
+        window_batches = default_window_batches(encoded.batch_groups is not None)
     if shuffle:
         lengths = tf.constant(encoded.lengths)
         groups = None if encoded.batch_groups is None else tf.constant(encoded.batch_groups)

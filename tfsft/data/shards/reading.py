@@ -33,17 +33,15 @@ def shard_dataset(manifest: Manifest, batch_size: int, seed: int | None = None,
     import tensorflow as tf
 
     from tfsft.data.pipeline import (
-        DISTINCT_WINDOW_BATCHES,
         PARALLEL_BATCHES,
-        WINDOW_BATCHES,
         count_batches,
+        default_window_batches,
         window_order,
         windowed_batches,
         without_autotune,
     )
 
-    window_batches = window_batches or (DISTINCT_WINDOW_BATCHES if BATCH_GROUPS in manifest.features
-                                        else WINDOW_BATCHES)
+    window_batches = window_batches or default_window_batches(BATCH_GROUPS in manifest.features)
     chosen = list(range(len(manifest.shards))) if files is None else list(files)
     rows = sum(manifest.shards[i]["rows"] for i in chosen)
     if max_rows is not None:
