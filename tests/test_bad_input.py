@@ -262,7 +262,8 @@ CASES = [
      "line 5, column 1: invalid YAML: the key 'epochs' is given twice (lines 3 and 5); keep one"),
     ("yaml-dashed-key", "train --config {d}/c.yaml",
      {"c.yaml": "train: t.csv\nmodel: m\n--output-dir: r\n"},
-     "unknown option(s) ['__output_dir']; known options are train, model, output_dir"),
+     "option name(s) ['--output-dir'] start with a dash; in a config file write them without "
+     "dashes: output_dir"),
     ("yaml-not-mapping", "train --config {d}/c.yaml", {"c.yaml": "- a\n- b\n"},
      "expected a mapping of option: value"),
     ("yaml-unknown-key", "train --config {d}/c.yaml",

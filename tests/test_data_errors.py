@@ -150,3 +150,16 @@ def test_all_rows_excluded_is_an_error(tmp_path):
     path = tmp_path / "plots.jsonl"
     path.write_text(json.dumps({"text": "a plot", "label": "plot"}) + "\n")
     assert "no rows are left" in error_of(path, exclude_labels=["plot"])
+
+
+def test_a_pipe_is_refused_before_it_is_drained(tmp_path):
+    import os
+
+    from tfsft.data.readers import read_text_lines
+
+    pipe = tmp_path / "rows.tsv"
+    os.mkfifo(pipe)
+    with pytest.raises(DataError, match=r"rows.tsv: is a device or a pipe, not a file.*Save it"):
+        read_text_classification(pipe, text_column="sentence")
+    with pytest.raises(DataError, match="is a device or a pipe"):
+        read_text_lines(pipe)

@@ -177,7 +177,7 @@ def test_conll_reader_drops_a_byte_order_mark_and_refuses_nul_bytes(tmp_path):
     lines = text.splitlines()
     lines[3] = lines[3].replace("rejects", "rej\x00ects")  # line 4
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"a.txt, line 4: holds a NUL byte"):
+    with pytest.raises(DataError, match=r"a.txt, line 4, column \d+: holds a NUL byte"):
         read_token_data(path)
 
 
@@ -313,7 +313,7 @@ def test_unclosed_bioes_entity_is_reported(tmp_path):
 def test_invalid_utf8_names_the_line(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("EU B-ORG\nK\u00f6ln B-LOC\n".encode("latin-1"))
-    with pytest.raises(DataError, match="line 2: not valid utf-8"):
+    with pytest.raises(DataError, match=r"line 2, column 2: bytes .* are not valid utf-8"):
         read_token_data(path)
 
 
@@ -455,3 +455,20 @@ def test_token_classification_defaults_to_its_own_learning_rate():
     given = TrainConfig.from_dict({"train": "t.txt", "model": "m", "output_dir": "o",
                                    "task": "token-classification", "learning_rate": 3e-5})
     assert given.learning_rate == 3e-5
+
+
+def test_numeric_tag_errors_name_the_token_line(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text("EU 2\nrejects 2\nGerman 7\n\nPeter 0\n")
+    with pytest.raises(DataError, match=r"ids.txt, line 3: tag id 7 is outside the 3 tag"):
+        read_token_data(path, tag_column=1, tag_names=["B-LOC", "B-MISC", "O"])
+
+
+def test_a_chunk_column_gives_way_to_the_entity_column(tmp_path, caplog):
+    path = tmp_path / "four.txt"
+    path.write_text("EU B-ORG NNP B-NP\nrejects O VBZ B-VP\nGerman B-MISC JJ B-NP\n")
+    with caplog.at_level("WARNING"):
+        data = read_token_data(path)
+    assert data.tags == [["B-ORG", "O", "B-MISC"]]
+    assert "column 3 also holds tags; reading column 1" in caplog.text
+    assert read_token_data(path, tag_column=3).tags == [["B-NP", "B-VP", "B-NP"]]

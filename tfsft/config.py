@@ -96,6 +96,11 @@ class TrainConfig:
         section named after the task, or under ``task_options``. ``source`` (a config file)
         heads the errors."""
         where = f"{source}: " if source else ""
+        dashed = sorted(str(k) for k in values if str(k).startswith("-"))
+        if dashed:
+            plain = ", ".join(k.lstrip("-").replace("-", "_") for k in dashed)
+            raise ConfigError(f"{where}option name(s) {dashed} start with a dash; in a config "
+                              f"file write them without dashes: {plain}")
         values = {k.replace("-", "_") if k not in task_names() else k: v
                   for k, v in values.items()}
         shards = shard_defaults(values.get("train"))

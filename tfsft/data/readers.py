@@ -141,6 +141,30 @@ def _existing_file(source: Any) -> Path:
     path = Path(source)
     if not path.exists():
         raise DataError(str(path), None, "file not found", "check the path")
+    if not path.is_dir():
+        require_file(path)
+    return path
+
+
+def require_file(source: str | os.PathLike) -> Path:
+    """``source`` as a path to a regular file; a missing path, a folder or a pipe (``<(...)``,
+    ``/dev/stdin``, which can be read only once) is a :class:`DataError` that says what to do.
+
+    >>> try:
+    ...     require_file("/dev/null")
+    ... except DataError as error:
+    ...     print(error.problem)
+    is a device or a pipe, not a file; tfsft reads its data more than once (checks, then training)
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(str(path), None, "file not found", "check the path")
+    if path.is_dir():
+        raise DataError(str(path), None, "is a folder, not a file", "pass a file")
+    if not path.is_file():
+        raise DataError(str(path), None, "is a device or a pipe, not a file; tfsft reads its "
+                        "data more than once (checks, then training)",
+                        "save it to a file first and pass that file")
     return path
 
 
@@ -186,11 +210,10 @@ def read_text_lines(source: str | os.PathLike, encoding: str = "utf-8") -> tuple
     (['great film', '  a slow start'], 1)
     """
     path = Path(source)
-    if not path.exists():
-        raise DataError(str(path), None, "file not found", "check the path")
     if path.is_dir():
         raise DataError(str(path), None, "is a folder, not a text file",
                         "pass a file with one text per line")
+    require_file(path)
     texts, blank = [], 0
     for number, line in enumerate(_decode(path, _read_bytes(path), encoding).splitlines(), 1):
         if not line.strip():

@@ -254,44 +254,56 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
 _TAG = re.compile(r"O|[BIMESLUbimeslu][-_]\S+")
 
 
+_CHUNK_TYPES = {"NP", "VP", "PP", "ADJP", "ADVP", "SBAR", "PRT", "CONJP", "INTJ", "LST", "UCP"}
+
+
 def guess_tag_column(lines: Sequence[str], source: str,
                      tag_names: Sequence[str] | None = None) -> int:
     """The last column whose values in the first token lines all look like tags (or, with
-    ``tag_names``, like ids of them)."""
+    ``tag_names``, like ids of them); a column of phrase-chunk tags (``B-NP``, ``I-VP``) gives
+    way to one of entity tags. With several candidates, the choice is logged.
+
+    >>> guess_tag_column(["EU B-ORG B-NP", "rejects O B-VP"], "x.txt")
+    1
+    """
     rows = [line.split() for line in lines[:2000]]
     rows = [r for r in rows if r and r[0] != DOCSTART][:500]
     width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 1
     rows = [r for r in rows if len(r) == width]
     if width < 2:
         return -1  # the line checks report the missing column
-    for column in range(width - 1, 0, -1):
-        if all(_TAG.fullmatch(r[column]) for r in rows):
-            return column
-        if tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
-                             for r in rows):
-            return column
-    raise DataError(source, None, "no column holds tags (O, B-PER, I-PER, ...) in the first "
-                    f"{len(rows)} token lines", "choose the tag column with --tag-column")
+    candidates = [column for column in range(width - 1, 0, -1)
+                  if all(_TAG.fullmatch(r[column]) for r in rows)
+                  or (tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
+                                        for r in rows))]
+    if not candidates:
+        raise DataError(source, None, "no column holds tags (O, B-PER, I-PER, ...) in the "
+                        f"first {len(rows)} token lines", "choose the tag column with "
+                        "--tag-column")
+
+    def chunks(column: int) -> bool:
+        types = tag_schemes.entity_types(r[column] for r in rows)
+        return bool(types) and set(types) <= _CHUNK_TYPES
+
+    chosen = next((c for c in candidates if not chunks(c)), candidates[0])
+    if len(candidates) > 1:
+        others = [c for c in sorted(candidates) if c != chosen]
+        why = ("they look like phrase chunks" if chosen != candidates[0]
+               else "the last tag column is read")
+        also = (f"column {others[0]} also holds" if len(others) == 1
+                else f"columns {', '.join(map(str, others))} also hold")
+        logger.warning("%s: %s tags; reading column %d (%s; 0 is the token). Pass "
+                       "--tag-column %d to read another.", source, also, chosen, why,
+                       others[-1])
+    return chosen
 
 
 def _read_lines(path: Path, encoding: str) -> list[str]:
-    """The lines of a text file; a missing file, or bytes that are not ``encoding`` text (named
-    by line), is a :class:`DataError`."""
-    if not path.exists():
-        raise DataError(str(path), None, "file not found", "check the path")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise DataError(str(path), f"line {line}", f"not valid {encoding} text",
-                        "convert the file to UTF-8 or pass --encoding") from exc
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first token
-    nul = text.find("\x00")
-    if nul >= 0:
-        raise DataError(str(path), f"line {text.count(chr(10), 0, nul) + 1}",
-                        "holds a NUL byte (\\x00): this is not plain text",
-                        "remove the NUL bytes; a text file never holds them")
+    """The lines of a text file (optionally compressed); a missing file, a pipe, or bytes that
+    are not ``encoding`` text (named by line) is a :class:`DataError`."""
+    from tfsft.data.readers import _decode, _read_bytes, require_file
+
+    text = _decode(path, _read_bytes(require_file(path)), encoding)
     # Lines end at line breaks only (str.splitlines also breaks at U+2028, U+0085, ...).
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return lines[:-1] if lines and lines[-1] == "" else lines
@@ -405,8 +417,10 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
     if docstarts:
         logger.info("%s: %d -DOCSTART- lines skipped (document separators)", path, docstarts)
     if labelled and tag_names:
-        tags = [[_tag_name(int(t) if t.isdigit() else t, list(tag_names), str(path), where)
-                 for t in sentence] for sentence, where in zip(tags, locations, strict=True)]
+        locate = _locator(locations, token_lines=True)
+        tags = [[_tag_name(int(t) if t.isdigit() else t, list(tag_names), str(path),
+                           locate(index, position))
+                 for position, t in enumerate(sentence)] for index, sentence in enumerate(tags)]
     return sentences_from_tokens(tokens, tags if labelled else None, str(path), locations,
                                  separator, scheme, repair,
                                  {"-DOCSTART- lines": docstarts} if docstarts else None,
