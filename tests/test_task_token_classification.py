@@ -110,6 +110,15 @@ def test_cli_predicts_entities_from_text_and_jsonl_files(ner_contract, tmp_path,
         assert cli(["predict", str(ner_contract.run_dir), "--input", str(source)]) == 0
         outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
     assert outputs[0] == outputs[1] == ner_contract.predictions
+    conll = tmp_path / "tagged.txt"  # CoNLL token lines: read as sentences, not one text a line
+    conll.write_text("\n\n".join("\n".join(f"{token} O" for token in text.split())
+                                 for text in TEXTS) + "\n")
+    capsys.readouterr()
+    assert cli(["predict", str(ner_contract.run_dir), "--input", str(conll)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == [" ".join(text.split()) for text in TEXTS]
+    assert [[e["text"] for e in r["entities"]] for r in records] == [
+        [e["text"] for e in p["entities"]] for p in ner_contract.predictions]
 
 
 def test_cli_evaluates_character_span_data(ner_contract, tmp_path, capsys):

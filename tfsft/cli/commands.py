@@ -153,7 +153,8 @@ def run_predict(args: argparse.Namespace) -> int:
                                   "whitespace")
         inputs["text"] += args.texts
     if args.input:
-        if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")) and len(names) == 1:
+        if len(names) == 1 and run.task.data.reads_text_lines(args.input,
+                                                             args.encoding or "utf-8"):
             lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
             if blank:
                 logger.info("%s: %d blank lines skipped", args.input, blank)

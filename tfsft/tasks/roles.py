@@ -120,6 +120,11 @@ class DataRole(_Role, Protocol):
         ``quoting`` are passed on to :func:`tfsft.data.readers.read_table`."""
         raise NotImplementedError
 
+    def reads_text_lines(self, path: str, encoding: str = "utf-8") -> bool:
+        """Whether ``tfsft predict --input path`` reads one text a line (a ``.txt`` file)
+        rather than through :meth:`read`."""
+        return path.lower().endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz"))
+
     def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         """A seeded validation split of the training examples."""
         raise NotImplementedError

@@ -66,6 +66,19 @@ class TokenData(DataRole):
             delimiter=delimiter, quoting=quoting)
         return self._learn(data, role if labelled else "unlabelled")
 
+    def reads_text_lines(self, path: str, encoding: str = "utf-8") -> bool:
+        """A ``.txt`` file is one text a line, unless its lines are CoNLL token lines (a token
+        and its tags), which are read as sentences."""
+        from tfsft.tasks.token_classification.examples import looks_like_conll
+
+        if not super().reads_text_lines(path, encoding):
+            return False
+        if looks_like_conll(path, encoding):
+            logger.info("%s: read as a CoNLL file (one token a line, a blank line between "
+                        "sentences); its tag columns are not used", path)
+            return False
+        return True
+
     def learn_chunk(self, chunk: Table) -> dict[str, Any]:
         options = self.task.options
         data = read_token_data(

@@ -570,6 +570,26 @@ def _read_spans(value: Any, text: str, source: str, where: str,
     return entities
 
 
+def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
+    """Whether a file's first lines are CoNLL token lines: nine in ten of them hold a token and
+    a last column of tags (``O``, ``B-PER``).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = path.write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
+    >>> looks_like_conll(path), looks_like_conll(__file__)
+    (True, False)
+    """
+    try:
+        lines = _read_lines(Path(path), encoding)[:2000]
+    except DataError:
+        return False  # reading it as text lines reports the problem
+    rows = [line.split() for line in lines if line.strip()][:500]
+    rows = [r for r in rows if r[0] != DOCSTART]
+    tagged = sum(len(r) >= 2 and bool(_TAG.fullmatch(r[-1])) for r in rows)
+    return bool(rows) and tagged >= 0.9 * len(rows)
+
+
 def is_conll_file(source: Any, file_format: str | None) -> bool:
     if file_format is not None:
         return file_format == "conll"
