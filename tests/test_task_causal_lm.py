@@ -421,7 +421,24 @@ def test_conversations_longer_than_max_length_are_counted_and_skipped(tiny_llm):
     encoded = task.data.encode(tokenizer, examples, 32, training=True)
     assert len(encoded) == 2 and encoded.lengths.max() == 32
     assert task.data.encoding_notes() == {"examples": 3, "over_max_length": 2,
-                                          "without_response_tokens": 1}
+                                          "responses_cut": 2, "without_response_tokens": 1}
+
+
+def test_every_assistant_turn_is_trained_and_a_cut_last_response_is_counted(tiny_llm, caplog):
+    task = create_task("causal-lm")
+    tokenizer = task.data.load_tokenizer(tiny_llm, 256)
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "a review"},
+                    {"role": "assistant", "content": " ".join(["positive"] * 5)}]
+    examples = task.data.read(_rows_frame([{"messages": conversation}]))
+    whole = task.data.encode(tokenizer, examples, 256)
+    first_turn = tokenizer.decode(whole.targets["target"].values.tolist())
+    assert first_turn.startswith("hello<|im_end|>") and first_turn.endswith("positive<|im_end|>")
+    length = len(tokenizer.encode_chat(conversation)[0]) - 10  # cuts the last response only
+    with caplog.at_level("WARNING"):
+        cut = task.data.encode(tokenizer, examples, length, training=True)
+    assert len(cut) == 1 and task.data.encoding_notes()["responses_cut"] == 1
+    assert "1 examples lose response tokens" in caplog.text
 
 
 def test_bad_options_and_checkpoints_are_clear(tmp_path, tiny_llm, trained_run,

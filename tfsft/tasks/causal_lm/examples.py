@@ -1,4 +1,5 @@
-"""Instruction-tuning examples: conversations whose last assistant message is the response.
+"""Instruction-tuning examples: conversations; every assistant message is trained on, the last one
+is the response that evaluation generates.
 
 Layouts read from JSONL / CSV / TSV / Parquet / DataFrames / Hugging Face datasets:
 

@@ -224,12 +224,13 @@ class ChatData(DataRole):
         from tfsft.tasks.causal_lm.encoding import ChatEncodedData
 
         ids_list, positions, labels, prompt_ids = [], [], [], []
-        over = without_targets = 0
+        over = without_targets = cut = 0
         kept = []
         for i in range(len(examples)):
             ids, train_on = self._token_ids(tokenizer, examples, i)
             if len(ids) > max_length:
                 over += 1
+                cut += bool(train_on[max_length:].any())
                 ids, train_on = ids[:max_length], train_on[:max_length]
             where = np.flatnonzero(train_on[1:]).astype(np.int32)
             if examples.responses is not None and not len(where):
@@ -245,7 +246,11 @@ class ChatData(DataRole):
             raise ConfigError(f"{examples.source}: no example keeps a response token within "
                               f"--max-length {max_length}; raise --max-length")
         self.last_encoding = {"examples": len(examples), "over_max_length": over,
-                              "without_response_tokens": without_targets}
+                              "responses_cut": cut, "without_response_tokens": without_targets}
+        if cut > without_targets:
+            logger.warning("%s: %d examples lose response tokens (the last response, or part "
+                           "of it) to max_length %d; raise --max-length to keep them",
+                           examples.source, cut - without_targets, max_length)
         if without_targets:
             logger.warning("%s: %d examples have no response token within max_length %d%s",
                            examples.source, without_targets, max_length,
