@@ -187,6 +187,11 @@ def test_chief_and_tf_config_errors(monkeypatch):
         make_distribution("multi-worker")
     with pytest.raises(ConfigError, match="--strategy must be one of"):
         make_distribution("horovod")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": two,
+                                                "task": {"type": "worker", "index": 1}}))
+    for strategy in ("one-device", "mirrored"):  # each worker would train alone
+        with pytest.raises(ConfigError, match=f"cluster of 2 tasks, but --strategy {strategy}"):
+            make_distribution(strategy)
     # a one-worker cluster trains on one device, and its TF_CONFIG is checked all the same
     one = {"worker": ["localhost:23456"]}
     for task, problem in (({"type": "worker", "index": 5}, "is not in its cluster"),

@@ -169,6 +169,11 @@ def make_distribution(name: str) -> Distribution:
             name = "mirrored"
         else:
             name = "one-device"
+    elif name in ("one-device", "mirrored") and tasks > 1:
+        raise ConfigError(f"TF_CONFIG names a cluster of {tasks} tasks, but --strategy {name} "
+                          "trains in this process alone: each worker would train the whole "
+                          "model by itself and write the same run folder. Use --strategy "
+                          "multi-worker (or auto), or unset TF_CONFIG for a one-process run")
     if name == "one-device":
         return Distribution(name, tf.distribute.get_strategy())
     if name == "mirrored":
