@@ -274,3 +274,23 @@ def test_the_launcher_runs_tfsft_train_only(capsys):
         with pytest.raises(SystemExit):
             local_cluster.main(["--workers", "2", "--", *command])
         assert "the workers run tfsft train" in capsys.readouterr().err
+
+
+def test_a_worker_whose_peers_never_start_stops_with_an_error():
+    """TensorFlow waits for every TF_CONFIG task for ever, holding the interpreter lock; the
+    watching child process stops the worker and names the missing peer."""
+    import subprocess
+    import sys
+
+    from tfsft.training.distribution import peer_addresses, peer_timeout
+
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    assert peer_addresses(cluster, {"type": "worker", "index": 0}) == ["localhost:2"]
+    with pytest.raises(ConfigError, match="TFSFT_PEER_TIMEOUT must be a number of seconds"):
+        peer_timeout({"TFSFT_PEER_TIMEOUT": "soon"})
+    blocked = ("import time\nfrom tfsft.training.peer_watch import watch_peers\n"
+               "watch_peers(['localhost:2'], 3)\ntime.sleep(120)\n")
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == -9
+    assert "the worker(s) at localhost:2 did not start within 3 s" in done.stderr

@@ -32,6 +32,10 @@ from typing import Any
 from tfsft.choices import STRATEGIES
 from tfsft.errors import ConfigError
 
+#: How long a worker waits for the others to start before it stops with an error (seconds);
+#: the ``TFSFT_PEER_TIMEOUT`` environment variable changes it.
+PEER_TIMEOUT_S = 600.0
+
 
 @dataclass
 class Distribution:
@@ -186,12 +190,44 @@ def make_distribution(name: str) -> Distribution:
             "addresses and this process's task); see docs/distributed.md, or start local "
             "workers with python -m tfsft.training.local_cluster")
     _patch_keras_for_multi_worker()
+    from tfsft.training.peer_watch import watch_peers
+
+    watch_peers(peer_addresses(cluster, task), peer_timeout())
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
     index = int(task.get("index", 0)) + (1 if task.get("type") == "worker" and "chief" in cluster
                                          else 0)
     return Distribution("multi-worker", strategy, workers=workers, worker_index=index,
                         is_chief=is_chief_task(cluster, task))
+
+
+def peer_timeout(environ: dict[str, str] | None = None) -> float:
+    """Seconds to wait for the other workers: ``TFSFT_PEER_TIMEOUT``, else :data:`PEER_TIMEOUT_S`.
+
+    >>> peer_timeout({"TFSFT_PEER_TIMEOUT": "30"}), peer_timeout({})
+    (30.0, 600.0)
+    """
+    raw = (os.environ if environ is None else environ).get("TFSFT_PEER_TIMEOUT", "").strip()
+    if not raw:
+        return PEER_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"TFSFT_PEER_TIMEOUT must be a number of seconds above 0, got {raw!r}")
+    return value
+
+
+def peer_addresses(cluster: dict[str, Any], task: dict[str, Any]) -> list[str]:
+    """The ``HOST:PORT`` of every task in the cluster but this process's own.
+
+    >>> peer_addresses({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1})
+    ['a:1']
+    """
+    own = (task.get("type"), int(task.get("index", 0)))
+    return [address for kind, addresses in cluster.items() for i, address in enumerate(addresses)
+            if (kind, i) != own]
 
 
 def _tpu_strategy():

@@ -1,0 +1,83 @@
+"""Stop a multi-worker run whose other workers never start, instead of waiting for ever.
+
+TensorFlow's ``MultiWorkerMirroredStrategy`` blocks, holding Python's interpreter lock, until
+every task of ``TF_CONFIG`` has joined, so a thread of the waiting process cannot act. A small
+child process (``python -m tfsft.training.peer_watch``) polls the other workers' addresses
+instead: it ends as soon as all of them accept connections, and otherwise logs the waiting and,
+past the timeout, prints an error naming the missing workers and stops the waiting process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def reachable(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether ``HOST:PORT`` accepts a TCP connection.
+
+    >>> reachable("localhost:1")
+    False
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def watch_peers(addresses: list[str], timeout_s: float) -> subprocess.Popen | None:
+    """Start the watching child process for this process (none when there are no peers)."""
+    if not addresses:
+        return None
+    command = [sys.executable, "-m", "tfsft.training.peer_watch", "--parent", str(os.getpid()),
+               "--timeout", str(timeout_s), *addresses]
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+
+def watch(parent: int, addresses: list[str], timeout_s: float, poll_s: float = 2.0,
+          report_every_s: float = 30.0) -> int:
+    """Poll ``addresses`` until all are reachable (0), the parent is gone (0), or the timeout
+    passes: then print the error, stop ``parent`` and return 2."""
+    start = last_report = time.monotonic()
+    waiting = list(addresses)
+    while True:
+        waiting = [address for address in waiting if not reachable(address)]
+        if not waiting or os.getppid() != parent:
+            return 0
+        now = time.monotonic()
+        if now - start > timeout_s:
+            sys.stderr.write(
+                f"tfsft train: error: the worker(s) at {', '.join(waiting)} did not start within "
+                f"{timeout_s:.0f} s. Start them (the same command, each with its own TF_CONFIG "
+                "task), check the addresses in TF_CONFIG, or set TFSFT_PEER_TIMEOUT (seconds) "
+                "to wait longer.\n")
+            sys.stderr.flush()
+            os.kill(parent, signal.SIGKILL)  # blocked in TensorFlow: no signal handler runs
+            return 2
+        if now - last_report >= report_every_s:
+            sys.stderr.write(f"tfsft train: waiting for the worker(s) at {', '.join(waiting)} to "
+                             f"start ({now - start:.0f} of {timeout_s:.0f} s)\n")
+            sys.stderr.flush()
+            last_report = now
+        time.sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfsft.training.peer_watch",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", type=int, required=True, help="the process to stop")
+    parser.add_argument("--timeout", type=float, required=True, help="seconds to wait")
+    parser.add_argument("addresses", nargs="+", help="HOST:PORT of each other worker")
+    args = parser.parse_args(argv)
+    return watch(args.parent, args.addresses, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
