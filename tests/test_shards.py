@@ -479,3 +479,12 @@ def test_workers_read_their_own_shards_for_the_same_steps(tiny_checkpoint, tmp_p
         assert set(rows) <= set(own)  # nothing from the other worker's files
         seen += rows
     assert sum((seen & every_row).values()) >= 0.95 * manifest.rows
+
+
+def test_a_shard_folder_of_an_older_format_version_is_refused(tmp_path):
+    from tfsft.data.shards.manifest import MANIFEST_FILE, read_manifest
+
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"format": "tfsft-shards", "version": 1}))
+    with pytest.raises(DataError, match=r"version 1; this tfsft reads 'tfsft-shards' version 2. "
+                                        r"Run tfsft preprocess again"):
+        read_manifest(tmp_path)

@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "tfsft-shards"
-VERSION = 1
+# 2: sentence-embedding shards store batch_groups (version 1 stored batch_round, which this
+# reader would take for a target); a folder of another version is refused with what to do.
+VERSION = 2
 TOKENIZER_DIR = "tokenizer"
 CALIBRATION_FILE = "calibration.jsonl"
 CALIBRATION_ROWS = 256  # training rows kept for int8 export calibration
