@@ -1,4 +1,5 @@
-"""Export a trained run to SavedModel / TFLite / ONNX, verify every artifact, publish atomically.
+"""Export a trained run to SavedModel / TFLite / ONNX / Hugging Face, verify every artifact,
+publish atomically.
 
 Everything is built in a hidden staging folder under the output folder and checked against the
 Keras model on held-out texts, then moved into place (quantized variants below their task's gate
@@ -9,6 +10,7 @@ are left out; a float artifact that does not match stops the export, see :func:`
     saved_models/NAME/batching_parameters.txt
     saved_models/NAME/tflite/         .tflite models + labels.txt, vocab.txt, task.json
     saved_models/NAME/onnx/           .onnx models + tokenizer.json, labels.txt, task.json
+    saved_models/NAME/hf/             a transformers folder (see exporters.huggingface)
     saved_models/NAME/export_report.json
 
 Nothing here knows the task: outputs, their comparison rules and the quality metric come from
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters import generative, onnx_model, savedmodel, tflite
+from exporters import generative, huggingface, onnx_model, savedmodel, tflite
 from exporters.fallback import LayerError, quantize_with_fallback, with_output_snr
 from exporters.publish import stage_verify_publish
 from exporters.report import layer_error_tables, markdown_table, report
@@ -58,7 +60,7 @@ for _name in ("onnxruntime.transformers", "tf2onnx", "fusion_base", "fusion_embe
     logging.getLogger(_name).setLevel(logging.WARNING)
 logging.getLogger("onnxruntime.transformers.optimizer").setLevel(logging.ERROR)
 
-FORMATS = ("savedmodel", "tflite", "onnx")
+FORMATS = ("savedmodel", "tflite", "onnx", "hf")
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
 #: Older names of quantized variants: ``int8`` is the calibrated one.
 QUANTIZATION_ALIASES = {"int8": "int8-static"}
@@ -113,9 +115,14 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
     if isinstance(run.task.serving, GenerativeServing):
+        if "hf" in formats:
+            raise ConfigError(f"--format hf is for encoder runs; {run.task.name} runs export "
+                              "as savedmodel, tflite and onnx")
         generative.check_variants(run.task.name, formats, quantize)
     else:
         _check_variants(run.task.name, quantize)
+        if "hf" in formats:
+            huggingface.hub_head(run)  # a run without a transformers class stops here
     created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     try:
@@ -231,16 +238,36 @@ def _build_and_check(run: TrainedRun, staging: Path, formats: Sequence[str],
 
     checks = [check("keras", "fp32", run.run_dir / "model.keras", reference_runner)]
     saved = staging / "savedmodel"
-    saved.mkdir()
-    logger.info("writing SavedModel")
-    warmup = {name: texts[:32] for name, texts in run.task.data.texts(heldout).items()}
-    savedmodel.write_savedmodel(run, saved, warmup)
+    if {"savedmodel", "tflite"} & set(formats):  # TFLite converts the SavedModel
+        saved.mkdir()
+        logger.info("writing SavedModel")
+        warmup = {name: texts[:32] for name, texts in run.task.data.texts(heldout).items()}
+        savedmodel.write_savedmodel(run, saved, warmup)
     if "savedmodel" in formats:
         checks.append(check("savedmodel", "fp32", saved, savedmodel.savedmodel_runner(saved)))
     if "tflite" in formats:
         checks += _tflite(run, saved, staging / "tflite", quantize, heldout, check, gated)
     if "onnx" in formats:
         checks += _onnx(run, staging / "onnx", quantize, heldout, check, gated)
+    if "hf" in formats:
+        checks += _hugging_face(run, staging / huggingface.FOLDER, check)
+    return checks
+
+
+def _hugging_face(run: TrainedRun, folder: Path, check) -> list[Check]:
+    logger.info("writing the Hugging Face folder")
+    notes = huggingface.write_hub_folder(run, folder)
+    runner = huggingface.tf_runner(folder, run)
+    checks = [check("hf", "tensorflow", folder, runner, **notes,
+                    pytorch="checked" if huggingface.torch_available()
+                    else "not checked: PyTorch is not installed")]
+    texts = huggingface.text_runner(folder, run, runner)
+    if texts is not None:
+        checks.append(check("hf", "text", folder, texts, timed=False,
+                            tokenizer="the folder's own (AutoTokenizer)"))
+    if huggingface.torch_available():
+        checks.append(check("hf", "pytorch", folder, huggingface.torch_runner(folder, run),
+                            **notes))
     return checks
 
 

@@ -86,12 +86,13 @@ def _leave_out(summary: dict[str, Any], failed: list[dict[str, Any]]) -> None:
 
 
 def publish_folders(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """Move the staged SavedModel (a new version) and tflite/ and onnx/ folders into ``base``."""
+    """Move the staged SavedModel (a new version) and the tflite/, onnx/ and hf/ folders into
+    ``base``."""
     published: dict[str, Path] = {}
     if "savedmodel" in formats:
         published["savedmodel"] = savedmodel.publish_version(staging / "savedmodel", base)
         savedmodel.write_serving_config(base, base.name)
-    for name in ("tflite", "onnx"):
+    for name in ("tflite", "onnx", "hf"):
         if name in formats:
             with atomic_directory(base / name, overwrite=True) as tmp:
                 os.rmdir(tmp)

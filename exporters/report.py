@@ -62,6 +62,12 @@ def markdown_table(checks: Sequence[Check]) -> str:
             listed = ", ".join(f"{op} x{count}" for op, count in fused.items()) or "none"
             lines.append(f"\n{check.artifact} {check.variant}: fused nodes: {listed}")
     for check in checks:
+        if check.artifact == "hf" and "class" in check.notes:
+            remote = ", trust_remote_code=True" if check.notes["trust_remote_code"] else ""
+            lines.append(f"\nhf {check.variant}: {check.notes['class']} "
+                         f"({check.notes['auto_class']}.from_pretrained(folder{remote})); "
+                         f"PyTorch: {check.notes['pytorch']}")
+    for check in checks:
         if check.quantized:
             lines.append(f"\n{check.artifact} {check.variant}: {check.gate_text()}: "
                          f"{'passed' if check.passed else 'FAILED'}")

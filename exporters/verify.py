@@ -35,6 +35,10 @@ Batch = dict[str, Any]
 Runner = Callable[[Batch], dict[str, np.ndarray]]
 
 
+#: Variants whose outputs must equal the Keras model's (within the output's tolerance): float
+#: models, the raw-text models, and the Hugging Face folder run by each framework.
+FLOAT_VARIANTS = ("fp32", "optimized", "text", "tensorflow", "pytorch")
+
 @dataclass
 class Check:
     """What :func:`verify` measured for one artifact: each output batch by batch."""
@@ -114,7 +118,7 @@ class Check:
 
     @property
     def quantized(self) -> bool:
-        return self.variant not in ("fp32", "optimized", "text")
+        return self.variant not in FLOAT_VARIANTS
 
     def passed_output(self, name: str) -> bool:
         rule = self.rules[name]

@@ -169,12 +169,14 @@ def _add_task_commands(commands: Any, task: str) -> None:
 
 
 def _add_export(commands: Any, task: str) -> None:
-    """``tfsft export RUN``: SavedModel, TFLite, ONNX, verified."""
+    """``tfsft export RUN``: SavedModel, TFLite, ONNX, Hugging Face, verified."""
     export = commands.add_parser(
-        "export", help="export a trained run (SavedModel, TFLite, ONNX), verified on held-out data")
+        "export", help="export a trained run (SavedModel, TFLite, ONNX, Hugging Face), verified "
+                       "on held-out data")
     export.add_argument("run_dir")
     export.add_argument("--format", default="savedmodel",
-                        help="comma-separated: savedmodel,tflite,onnx (default savedmodel)")
+                        help="comma-separated: savedmodel,tflite,onnx,hf (default savedmodel; hf: "
+                        "a transformers folder of an encoder run)")
     export.add_argument("--quantize", default="",
                         help="comma-separated quantized variants: fp16, int8-dynamic, int8-static "
                         "(calibrated int8 weights and activations; int8 is its old name); "

@@ -300,6 +300,25 @@ class EvaluationRole(_Role, Protocol):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class HubHead:
+    """How a run's output head maps onto a Hugging Face ``transformers`` BERT class, for
+    ``tfsft export --format hf``.
+
+    ``kind``: ``sequence-classification``, ``token-classification``, ``question-answering``
+    or ``feature-extraction`` (a sentence-transformers folder). ``labels``: ``id2label``.
+    ``problem_type``: ``transformers``' name (``multi_label_classification``, ``regression``).
+    ``scale`` and ``shift`` are folded into the classifier, so that the Hugging Face logits
+    are ``raw * scale + shift`` of the Keras model's raw outputs (a regression's target units).
+    """
+
+    kind: str
+    labels: tuple[str, ...] = ()
+    problem_type: str | None = None
+    scale: tuple[float, ...] | None = None
+    shift: tuple[float, ...] | None = None
+
+
 @runtime_checkable
 class ServingRole(_Role, Protocol):
     """The exported graphs: their raw-text inputs, their outputs, and how each output is
@@ -368,6 +387,11 @@ class ServingRole(_Role, Protocol):
     def sidecar_files(self) -> dict[str, Path]:
         """More files shipped beside the exported models (name -> source path); default none."""
         return {}
+
+    def hub_head(self) -> HubHead | None:
+        """The Hugging Face class the model maps onto (``tfsft export --format hf``); ``None``:
+        it has no ``transformers`` equivalent."""
+        return None
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ from tfsft.data.examples import (
 )
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import create_task, option, register_task
-from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.roles import EvaluationRole, HubHead, OutputCheck
 from tfsft.tasks.sentence import (
     LabelColumnData,
     LabelListTask,
@@ -243,6 +243,10 @@ class MultiLabelServing(SentenceServing):
         import tensorflow as tf
 
         return {"probabilities": tf.sigmoid(raw), "logits": raw}
+
+    def hub_head(self) -> HubHead:
+        return HubHead("sequence-classification", tuple(self.task.labels),
+                       "multi_label_classification")
 
     def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
                         tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:

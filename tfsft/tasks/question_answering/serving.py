@@ -18,7 +18,7 @@ import numpy as np
 
 from tfsft.tasks.question_answering import postprocess as qa_postprocess
 from tfsft.tasks.question_answering.examples import QAExamples
-from tfsft.tasks.roles import OutputCheck, ServingRole
+from tfsft.tasks.roles import HubHead, OutputCheck, ServingRole
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -53,6 +53,9 @@ class QAServing(ServingRole):
 
     def export_outputs(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"start_logits": raw[..., 0], "end_logits": raw[..., 1]}
+
+    def hub_head(self) -> HubHead:
+        return HubHead("question-answering")
 
     def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
                         tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:

@@ -25,7 +25,7 @@ import numpy as np
 from tfsft.data.examples import TextExamples, TextRows
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import create_task, option, register_task
-from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.roles import EvaluationRole, HubHead, OutputCheck
 from tfsft.tasks.sentence import (
     SentenceData,
     SentenceModeling,
@@ -219,6 +219,11 @@ class RegressionServing(SentenceServing):
         std = tf.constant(self.task.std, tf.float32)
         mean = tf.constant(self.task.mean, tf.float32)
         return {"predictions": raw * std + mean}
+
+    def hub_head(self) -> HubHead:
+        return HubHead("sequence-classification", tuple(self.task.target_names), "regression",
+                       scale=tuple(map(float, self.task.std)),
+                       shift=tuple(map(float, self.task.mean)))
 
     def output_checks(self) -> dict[str, OutputCheck]:
         # Same relative precision as 1e-4 on standardized values, in the targets' units.

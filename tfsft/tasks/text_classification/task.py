@@ -27,7 +27,7 @@ from tfsft.data.checks import class_counts
 from tfsft.data.examples import TextRows, normalize_label, sort_labels
 from tfsft.errors import ConfigError, DataError
 from tfsft.tasks.base import create_task, option, register_task
-from tfsft.tasks.roles import EvaluationRole, OutputCheck
+from tfsft.tasks.roles import EvaluationRole, HubHead, OutputCheck
 from tfsft.tasks.sentence import (
     LabelColumnData,
     LabelListTask,
@@ -241,6 +241,10 @@ class ClassificationServing(SentenceServing):
         import tensorflow as tf
 
         return {"probabilities": tf.nn.softmax(raw, axis=-1), "logits": raw}
+
+    def hub_head(self) -> HubHead:
+        return HubHead("sequence-classification", tuple(self.task.labels),
+                       "single_label_classification")
 
     def serving_outputs(self, raw: tf.Tensor, inputs: dict[str, tf.Tensor],
                         tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.tasks.roles import OutputCheck, ServingRole
+from tfsft.tasks.roles import HubHead, OutputCheck, ServingRole
 from tfsft.tasks.token_classification.evaluation import word_tags
 from tfsft.tasks.token_classification.pieces import Pieces, text_pieces
 
@@ -75,3 +75,6 @@ class TokenServing(ServingRole):
 
     def labels(self) -> list[str]:
         return list(self.task.labels)
+
+    def hub_head(self) -> HubHead:
+        return HubHead("token-classification", tuple(self.task.labels))
