@@ -34,6 +34,7 @@ import numpy as np
 
 from exporters import generative, huggingface, onnx_model, savedmodel, tflite
 from exporters.fallback import LayerError, quantize_with_fallback, with_output_snr
+from exporters.model_card import model_card
 from exporters.publish import stage_verify_publish
 from exporters.report import layer_error_tables, markdown_table, report
 from exporters.verify import (
@@ -160,7 +161,8 @@ def _export(run: TrainedRun, base: Path, formats: list[str], quantize: list[str]
     return stage_verify_publish(
         base, formats, allow_mismatch, build, lambda _summary: markdown_table(checks),
         lambda _summary: f"# Export of {run.run_dir}\n\n{markdown_table(checks)}\n"
-                         f"{layer_error_tables(checks)}")
+                         f"{layer_error_tables(checks)}",
+        lambda summary, library: model_card(run, summary, base.name, library))
 
 
 def _listed(values: str | Sequence[str]) -> list[str]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from exporters import forward_graph as forward
 from exporters import onnx_model
+from exporters.model_card import model_card
 from exporters.publish import stage_verify_publish
 from tfsft.errors import ConfigError
 from tfsft.runs import HELDOUT_FILE, TASK_FILE, TOKENIZER_DIR
@@ -104,7 +105,8 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
 
     return stage_verify_publish(
         base, formats, allow_mismatch, build, lambda summary: checks_table(summary["artifacts"]),
-        lambda summary: checks_table(summary["artifacts"] + summary.get("not_published", [])))
+        lambda summary: checks_table(summary["artifacts"] + summary.get("not_published", [])),
+        lambda summary, library: model_card(run, summary, base.name, library))
 
 
 #: Held-out conversations whose next-token logits the ONNX and TFLite graphs are checked on.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from exporters import savedmodel
+from exporters.model_card import write_card
 from tfsft.errors import TfsftError
 from tfsft.io_utils import atomic_directory, atomic_write_json, atomic_write_text
 
@@ -34,7 +35,8 @@ class ExportMismatchError(TfsftError):
 def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: bool,
                          build: Callable[[Path], dict[str, Any]],
                          table: Callable[[dict[str, Any]], str],
-                         document: Callable[[dict[str, Any]], str] | None = None
+                         document: Callable[[dict[str, Any]], str] | None = None,
+                         card: Callable[[dict[str, Any], str], str] | None = None
                          ) -> dict[str, Any]:
     """Run ``build(staging)``, which writes the artifacts of ``formats`` into the staging
     folder (``savedmodel/``, ``tflite/``, ``onnx/``), checks them and returns the report
@@ -42,7 +44,9 @@ def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: boo
     into ``base`` when it passed (or ``allow_mismatch``), else raise
     :class:`ExportMismatchError`. The staging folder is removed either way; the report is
     written as ``export_report.json`` with the published paths, and ``document(report)`` (or
-    the table) as ``export_report.md``. Artifacts marked
+    the table) as ``export_report.md``; ``card(report, library)`` is the model card written
+    into ``base`` (``library``: tfsft) and into the Hugging Face folder (``transformers``), see
+    :mod:`exporters.model_card`. Artifacts marked
     ``quantized`` that fail are left out instead (see the module docstring)."""
     staging = savedmodel.stage_dir(base)
     try:
@@ -66,6 +70,11 @@ def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: boo
     atomic_write_json(base / REPORT_FILE, summary)
     atomic_write_text(base / MARKDOWN_REPORT_FILE, (document or table)(summary) + "\n")
     (base / FAILED_REPORT_FILE).unlink(missing_ok=True)  # from an earlier attempt
+    if card is not None:
+        summary["model_card"] = str(write_card(base, card(summary, "tfsft")))
+        if "hf" in published:
+            write_card(published["hf"], card(summary, "transformers"))
+        atomic_write_json(base / REPORT_FILE, summary)
     return summary
 
 

@@ -61,6 +61,8 @@ def test_mean_pooled_classifier_ships_its_pooling_code(trained_run, tmp_path):
     assert list(config["id2label"].values()) == labels
     assert {"modeling_bert_pooling.py", "modeling_tf_bert_pooling.py", "model.safetensors",
             "vocab.txt", "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    card = (folder / "README.md").read_text()  # the model card, in the transformers folder too
+    assert "library_name: transformers" in card and "pipeline_tag: text-classification" in card
     tensorflow = next(a for a in report["artifacts"] if a["variant"] == "tensorflow")
     assert tensorflow["trust_remote_code"] is True
     assert tensorflow["pytorch"] in ("checked", "not checked: PyTorch is not installed")

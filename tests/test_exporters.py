@@ -320,3 +320,63 @@ def test_fallback_ranks_layers_by_what_each_alone_does_to_the_outputs(tmp_path):
     assert rows[0]["name"] == "layer3" and rows[0]["output_snr_db"] < 10
     assert all(row["output_snr_db"] == 200 for row in rows[1:])  # unchanged outputs
     assert path.read_text() == "layer3"
+
+
+def _card_tables(text: str) -> dict[str, list[list[str]]]:
+    """Each Markdown table of a card, by the header of its first column (rows of cells)."""
+    tables, current = {}, None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            current = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if current is None:
+            current = tables.setdefault(cells[0], [])
+        elif not set(line) <= set("|-"):
+            current.append(cells)
+    return tables
+
+
+def test_model_card_numbers_are_the_runs_and_the_exports(exported, trained_run):
+    import yaml
+
+    from exporters.model_card import MARKER, number
+    from tfsft.io_utils import file_sha256
+
+    base, report = exported
+    text = (base / "README.md").read_text()
+    _, front, body = text.split("---\n", 2)
+    assert body.startswith(MARKER)
+    metadata = yaml.safe_load(front)
+    metrics = json.loads((trained_run.run_dir / "metrics.json").read_text())
+    data_check = json.loads((trained_run.run_dir / "data_check.json").read_text())
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    index = metadata["model-index"][0]["results"][0]["metrics"]
+    assert {m["type"]: m["value"] for m in index} == scalars  # exact values in the metadata
+    tables = _card_tables(body)
+    assert {row[0]: row[1] for row in tables["metric"]} == {
+        k: number(v) for k, v in scalars.items()}
+    per_class = {row[0]: row[1:] for row in tables["class"]}
+    assert per_class == {name: [number(v) for v in row.values()]
+                         for name, row in metrics["per_class"].items()}
+    shown = [(row[0], row[1]) for row in tables["artifact"]]
+    assert shown == [(a["artifact"], a["variant"]) for a in report["artifacts"]]
+    for row, artifact in zip(tables["artifact"], report["artifacts"], strict=True):
+        assert row[3:7] == [number(artifact["max_abs_diff"]), number(artifact["agreement"]),
+                            artifact["quality_metric"], number(artifact["quality"])]
+    train = data_check["train"]
+    assert tables["split"][0][2:4] == [str(train["rows"]), train["sha256"]]
+    assert train["sha256"] == file_sha256(trained_run.run_dir.parent / "train.csv")
+    assert metadata["tags"] == ["tfsft", "text-classification"]
+
+
+def test_a_users_readme_in_the_output_folder_is_kept(trained_run, tmp_path):
+    base = tmp_path / "model"
+    base.mkdir()
+    (base / "README.md").write_text("my notes\n")
+    report = export(trained_run.run_dir, base, formats=["savedmodel"], max_examples=8)
+    assert (base / "README.md").read_text() == "my notes\n"
+    assert report["model_card"] == str(base / "MODEL_CARD.md")
+    assert (base / "MODEL_CARD.md").read_text().startswith("---\n")
+    export(trained_run.run_dir, base, formats=["savedmodel"], max_examples=8)
+    assert (base / "README.md").read_text() == "my notes\n"  # and on the next export too

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -41,6 +42,22 @@ def read_json_file(path: str | os.PathLike, what: str = "file",
         raise CheckpointError(f"{path}: this {what} is not valid JSON (line {exc.lineno}, "
                               f"column {exc.colno}: {exc.msg}); the file may be incomplete: "
                               f"{fix}") from None
+
+
+def file_sha256(path: str | os.PathLike, block_size: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in blocks.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(delete=False) as handle:
+    ...     _ = handle.write(b"abc")
+    >>> file_sha256(handle.name)[:16]
+    'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(functools.partial(handle.read, block_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def process_alive(pid: int) -> bool:

@@ -45,7 +45,13 @@ from tfsft.data.shards import (
 )
 from tfsft.errors import ConfigError
 from tfsft.evaluation.reports import plot_training_curves, read_history
-from tfsft.io_utils import atomic_directory, atomic_file, atomic_write_json, atomic_write_text
+from tfsft.io_utils import (
+    atomic_directory,
+    atomic_file,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+)
 from tfsft.models.checkpoints import resolve_checkpoint
 from tfsft.optimization.optimizers import LossScaleOptimizer, adamw
 from tfsft.optimization.schedules import WarmupDecay
@@ -548,6 +554,11 @@ def _check_data(task: Task, train_data: Any, validation_data: Any,
         check.report["train"] = shard_report(shards)
     else:
         refuse_certain_mistakes(check, config.validation)
+    for role, source in (("train", config.train), ("validation", config.validation or
+                                                    config.train)):
+        if (role in check.report and isinstance(source, (str, os.PathLike))
+                and os.path.isfile(source)):  # which file it was, for the model card
+            check.report[role]["sha256"] = file_sha256(source)
     for warning in check.warnings:
         logger.warning(warning)
     tokens = check.report["train"].get("tokens")
