@@ -131,3 +131,36 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(snippet, "README.md", "exec"), {})
     assert (tmp_path / "sst2.keras").exists()
+
+
+def test_drift_check_passes_sst2_dev_and_flags_long_tweets(sst2_run, tmp_path, capsys):
+    """The run's validation data (SST-2 dev) shows no drift; tweets joined three by three (a
+    shift in length) are flagged, by name and exit status."""
+    import csv
+
+    from tfsft.cli import main as cli
+
+    data = requires_shared_data()
+    assert cli(["data", "drift", str(sst2_run.run_dir), "--input", str(data / "sst2" / "dev.tsv"),
+                "--text-column", "content"]) == 0
+    assert "no drift in 872 inputs" in capsys.readouterr().out
+    with open(data / "vader-sentiment" / "tweets.tsv", newline="") as handle:
+        tweets = [r["text"].replace("\n", " ") for r in csv.DictReader(handle, delimiter="\t")]
+    joined = tmp_path / "long_tweets.txt"
+    joined.write_text("".join(" ".join(tweets[i:i + 3]) + "\n" for i in range(0, 900, 3)))
+    report = tmp_path / "drift.json"
+    assert cli(["data", "drift", str(sst2_run.run_dir), "--input", str(joined),
+                "--output", str(report)]) == 3
+    assert "drift: length" in capsys.readouterr().out
+    signals = json.loads(report.read_text())["signals"]
+    assert signals["length"]["verdict"] == "drift" and signals["length"]["psi"] >= 0.25
+
+
+def test_hugging_face_export_of_finetuned_minilm_matches(sst2_run, tmp_path):
+    from exporters import export
+
+    report = export(sst2_run.run_dir, tmp_path / "sst2", formats=["hf"])
+    assert report["passed"] and report["examples"] == 872
+    hub = [a for a in report["artifacts"] if a["artifact"] == "hf"]
+    assert {a["variant"] for a in hub} == {"tensorflow", "text"}
+    assert all(a["max_abs_diff"] <= 1e-4 and a["agreement"] == 1.0 for a in hub)

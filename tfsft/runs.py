@@ -207,6 +207,44 @@ class TrainedRun:
         return self.task.evaluation.outputs(self.model, encoded, batch_size=batch_size,
                                             verbose=verbose)
 
+    def drift(self, live: Any, blank: int = 0,
+              served: dict[str, int] | None = None) -> dict[str, Any]:
+        """How unlabelled ``live`` examples (served inputs; ``blank``: how many empty ones were
+        left out when reading them) and, if given, the ``served`` label counts differ from the
+        run's validation examples; see :mod:`tfsft.data.drift` for the signals and thresholds.
+
+        >>> run = TrainedRun("runs/sst2")                                   # doctest: +SKIP
+        >>> run.drift(run.read("live.jsonl", labelled=False))["drift"]      # doctest: +SKIP
+        []
+        """
+        from tfsft.data import drift
+
+        reference = self.saved_examples(HELDOUT_FILE)
+        data = self.task.data
+        ref_report, ref_lengths = data.token_length_report(self.tokenizer, reference,
+                                                           self.max_length)
+        live_report, live_lengths = data.token_length_report(self.tokenizer, live,
+                                                             self.max_length)
+        texts = [*live.texts, *([""] * blank)]
+        signals = {"length": drift.length_signal(np.asarray(ref_lengths),
+                                                 np.asarray(live_lengths)),
+                   "unknown_words": drift.unknown_signal(ref_report["unknown_word_share"],
+                                                         live_report["unknown_word_share"]),
+                   **drift.input_signals(texts)}
+        if served is not None:
+            summary = data.target_summary(reference) or {}
+            if not summary.get("counts"):
+                raise ConfigError(f"{self.run_dir}: the validation examples hold no labels to "
+                                  "compare served predictions with (regression runs have none)")
+            signals["labels"] = drift.label_signal(summary["counts"], served)
+        return {"run_dir": str(self.run_dir),
+                "reference": {"source": str(self.run_dir / HELDOUT_FILE),
+                              "examples": len(reference)},
+                "live": {"source": live.source, "examples": len(texts)},
+                "signals": signals,
+                "drift": [name for name, signal in signals.items()
+                          if signal["verdict"] == "drift"]}
+
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                 batch_size: int = 64, verbose: int | str = 0) -> list[dict[str, Any]]:
         """One prediction record per text (its fields depend on the task)."""

@@ -176,6 +176,51 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Exit status of ``tfsft data drift`` when a signal passes its threshold.
+DRIFT_EXIT = 3
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    from tfsft.data.drift import served_labels
+    from tfsft.data.readers import read_table, read_text_lines, require_file
+    from tfsft.io_utils import atomic_write_json
+    from tfsft.runs import TrainedRun
+
+    run = TrainedRun(args.run_dir)
+    path = str(require_file(args.input))
+    blank = 0
+    if len(run.task.serving.text_inputs()) == 1 and run.task.data.reads_text_lines(
+            path, args.encoding or "utf-8"):
+        texts, blank = read_text_lines(path, args.encoding or "utf-8")
+        live = run.task.data.examples_from_texts({run.task.serving.text_inputs()[0]: texts})
+        live.source = path
+    else:
+        keywords = read_keywords(args)
+        source: Any = path
+        try:
+            table = read_table(path, **{k: keywords[k] for k in ("file_format", "encoding",
+                                                                 "delimiter", "quoting")})
+            kept, where = run.task.data.without_blank_texts(table, "eval")
+            blank, source = len(where), kept if where else path
+        except DataError:
+            pass  # not a table (a CoNLL or SQuAD document): the task's reader reads it
+        live = run.read(source, labelled=False, **keywords)
+    served = served_labels(args.predictions) if args.predictions else None
+    report = run.drift(live, blank=blank, served=served)
+    for name, signal in report["signals"].items():
+        shown = {k: v for k, v in signal.items()
+                 if k not in ("verdict", "rule", "reference_shares", "live_shares")}
+        print(f"{name:14} {signal['verdict']:6} {json.dumps(shown)}  ({signal['rule']})")
+    if args.output:
+        atomic_write_json(args.output, report)
+    if report["drift"]:
+        print(f"drift: {', '.join(report['drift'])} (against {report['reference']['examples']} "
+              f"validation examples of {run.run_dir})")
+        return DRIFT_EXIT
+    print(f"no drift in {report['live']['examples']} inputs")
+    return 0
+
+
 def run_data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.checks import check_data, plot_lengths
@@ -185,6 +230,8 @@ def run_data(args: argparse.Namespace) -> int:
     from tfsft.models.checkpoints import resolve_checkpoint
     from tfsft.tasks.base import create_task
 
+    if args.data_command == "drift":
+        return run_drift(args)
     if is_shard_folder(args.file):  # tokenized already: what its manifest says
         report = shard_report(read_manifest(args.file))
         print(json.dumps(report, indent=2, ensure_ascii=False))

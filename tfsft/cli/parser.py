@@ -193,8 +193,9 @@ def _add_export(commands: Any, task: str) -> None:
 
 
 def _add_data(commands: Any, task: str) -> None:
-    """``tfsft data inspect FILE``: the data check on its own."""
-    data = commands.add_parser("data", help="check a data set (tfsft data inspect FILE)")
+    """``tfsft data inspect FILE``: the data check on its own; ``tfsft data drift RUN``."""
+    data = commands.add_parser("data", help="check a data set (tfsft data inspect FILE), or "
+                                            "served data against a run (tfsft data drift RUN)")
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION",
                                   parser_class=_SubcommandParser)
     inspect = actions.add_parser(
@@ -217,6 +218,19 @@ def _add_data(commands: Any, task: str) -> None:
                          help="text encoding of the files (utf-8)")
     add_table_options(inspect)
     add_task_options(inspect, task)
+    drift = actions.add_parser(
+        "drift", help="compare served inputs (and predictions) with a run's validation data",
+        description="Length, [UNK] share, empty and repeated inputs, and the served label mix "
+                    "of live data against the run's validation examples. Exit status 3 when a "
+                    "signal passes its threshold (0: none does), for scheduled jobs.")
+    drift.add_argument("run_dir")
+    drift.add_argument("--input", required=True,
+                       help="served inputs: a .txt file (one text a line) or a CSV/TSV/JSONL/"
+                            "Parquet file with the run's text column(s)")
+    drift.add_argument("--predictions", help="the predictions served for them: JSONL records "
+                                             "as tfsft predict writes them")
+    drift.add_argument("--output", help="also write the report as JSON to this file")
+    add_read_options(drift)
 
 class _SubcommandParser(argparse.ArgumentParser):
     """Every command also takes --verbose / --debug after its name."""
