@@ -112,9 +112,20 @@ def publish_version(staged: Path, base: Path) -> Path:
 
 
 def write_serving_config(base: Path, name: str) -> None:
-    """``models.config`` and ``batching_parameters.txt`` next to the versions."""
+    """``models.config``, ``batching_parameters.txt`` and ``monitoring.config`` (TF Serving's
+    Prometheus endpoint) next to the versions."""
     (base / "models.config").write_text(MODELS_CONFIG.format(name=name))
     (base / "batching_parameters.txt").write_text(BATCHING_PARAMETERS)
+    (base / "monitoring.config").write_text(MONITORING_CONFIG)
+
+
+#: ``--monitoring_config_file``: request counts and latencies, model load and batching metrics
+#: in Prometheus format at ``GET /monitoring/prometheus/metrics`` on the REST port.
+MONITORING_CONFIG = """prometheus_config {
+  enable: true
+  path: "/monitoring/prometheus/metrics"
+}
+"""
 
 
 MODELS_CONFIG = """model_config_list {{

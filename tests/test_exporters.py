@@ -36,6 +36,30 @@ def exported(trained_run, tmp_path_factory):
     return base, report
 
 
+def _monitoring_config():
+    """An empty ``tensorflow.serving.MonitoringConfig`` (tensorflow_serving/config/
+    monitoring_config.proto, which the tensorflow-serving-api wheel does not ship), built from
+    its two messages, to parse monitoring.config as the model server does."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="monitoring_config_check.proto",
+                                               package="tensorflow.serving.check",
+                                               syntax="proto3")
+    field = descriptor_pb2.FieldDescriptorProto
+    prometheus = proto.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING,
+                         label=field.LABEL_OPTIONAL)
+    config = proto.message_type.add(name="MonitoringConfig")
+    config.field.add(name="prometheus_config", number=1, type=field.TYPE_MESSAGE,
+                     label=field.LABEL_OPTIONAL,
+                     type_name=".tensorflow.serving.check.PrometheusConfig")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    descriptor = pool.FindMessageTypeByName("tensorflow.serving.check.MonitoringConfig")
+    return message_factory.GetMessageClass(descriptor)()
+
+
 def versions(base):
     return sorted(p.name for p in base.iterdir() if re.fullmatch(r"\d+", p.name))
 
@@ -66,8 +90,16 @@ def test_serving_layout_and_files(exported, trained_run):
         str(version / "assets.extra" / "tf_serving_warmup_requests")).as_numpy_iterator())
     log = prediction_log_pb2.PredictionLog.FromString(records[0])
     assert log.predict_log.request.model_spec.signature_name == "serving_default"
-    assert 'name: "tiny"' in (base / "models.config").read_text()
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    servers = text_format.Parse((base / "models.config").read_text(),
+                                model_server_config_pb2.ModelServerConfig())
+    assert servers.model_config_list.config[0].name == "tiny"
     assert "max_batch_size" in (base / "batching_parameters.txt").read_text()
+    monitoring = text_format.Parse((base / "monitoring.config").read_text(), _monitoring_config())
+    assert monitoring.prometheus_config.enable
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
     for name in ("model.tflite", "model_fp16.tflite", "model_int8_dynamic.tflite",
                  "model_int8_static.tflite", "model_text.tflite", "labels.txt", "vocab.txt"):
         assert (base / "tflite" / name).exists(), name
