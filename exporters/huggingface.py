@@ -60,7 +60,7 @@ _REMOTE = {"AutoModelForSequenceClassification":
 def hub_head(run: TrainedRun) -> HubHead:
     """The run's head as ``transformers`` knows it; a run without one is a ConfigError."""
     head = run.task.serving.hub_head()
-    if head is None or head.kind not in _CLASSES:
+    if head is None or head.kind not in (*_CLASSES, FEATURES):
         raise ConfigError(f"--format hf: {run.task.name} runs have no transformers class to "
                           f"export to; the formats for them are savedmodel, tflite and onnx")
     pooling = getattr(run.model, "pooling", None)
@@ -68,7 +68,18 @@ def hub_head(run: TrainedRun) -> HubHead:
                                                                    *REMOTE_POOLINGS):
         raise ConfigError(f"--format hf: the model's pooling {pooling!r} has no transformers "
                           "equivalent")
+    if head.kind == FEATURES and pooling not in _ST_POOLING:
+        raise ConfigError(f"--format hf: sentence-transformers has no {pooling!r} pooling (it "
+                          "pools the token vectors: mean or cls); train with --pooling mean "
+                          "or cls to export this run to it")
     return head
+
+
+#: The head kind of sentence embeddings: a sentence-transformers folder (BertModel, pooling,
+#: the square dense layer, normalization).
+FEATURES = "feature-extraction"
+_ST_POOLING = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token"}
+_ST_MODULES = "sentence_transformers.models"
 
 
 def remote_code(run: TrainedRun) -> bool:
@@ -79,13 +90,15 @@ def remote_code(run: TrainedRun) -> bool:
 
 def write_hub_folder(run: TrainedRun, folder: Path) -> dict[str, Any]:
     """Write the Hugging Face folder of ``run`` into ``folder``; returns notes for the report
-    (the class, the Auto class that loads it, whether it needs ``trust_remote_code``)."""
+    (the class, the call that loads it, whether it needs ``trust_remote_code``)."""
     from safetensors.numpy import save_file
 
     head = hub_head(run)
     folder.mkdir(parents=True, exist_ok=True)
     weights = {w.path: np.asarray(w.numpy(), np.float32) for w in run.model.weights}
     tensors = bert_tensors(weights, run.model.backbone.num_layers)
+    if head.kind == FEATURES:
+        return _write_sentence_transformers(run, folder, weights, tensors)
     kernel, bias = weights["logits/kernel"], weights["logits/bias"]
     if head.scale is not None:  # logits in the targets' units: raw * scale + shift
         scale, shift = np.asarray(head.scale, np.float32), np.asarray(head.shift, np.float32)
@@ -111,8 +124,47 @@ def write_hub_folder(run: TrainedRun, folder: Path) -> dict[str, Any]:
         config["architectures"] = [architecture]
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     _write_tokenizer(run, folder)
-    return {"class": config["architectures"][0], "auto_class": auto_class,
-            "trust_remote_code": remote}
+    return {"class": config["architectures"][0], "trust_remote_code": remote,
+            "load": f"{auto_class}.from_pretrained(folder"
+                    + (", trust_remote_code=True)" if remote else ")")}
+
+
+def _write_sentence_transformers(run: TrainedRun, folder: Path, weights: dict[str, np.ndarray],
+                                 tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A sentence-transformers folder: the BertModel at its root, then ``1_Pooling``,
+    ``2_Dense`` (the run's square projection) and, for unit-length vectors, ``3_Normalize``."""
+    from safetensors.numpy import save_file
+
+    hidden = int(run.model.backbone.hidden_dim)
+    model = {k.removeprefix("bert."): v for k, v in tensors.items()}  # BertModel's names
+    save_file(model, str(folder / WEIGHTS), metadata={"format": "pt"})
+    config = bert_config(run, HubHead(FEATURES))
+    config["architectures"] = ["BertModel"]
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    _write_tokenizer(run, folder)
+    pooling = {"word_embedding_dimension": hidden,
+               **{mode: mode == _ST_POOLING[run.model.pooling] for mode in (
+                   "pooling_mode_cls_token", "pooling_mode_mean_tokens",
+                   "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens")}}
+    kernel, bias = weights["logits/kernel"], weights["logits/bias"]
+    dense = {"in_features": int(kernel.shape[0]), "out_features": int(kernel.shape[1]),
+             "bias": True, "activation_function": "torch.nn.modules.linear.Identity"}
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Dense", "Dense")]
+    if hub_head(run).normalize:
+        modules.append(("3_Normalize", "Normalize"))
+    for path, _ in modules[1:]:
+        (folder / path).mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+    (folder / "2_Dense" / "config.json").write_text(json.dumps(dense, indent=2) + "\n")
+    save_file({"linear.weight": np.ascontiguousarray(kernel.T), "linear.bias": bias},
+              str(folder / "2_Dense" / WEIGHTS), metadata={"format": "pt"})
+    (folder / "modules.json").write_text(json.dumps(
+        [{"idx": i, "name": str(i), "path": path, "type": f"{_ST_MODULES}.{name}"}
+         for i, (path, name) in enumerate(modules)], indent=2) + "\n")
+    (folder / "sentence_bert_config.json").write_text(json.dumps(
+        {"max_seq_length": run.max_length, "do_lower_case": False}, indent=2) + "\n")
+    return {"class": "SentenceTransformer", "load": "SentenceTransformer(folder)",
+            "trust_remote_code": False}
 
 
 def bert_tensors(weights: dict[str, np.ndarray], layers: int) -> dict[str, np.ndarray]:
@@ -233,7 +285,8 @@ def tf_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np.nd
 
     head = hub_head(run)
     remote = remote_code(run)
-    auto_class = getattr(transformers, "TF" + _CLASSES[head.kind][1])
+    auto_name = "AutoModel" if head.kind == FEATURES else _CLASSES[head.kind][1]
+    auto_class = getattr(transformers, "TF" + auto_name)
     with _quiet_transformers():
         config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=remote)
         model = auto_class.from_config(config, trust_remote_code=remote)
@@ -245,7 +298,39 @@ def tf_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np.nd
     if unused:
         raise ConfigError(f"{folder}: transformers' {type(model).__name__} does not take the "
                           f"weights {unused[:5]}; this is a bug in the export")
+    if head.kind == FEATURES:
+        pipeline = _sentence_modules(folder)
+        return _runner(lambda batch: pipeline(_tf_hidden(model, batch), batch["attention_mask"]),
+                       run, head)
     return _runner(lambda batch: _tf_logits(model, batch, head.kind), run, head)
+
+
+def _tf_hidden(model: Any, batch: dict) -> np.ndarray:
+    out = model({k: np.asarray(batch[k], np.int32)
+                 for k in ("input_ids", "attention_mask", "token_type_ids")}, training=False)
+    return out.last_hidden_state.numpy()
+
+
+def _sentence_modules(folder: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The modules after the transformer as the folder's files describe them (pooling and the
+    dense layer; sentence-transformers' Normalize is the served outputs' own), in NumPy, so
+    that the check reads what sentence-transformers will read."""
+    from safetensors.numpy import load_file
+
+    modules = {m["type"].rsplit(".", 1)[1]: m["path"]
+               for m in json.loads((folder / "modules.json").read_text())}
+    pooling = json.loads((folder / modules["Pooling"] / "config.json").read_text())
+    dense = load_file(str(folder / modules["Dense"] / WEIGHTS))
+
+    def vectors(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if pooling["pooling_mode_cls_token"]:
+            pooled = hidden[:, 0]
+        else:
+            weights = np.asarray(mask, np.float32)[..., None]
+            pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+        return pooled @ dense["linear.weight"].T + dense["linear.bias"]
+
+    return vectors
 
 
 def torch_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np.ndarray]]:
@@ -254,15 +339,18 @@ def torch_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np
     import transformers
 
     head = hub_head(run)
-    auto_class = getattr(transformers, _CLASSES[head.kind][1])
+    auto_name = "AutoModel" if head.kind == FEATURES else _CLASSES[head.kind][1]
     with _quiet_transformers():
-        model = auto_class.from_pretrained(str(folder),
-                                           trust_remote_code=remote_code(run)).eval()
+        model = getattr(transformers, auto_name).from_pretrained(
+            str(folder), trust_remote_code=remote_code(run)).eval()
+    pipeline = _sentence_modules(folder) if head.kind == FEATURES else None
 
     def logits(batch: dict) -> np.ndarray:
         with torch.no_grad():
             out = model(**{k: torch.as_tensor(np.asarray(batch[k], np.int64))
                            for k in ("input_ids", "attention_mask", "token_type_ids")})
+        if pipeline is not None:
+            return pipeline(out.last_hidden_state.numpy(), batch["attention_mask"])
         if head.kind == "question-answering":
             return np.stack([out.start_logits.numpy(), out.end_logits.numpy()], -1)
         return out.logits.numpy()
@@ -276,7 +364,7 @@ def text_runner(folder: Path, run: TrainedRun,
     """A verify runner from raw texts: the folder's own tokenizer (``AutoTokenizer``), then
     ``model_runner`` on its token ids; ``None`` for tasks whose inputs are not plain texts or
     text pairs (their tokenization is the task's own, e.g. words or question windows)."""
-    if (hub_head(run).kind != "sequence-classification"
+    if (hub_head(run).kind not in ("sequence-classification", FEATURES)
             or not set(run.task.serving.text_inputs()) <= {"text", "text_pair"}):
         return None
     from transformers import AutoTokenizer

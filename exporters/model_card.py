@@ -30,7 +30,8 @@ FEW_EXAMPLES = 100
 SMALL_SHARE = 0.05
 _PIPELINES = {"sequence-classification": "text-classification",
               "token-classification": "token-classification",
-              "question-answering": "question-answering"}
+              "question-answering": "question-answering",
+              "feature-extraction": "sentence-similarity"}
 _PER_NAME = ("per_class", "per_type", "per_label", "per_target")
 
 
@@ -99,7 +100,8 @@ def _metadata(run: TrainedRun, metrics: dict[str, Any], checkpoint: str, name: s
     licence = _licence(checkpoint)
     if licence:
         meta["license"] = licence
-    meta["library_name"] = library
+    meta["library_name"] = ("sentence-transformers" if library == "transformers" and head
+                            is not None and head.kind == "feature-extraction" else library)
     if head is not None and head.kind in _PIPELINES:
         meta["pipeline_tag"] = _PIPELINES[head.kind]
     meta["tags"] = ["tfsft", run.task.name]

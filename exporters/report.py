@@ -63,10 +63,8 @@ def markdown_table(checks: Sequence[Check]) -> str:
             lines.append(f"\n{check.artifact} {check.variant}: fused nodes: {listed}")
     for check in checks:
         if check.artifact == "hf" and "class" in check.notes:
-            remote = ", trust_remote_code=True" if check.notes["trust_remote_code"] else ""
             lines.append(f"\nhf {check.variant}: {check.notes['class']} "
-                         f"({check.notes['auto_class']}.from_pretrained(folder{remote})); "
-                         f"PyTorch: {check.notes['pytorch']}")
+                         f"({check.notes['load']}); PyTorch: {check.notes['pytorch']}")
     for check in checks:
         if check.quantized:
             lines.append(f"\n{check.artifact} {check.variant}: {check.gate_text()}: "

@@ -124,9 +124,28 @@ def test_multi_label_token_and_question_answering_heads(tiny_checkpoint, tmp_pat
                              "qa": "BertForQuestionAnswering"}
 
 
-def test_tasks_without_a_transformers_class_are_refused():
+def test_sentence_embeddings_export_as_a_sentence_transformers_folder(tiny_checkpoint,
+                                                                       tmp_path):
+    rows = [(f"{text} please", text) for text, _ in sentiment_rows(64, seed=4)]
+    train_file = write_csv(tmp_path / "pairs.csv", rows, header=("anchor", "positive"))
+    run = _train(tiny_checkpoint, tmp_path, train_file, task="sentence-embedding",
+                 batch_size=8)
+    report, config = _exported(run.run_dir, tmp_path)
+    _assert_parity(report, ("tensorflow", "text"))
+    folder = tmp_path / "model" / "hf"
+    modules = json.loads((folder / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[1] for m in modules] == [
+        "Transformer", "Pooling", "Dense", "Normalize"]
+    assert config["architectures"] == ["BertModel"]
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_mean_tokens"] and not pooling["pooling_mode_cls_token"]
+    assert "library_name: sentence-transformers" in (folder / "README.md").read_text()
+
+
+def test_heads_without_a_transformers_class_are_refused():
     from exporters.huggingface import hub_head
 
-    run = SimpleNamespace(task=create_task("sentence-embedding"), model=None)
-    with pytest.raises(ConfigError, match="sentence-embedding runs have no transformers class"):
+    run = SimpleNamespace(task=create_task("sentence-embedding"),
+                          model=SimpleNamespace(pooling="pooled"))
+    with pytest.raises(ConfigError, match="sentence-transformers has no 'pooled' pooling"):
         hub_head(run)

@@ -310,6 +310,7 @@ class HubHead:
     ``problem_type``: ``transformers``' name (``multi_label_classification``, ``regression``).
     ``scale`` and ``shift`` are folded into the classifier, so that the Hugging Face logits
     are ``raw * scale + shift`` of the Keras model's raw outputs (a regression's target units).
+    ``normalize``: the served vectors are unit length (sentence embeddings).
     """
 
     kind: str
@@ -317,6 +318,7 @@ class HubHead:
     problem_type: str | None = None
     scale: tuple[float, ...] | None = None
     shift: tuple[float, ...] | None = None
+    normalize: bool = False
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.tasks.roles import OutputCheck, ServingRole
+from tfsft.tasks.roles import HubHead, OutputCheck, ServingRole
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -51,6 +51,9 @@ class EmbeddingServing(ServingRole):
 
     def output_checks(self) -> dict[str, OutputCheck]:
         return {"embedding": OutputCheck(kind="scores", tolerance=1e-4, min_correlation=0.99)}
+
+    def hub_head(self) -> HubHead:
+        return HubHead("feature-extraction", normalize=self.task.normalizes)
 
     def export_quality(self, examples: PairExamples,
                        outputs: dict[str, np.ndarray]) -> float | None:
