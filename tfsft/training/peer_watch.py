@@ -36,8 +36,8 @@ def watch_peers(addresses: list[str], timeout_s: float) -> subprocess.Popen | No
     """Start the watching child process for this process (none when there are no peers)."""
     if not addresses:
         return None
-    command = [sys.executable, "-m", "tfsft.training.peer_watch", "--parent", str(os.getpid()),
-               "--timeout", str(timeout_s), *addresses]
+    command = [sys.executable, "-m", "tfsft.training.peer_watch", str(os.getpid()),
+               str(timeout_s), *addresses]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
 
@@ -72,8 +72,8 @@ def watch(parent: int, addresses: list[str], timeout_s: float, poll_s: float = 2
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfsft.training.peer_watch",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--parent", type=int, required=True, help="the process to stop")
-    parser.add_argument("--timeout", type=float, required=True, help="seconds to wait")
+    parser.add_argument("parent", type=int, help="the process to stop")
+    parser.add_argument("timeout", type=float, help="seconds to wait")
     parser.add_argument("addresses", nargs="+", help="HOST:PORT of each other worker")
     args = parser.parse_args(argv)
     return watch(args.parent, args.addresses, args.timeout)

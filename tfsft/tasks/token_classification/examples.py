@@ -571,7 +571,7 @@ def _read_spans(value: Any, text: str, source: str, where: str,
 
 
 def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
-    """Whether a file's first lines are CoNLL token lines: nine in ten of them hold a token and
+    r"""Whether a file's first lines are CoNLL token lines: nine in ten of them hold a token and
     a last column of tags (``O``, ``B-PER``).
 
     >>> import tempfile, pathlib
