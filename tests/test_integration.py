@@ -156,6 +156,7 @@ def test_drift_check_passes_sst2_dev_and_flags_long_tweets(sst2_run, tmp_path, c
     assert signals["length"]["verdict"] == "drift" and signals["length"]["psi"] >= 0.25
 
 
+@pytest.mark.slow
 def test_hugging_face_export_of_finetuned_minilm_matches(sst2_run, tmp_path):
     from exporters import export
 
