@@ -35,7 +35,7 @@ import numpy as np
 from exporters import generative, huggingface, onnx_model, savedmodel, tflite
 from exporters.fallback import LayerError, quantize_with_fallback, with_output_snr
 from exporters.model_card import model_card
-from exporters.publish import stage_verify_publish
+from exporters.publish import check_output, stage_verify_publish
 from exporters.report import layer_error_tables, markdown_table, report
 from exporters.verify import (
     Check,
@@ -115,6 +115,7 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
                           "its own (e.g. saved_models/NAME)")
     if base.exists() and not base.is_dir():
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
+    check_output(base, formats)
     if isinstance(run.task.serving, GenerativeServing):
         if "hf" in formats:
             raise ConfigError(f"--format hf is for encoder runs; {run.task.name} runs export "

@@ -11,6 +11,7 @@ publishes nothing and leaves ``export_report.failed.json`` beside what was there
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -20,12 +21,21 @@ from typing import Any
 
 from exporters import savedmodel
 from exporters.model_card import write_card
-from tfsft.errors import TfsftError
+from tfsft.errors import ConfigError, TfsftError
 from tfsft.io_utils import atomic_directory, atomic_write_json, atomic_write_text
 
 REPORT_FILE = "export_report.json"
 MARKDOWN_REPORT_FILE = "export_report.md"
 FAILED_REPORT_FILE = "export_report.failed.json"
+#: The record of the files tfsft export wrote into an output folder (JSON: relative paths); a
+#: later export replaces only those.
+OWNED_FILE = ".tfsft-export"
+#: Files an export writes at the top of the output folder (README.md only when it is tfsft's
+#: model card: a user's README is left alone and the card goes to MODEL_CARD.md).
+TOP_FILES = ("models.config", "batching_parameters.txt", "monitoring.config", REPORT_FILE,
+             MARKDOWN_REPORT_FILE, FAILED_REPORT_FILE, "MODEL_CARD.md")
+#: Folders an export replaces whole, by format.
+REPLACED_FOLDERS = ("tflite", "onnx", "hf")
 
 
 class ExportMismatchError(TfsftError):
@@ -56,6 +66,7 @@ def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: boo
         if failed and not allow_mismatch:
             if any(not a.get("quantized") for a in failed):
                 atomic_write_json(base / FAILED_REPORT_FILE, summary)
+                record_output(base, {}, None)
                 raise ExportMismatchError(
                     "an exported artifact does not match the trained model (see the table "
                     f"above and {base / FAILED_REPORT_FILE}); nothing was published. Pass "
@@ -70,12 +81,65 @@ def stage_verify_publish(base: Path, formats: Sequence[str], allow_mismatch: boo
     atomic_write_json(base / REPORT_FILE, summary)
     atomic_write_text(base / MARKDOWN_REPORT_FILE, (document or table)(summary) + "\n")
     (base / FAILED_REPORT_FILE).unlink(missing_ok=True)  # from an earlier attempt
+    written = None
     if card is not None:
-        summary["model_card"] = str(write_card(base, card(summary, "tfsft")))
+        written = write_card(base, card(summary, "tfsft"))
+        summary["model_card"] = str(written)
         if "hf" in published:
             write_card(published["hf"], card(summary, "transformers"))
         atomic_write_json(base / REPORT_FILE, summary)
+    record_output(base, published, written)
     return summary
+
+
+def _owned(base: Path) -> set[str] | None:
+    """The files a tfsft export wrote into ``base`` (relative paths), or None if none did."""
+    try:
+        return set(json.loads((base / OWNED_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def check_output(base: Path, formats: Sequence[str]) -> None:
+    """Refuse an output folder holding files that an export would replace but tfsft did not
+    write: a folder of the user's, or one where files were added to ``onnx/`` (say) since the
+    last export. Nothing of the user's is ever replaced or removed."""
+    if not base.is_dir():
+        return
+    entries = sorted(p.name for p in base.iterdir()
+                     if not p.name.startswith(savedmodel.STAGING_PREFIX))
+    owned = _owned(base)
+    if owned is None:
+        if entries:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise ConfigError(f"--output {base} already holds files that tfsft export did not "
+                              f"write ({shown}); export to a new or empty folder, or to the "
+                              "folder of an earlier export")
+        return
+    replaced = [base / name for name in TOP_FILES]
+    replaced += [base / name for name in REPLACED_FOLDERS if name in formats]
+    foreign = []
+    for path in replaced:
+        files = ([p for p in path.rglob("*") if p.is_file()] if path.is_dir()
+                 else [path] if path.exists() else [])
+        foreign += [p.relative_to(base).as_posix() for p in files
+                    if p.relative_to(base).as_posix() not in owned]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ConfigError(f"--output {base}: {shown} would be replaced by this export but were "
+                          "not written by tfsft export; move them out of the folder, or export "
+                          "to another folder")
+
+
+def record_output(base: Path, published: dict[str, Path], card: Path | None) -> None:
+    """Add what this export wrote to ``base``'s record of tfsft's files."""
+    owned = {p for p in (_owned(base) or set()) if (base / p).exists()}
+    for path in published.values():
+        owned |= {p.relative_to(base).as_posix() for p in path.rglob("*") if p.is_file()}
+    owned |= {name for name in TOP_FILES if (base / name).exists()}
+    if card is not None:
+        owned.add(card.relative_to(base).as_posix())
+    atomic_write_json(base / OWNED_FILE, sorted(owned))
 
 
 def _leave_out(summary: dict[str, Any], failed: list[dict[str, Any]]) -> None:

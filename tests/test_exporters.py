@@ -402,13 +402,25 @@ def test_model_card_numbers_are_the_runs_and_the_exports(exported, trained_run):
     assert metadata["tags"] == ["tfsft", "text-classification"]
 
 
-def test_a_users_readme_in_the_output_folder_is_kept(trained_run, tmp_path):
+def test_an_export_never_replaces_files_it_did_not_write(trained_run, tmp_path):
+    from tfsft.errors import ConfigError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "models.config").write_text("my server config\n")
+    with pytest.raises(ConfigError, match="already holds files that tfsft export did not write "
+                                          r"\(models.config\)"):
+        export(trained_run.run_dir, mine, formats=["savedmodel"], max_examples=8)
+    assert (mine / "models.config").read_text() == "my server config\n"
     base = tmp_path / "model"
-    base.mkdir()
-    (base / "README.md").write_text("my notes\n")
+    export(trained_run.run_dir, base, formats=["savedmodel", "onnx"], max_examples=8)
+    (base / "README.md").write_text("my notes\n")  # the user's README replaces the card
+    (base / "onnx" / "DEPLOY.txt").write_text("how we deploy\n")
+    with pytest.raises(ConfigError, match="onnx/DEPLOY.txt would be replaced by this export"):
+        export(trained_run.run_dir, base, formats=["onnx"], max_examples=8)
+    assert (base / "onnx" / "DEPLOY.txt").exists()
     report = export(trained_run.run_dir, base, formats=["savedmodel"], max_examples=8)
+    assert versions(base) == ["1", "2"]  # a second export of the same folder is fine
     assert (base / "README.md").read_text() == "my notes\n"
     assert report["model_card"] == str(base / "MODEL_CARD.md")
     assert (base / "MODEL_CARD.md").read_text().startswith("---\n")
-    export(trained_run.run_dir, base, formats=["savedmodel"], max_examples=8)
-    assert (base / "README.md").read_text() == "my notes\n"  # and on the next export too
