@@ -34,6 +34,8 @@ from tfsft.tasks.base import DEFAULT_TASK, Task, create_task
 MODEL_FILE = "model.keras"
 TASK_FILE = "task.json"
 LEGACY_LABELS_FILE = "labels.json"  # run folders of tfsft 0.1
+#: Written into an evaluation's --output-dir: the folder's reports are tfsft's to replace.
+EVALUATION_MARKER = ".tfsft-evaluation"
 HELDOUT_FILE = "heldout.jsonl"  # validation examples, for checking exports
 CALIBRATION_FILE = "calibration.jsonl"  # a sample of training examples, for int8 calibration
 TOKENIZER_DIR = "tokenizer"
@@ -283,6 +285,13 @@ class TrainedRun:
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--output-dir {folder} is a file; name a folder for the "
                               "evaluation reports")
+        if folder.is_dir() and not (folder / EVALUATION_MARKER).exists():
+            entries = sorted(p.name for p in folder.iterdir())
+            if entries:
+                shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+                raise ConfigError(f"--output-dir {folder} already holds files that tfsft "
+                                  f"evaluate did not write ({shown}); name a new or empty "
+                                  "folder, or the folder of an earlier evaluation")
 
     def evaluate(self, examples: Any, output_dir: str | Path | None = None,
                  batch_size: int = 64, verbose: int | str = "auto") -> dict[str, Any]:
@@ -298,4 +307,7 @@ class TrainedRun:
                               f"{list(self.labels)} (in that order); read the data with "
                               "TrainedRun.read(...) so its labels map to the run's")
         outputs = self.outputs(examples, batch_size, verbose)
-        return self.task.evaluation.evaluate(examples, outputs, output_dir=output_dir)
+        metrics = self.task.evaluation.evaluate(examples, outputs, output_dir=output_dir)
+        if output_dir is not None:  # marks the folder as tfsft's: a later evaluation may replace
+            (Path(output_dir) / EVALUATION_MARKER).touch()
+        return metrics
