@@ -200,6 +200,10 @@ def test_chief_and_tf_config_errors(monkeypatch):
         for strategy in ("auto", "one-device"):
             with pytest.raises(ConfigError, match=problem):
                 make_distribution(strategy)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:99999"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ConfigError, match="whose port 99999 is outside 1-65535"):
+        make_distribution("auto")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["not an address"]},
                                                 "task": {"type": "worker", "index": 0}}))
     with pytest.raises(ConfigError, match="holds 'not an address', which is not a HOST:PORT"):
@@ -294,3 +298,19 @@ def test_a_worker_whose_peers_never_start_stops_with_an_error():
                           timeout=60)
     assert done.returncode == -9
     assert "the worker(s) at localhost:2 did not start within 3 s" in done.stderr
+    # TensorFlow keeps SIGTERM while it waits (here: ignored); a signal to the process group
+    # (timeout, a shell's Ctrl-C) still ends the worker, through the watching process
+    import os
+    import signal
+    import time
+
+    deaf = ("import signal, time\nfrom tfsft.training.peer_watch import watch_peers\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "watch_peers(['localhost:2'], 300)\ntime.sleep(120)\n")
+    worker = subprocess.Popen([sys.executable, "-c", deaf], stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    time.sleep(3)
+    os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=30) == -9
+    assert "stopped by signal 15 while waiting for the worker(s) at localhost:2" in (
+        worker.stderr.read())

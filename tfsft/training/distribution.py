@@ -154,6 +154,9 @@ cluster {'worker': ['h1:2222']}: its index counts from 0 within its type
             if not host or not port.isdigit() or any(c.isspace() for c in host):
                 raise ConfigError(f"TF_CONFIG's cluster {kind!r} holds {address!r}, which is "
                                   "not a HOST:PORT address (such as \"10.0.0.2:2222\")")
+            if not 1 <= int(port) <= 65535:
+                raise ConfigError(f"TF_CONFIG's cluster {kind!r} holds {address!r}, whose port "
+                                  f"{int(port)} is outside 1-65535")
 
 
 def make_distribution(name: str) -> Distribution:

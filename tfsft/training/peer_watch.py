@@ -45,8 +45,18 @@ def watch(parent: int, addresses: list[str], timeout_s: float, poll_s: float = 2
           report_every_s: float = 30.0) -> int:
     """Poll ``addresses`` until all are reachable (0), the parent is gone (0), or the timeout
     passes: then print the error, stop ``parent`` and return 2."""
+    def stop(number: int, _frame: object) -> None:
+        # The waiting process takes no signal while TensorFlow holds it (its preemption
+        # notifier keeps SIGTERM): a signal to the process group ends it here.
+        sys.stderr.write(f"tfsft train: stopped by signal {number} while waiting for the "
+                         f"worker(s) at {', '.join(waiting)}\n")
+        os.kill(parent, signal.SIGKILL)
+        os._exit(128 + number)
+
     start = last_report = time.monotonic()
     waiting = list(addresses)
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, stop)
     while True:
         waiting = [address for address in waiting if not reachable(address)]
         if not waiting or os.getppid() != parent:
