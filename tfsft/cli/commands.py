@@ -153,8 +153,10 @@ def run_predict(args: argparse.Namespace) -> int:
                                   "whitespace")
         inputs["text"] += args.texts
     if args.input:
-        if len(names) == 1 and run.task.data.reads_text_lines(args.input,
-                                                             args.encoding or "utf-8"):
+        own = run.task.options.to_dict()
+        reader = run.task.with_options(**{k: v for k, v in column_overrides(args).items()
+                                          if k in own}).data
+        if len(names) == 1 and reader.reads_text_lines(args.input, args.encoding or "utf-8"):
             lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
             if blank:
                 logger.info("%s: %d blank lines skipped", args.input, blank)

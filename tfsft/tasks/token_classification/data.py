@@ -68,14 +68,15 @@ class TokenData(DataRole):
 
     def reads_text_lines(self, path: str, encoding: str = "utf-8") -> bool:
         """A ``.txt`` file is one text a line, unless its lines are CoNLL token lines (a token
-        and its tags), which are read as sentences."""
+        and its tags, or one token a line with blank lines between sentences) or a tag column is
+        named: then it is read as sentences."""
         from tfsft.tasks.token_classification.examples import looks_like_conll
 
         if not super().reads_text_lines(path, encoding):
             return False
-        if looks_like_conll(path, encoding):
+        if self.task.options.tag_column is not None or looks_like_conll(path, encoding):
             logger.info("%s: read as a CoNLL file (one token a line, a blank line between "
-                        "sentences); its tag columns are not used", path)
+                        "sentences); tag columns, if any, are not used", path)
             return False
         return True
 

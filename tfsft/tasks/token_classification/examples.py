@@ -571,14 +571,17 @@ def _read_spans(value: Any, text: str, source: str, where: str,
 
 
 def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
-    r"""Whether a file's first lines are CoNLL token lines: nine in ten of them hold a token and
-    a last column of tags (``O``, ``B-PER``).
+    r"""Whether a file's first lines are CoNLL token lines rather than one text a line: nine in
+    ten lines have the same number of columns, and one column after the token holds tags
+    (``O``, ``B-PER``) or tag ids; or every line is one token and blank lines part sentences.
 
     >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-    >>> _ = path.write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
-    >>> looks_like_conll(path), looks_like_conll(__file__)
-    (True, False)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.txt").write_text("EU B-ORG 0\nrejects O 0\n\nPeter B-PER 0\n")
+    >>> _ = (folder / "b.txt").write_text("EU\nrejects\n\nPeter\nsaid\n")
+    >>> _ = (folder / "c.txt").write_text("a fine film\nslow and dull\n")
+    >>> [looks_like_conll(folder / name) for name in ("a.txt", "b.txt", "c.txt")]
+    [True, True, False]
     """
     try:
         lines = _read_lines(Path(path), encoding)[:2000]
@@ -586,8 +589,18 @@ def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
         return False  # reading it as text lines reports the problem
     rows = [line.split() for line in lines if line.strip()][:500]
     rows = [r for r in rows if r[0] != DOCSTART]
-    tagged = sum(len(r) >= 2 and bool(_TAG.fullmatch(r[-1])) for r in rows)
-    return bool(rows) and tagged >= 0.9 * len(rows)
+    if not rows:
+        return False
+    width, count = Counter(len(r) for r in rows).most_common(1)[0]
+    if count < 0.9 * len(rows):
+        return False
+    if width == 1:
+        sentences = sum(1 for i, line in enumerate(lines)
+                        if not line.strip() and i and lines[i - 1].strip())
+        return sentences > 0 and len(rows) >= 2 * (sentences + 1)
+    same = [r for r in rows if len(r) == width]
+    return any(sum(bool(_TAG.fullmatch(r[c])) or r[c].isdigit() for r in same) >= 0.9 * len(same)
+               for c in range(1, width))
 
 
 def is_conll_file(source: Any, file_format: str | None) -> bool:
