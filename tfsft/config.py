@@ -101,8 +101,19 @@ class TrainConfig:
             plain = ", ".join(k.lstrip("-").replace("-", "_") for k in dashed)
             raise ConfigError(f"{where}option name(s) {dashed} start with a dash; in a config "
                               f"file write them without dashes: {plain}")
+        spelled: dict[str, str] = {}
+        for key in values:
+            name = key.replace("-", "_") if key not in task_names() else key
+            if name in spelled:
+                raise ConfigError(f"{where}the option {name} is given twice (as "
+                                  f"{spelled[name]} and {key}); keep one")
+            spelled[name] = key
         values = {k.replace("-", "_") if k not in task_names() else k: v
                   for k, v in values.items()}
+        for name in ("train", "validation", "model", "output_dir"):
+            if values.get(name) is not None and not isinstance(values[name], (str, Path)):
+                raise ConfigError(f"{where}{name} must be one path (a string), not "
+                                  f"{values[name]!r}")
         shards = shard_defaults(values.get("train"))
         task = values.get("task") or shards.get("task", DEFAULT_TASK)
         values["task"] = task
@@ -277,6 +288,9 @@ def load_yaml_options(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; --config takes a YAML file of option: value "
                           "lines")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is a pipe or a device, which can be read only once; tfsft "
+                          "reads its config file more than once: save it to a file first")
     try:
         values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except UnicodeDecodeError as exc:
@@ -288,4 +302,9 @@ def load_yaml_options(path: str | Path) -> dict[str, Any]:
         raise ConfigError(_yaml_problem(path, exc)) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
+    odd = [key for key in values if not isinstance(key, str)]
+    if odd:
+        raise ConfigError(f"{path}: the key(s) {odd} are not option names (YAML reads "
+                          "1 as a number and on/off/yes/no as true/false); write option names "
+                          "such as epochs, or quote the key")
     return values
