@@ -164,8 +164,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # keeps every suffix (.weights.h5)
     try:
-        yield tmp
         with _named(path):  # an error names the output, not the temporary file
+            yield tmp
             os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

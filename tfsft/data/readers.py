@@ -154,7 +154,7 @@ def require_file(source: str | os.PathLike) -> Path:
     ...     require_file("/dev/null")
     ... except DataError as error:
     ...     print(error.problem)
-    is a device or a pipe, not a file; tfsft reads its data more than once (checks, then training)
+    is a device or a pipe, not a file; tfsft reads its data more than once (to check it, then to use it)
     """
     path = Path(source)
     if not path.exists():
@@ -163,7 +163,7 @@ def require_file(source: str | os.PathLike) -> Path:
         raise DataError(str(path), None, "is a folder, not a file", "pass a file")
     if not path.is_file():
         raise DataError(str(path), None, "is a device or a pipe, not a file; tfsft reads its "
-                        "data more than once (checks, then training)",
+                        "data more than once (to check it, then to use it)",
                         "save it to a file first and pass that file")
     return path
 

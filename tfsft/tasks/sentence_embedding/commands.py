@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,11 @@ def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
         raise ConfigError(f"--output {output} is a folder; name a file (FILE.npz)")
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output} exists; pass --overwrite to replace it")
+    folder = next((p for p in (output.absolute(), *output.absolute().parents) if p.exists()),
+                  None)
+    if folder is not None and (not folder.is_dir() or not os.access(folder, os.W_OK)):
+        raise ConfigError(f"--output {output}: {folder} is not a folder this user can write "
+                          "to; name a file in a writable folder")  # before embedding anything
     run = _run(context, args.run_dir)
     texts = read_corpus(args.input, args.text_column)
     vectors = embed_texts(run, texts, args.batch_size)

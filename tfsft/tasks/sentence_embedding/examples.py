@@ -173,15 +173,17 @@ def read_corpus(path: str, column: str = "text") -> list[str]:
     """The texts of a corpus to search: a ``.txt`` file, one text a line (blank lines are
     skipped and counted), or a CSV/TSV/JSONL/Parquet table with a ``column`` of texts (an
     empty text is an error naming its row)."""
-    from tfsft.data.readers import read_table, read_text_lines
+    from pathlib import Path
 
+    from tfsft.data.readers import read_table, read_text_lines, require_file
+
+    if Path(path).exists():
+        require_file(path)  # a pipe or a folder is named as such, whatever its name
     if str(path).endswith(TEXT_SUFFIXES):
         texts, blank = read_text_lines(path)
         if blank:
             logger.warning("%s: %d blank lines skipped", path, blank)
     else:
-        from pathlib import Path
-
         from tfsft.data.readers import guess_format
 
         if str(path).lower().endswith((".npz", ".npy")):
