@@ -481,3 +481,20 @@ def test_a_chunk_column_gives_way_to_the_entity_column(tmp_path, caplog):
     assert data.tags == [["B-ORG", "O", "B-MISC"]]
     assert "column 3 also holds tags; reading column 1" in caplog.text
     assert read_token_data(path, tag_column=3).tags == [["B-NP", "B-VP", "B-NP"]]
+
+
+def test_numeric_tag_columns_get_advice_about_tag_names(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text("EU 3\nrejects 0\nGerman 8\n")
+    with pytest.raises(DataError, match=r"column 1 holds numbers, not tags.*--tag-names"):
+        read_token_data(path)
+    with pytest.raises(DataError, match=r"column 1 holds tag ids up to 8, but --tag-names names "
+                                        r"4 tags \(ids 0-3\)"):
+        read_token_data(path, tag_names=["O", "B-PER", "I-PER", "B-ORG"])
+
+
+def test_a_null_token_is_refused_with_its_row(tmp_path):
+    path = tmp_path / "tokens.jsonl"
+    path.write_text('{"tokens": ["EU", null, "x"], "tags": ["B-ORG", "O", "O"]}\n')
+    with pytest.raises(DataError, match=r"tokens.jsonl, line 1, token 2: the token is null"):
+        read_token_data(path)

@@ -277,6 +277,18 @@ def guess_tag_column(lines: Sequence[str], source: str,
                   or (tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
                                         for r in rows))]
     if not candidates:
+        numeric = [c for c in range(width - 1, 0, -1) if all(r[c].isdigit() for r in rows)]
+        if numeric and tag_names:
+            column = numeric[0]
+            top = max(int(r[column]) for r in rows)
+            raise DataError(source, None, f"column {column} holds tag ids up to {top}, but "
+                            f"--tag-names names {len(tag_names)} tags (ids 0-"
+                            f"{len(tag_names) - 1})", "give every tag name, in id order")
+        if numeric:
+            raise DataError(source, None, f"column {numeric[0]} holds numbers, not tags such as "
+                            "O or B-PER", "for tag ids, pass their names in id order with "
+                            "--tag-names O,B-PER,I-PER,...; else choose the tag column with "
+                            "--tag-column")
         raise DataError(source, None, "no column holds tags (O, B-PER, I-PER, ...) in the "
                         f"first {len(rows)} token lines", "choose the tag column with "
                         "--tag-column")
@@ -451,6 +463,10 @@ def read_token_table(table: Table, tokens_column: str, tags_column: str | None,
     rows = table.rows[:max_rows] if max_rows else table.rows
     for row, where in zip(rows, table.locations, strict=False):
         row_tokens = _as_list(row.get(tokens_column), tokens_column, table.source, where)
+        missing = [i for i, t in enumerate(row_tokens) if t is None]
+        if missing:
+            raise DataError(table.source, f"{where}, token {missing[0] + 1}", "the token is null",
+                            "give every token as a string")
         tokens.append([str(t) if not isinstance(t, str) else t for t in row_tokens])
         if tags is not None:
             row_tags = _as_list(row.get(tags_column), tags_column, table.source, where)
