@@ -41,6 +41,23 @@ def named_flags(text: str) -> list[str]:
     return list(dict.fromkeys(FLAG.findall(re.sub(r"`[^`]*`", "", text))))
 
 
+def _own_clauses(message: str, command: str) -> str:
+    """The clauses of ``message`` that do not name another tfsft command: a flag in "write it
+    again with tfsft embed RUN --output FILE" is that command's, not one to check.
+
+    >>> _own_clauses("not an index; write it with tfsft embed --output F. Pass --top-k",
+    ...              "tfsft search")
+    'not an index. Pass --top-k'
+    """
+    program = command.split()[0]
+    mention = re.compile(rf"\b{re.escape(program)} ([a-z][\w-]*)")
+    clauses = re.split(r"(?<=[.;])\s+|;\s*|\s*\(", message)
+    kept = [c for c in clauses
+            if not any(m.group(0) != " ".join(command.split()[:2]) and
+                       not command.startswith(m.group(0)) for m in mention.finditer(c))]
+    return ". ".join(c.rstrip(".") for c in kept if c)
+
+
 def command_parsers(parser: argparse.ArgumentParser,
                     path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
                                                                   argparse.ArgumentParser]]:
@@ -105,7 +122,7 @@ def checked_advice(message: str, parser: argparse.ArgumentParser, args: argparse
     taken = set().union(*(option_strings(p) for p in command_path(parser, args)))
     command = command_name(parser, args)
     notes, trees = [], None
-    for flag in named_flags(message):
+    for flag in named_flags(_own_clauses(message, command)):
         if flag in taken:
             continue
         if trees is None:  # built once, and only when a flag is missing (others may be lazy)
