@@ -175,8 +175,10 @@ def _wait(processes: list[subprocess.Popen]) -> int:
         if failed:
             index, code = failed[0]
             reason = f"signal {-code}" if code < 0 else f"exit code {code}"
+            advice = ("Fix what its error says, then run the command again." if code == 2 else
+                      "Run the same command again to resume from the last backup.")
             print(f"tfsft local cluster: worker {index} ended with {reason}; stopping the "
-                  "others. Run the same command again to resume from the last backup.",
+                  f"others. {advice}",
                   file=sys.stderr, flush=True)
             _stop(processes)
             return 128 - code if code < 0 else code

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
 from tfsft.errors import ConfigError
 from tfsft.tasks.commands import CommandContext, TaskCommand
+
+logger = logging.getLogger(__name__)
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser, context: CommandContext) -> None:
@@ -42,7 +45,9 @@ def _input_conversations(args: argparse.Namespace, context: CommandContext, run:
     from tfsft.data.readers import read_text_lines
 
     if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
-        lines, _ = read_text_lines(args.input, args.encoding or "utf-8")
+        lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
+        if blank:
+            logger.warning("%s: %d blank lines skipped", args.input, blank)
         return [[*system, {"role": "user", "content": line}] for line in lines]
     from tfsft.tasks.base import create_task
 
