@@ -363,7 +363,7 @@ def test_numeric_tags_need_names():
 def test_unknown_entity_type_in_validation_data_is_an_error(tmp_path):
     task = create_task("token-classification")
     task.data.read(write_conll(tmp_path / "train.txt", [(["Ann"], ["B-PER"])]))
-    with pytest.raises(DataError, match=r"entity types \['B-ORG'\] were not in the training"):
+    with pytest.raises(DataError, match=r"line \d+: entity type\(s\) ORG were not in the training"):
         task.data.read(write_conll(tmp_path / "valid.txt", [(["IBM"], ["B-ORG"])]),
                        role="validation")
 

@@ -146,9 +146,14 @@ class TokenData(DataRole):
             known_types = set(task.types)
             bad = [t for t in unknown if tag_schemes.split_tag(t)[1] not in known_types]
             if bad:
-                raise DataError(data.source, None, f"entity types {bad} were not in the "
-                                f"training data (types: {', '.join(task.types)})",
-                                "map them to a known type or to O")
+                names = sorted({tag_schemes.split_tag(t)[1] for t in bad})
+                first = next(i for i, sentence in enumerate(data.tags)
+                             if any(t in bad for t in sentence))
+                where = data.locations[first] if data.locations else None
+                raise DataError(data.source, where, f"entity type(s) {', '.join(names)} were "
+                                f"not in the training data (its types: "
+                                f"{', '.join(task.types)})", "relabel them to a known type, "
+                                "or leave them untagged (outside every entity)")
         return data
 
     def _convert_scheme(self, data: TokenExamples) -> TokenExamples:
