@@ -289,7 +289,7 @@ CASES = [
      "ok: 18 training"),
     ("yaml-batch-list", "train --config {d}/c.yaml",
      {"c.yaml": "train: t.csv\nmodel: m\noutput_dir: r\nbatch_size: [16]\n"},
-     "--batch-size must be a whole number"),
+     "c.yaml: batch_size must be a whole number, got [16]"),
     ("yaml-bool-word", "train --config {d}/c.yaml",
      {"c.yaml": "train: t.csv\nmodel: m\noutput_dir: r\ntensorboard: maybe\n"},
      "tensorboard must be true or false, got 'maybe'"),

@@ -143,8 +143,13 @@ class TrainConfig:
             raise ConfigError(f"{where}missing required option(s) {flags}"
                               + ("" if source else f"; pass {them}, or set {them} in --config "
                                  "FILE"))
-        config = cls(**values, task_options=task_values)
-        config.validate()
+        try:
+            config = cls(**values, task_options=task_values)
+            config.validate()
+        except ConfigError as exc:
+            if source and not str(exc).startswith(where):
+                raise ConfigError(f"{where}{exc}") from None
+            raise
         return config
 
     @classmethod

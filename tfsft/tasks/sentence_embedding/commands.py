@@ -71,7 +71,7 @@ def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
     from tfsft.io_utils import atomic_file
 
     output = Path(args.output)
-    if output.suffix not in (".npz", ".npy"):
+    if output.suffix.lower() not in (".npz", ".npy"):
         raise ConfigError(f"--output {output} must end in .npz (vectors and texts) or .npy")
     if output.is_dir():
         raise ConfigError(f"--output {output} is a folder; name a file (FILE.npz)")
@@ -86,7 +86,7 @@ def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
     texts = read_corpus(args.input, args.text_column)
     vectors = embed_texts(run, texts, args.batch_size)
     with atomic_file(output) as temporary:
-        temporary.write_bytes(_index_bytes(vectors, texts, output.suffix))
+        temporary.write_bytes(_index_bytes(vectors, texts, output.suffix.lower()))
     print(json.dumps({"output": str(output), "texts": len(texts),
                       "dimensions": int(vectors.shape[1])}))
     return 0
