@@ -91,6 +91,15 @@ def remote_code(run: TrainedRun) -> bool:
 def write_hub_folder(run: TrainedRun, folder: Path) -> dict[str, Any]:
     """Write the Hugging Face folder of ``run`` into ``folder``; returns notes for the report
     (the class, the call that loads it, whether it needs ``trust_remote_code``)."""
+    from tfsft.io_utils import public_mode
+
+    notes = _write_hub_folder(run, folder)
+    for path in folder.rglob("*"):  # safetensors writes its files for the owner only
+        public_mode(path, folder=path.is_dir())
+    return notes
+
+
+def _write_hub_folder(run: TrainedRun, folder: Path) -> dict[str, Any]:
     from safetensors.numpy import save_file
 
     head = hub_head(run)

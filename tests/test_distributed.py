@@ -204,6 +204,10 @@ def test_chief_and_tf_config_errors(monkeypatch):
                                                 "task": {"type": "worker", "index": 0}}))
     with pytest.raises(ConfigError, match="whose port 99999 is outside 1-65535"):
         make_distribution("auto")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["h:1", "h:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ConfigError, match="names 'h:1' more than once"):
+        make_distribution("auto")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["not an address"]},
                                                 "task": {"type": "worker", "index": 0}}))
     with pytest.raises(ConfigError, match="holds 'not an address', which is not a HOST:PORT"):

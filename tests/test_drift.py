@@ -68,3 +68,21 @@ def test_served_predictions_are_compared_with_the_validation_labels(trained_run,
                 str(broken)]) == 2
     assert "broken.jsonl, record 2: holds no label, labels or entities" in (
         capsys.readouterr().err)
+
+
+def test_bad_drift_inputs_and_report_paths_are_refused(trained_run, tmp_path, capsys):
+    run = str(trained_run.run_dir)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert cli(["data", "drift", run, "--input", str(empty)]) == 2
+    assert "holds no inputs (it is empty or only blank)" in capsys.readouterr().err
+    alike = write_csv(tmp_path / "alike.csv", sentiment_rows(50, seed=14))
+    assert cli(["data", "drift", run, "--input", str(alike), "--output", str(alike)]) == 2
+    assert "is one of the input files" in capsys.readouterr().err
+    report = tmp_path / "report.json"
+    report.write_text("mine\n")
+    assert cli(["data", "drift", run, "--input", str(alike), "--output", str(report)]) == 2
+    assert report.read_text() == "mine\n"
+    assert cli(["data", "drift", run, "--input", str(alike), "--output", str(report),
+                "--overwrite"]) == 0
+    assert json.loads(report.read_text())["live"]["examples"] == 50

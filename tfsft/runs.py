@@ -98,6 +98,9 @@ class TrainedRun:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
+        if not self.run_dir.exists():
+            raise ConfigError(f"{self.run_dir}: no such run folder; name the --output-dir of a "
+                              "finished tfsft train")
         if self.run_dir.is_file():
             raise ConfigError(f"{self.run_dir} is a file; name a finished tfsft run folder (the "
                               "--output-dir of tfsft train)")

@@ -51,6 +51,7 @@ def _own_clauses(message: str, command: str) -> str:
     """
     program = command.split()[0]
     mention = re.compile(rf"\b{re.escape(program)} ([a-z][\w-]*)")
+    message = re.sub(r"`[^`]*`", "", message)  # another command, quoted whole
     clauses = re.split(r"(?<=[.;])\s+|;\s*|\s*\(", message)
     kept = [c for c in clauses
             if not any(m.group(0) != " ".join(command.split()[:2]) and

@@ -182,6 +182,25 @@ def run_predict(args: argparse.Namespace) -> int:
 DRIFT_EXIT = 3
 
 
+def _check_report_file(output: str, inputs: list[str | None], overwrite: bool) -> None:
+    """Refuse a report path that is an input, a folder, an existing file (without
+    ``--overwrite``) or in a folder this user cannot write, before any work."""
+    import os
+
+    target = Path(output)
+    if any(given and Path(given).exists() and target.exists()
+           and target.resolve() == Path(given).resolve() for given in inputs):
+        raise ConfigError(f"--output {output} is one of the input files; name a new file")
+    if target.is_dir():
+        raise ConfigError(f"--output {output} is a folder; name a file (e.g. drift.json)")
+    if target.exists() and not overwrite:
+        raise ConfigError(f"--output {output} exists; pass --overwrite to replace it, or name "
+                          "a new file")
+    folder = next(p for p in target.absolute().parents if p.exists())
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"--output {output}: {folder} is not a folder this user can write to")
+
+
 def run_drift(args: argparse.Namespace) -> int:
     from tfsft.data.drift import served_labels
     from tfsft.data.readers import read_table, read_text_lines, require_file
@@ -190,9 +209,19 @@ def run_drift(args: argparse.Namespace) -> int:
 
     run = TrainedRun(args.run_dir)
     path = str(require_file(args.input))
+    if args.output:
+        _check_report_file(args.output, [path, args.predictions], args.overwrite)
+    if args.predictions and not (run.task.data.target_summary(
+            run.saved_examples()) or {}).get("counts"):
+        raise ConfigError(f"{run.run_dir} is a {run.task.name} run: its predictions have no "
+                          "labels to compare; leave out --predictions (the inputs are still "
+                          "checked)")
     blank = 0
-    if len(run.task.serving.text_inputs()) == 1 and run.task.data.reads_text_lines(
-            path, args.encoding or "utf-8"):
+    single = len(run.task.serving.text_inputs()) == 1
+    if not single and path.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+        raise ConfigError("this run takes text pairs: give the served inputs in a CSV/TSV/"
+                          "JSONL/Parquet file with its text columns, not a .txt file")
+    if single and run.task.data.reads_text_lines(path, args.encoding or "utf-8"):
         texts, blank = read_text_lines(path, args.encoding or "utf-8")
         live = run.task.data.examples_from_texts({run.task.serving.text_inputs()[0]: texts})
         live.source = path
@@ -207,6 +236,9 @@ def run_drift(args: argparse.Namespace) -> int:
         except DataError:
             pass  # not a table (a CoNLL or SQuAD document): the task's reader reads it
         live = run.read(source, labelled=False, **keywords)
+    if not len(live):
+        raise DataError(path, None, "holds no inputs (it is empty or only blank)",
+                        "give the served texts, one a line or one a row")
     served = served_labels(args.predictions) if args.predictions else None
     report = run.drift(live, blank=blank, served=served)
     for name, signal in report["signals"].items():

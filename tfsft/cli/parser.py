@@ -230,6 +230,8 @@ def _add_data(commands: Any, task: str) -> None:
     drift.add_argument("--predictions", help="the predictions served for them: JSONL records "
                                              "as tfsft predict writes them")
     drift.add_argument("--output", help="also write the report as JSON to this file")
+    drift.add_argument("--overwrite", action="store_true",
+                       help="replace the --output file if it exists")
     add_read_options(drift)
 
 class _SubcommandParser(argparse.ArgumentParser):

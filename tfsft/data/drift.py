@@ -126,6 +126,9 @@ def served_labels(path: str) -> dict[str, int]:
         if not isinstance(record, dict):
             raise DataError(source, f"record {number}", "not a JSON object",
                             "give one prediction record a line, as tfsft predict writes them")
+        if record.get("label", "") is None or record.get("labels", []) is None:
+            raise DataError(source, f"record {number}", "the label is null",
+                            "give the records tfsft predict writes for this run")
         if "label" in record:
             counts[str(record["label"])] += 1
         elif isinstance(record.get("labels"), list):
@@ -135,4 +138,7 @@ def served_labels(path: str) -> dict[str, int]:
         else:
             raise DataError(source, f"record {number}", "holds no label, labels or entities",
                             "give the records tfsft predict writes for this run")
+    if not lines:
+        raise DataError(source, None, "holds no prediction records (it is empty)",
+                        "give the records tfsft predict wrote for the served inputs")
     return dict(counts)

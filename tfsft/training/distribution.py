@@ -154,6 +154,10 @@ cluster {'worker': ['h1:2222']}: its index counts from 0 within its type
             if not host or not port.isdigit() or any(c.isspace() for c in host):
                 raise ConfigError(f"TF_CONFIG's cluster {kind!r} holds {address!r}, which is "
                                   "not a HOST:PORT address (such as \"10.0.0.2:2222\")")
+            if sum(str(a).strip() == str(address).strip() for k in cluster.values()
+                   for a in (k if isinstance(k, list) else [])) > 1:
+                raise ConfigError(f"TF_CONFIG's cluster names {address!r} more than once; give "
+                                  "each task its own HOST:PORT")
             if not 1 <= int(port) <= 65535:
                 raise ConfigError(f"TF_CONFIG's cluster {kind!r} holds {address!r}, whose port "
                                   f"{int(port)} is outside 1-65535")
@@ -193,10 +197,11 @@ def make_distribution(name: str) -> Distribution:
             "addresses and this process's task); see docs/distributed.md, or start local "
             "workers with python -m tfsft.training.local_cluster")
     _patch_keras_for_multi_worker()
-    from tfsft.training.peer_watch import watch_peers
+    from tfsft.training.peer_watch import joined, watch_peers
 
-    watch_peers(peer_addresses(cluster, task), peer_timeout())
+    watcher = watch_peers(peer_addresses(cluster, task), peer_timeout())
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    joined(watcher)
     workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
     index = int(task.get("index", 0)) + (1 if task.get("type") == "worker" and "chief" in cluster
                                          else 0)

@@ -38,13 +38,33 @@ def watch_peers(addresses: list[str], timeout_s: float) -> subprocess.Popen | No
         return None
     command = [sys.executable, "-m", "tfsft.training.peer_watch", str(os.getpid()),
                str(timeout_s), *addresses]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    # the worker closes the child's standard input once the cluster has formed (joined)
+    return subprocess.Popen(command, stdin=subprocess.PIPE)
+
+
+def joined(watcher: subprocess.Popen | None) -> None:
+    """Tell the watching process that the cluster formed: it ends."""
+    if watcher is not None and watcher.stdin is not None:
+        watcher.stdin.close()
+
+
+def _closed(stream: object) -> bool:
+    """Whether the worker closed the watcher's standard input (the cluster formed)."""
+    import select
+
+    try:
+        readable, _, _ = select.select([stream], [], [], 0)
+        return bool(readable) and not os.read(stream.fileno(), 1)  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return True
 
 
 def watch(parent: int, addresses: list[str], timeout_s: float, poll_s: float = 2.0,
           report_every_s: float = 30.0) -> int:
-    """Poll ``addresses`` until all are reachable (0), the parent is gone (0), or the timeout
-    passes: then print the error, stop ``parent`` and return 2."""
+    """Wait until the parent says the cluster formed (closes standard input: 0) or is gone
+    (0); past the timeout print an error naming the workers that are not reachable (or, if all
+    are, that they did not join), stop ``parent`` and return 2. Signals to the process group
+    stop the parent too. The addresses are polled for the messages."""
     def stop(number: int, _frame: object) -> None:
         # The waiting process takes no signal while TensorFlow holds it (its preemption
         # notifier keeps SIGTERM): a signal to the process group ends it here.
@@ -58,22 +78,30 @@ def watch(parent: int, addresses: list[str], timeout_s: float, poll_s: float = 2
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, stop)
     while True:
-        waiting = [address for address in waiting if not reachable(address)]
-        if not waiting or os.getppid() != parent:
+        if _closed(sys.stdin) or os.getppid() != parent:
             return 0
+        waiting = [address for address in addresses if not reachable(address)]
         now = time.monotonic()
         if now - start > timeout_s:
-            sys.stderr.write(
-                f"tfsft train: error: the worker(s) at {', '.join(waiting)} did not start within "
-                f"{timeout_s:.0f} s. Start them (the same command, each with its own TF_CONFIG "
-                "task), check the addresses in TF_CONFIG, or set TFSFT_PEER_TIMEOUT (seconds) "
-                "to wait longer.\n")
+            if waiting:
+                problem = (f"the worker(s) at {', '.join(waiting)} did not start within "
+                           f"{timeout_s:.0f} s. Start them (the same command, each with its own "
+                           "TF_CONFIG task), check the addresses in TF_CONFIG")
+            else:
+                problem = (f"the cluster did not form within {timeout_s:.0f} s: "
+                           f"{', '.join(addresses)} accept connections but did not join. Check "
+                           "that each is a tfsft worker of this job (the same command, its own "
+                           "TF_CONFIG task), not another service")
+            sys.stderr.write(f"tfsft train: error: {problem}, or set TFSFT_PEER_TIMEOUT "
+                             "(seconds) to wait longer.\n")
             sys.stderr.flush()
             os.kill(parent, signal.SIGKILL)  # blocked in TensorFlow: no signal handler runs
             return 2
         if now - last_report >= report_every_s:
-            sys.stderr.write(f"tfsft train: waiting for the worker(s) at {', '.join(waiting)} to "
-                             f"start ({now - start:.0f} of {timeout_s:.0f} s)\n")
+            shown = ", ".join(waiting or addresses)
+            sys.stderr.write(f"tfsft train: waiting for the worker(s) at {shown} to "
+                             f"{'start' if waiting else 'join'} ({now - start:.0f} of "
+                             f"{timeout_s:.0f} s)\n")
             sys.stderr.flush()
             last_report = now
         time.sleep(poll_s)

@@ -77,8 +77,7 @@ def run_embed(args: argparse.Namespace, context: CommandContext) -> int:
         raise ConfigError(f"--output {output} is a folder; name a file (FILE.npz)")
     if output.exists() and not args.overwrite:
         raise ConfigError(f"{output} exists; pass --overwrite to replace it")
-    folder = next((p for p in (output.absolute(), *output.absolute().parents) if p.exists()),
-                  None)
+    folder = next((p for p in output.absolute().parents if p.exists()), None)
     if folder is not None and (not folder.is_dir() or not os.access(folder, os.W_OK)):
         raise ConfigError(f"--output {output}: {folder} is not a folder this user can write "
                           "to; name a file in a writable folder")  # before embedding anything
