@@ -54,7 +54,8 @@ def model_card(run: TrainedRun, report: dict[str, Any], name: str,
         "## Training\n\n" + _training_section(config, run_record),
         "## Evaluation\n\n" + _evaluation_section(metrics, config),
         "## Export\n\n" + _export_section(report),
-        "## Limitations\n\n" + _limitations(data_check, run_record, run.max_length),
+        "## Limitations\n\n" + _limitations(data_check, run_record, run.max_length,
+                                              run.task.data.long_example_treatment),
     ]
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n{MARKER}\n\n" + "\n\n".join(sections) + "\n"
@@ -149,7 +150,8 @@ def _intended_use(run: TrainedRun, config: dict[str, Any]) -> str:
                + (" and more" if len(labels) > 20 else "") + "." if labels else "")
     return (f"Made for {run.task.name} of texts like its training data "
             f"(`{Path(str(config.get('train', ''))).name}`).{outputs} Inputs longer than "
-            f"{run.max_length} tokens are cut (see the limitations). It was not evaluated on "
+            f"{run.max_length} tokens are {run.task.data.long_example_treatment} (see the "
+            "limitations). It was not evaluated on "
             "other domains or languages than its validation data; check it on yours first.")
 
 
@@ -231,14 +233,14 @@ def _export_section(report: dict[str, Any]) -> str:
 
 
 def _limitations(data_check: dict[str, Any], run_record: dict[str, Any],
-                 max_length: int) -> str:
+                 max_length: int, treatment: str = "truncated") -> str:
     items = []
     train = data_check.get("train") or {}
     tokens = train.get("tokens") or {}
     if tokens:
         items.append(f"{100 * float(tokens.get('over_max_length_share', 0.0)):.1f} % of the "
-                     f"training examples are longer than {max_length} tokens and were cut; "
-                     "longer inputs are cut the same way when served.")
+                     f"training examples are longer than {max_length} tokens and were "
+                     f"{treatment}; longer inputs are {treatment} the same way when served.")
         items.append(f"{100 * float(tokens.get('unknown_word_share', 0.0)):.2f} % of the "
                      "training words are unknown to the vocabulary ([UNK]).")
     counts = (train.get("labels") or {}).get("counts") or {}

@@ -74,7 +74,9 @@ class TokenData(DataRole):
 
         if not super().reads_text_lines(path, encoding):
             return False
-        if self.task.options.tag_column is not None or looks_like_conll(path, encoding):
+        options = self.task.options
+        if options.tag_column is not None or looks_like_conll(path, encoding,
+                                                              bool(options.tag_names)):
             logger.info("%s: read as a CoNLL file (one token a line, a blank line between "
                         "sentences); tag columns, if any, are not used", path)
             return False

@@ -586,10 +586,12 @@ def _read_spans(value: Any, text: str, source: str, where: str,
     return entities
 
 
-def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
+def looks_like_conll(path: str | Path, encoding: str = "utf-8",
+                     numeric_tags: bool = False) -> bool:
     r"""Whether a file's first lines are CoNLL token lines rather than one text a line: nine in
     ten lines have the same number of columns, and one column after the token holds tags
-    (``O``, ``B-PER``) or tag ids; or every line is one token and blank lines part sentences.
+    (``O``, ``B-PER``) or, with ``numeric_tags``, tag ids; or every line is one token and
+    blank lines part sentences. Comment lines (``# sent_id = 1``) are left out.
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -604,7 +606,8 @@ def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
     except DataError:
         return False  # reading it as text lines reports the problem
     rows = [line.split() for line in lines if line.strip()][:500]
-    rows = [r for r in rows if r[0] != DOCSTART]
+    rows = [r for r in rows if r[0] != DOCSTART and not (r[0] == "#" and len(r) > 1
+                                                       and not _TAG.fullmatch(r[-1]))]
     if not rows:
         return False
     width, count = Counter(len(r) for r in rows).most_common(1)[0]
@@ -615,8 +618,8 @@ def looks_like_conll(path: str | Path, encoding: str = "utf-8") -> bool:
                         if not line.strip() and i and lines[i - 1].strip())
         return sentences > 0 and len(rows) >= 2 * (sentences + 1)
     same = [r for r in rows if len(r) == width]
-    return any(sum(bool(_TAG.fullmatch(r[c])) or r[c].isdigit() for r in same) >= 0.9 * len(same)
-               for c in range(1, width))
+    return any(sum(bool(_TAG.fullmatch(r[c])) or (numeric_tags and r[c].isdigit())
+                   for r in same) >= 0.9 * len(same) for c in range(1, width))
 
 
 def is_conll_file(source: Any, file_format: str | None) -> bool:
