@@ -445,7 +445,7 @@ CASES = [
     ("predict-batch-zero", "predict {run} good --batch-size 0", {}, "batch size must be >= 1"),
     ("predict-bad-encoding", "predict {run} --input {d}/t.txt --encoding utf-9", {"t.txt": "good\n"},
      "argument --encoding: 'utf-9' is not a known text encoding"),
-    ("predict-not-a-run", "predict {d}/norun good", {}, "is missing; this is not a finished"),
+    ("predict-not-a-run", "predict {d}/norun good", {}, "norun: no such run folder"),
     ("export-quantize-alone", "export {run} --output {d}/out --quantize int8", {},
      "--quantize makes TFLite and ONNX variants"),
     ("export-unknown-format", "export {run} --output {d}/out --format pdf", {},
