@@ -166,3 +166,12 @@ def test_compiled_model_reloads_with_its_optimizer(tiny_checkpoint, tmp_path):
     assert loaded.optimizer.weight_decay == pytest.approx(0.05)
     gamma = next(v for v in loaded.trainable_variables if v.path.endswith("gamma"))
     assert not loaded.optimizer._use_weight_decay(gamma)
+
+
+def test_yaml_merge_keys_are_read_and_keys_given_here_win(tmp_path):
+    from tfsft.config import load_yaml_options
+
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &base\n  epochs: 1\n  batch_size: 8\n<<: *base\nepochs: 2\n")
+    values = load_yaml_options(path)
+    assert values["epochs"] == 2 and values["batch_size"] == 8
