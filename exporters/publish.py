@@ -106,6 +106,10 @@ def check_output(base: Path, formats: Sequence[str]) -> None:
     last export. Nothing of the user's is ever replaced or removed."""
     if not base.is_dir():
         return
+    for name in ("README.md", "MODEL_CARD.md"):  # where the model card goes
+        if (base / name).is_dir():
+            raise ConfigError(f"--output {base}: {name} is a folder, where the model card "
+                              "goes; move it out of the folder, or export to another folder")
     entries = sorted(p.name for p in base.iterdir()
                      if not p.name.startswith(savedmodel.STAGING_PREFIX))
     owned = _owned(base)
