@@ -673,3 +673,25 @@ def test_a_failed_first_export_leaves_no_folder(trained_run, tmp_path):
     with pytest.raises(AttributeError):
         export(trained_run.run_dir, tmp_path / "kept", data=object())
     assert (tmp_path / "kept").is_dir()  # the user's folder stays
+
+
+def test_an_evaluation_folder_keeps_one_evaluations_reports(trained_run, tmp_path):
+    """A second evaluation into the folder of an earlier one replaces its reports and removes
+    those it does not write again; a file the user added there is kept."""
+    import json
+
+    from tfsft.runs import EVALUATION_MARKER, TrainedRun
+
+    run = TrainedRun(trained_run.run_dir)
+    data = tmp_path / "dev.csv"
+    data.write_text("text,label\na good film,pos\na bad film,neg\n")
+    folder = tmp_path / "evaluation"
+    run.evaluate(run.read(data), output_dir=folder, verbose=0)
+    recorded = json.loads((folder / EVALUATION_MARKER).read_text())
+    assert "metrics.json" in recorded
+    (folder / "stale_report.txt").write_text("from an earlier evaluation\n")
+    (folder / EVALUATION_MARKER).write_text(json.dumps([*recorded, "stale_report.txt"]))
+    (folder / "notes.txt").write_text("mine\n")
+    run.evaluate(run.read(data), output_dir=folder, verbose=0)
+    assert not (folder / "stale_report.txt").exists()
+    assert (folder / "notes.txt").read_text() == "mine\n" and (folder / "metrics.json").exists()

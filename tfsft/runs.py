@@ -34,8 +34,37 @@ from tfsft.tasks.base import DEFAULT_TASK, Task, create_task
 MODEL_FILE = "model.keras"
 TASK_FILE = "task.json"
 LEGACY_LABELS_FILE = "labels.json"  # run folders of tfsft 0.1
-#: Written into an evaluation's --output-dir: the folder's reports are tfsft's to replace.
+#: Written into an evaluation's --output-dir: the report files tfsft wrote there (JSON), which
+#: a later evaluation into the same folder may replace, or remove when it writes other ones.
 EVALUATION_MARKER = ".tfsft-evaluation"
+
+
+def _file_times(folder: Path) -> dict[str, int]:
+    """Each file of ``folder`` (none if it does not exist) with its modification time."""
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+
+
+def _record_evaluation(folder: Path, before: dict[str, int]) -> None:
+    """Record the reports an evaluation wrote into ``folder`` (the files new or changed since
+    ``before``), and remove those an earlier evaluation recorded there that this one did not
+    write again (another task's reports), so the folder describes one evaluation."""
+    import json
+
+    from tfsft.io_utils import atomic_write_json
+
+    try:
+        earlier = set(json.loads((folder / EVALUATION_MARKER).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        earlier = set()
+    now = _file_times(folder)
+    written = {name for name, mtime in now.items()
+               if name != EVALUATION_MARKER and before.get(name) != mtime}
+    for name in earlier - written:
+        if name in now and now[name] == before.get(name):  # untouched since the last one
+            (folder / name).unlink()
+    atomic_write_json(folder / EVALUATION_MARKER, sorted(written))
 HELDOUT_FILE = "heldout.jsonl"  # validation examples, for checking exports
 CALIBRATION_FILE = "calibration.jsonl"  # a sample of training examples, for int8 calibration
 TOKENIZER_DIR = "tokenizer"
@@ -313,7 +342,8 @@ class TrainedRun:
                               f"{list(self.labels)} (in that order); read the data with "
                               "TrainedRun.read(...) so its labels map to the run's")
         outputs = self.outputs(examples, batch_size, verbose)
+        before = _file_times(Path(output_dir)) if output_dir is not None else {}
         metrics = self.task.evaluation.evaluate(examples, outputs, output_dir=output_dir)
-        if output_dir is not None:  # marks the folder as tfsft's: a later evaluation may replace
-            (Path(output_dir) / EVALUATION_MARKER).touch()
+        if output_dir is not None:
+            _record_evaluation(Path(output_dir), before)
         return metrics
