@@ -314,10 +314,16 @@ def tf_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np.nd
     return _runner(lambda batch: _tf_logits(model, batch, head.kind), run, head)
 
 
+_ID_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _ids(batch: dict, dtype: Any) -> dict[str, np.ndarray]:
+    """The token-id inputs of a verification batch, as ``transformers`` names them."""
+    return {k: np.asarray(batch[k], dtype) for k in _ID_INPUTS}
+
+
 def _tf_hidden(model: Any, batch: dict) -> np.ndarray:
-    out = model({k: np.asarray(batch[k], np.int32)
-                 for k in ("input_ids", "attention_mask", "token_type_ids")}, training=False)
-    return out.last_hidden_state.numpy()
+    return model(_ids(batch, np.int32), training=False).last_hidden_state.numpy()
 
 
 def _sentence_modules(folder: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -356,8 +362,7 @@ def torch_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np
 
     def logits(batch: dict) -> np.ndarray:
         with torch.no_grad():
-            out = model(**{k: torch.as_tensor(np.asarray(batch[k], np.int64))
-                           for k in ("input_ids", "attention_mask", "token_type_ids")})
+            out = model(**{k: torch.as_tensor(v) for k, v in _ids(batch, np.int64).items()})
         if pipeline is not None:
             return pipeline(out.last_hidden_state.numpy(), batch["attention_mask"])
         if head.kind == "question-answering":
@@ -395,8 +400,7 @@ def text_runner(folder: Path, run: TrainedRun,
 
 
 def _tf_logits(model: Any, batch: dict, kind: str) -> np.ndarray:
-    out = model({k: np.asarray(batch[k], np.int32)
-                 for k in ("input_ids", "attention_mask", "token_type_ids")}, training=False)
+    out = model(_ids(batch, np.int32), training=False)
     if kind == "question-answering":
         return np.stack([out.start_logits.numpy(), out.end_logits.numpy()], -1)
     return out.logits.numpy()

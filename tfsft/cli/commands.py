@@ -182,6 +182,21 @@ def run_predict(args: argparse.Namespace) -> int:
 DRIFT_EXIT = 3
 
 
+def _without_blank_rows(task: Any, path: str, read: dict[str, Any],
+                        role: str) -> tuple[Any, list[str]]:
+    """``path``'s table without the rows whose text is blank (or ``path`` itself when none
+    are, or when it is no table: a CoNLL or SQuAD document, which the task's reader reads), and
+    where the blank rows were: counted by ``data inspect`` and ``data drift``, not refused."""
+    from tfsft.data.readers import read_table
+
+    try:
+        table = read_table(path, **read)
+    except DataError:
+        return path, []
+    kept, where = task.data.without_blank_texts(table, role)
+    return (kept if where else path), where
+
+
 def _check_report_file(output: str, inputs: list[str | None], overwrite: bool) -> None:
     """Refuse a report path that is an input, a folder, an existing file (without
     ``--overwrite``) or in a folder this user cannot write, before any work."""
@@ -203,7 +218,7 @@ def _check_report_file(output: str, inputs: list[str | None], overwrite: bool) -
 
 def run_drift(args: argparse.Namespace) -> int:
     from tfsft.data.drift import served_labels
-    from tfsft.data.readers import read_table, read_text_lines, require_file
+    from tfsft.data.readers import TEXT_LINE_SUFFIXES, read_text_lines, require_file
     from tfsft.io_utils import atomic_write_json
     from tfsft.runs import TrainedRun
 
@@ -218,7 +233,7 @@ def run_drift(args: argparse.Namespace) -> int:
                           "checked)")
     blank = 0
     single = len(run.task.serving.text_inputs()) == 1
-    if not single and path.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+    if not single and path.endswith(TEXT_LINE_SUFFIXES):
         raise ConfigError("this run takes text pairs: give the served inputs in a CSV/TSV/"
                           "JSONL/Parquet file with its text columns, not a .txt file")
     if single and run.task.data.reads_text_lines(path, args.encoding or "utf-8"):
@@ -227,14 +242,9 @@ def run_drift(args: argparse.Namespace) -> int:
         live.source = path
     else:
         keywords = read_keywords(args)
-        source: Any = path
-        try:
-            table = read_table(path, **{k: keywords[k] for k in ("file_format", "encoding",
-                                                                 "delimiter", "quoting")})
-            kept, where = run.task.data.without_blank_texts(table, "eval")
-            blank, source = len(where), kept if where else path
-        except DataError:
-            pass  # not a table (a CoNLL or SQuAD document): the task's reader reads it
+        source, where = _without_blank_rows(run.task, path, {
+            k: keywords[k] for k in ("file_format", "encoding", "delimiter", "quoting")}, "eval")
+        blank = len(where)
         live = run.read(source, labelled=False, **keywords)
     if not len(live):
         raise DataError(path, None, "holds no inputs (it is empty or only blank)",
@@ -258,7 +268,6 @@ def run_drift(args: argparse.Namespace) -> int:
 def run_data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
     from tfsft.data.checks import check_data, plot_lengths
-    from tfsft.data.readers import read_table
     from tfsft.data.shards.manifest import is_shard_folder, read_manifest, shard_report
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
@@ -285,15 +294,8 @@ def run_data(args: argparse.Namespace) -> int:
     blank = {}
     sources = {"train": args.file, "validation": args.validation}
     for role, source in list(sources.items()):
-        if not source:
-            continue
-        try:
-            table = read_table(source, **read)
-        except DataError:  # not a table (a CoNLL or SQuAD document): the task's reader reports
-            continue
-        kept, blank[role] = task.data.without_blank_texts(table, role)
-        if blank[role]:
-            sources[role] = kept
+        if source:
+            sources[role], blank[role] = _without_blank_rows(task, source, read, role)
     train = task.data.read(sources["train"], role="train", **read)
     validation = (task.data.read(sources["validation"], role="validation", **read)
                   if args.validation else None)

@@ -199,6 +199,10 @@ def visible(text: str) -> bool:
     return any(not c.isspace() and c not in _INVISIBLE for c in text)
 
 
+#: Names of plain-text files, one text a line (optionally compressed).
+TEXT_LINE_SUFFIXES = (".txt", ".txt.gz", ".txt.bz2", ".txt.xz")
+
+
 def read_text_lines(source: str | os.PathLike, encoding: str = "utf-8") -> tuple[list[str], int]:
     r"""One text per line of a plain-text file (optionally compressed): the texts and how many
     blank lines were skipped. A line of only invisible characters is an error with its line.

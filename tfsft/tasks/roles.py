@@ -123,7 +123,9 @@ class DataRole(_Role, Protocol):
     def reads_text_lines(self, path: str, encoding: str = "utf-8") -> bool:
         """Whether ``tfsft predict --input path`` reads one text a line (a ``.txt`` file)
         rather than through :meth:`read`."""
-        return path.lower().endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz"))
+        from tfsft.data.readers import TEXT_LINE_SUFFIXES
+
+        return path.lower().endswith(TEXT_LINE_SUFFIXES)
 
     def split(self, examples: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         """A seeded validation split of the training examples."""

@@ -42,9 +42,9 @@ def _input_conversations(args: argparse.Namespace, context: CommandContext, run:
                          system: list[dict[str, str]]) -> list[list[dict[str, str]]]:
     """The conversations of ``--input``: a .txt file (one prompt a line) or a table / JSONL of
     prompts or messages, read like training data."""
-    from tfsft.data.readers import read_text_lines
+    from tfsft.data.readers import TEXT_LINE_SUFFIXES, read_text_lines
 
-    if args.input.endswith((".txt", ".txt.gz", ".txt.bz2", ".txt.xz")):
+    if args.input.endswith(TEXT_LINE_SUFFIXES):
         lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
         if blank:
             logger.warning("%s: %d blank lines skipped", args.input, blank)
