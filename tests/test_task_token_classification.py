@@ -199,6 +199,53 @@ def test_conll_tags_written_as_ids_read_with_tag_names(tmp_path):
         read_token_data(path, tag_column=1, tag_names=["O", "B-PER"])
 
 
+CONLLU = """# sent_id = 1
+# text = Obama visited Paris .
+1\tObama\tObama\tPROPN\tNNP\t_\t2\tnsubj\t_\t_
+2\tvisited\tvisit\tVERB\tVBD\t_\t0\troot\t_\t_
+3-4\tParis.\t_\t_\t_\t_\t_\t_\t_\t_
+3\tParis\tParis\tPROPN\tNNP\t_\t2\tobj\t_\t_
+4\t.\t.\tPUNCT\t.\t_\t2\tpunct\t_\t_
+
+# sent_id = 2
+1\tMerkel\tMerkel\tPROPN\tNNP\t_\t0\troot\t_\t_
+"""
+
+
+def test_comment_lines_are_left_out_and_a_hash_token_is_kept(tmp_path):
+    path = tmp_path / "comments.txt"
+    path.write_text("# sent_id = 0\nEU B-ORG\n# O\nrejects O\n\n# newdoc\nPeter B-PER\n")
+    data = read_token_data(path)
+    assert data.texts == ["EU # rejects", "Peter"]
+    assert data.skipped == {"comment lines": 2} and data.locations == ["line 2", "line 7"]
+
+
+def test_conllu_is_read_from_its_form_column_and_refused_for_training(tmp_path):
+    from tfsft.tasks.token_classification.examples import looks_like_conll
+
+    path = tmp_path / "ud.txt"
+    path.write_text(CONLLU)
+    assert looks_like_conll(path)
+    data = read_token_data(path, labelled=False)
+    assert data.texts == ["Obama visited Paris .", "Merkel"]  # no range line, no comments
+    with pytest.raises(DataError, match="a CoNLL-U file .* none of its columns holds entity"):
+        read_token_data(path)
+
+
+def test_a_named_tag_column_does_not_turn_sentences_into_conll(tmp_path):
+    from tfsft.tasks.token_classification.examples import looks_like_conll
+
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("Obama visited Paris on Monday .\nMerkel met Macron .\nNew York\n")
+    conll = tmp_path / "ids.txt"
+    conll.write_text("EU 3\nrejects 0\n\nPeter 1\nBlackburn 2\n")
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("EU\nrejects\n\nPeter\nBlackburn\nsaid\n")
+    assert not looks_like_conll(sentences, tag_column=1)
+    assert looks_like_conll(conll, tag_column=1) and not looks_like_conll(conll)
+    assert looks_like_conll(tokens, tag_column=3)  # a run's tag column, a tokens-only file
+
+
 def test_a_tag_column_that_holds_no_tags_is_refused(tmp_path):
     path = tmp_path / "conll.txt"
     path.write_text("EU 3 B-ORG\nrejects 0 O\nGerman 7 B-MISC\n\nPeter 1 B-PER\nBlackburn 2 I-PER\n")

@@ -68,15 +68,14 @@ class TokenData(DataRole):
 
     def reads_text_lines(self, path: str, encoding: str = "utf-8") -> bool:
         """A ``.txt`` file is one text a line, unless its lines are CoNLL token lines (a token
-        and its tags, or one token a line with blank lines between sentences) or a tag column is
-        named: then it is read as sentences."""
+        and its tags, in the named tag column if one is, CoNLL-U, or one token a line with blank
+        lines between sentences): then it is read as sentences."""
         from tfsft.tasks.token_classification.examples import looks_like_conll
 
         if not super().reads_text_lines(path, encoding):
             return False
         options = self.task.options
-        if options.tag_column is not None or looks_like_conll(path, encoding,
-                                                              bool(options.tag_names)):
+        if looks_like_conll(path, encoding, bool(options.tag_names), options.tag_column):
             logger.info("%s: read as a CoNLL file (one token a line, a blank line between "
                         "sentences); tag columns, if any, are not used", path)
             return False

@@ -255,6 +255,58 @@ _TAG = re.compile(r"O|[BIMESLUbimeslu][-_]\S+")
 
 
 _CHUNK_TYPES = {"NP", "VP", "PP", "ADJP", "ADVP", "SBAR", "PRT", "CONJP", "INTJ", "LST", "UCP"}
+_CONLLU_ID = re.compile(r"\d+(?:[-.]\d+)?")  # CoNLL-U word ids: 3, ranges 3-4, empty nodes 3.1
+
+
+@dataclass(frozen=True)
+class ConllLayout:
+    """How the token lines of a CoNLL file are laid out: ``width`` columns (the most common
+    count) and whether it is CoNLL-U (``ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC``,
+    whose token is column 1).
+
+    >>> layout = conll_layout(["# text = EU rejects", "1\tEU\tEU\tPROPN\t_\t_\t2\tnsubj\t_\t_"])
+    >>> layout.conllu, layout.token_column, layout.is_comment(["#", "text", "=", "EU"])
+    (True, 1, True)
+    """
+
+    width: int
+    conllu: bool = False
+
+    @property
+    def token_column(self) -> int:
+        return 1 if self.conllu else 0
+
+    def is_comment(self, fields: Sequence[str]) -> bool:
+        """A ``#`` line that is not a token line: any in CoNLL-U; else one with another column
+        count than the token lines, a ``# key = value`` line (``# sent_id = 1``) or one with no
+        tag or number after its first column (``# newdoc``). A ``#`` token with its tags is
+        kept."""
+        if not fields[0].startswith("#"):
+            return False
+        if self.conllu or len(fields) != self.width or (len(fields) > 2 and fields[2] == "="):
+            return True
+        return self.width > 1 and not any(_TAG.fullmatch(f) or f.isdigit() for f in fields[1:])
+
+    def is_extra_word_line(self, fields: Sequence[str]) -> bool:
+        """A CoNLL-U multi-word range (``3-4 don't``) or empty node (``3.1``): not a token."""
+        return self.conllu and not fields[0].isdigit()
+
+
+def conll_layout(lines: Sequence[str]) -> ConllLayout:
+    """The :class:`ConllLayout` of a CoNLL file's lines (the first 500 token lines decide)."""
+    rows = [line.split() for line in lines[:2000]]
+    rows = [r for r in rows if r and r[0] != DOCSTART and not r[0].startswith("#")][:500]
+    width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 1
+    same = [r for r in rows if len(r) == width]
+    conllu = width == 10 and all(_CONLLU_ID.fullmatch(r[0]) for r in same)
+    return ConllLayout(width, conllu)
+
+
+def _token_rows(lines: Sequence[str], layout: ConllLayout) -> list[list[str]]:
+    """The fields of the first 500 token lines (no blank, ``-DOCSTART-`` or comment lines)."""
+    rows = [line.split() for line in lines[:2000]]
+    return [r for r in rows if r and r[0] != DOCSTART and not layout.is_comment(r)
+            and not layout.is_extra_word_line(r)][:500]
 
 
 def guess_tag_column(lines: Sequence[str], source: str,
@@ -266,18 +318,22 @@ def guess_tag_column(lines: Sequence[str], source: str,
     >>> guess_tag_column(["EU B-ORG B-NP", "rejects O B-VP"], "x.txt")
     1
     """
-    rows = [line.split() for line in lines[:2000]]
-    rows = [r for r in rows if r and r[0] != DOCSTART][:500]
-    width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 1
-    rows = [r for r in rows if len(r) == width]
+    layout = conll_layout(lines)
+    width = layout.width
+    rows = [r for r in _token_rows(lines, layout) if len(r) == width]
     if width < 2:
         return -1  # the line checks report the missing column
-    candidates = [column for column in range(width - 1, 0, -1)
+    columns = range(width - 1, layout.token_column, -1)
+    candidates = [column for column in columns
                   if all(_TAG.fullmatch(r[column]) for r in rows)
                   or (tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
                                         for r in rows))]
+    if not candidates and layout.conllu:
+        raise DataError(source, None, "a CoNLL-U file (ID FORM LEMMA UPOS ... MISC): none of "
+                        "its columns holds entity tags (O, B-PER, ...)", "add a tag column and "
+                        "choose it with --tag-column, or give a CoNLL file of tokens and tags")
     if not candidates:
-        numeric = [c for c in range(width - 1, 0, -1) if all(r[c].isdigit() for r in rows)]
+        numeric = [c for c in columns if all(r[c].isdigit() for r in rows)]
         if numeric and tag_names:
             column = numeric[0]
             top = max(int(r[column]) for r in rows)
@@ -330,6 +386,7 @@ class _ConllSentences:
     tags: list[list[str]] = field(default_factory=list)
     locations: list[str] = field(default_factory=list)
     docstarts: int = 0
+    comments: int = 0
     current: list[str] = field(default_factory=list)
     current_tags: list[str] = field(default_factory=list)
     start_line: int = 0
@@ -375,10 +432,11 @@ def _token_and_tag(fields: list[str], line: str, number: int, source: str, tag_c
 
 
 def _conll_sentences(lines: Sequence[str], source: str, tag_column: int | None,
-                     token_column: int, labelled: bool,
-                     max_sentences: int | None) -> _ConllSentences:
+                     token_column: int, labelled: bool, max_sentences: int | None,
+                     layout: ConllLayout) -> _ConllSentences:
     """The sentences of CoNLL ``lines``: a blank line ends a sentence, ``-DOCSTART-`` lines
-    end one and are counted. Reading stops at the blank line after ``max_sentences``
+    end one and are counted, comment lines (``# sent_id = 1``) are counted and left out, as
+    are CoNLL-U multi-word ranges. Reading stops at the blank line after ``max_sentences``
     sentences (more may be returned: a ``-DOCSTART-`` line does not stop it). Unlabelled
     tokens get the tag ``O``."""
     found = _ConllSentences()
@@ -394,30 +452,39 @@ def _conll_sentences(lines: Sequence[str], source: str, tag_column: int | None,
             found.close()
             found.docstarts += 1
             continue
+        if layout.is_comment(fields):
+            found.comments += 1
+            continue
+        if layout.is_extra_word_line(fields):
+            continue
         if labelled:
             token, tag = _token_and_tag(fields, line, number, source, tag_column, token_column,
                                         columns_seen)
             columns_seen = len(fields)
         else:
-            token, tag = fields[token_column], tag_schemes.OUTSIDE
+            token, tag = fields[min(token_column, len(fields) - 1)], tag_schemes.OUTSIDE
         found.add(number, token, tag)
     found.close()
     return found
 
 
-def read_conll(path: str | Path, tag_column: int | None = None, token_column: int = 0,
+def read_conll(path: str | Path, tag_column: int | None = None, token_column: int | None = None,
                encoding: str = "utf-8", labelled: bool = True, separator: str | None = None,
                scheme: str | None = None, repair: bool = False,
                max_sentences: int | None = None,
                tag_names: Sequence[str] | None = None) -> TokenExamples:
-    """Sentences of a CoNLL column file (or character-per-line data such as MSRA NER); with
-    ``tag_names``, tags written as ids (``0``, ``3``) are those names."""
+    """Sentences of a CoNLL column file, CoNLL-U (tokens from its FORM column) or
+    character-per-line data such as MSRA NER; with ``tag_names``, tags written as ids (``0``,
+    ``3``) are those names. ``token_column`` None: 1 in CoNLL-U, else 0."""
     path = Path(path)
     lines = _read_lines(path, encoding)
+    layout = conll_layout(lines)
+    if token_column is None:
+        token_column = layout.token_column
     if labelled and tag_column is None:
         tag_column = guess_tag_column(lines, str(path), tag_names)
     found = _conll_sentences(lines, str(path), tag_column, token_column, labelled,
-                             max_sentences)
+                             max_sentences, layout)
     tokens, tags, locations, docstarts = (found.tokens, found.tags, found.locations,
                                           found.docstarts)
     if max_sentences is not None:
@@ -428,6 +495,8 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
                         "give one token per line and a blank line between sentences")
     if docstarts:
         logger.info("%s: %d -DOCSTART- lines skipped (document separators)", path, docstarts)
+    if found.comments:
+        logger.info("%s: %d comment lines (# ...) skipped", path, found.comments)
     if labelled and tag_names:
         locate = _locator(locations, token_lines=True)
         tags = [[_tag_name(int(t) if t.isdigit() else t, list(tag_names), str(path),
@@ -435,7 +504,8 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
                  for position, t in enumerate(sentence)] for index, sentence in enumerate(tags)]
     return sentences_from_tokens(tokens, tags if labelled else None, str(path), locations,
                                  separator, scheme, repair,
-                                 {"-DOCSTART- lines": docstarts} if docstarts else None,
+                                 {key: count for key, count in (("-DOCSTART- lines", docstarts),
+                                  ("comment lines", found.comments)) if count} or None,
                                  token_lines=True)
 
 
@@ -586,12 +656,13 @@ def _read_spans(value: Any, text: str, source: str, where: str,
     return entities
 
 
-def looks_like_conll(path: str | Path, encoding: str = "utf-8",
-                     numeric_tags: bool = False) -> bool:
+def looks_like_conll(path: str | Path, encoding: str = "utf-8", numeric_tags: bool = False,
+                     tag_column: int | None = None) -> bool:
     r"""Whether a file's first lines are CoNLL token lines rather than one text a line: nine in
-    ten lines have the same number of columns, and one column after the token holds tags
-    (``O``, ``B-PER``) or, with ``numeric_tags``, tag ids; or every line is one token and
-    blank lines part sentences. Comment lines (``# sent_id = 1``) are left out.
+    ten lines have the same number of columns, and one column after the token (``tag_column``,
+    if given) holds tags (``O``, ``B-PER``) or, with ``numeric_tags`` or ``tag_column``, tag
+    ids (a ``tag_column`` outside the columns is not used); or the lines are CoNLL-U; or every line is one token and blank lines part sentences.
+    Comment lines (``# sent_id = 1``) are left out.
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -605,21 +676,25 @@ def looks_like_conll(path: str | Path, encoding: str = "utf-8",
         lines = _read_lines(Path(path), encoding)[:2000]
     except DataError:
         return False  # reading it as text lines reports the problem
-    rows = [line.split() for line in lines if line.strip()][:500]
-    rows = [r for r in rows if r[0] != DOCSTART and not (r[0] == "#" and len(r) > 1
-                                                       and not _TAG.fullmatch(r[-1]))]
+    layout = conll_layout(lines)
+    rows = _token_rows(lines, layout)
     if not rows:
         return False
-    width, count = Counter(len(r) for r in rows).most_common(1)[0]
-    if count < 0.9 * len(rows):
+    width = layout.width
+    if sum(len(r) == width for r in rows) < 0.9 * len(rows):
         return False
+    if layout.conllu:
+        return True
     if width == 1:
         sentences = sum(1 for i, line in enumerate(lines)
                         if not line.strip() and i and lines[i - 1].strip())
         return sentences > 0 and len(rows) >= 2 * (sentences + 1)
     same = [r for r in rows if len(r) == width]
-    return any(sum(bool(_TAG.fullmatch(r[c])) or (numeric_tags and r[c].isdigit())
-                   for r in same) >= 0.9 * len(same) for c in range(1, width))
+    named = tag_column is not None and 0 < tag_column < width
+    columns = [tag_column] if named else range(1, width)
+    ids = numeric_tags or named
+    return any(sum(bool(_TAG.fullmatch(r[c])) or (ids and r[c].isdigit())
+                   for r in same) >= 0.9 * len(same) for c in columns)
 
 
 def is_conll_file(source: Any, file_format: str | None) -> bool:
