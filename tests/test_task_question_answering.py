@@ -275,4 +275,5 @@ def test_unanswerable_questions_learn_a_threshold_and_predict_from_the_cli(
     write_jsonl(tmp_path / "questions.jsonl",
                 [{"question": r["question"], "context": r["context"]} for r in qa_rows(5)])
     assert cli(["predict", str(result.run_dir), "--input", str(tmp_path / "questions.jsonl")]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 5
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3, 4, 5] and all("id" in r for r in records)

@@ -109,6 +109,8 @@ def test_cli_predicts_entities_from_text_and_jsonl_files(ner_contract, tmp_path,
         capsys.readouterr()
         assert cli(["predict", str(ner_contract.run_dir), "--input", str(source)]) == 0
         outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    for output in outputs:  # each record names its input's line
+        assert [record.pop("line") for record in output] == list(range(1, len(TEXTS) + 1))
     assert outputs[0] == outputs[1] == ner_contract.predictions
     conll = tmp_path / "tagged.txt"  # CoNLL token lines: read as sentences, not one text a line
     conll.write_text("\n\n".join("\n".join(f"{token} O" for token in text.split())
@@ -117,6 +119,8 @@ def test_cli_predicts_entities_from_text_and_jsonl_files(ner_contract, tmp_path,
     assert cli(["predict", str(ner_contract.run_dir), "--input", str(conll)]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["text"] for r in records] == [" ".join(text.split()) for text in TEXTS]
+    starts = [1] + [i + 2 for i, line in enumerate(conll.read_text().splitlines()) if not line]
+    assert [r["line"] for r in records] == starts  # each sentence's first line
     assert [[e["text"] for e in r["entities"]] for r in records] == [
         [e["text"] for e in p["entities"]] for p in ner_contract.predictions]
 

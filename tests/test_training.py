@@ -213,6 +213,7 @@ def test_cli_evaluate_and_predict(trained_run, tmp_path, capsys):
     assert cli(["predict", str(trained_run.run_dir), "quite awful", "--input", str(texts)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["label"] for line in lines] == ["neg", "neg", "pos"]
+    assert [line.get("line") for line in lines] == [None, 1, 3]  # the blank line 2 is skipped
 
 
 def test_cli_reports_bad_data_without_a_traceback(trained_run, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +117,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from tfsft.data.readers import read_text_lines, visible
+    from tfsft.data.readers import read_numbered_text_lines, visible
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
     names = run.task.serving.text_inputs()
     inputs: dict[str, list[str]] = {name: [] for name in names}
+    places: list[dict[str, Any]] = []  # where each --input text is in its file
     flags = tuple(run.task.serving.input_flags)
     given = {flag: getattr(args, flag, None) for flag in input_flags()}
     if flags:
@@ -157,14 +159,21 @@ def run_predict(args: argparse.Namespace) -> int:
         reader = run.task.with_options(**{k: v for k, v in column_overrides(args).items()
                                           if k in own}).data
         if len(names) == 1 and reader.reads_text_lines(args.input, args.encoding or "utf-8"):
-            lines, blank = read_text_lines(args.input, args.encoding or "utf-8")
+            numbered, blank = read_numbered_text_lines(args.input, args.encoding or "utf-8")
             if blank:
                 logger.info("%s: %d blank lines skipped", args.input, blank)
-            inputs[names[0]] += lines
+            inputs[names[0]] += [text for _, text in numbered]
+            places += [{"line": number} for number, _ in numbered]
         else:
             examples = _read(run, args.input, args, labelled=False)
-            for name, values in run.task.data.texts(examples).items():
+            texts = run.task.data.texts(examples)
+            for name, values in texts.items():
                 inputs[name] += values
+            read = len(texts[names[0]])
+            locations = list(getattr(examples, "locations", None) or [])
+            ids = list(getattr(examples, "ids", None) or [])  # question answering's ids
+            places += [{**input_place(locations[i] if len(locations) == read else None),
+                        **({"id": ids[i]} if len(ids) == read else {})} for i in range(read)]
     if not inputs[names[0]] and args.input:
         raise ConfigError(f"{args.input}: the file holds no texts to predict (it is empty or "
                           "only blank lines); give one text per line, or rows of a "
@@ -173,9 +182,23 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError("nothing to predict: pass " + (" and ".join(
             f"--{flag.replace('_', '-')}" for flag in flags) if flags else
             "texts as arguments") + ", or --input FILE")
-    for record in run.predict_inputs(inputs, batch_size=args.batch_size):
-        print(json.dumps(record, ensure_ascii=False))
+    places = [{}] * (len(inputs[names[0]]) - len(places)) + places  # texts given as arguments
+    for place, record in zip(places, run.predict_inputs(inputs, batch_size=args.batch_size),
+                             strict=True):
+        print(json.dumps({**place, **record}, ensure_ascii=False))
     return 0
+
+
+def input_place(location: str | None) -> dict[str, int]:
+    """Where a prediction's input is in the ``--input`` file, as a record's first key:
+    ``{"line": 12}`` (a text line, a CSV/JSONL row or a CoNLL sentence's first line) or
+    ``{"row": 3}`` (Parquet); nothing where it is not known.
+
+    >>> input_place("line 12"), input_place("row 3 (id 'q7')"), input_place(None)
+    ({'line': 12}, {'row': 3}, {})
+    """
+    match = re.match(r"(line|row) (\d+)\b", location or "")
+    return {match.group(1): int(match.group(2))} if match else {}
 
 
 #: Exit status of ``tfsft data drift`` when a signal passes its threshold.

@@ -213,6 +213,20 @@ def read_text_lines(source: str | os.PathLike, encoding: str = "utf-8") -> tuple
     >>> read_text_lines(path)
     (['great film', '  a slow start'], 1)
     """
+    numbered, blank = read_numbered_text_lines(source, encoding)
+    return [text for _, text in numbered], blank
+
+
+def read_numbered_text_lines(source: str | os.PathLike,
+                             encoding: str = "utf-8") -> tuple[list[tuple[int, str]], int]:
+    r"""As :func:`read_text_lines`, with each text's line number (from 1).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "texts.txt"
+    >>> _ = path.write_text("great film\n\n  a slow start\n")
+    >>> read_numbered_text_lines(path)
+    ([(1, 'great film'), (3, '  a slow start')], 1)
+    """
     path = Path(source)
     if path.is_dir():
         raise DataError(str(path), None, "is a folder, not a text file",
@@ -226,7 +240,7 @@ def read_text_lines(source: str | os.PathLike, encoding: str = "utf-8") -> tuple
             raise DataError(str(path), f"line {number}", "the text holds only invisible "
                             "(zero-width) characters", "remove the line or give it a text")
         else:
-            texts.append(line)
+            texts.append((number, line))
     return texts, blank
 
 
