@@ -56,3 +56,19 @@ def test_constant_target_is_an_error():
     task = create_task("regression", {"target_columns": ["y"]})
     with pytest.raises(DataError, match="same value in every training row"):
         task.data.read(pd.DataFrame({"text": ["a", "b"], "y": [1.0, 1.0]}))
+
+
+def test_a_target_far_from_the_rest_is_warned_with_its_line(tmp_path, caplog):
+    path = tmp_path / "scores.csv"
+    rows = [f"text {i},{(i % 7) - 3}" for i in range(30)] + ["typo,1000000"]
+    path.write_text("text,score\n" + "\n".join(rows) + "\n")
+    task = create_task("regression", {"target_columns": ["score"]})
+    with caplog.at_level("WARNING"):
+        task.data.read(path)
+    assert "1 target(s) in column 'score' lie more than 20 robust standard deviations" \
+        in caplog.text and "the first at line 32 (1e+06)" in caplog.text
+    caplog.clear()
+    path.write_text("text,score\n" + "\n".join(rows[:-1]) + "\n")
+    with caplog.at_level("WARNING"):
+        task.data.read(path)
+    assert "robust standard deviations" not in caplog.text

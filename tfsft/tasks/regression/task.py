@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from tfsft.tasks.sentence import (
     SentenceServing,
     SentenceTask,
 )
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -97,6 +100,8 @@ class RegressionData(SentenceData):
         if role == "train":
             self._learn_statistics(len(targets), targets.mean(axis=0), targets.std(axis=0),
                                    table.source)
+        if targets is not None:
+            warn_outliers(targets, names, table.source, rows.locations)
         return TextExamples(rows.texts, rows.text_pairs, targets, names,
                             source=table.source, locations=rows.locations)
 
@@ -276,6 +281,41 @@ class RegressionTask(SentenceTask):
     def destandardize(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs in the targets' units."""
         return np.asarray(outputs, np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+
+
+#: A target this many robust standard deviations (1.4826 × MAD) from the median is an outlier.
+OUTLIER_DEVIATIONS = 20.0
+
+
+def outliers(column: np.ndarray) -> np.ndarray:
+    """Indices of the values in ``column`` more than :data:`OUTLIER_DEVIATIONS` robust standard
+    deviations from its median (none when most values are equal).
+
+    >>> outliers(np.array([1.0, 2.0, 2.5, 3.0, 1e6])).tolist()
+    [4]
+    """
+    median = np.median(column)
+    spread = 1.4826 * np.median(np.abs(column - median))
+    if spread == 0:
+        return np.array([], dtype=np.int64)
+    return np.flatnonzero(np.abs(column - median) > OUTLIER_DEVIATIONS * spread)
+
+
+def warn_outliers(targets: np.ndarray, names: Sequence[str], source: str,
+                  locations: Sequence[str]) -> None:
+    """Warn of targets far from the rest (a typo such as 1e6 among values in -3..3, a unit
+    mix-up): one such value dominates the mean squared error and the standardization."""
+    for index, name in enumerate(names):
+        far = outliers(targets[:, index])
+        if len(far):
+            first = far[0]
+            where = locations[first] if len(locations) > first else f"row {first + 1}"
+            logger.warning("%s: %d target(s) in column %r lie more than %g robust standard "
+                           "deviations from the median %g, the first at %s (%g); check them "
+                           "for typos or mixed units, as they dominate the squared error",
+                           source, len(far), name, OUTLIER_DEVIATIONS,
+                           float(np.median(targets[:, index])), where,
+                           float(targets[first, index]))
 
 
 def _number(value: Any, source: str, where: str, column: str) -> float:
