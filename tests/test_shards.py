@@ -303,11 +303,12 @@ def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
     rng = np.random.default_rng(0)
     with open(path, "w") as handle:
         for _ in range(40):
-            tokens = [str(w) for w in rng.choice(words, rng.integers(2, 9))]
+            tokens = [str(w) for w in rng.choice(words, rng.integers(2, 14))]
             tags = ["B-X" if t == "film" else ("B-Y" if t == "great" else "O") for t in tokens]
             handle.write(json.dumps({"tokens": tokens, "tags": tags}) + "\n")
-    write_shards(create_task("token-classification", {}), path, tmp_path / "shards", model=tiny_checkpoint,
-                 max_length=10, shards=2, chunk_rows=7, progress=False)
+    manifest = write_shards(create_task("token-classification", {}), path, tmp_path / "shards",
+                            model=tiny_checkpoint, max_length=10, shards=2, chunk_rows=7,
+                            progress=False)
     task = create_task("token-classification")
     examples = task.data.read(path)
     tokenizer = task.data.load_tokenizer(tiny_checkpoint, 10)
@@ -316,6 +317,8 @@ def test_token_aligned_targets_survive_the_shards(tiny_checkpoint, tmp_path):
                             buckets=(8, 16))
     assert {b[0]["token_ids"].shape[1] for b in batches} <= {8, 16}
     assert _rows_of(batches) == _rows_of(make_dataset(encoded, batch_size=6))
+    # long sentences are split into windows: more training rows than sentences, both counted
+    assert manifest.extra["examples"] == 40 < manifest.rows == len(encoded)
 
 
 def test_shard_folders_are_checked(tiny_checkpoint, tmp_path):

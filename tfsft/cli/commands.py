@@ -94,7 +94,8 @@ def run_preprocess(args: argparse.Namespace) -> int:
         delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
         quoting=args.quoting is not False, progress=args.progress)
     print(json.dumps({"output": str(manifest.folder), "task": manifest.task,
-                      "rows": manifest.rows, "tokens": manifest.tokens,
+                      "examples": manifest.extra.get("examples"), "rows": manifest.rows,
+                      "tokens": manifest.tokens,
                       "shards": len(manifest.shards), "skipped": manifest.skipped,
                       "max_length": manifest.max_length,
                       "seconds": manifest.extra["seconds"]["total"]}))

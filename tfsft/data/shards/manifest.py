@@ -193,7 +193,8 @@ def shard_report(manifest: Manifest) -> dict[str, Any]:
     report = {"source": str(manifest.folder), "preprocessed_from": manifest.source,
               "task": manifest.task, "model": manifest.model,
               "max_length": manifest.max_length,
-              "rows": manifest.rows, "total_tokens": manifest.tokens,
+              "examples": manifest.extra.get("examples"), "rows": manifest.rows,
+              "total_tokens": manifest.tokens,
               "shards": len(manifest.shards),
               "rows_at_max_length": manifest.extra.get("rows_at_max_length")}
     if manifest.extra.get("target_summary"):

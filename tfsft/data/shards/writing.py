@@ -125,7 +125,8 @@ def serialize_rows(encoded: EncodedData, specs: dict[str, FeatureSpec]) -> list[
 class _ChunkResult:
     """What encoding one chunk produced (records dealt out by the main thread)."""
 
-    records: list[bytes]
+    records: list[bytes]  # one per training row (a long NER sentence or QA context: several)
+    examples: int  # the input rows they encode
     lengths: np.ndarray
     specs: dict[str, FeatureSpec]
     target_summary: dict[str, Any] | None
@@ -188,7 +189,8 @@ def write_shards(task: Task, source: Any,
             skipped=stats["skipped"],
             source=str(Path(source).resolve()) if isinstance(source, str | os.PathLike) else name,
             model=str(Path(model).resolve()) if Path(model).exists() else str(model),
-            extra={"rows_read": rows_read, "rows_at_max_length": stats["rows_at_max_length"],
+            extra={"rows_read": rows_read, "examples": stats["examples"],
+                   "rows_at_max_length": stats["rows_at_max_length"],
                    "length_counts": stats["length_counts"],
                    "target_summary": stats["target_summary"],
                    "encoding": stats["notes"], "chunk_rows": chunk_rows, "seed": seed,
@@ -285,11 +287,11 @@ def _encode_chunks(task: Task, chunks: Iterator[Any], folder: Path, shards: int,
                 while len(pending) > 2 * workers or (pending and pending[0].done()):
                     result = pending.pop(0).result()
                     spool.collect(result)
-                    bar.update(len(result.records) + sum(result.skipped.values()))
+                    bar.update(result.examples + sum(result.skipped.values()))
             while pending:
                 result = pending.pop(0).result()
                 spool.collect(result)
-                bar.update(len(result.records) + sum(result.skipped.values()))
+                bar.update(result.examples + sum(result.skipped.values()))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # on an error: no more chunks encoded
         spool.close()
@@ -300,12 +302,13 @@ def _encode_chunk(task: Task, index: int, chunk: Any, seed: int) -> _ChunkResult
     """One chunk read, encoded and serialized by ``task`` (a copy of its own per thread)."""
     examples = task.data.read(chunk, role="chunk")
     if len(examples) == 0:  # every row skipped (excluded labels): nothing to write
-        return _ChunkResult([], np.zeros(0, np.int32), {}, None, _skipped(examples), [], {})
+        return _ChunkResult([], 0, np.zeros(0, np.int32), {}, None, _skipped(examples), [], {})
     encoded = task.data.encode(task.tokenizer, examples, task.max_length, training=True)
     picks, keys = _calibration_picks(index, len(examples), seed)
     calibration = task.data.example_records(examples.subset(picks)) if len(picks) else []
     specs = feature_specs(encoded)
-    return _ChunkResult(serialize_rows(encoded, specs), np.asarray(encoded.lengths), specs,
+    return _ChunkResult(serialize_rows(encoded, specs), len(examples),
+                        np.asarray(encoded.lengths), specs,
                         task.data.target_summary(examples), _skipped(examples),
                         list(zip(keys, calibration, strict=True)), task.data.encoding_notes())
 
@@ -321,7 +324,7 @@ class _ShardSpool:
         self.writers = [_RecordSpool(path) for path in self.unshuffled]
         self.dealer = np.random.default_rng([seed, 1])
         self.counts = [0] * shards
-        self.stats: dict[str, Any] = {"rows": 0, "tokens": 0, "rows_at_max_length": 0,
+        self.stats: dict[str, Any] = {"rows": 0, "examples": 0, "tokens": 0, "rows_at_max_length": 0,
                                       "skipped": Counter(), "specs": None, "notes": Counter()}
         self.length_counts = np.zeros(max_length + 1, np.int64)
         self.targets: list[dict[str, Any]] = []
@@ -342,6 +345,7 @@ class _ShardSpool:
             self.writers[shard].write(record)  # each row to a random shard, shuffled later
             self.counts[shard] += 1
         stats["rows"] += len(result.records)
+        stats["examples"] += result.examples
         stats["tokens"] += int(result.lengths.sum())
         stats["rows_at_max_length"] += int((result.lengths >= self.max_length).sum())
         np.add.at(self.length_counts, np.minimum(result.lengths, self.max_length), 1)
