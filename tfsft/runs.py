@@ -127,6 +127,7 @@ class TrainedRun:
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
+        self._saved_examples: dict[str, Any] = {}
         if not self.run_dir.exists():
             raise ConfigError(f"{self.run_dir}: no such run folder; name the --output-dir of a "
                               "finished tfsft train")
@@ -220,7 +221,9 @@ class TrainedRun:
         """
         path = self.run_dir / name
         if path.exists():
-            return self.task.data.read_records(path)
+            if name not in self._saved_examples:  # read once (data drift reads it twice)
+                self._saved_examples[name] = self.task.data.read_records(path)
+            return self._saved_examples[name]
         from tfsft.config import TrainConfig
 
         try:
