@@ -326,15 +326,26 @@ def _tflite(run: TrainedRun, saved: Path, folder: Path, quantize: Sequence[str],
                             quantizer.layer_errors(),
                             measure=sensitivity(write, "tflite int8-static"),
                             quantization=TFLITE_STATIC))
-    if run.task.serving.no_lite_text_model:
-        logger.info("no raw-text TFLite model for %s: %s", run.task.name,
-                    run.task.serving.no_lite_text_model)
+    no_text_model = run.task.serving.no_lite_text_model or _normalization_beyond_lite(run)
+    if no_text_model:
+        logger.info("no raw-text TFLite model for %s: %s", run.task.name, no_text_model)
         return checks
     logger.info("converting TFLite raw-text model")
     path = folder / tflite.TEXT_MODEL
     path.write_bytes(tflite.convert_text(saved))
     checks.append(check("tflite", "text", path, tflite.text_runner(path)))
     return checks
+
+
+def _normalization_beyond_lite(run: TrainedRun) -> str:
+    """Why a run's text normalization keeps its raw-text TFLite model from being written
+    (empty: it has none)."""
+    steps = getattr(run.tokenizer, "normalization", ())
+    if not steps:
+        return ""
+    return (f"its text normalization ({','.join(steps)}) needs TensorFlow string ops that "
+            "LiteRT does not run; apply the same steps in the app (tokenizer_config.json names "
+            "them) and feed the token-id models")
 
 
 #: Training examples the calibrated int8 variants are calibrated on.

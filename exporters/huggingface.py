@@ -257,7 +257,7 @@ def _write_tokenizer(run: TrainedRun, folder: Path) -> None:
     config = {"tokenizer_class": "BertTokenizer", "do_lower_case": tokenizer.lowercase,
               "strip_accents": None, "tokenize_chinese_chars": True,
               "model_max_length": run.max_length, "clean_up_tokenization_spaces": False,
-              **special}
+              **special, **tokenizer.normalization_config()}
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n",
                                                   encoding="utf-8")
 
@@ -375,21 +375,26 @@ def torch_runner(folder: Path, run: TrainedRun) -> Callable[[dict], dict[str, np
 def text_runner(folder: Path, run: TrainedRun,
                 model_runner: Callable[[dict], dict[str, np.ndarray]]
                 ) -> Callable[[dict], dict[str, np.ndarray]] | None:
-    """A verify runner from raw texts: the folder's own tokenizer (``AutoTokenizer``), then
-    ``model_runner`` on its token ids; ``None`` for tasks whose inputs are not plain texts or
-    text pairs (their tokenization is the task's own, e.g. words or question windows)."""
+    """A verify runner from raw texts: the run's text normalization (if any; a caller applies
+    it too), the folder's own tokenizer (``AutoTokenizer``), then ``model_runner`` on its token
+    ids; ``None`` for tasks whose inputs are not plain texts or text pairs (their tokenization
+    is the task's own, e.g. words or question windows)."""
     if (hub_head(run).kind not in ("sequence-classification", FEATURES)
             or not set(run.task.serving.text_inputs()) <= {"text", "text_pair"}):
         return None
     from transformers import AutoTokenizer
 
+    from tfsft.text_normalization import normalize_texts
+
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    steps = getattr(run.tokenizer, "normalization", ())
 
     def run_batch(batch: dict) -> dict[str, np.ndarray]:
         texts = batch["text_inputs"]
         pairs = texts.get("text_pair")
-        encoded = tokenizer([str(t) for t in texts["text"]],
-                            None if pairs is None else [str(t) for t in pairs],
+        encoded = tokenizer(normalize_texts([str(t) for t in texts["text"]], steps),
+                            None if pairs is None
+                            else normalize_texts([str(t) for t in pairs], steps),
                             truncation=True, max_length=run.max_length, padding=True,
                             return_tensors="np")
         return model_runner({"input_ids": encoded["input_ids"],

@@ -152,7 +152,19 @@ def _intended_use(run: TrainedRun, config: dict[str, Any]) -> str:
             f"(`{Path(str(config.get('train', ''))).name}`).{outputs} Inputs longer than "
             f"{run.max_length} tokens are {run.task.data.long_example_treatment} (see the "
             "limitations). It was not evaluated on "
-            "other domains or languages than its validation data; check it on yours first.")
+            "other domains or languages than its validation data; check it on yours first."
+            + _normalization_note(run))
+
+
+def _normalization_note(run: TrainedRun) -> str:
+    """What a caller of the token-id models must do for a run trained with text normalization."""
+    steps = getattr(run.tokenizer, "normalization", ())
+    if not steps:
+        return ""
+    return (f" Texts are normalized before tokenizing ({', '.join(steps)}; tfsft's "
+            "`tfsft.text_normalization`): the SavedModel's raw-text signature and `tfsft "
+            "predict` do it; callers of the token-id models (ONNX, TFLite, the Hugging Face "
+            "folder) must apply the same steps first (`tokenizer_config.json` names them).")
 
 
 def _data_section(data_check: dict[str, Any], run_record: dict[str, Any]) -> str:

@@ -340,7 +340,8 @@ def write_sidecars(folder: Path, run) -> None:
     write_task_sidecars(folder, run)
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"do_lower_case": run.tokenizer.lowercase, "model_max_length": run.max_length,
-         "tokenizer_class": "BertTokenizer"}, indent=2) + "\n")
+         "tokenizer_class": "BertTokenizer", **run.tokenizer.normalization_config()},
+        indent=2) + "\n")
 
 
 def token_ids_runner(path: Path) -> Callable[[dict], dict[str, np.ndarray]]:

@@ -37,10 +37,14 @@ class WordPieceTokenizer(tf.Module):
         vocabulary: the WordPiece vocabulary, one token per id.
         lowercase: lower-case, NFD-normalise and strip accents first (uncased checkpoints).
         max_length: default length limit, counting ``[CLS]`` and ``[SEP]``.
+        normalization: :mod:`tfsft.text_normalization` steps applied to every text first (not
+            with offsets: they would point into the normalized text).
     """
 
-    def __init__(self, vocabulary: Sequence[str], lowercase: bool = True, max_length: int = 512):
+    def __init__(self, vocabulary: Sequence[str], lowercase: bool = True, max_length: int = 512,
+                 normalization: Sequence[str] = ()):
         super().__init__(name="wordpiece_tokenizer")
+        self.normalization = tuple(normalization)
         self.vocabulary = list(vocabulary)
         if len(set(self.vocabulary)) != len(self.vocabulary):
             seen: set[str] = set()
@@ -88,7 +92,8 @@ class WordPieceTokenizer(tf.Module):
             raise CheckpointError(
                 f"{folder}: no vocab.txt or tokenizer.json; a WordPiece vocabulary is needed"
             )
-        return cls(vocabulary, lowercase=_lowercase_setting(folder), max_length=max_length)
+        return cls(vocabulary, lowercase=_lowercase_setting(folder), max_length=max_length,
+                   normalization=_normalization_setting(folder))
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write ``vocab.txt`` and ``tokenizer_config.json`` (readable by ``from_pretrained``)."""
@@ -96,11 +101,20 @@ class WordPieceTokenizer(tf.Module):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "vocab.txt").write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
         config = {"do_lower_case": self.lowercase, "model_max_length": self.max_length,
-                  "tokenizer_class": "BertTokenizer"}
+                  "tokenizer_class": "BertTokenizer", **self.normalization_config()}
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def normalization_config(self) -> dict[str, list[str]]:
+        """The ``tokenizer_config.json`` entry naming the normalization (none: no entry)."""
+        return {"tfsft_text_normalization": list(self.normalization)} if self.normalization \
+            else {}
 
     def wordpieces(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ids of the word pieces of each text, without special tokens: ``[batch, (pieces)]``."""
+        if self.normalization:
+            from tfsft.text_normalization import normalize_graph
+
+            texts = normalize_graph(texts, self.normalization)
         return self._wordpiece.tokenize(texts)
 
     def wordpieces_with_offsets(
@@ -113,6 +127,9 @@ class WordPieceTokenizer(tf.Module):
         >>> ids.to_list(), starts.to_list(), ends.to_list()
         ([[4, 5]], [[0, 3]], [[3, 6]])
         """
+        if self.normalization:
+            raise ValueError("offsets into normalized texts would not point into the texts; "
+                             "span tasks take no text normalization")
         ids, starts, ends = self._wordpiece.tokenize_with_offsets(texts)
         return ids, tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
 
@@ -201,6 +218,17 @@ def _lowercase_setting(folder: Path) -> bool:
             if "lowercase" in section:
                 return bool(section["lowercase"])
     return True  # BertTokenizer's default
+
+
+def _normalization_setting(folder: Path) -> tuple[str, ...]:
+    """The text normalization a saved tfsft tokenizer names (none for other checkpoints)."""
+    from tfsft.text_normalization import parse_steps
+
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.exists():
+        return ()
+    steps = read_json_file(config_file, "tokenizer config").get("tfsft_text_normalization")
+    return parse_steps(steps) if steps else ()
 
 
 def _vocabulary_from_tokenizer_json(path: Path) -> list[str]:

@@ -48,12 +48,31 @@ class SentenceOptions(TaskOptions):
     pooling: str = option("mean", choices=POOLINGS,
                           help="sentence vector: masked mean of the last layer, [CLS], or "
                                "BERT's tanh pooler")
+    normalize: str = option(
+        "none", help="text normalization before tokenizing, the same in training, predict and "
+                     "the SavedModel: comma-separated steps from mojibake, html, nfkc, urls, "
+                     "emails, handles, numbers, whitespace; 'default' (mojibake,html,nfkc,"
+                     "whitespace) or 'none'")
+
+    def validate(self) -> None:
+        """Check the normalization steps, written back in their canonical form."""
+        from tfsft.text_normalization import parse_steps
+
+        self.normalize = ",".join(parse_steps(self.normalize)) or "none"
 
 
 class SentenceData(DataRole):
     """Text columns to checked :class:`TextExamples`; the target hooks are the subclass's."""
 
     task: SentenceTask
+
+    def load_tokenizer(self, folder: Path, max_length: int) -> WordPieceTokenizer:
+        """The WordPiece tokenizer, applying the ``normalize`` steps before word pieces."""
+        from tfsft.text_normalization import parse_steps
+
+        tokenizer = super().load_tokenizer(folder, max_length)
+        tokenizer.normalization = parse_steps(self.task.options.normalize)
+        return tokenizer
 
     # -- target hooks (subclasses) ----------------------------------------------------------
     def target_columns(self, role: str) -> list[str]:

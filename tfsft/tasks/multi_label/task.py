@@ -69,6 +69,7 @@ class MultiLabelOptions(SentenceOptions):
                                                  "data) or a probability such as 0.5")
 
     def validate(self) -> None:
+        super().validate()
         if self.threshold != "tune" and not (isinstance(self.threshold, (int, float))
                                              and 0 < float(self.threshold) < 1):
             raise ConfigError(f"threshold must be 'tune' or a probability in (0, 1), "

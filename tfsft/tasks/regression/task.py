@@ -60,6 +60,7 @@ class RegressionOptions(SentenceOptions):
                                           "deviation 1 (undone in predictions and exports)")
 
     def validate(self) -> None:
+        super().validate()
         if not self.target_columns:
             raise ConfigError("target_columns needs at least one column")
         if (self.validation_target_columns is not None

@@ -63,6 +63,7 @@ class TextClassificationOptions(SentenceOptions):
         None, help="'balanced' or JSON like '{\"pos\": 2.0}': loss weight per label")
 
     def validate(self) -> None:
+        super().validate()
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or self.class_weight == "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or a mapping label -> weight such "

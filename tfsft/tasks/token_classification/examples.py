@@ -661,8 +661,9 @@ def looks_like_conll(path: str | Path, encoding: str = "utf-8", numeric_tags: bo
     r"""Whether a file's first lines are CoNLL token lines rather than one text a line: nine in
     ten lines have the same number of columns, and one column after the token (``tag_column``,
     if given) holds tags (``O``, ``B-PER``) or, with ``numeric_tags`` or ``tag_column``, tag
-    ids (a ``tag_column`` outside the columns is not used); or the lines are CoNLL-U; or every line is one token and blank lines part sentences.
-    Comment lines (``# sent_id = 1``) are left out.
+    ids (a ``tag_column`` outside the columns is not used); or the lines are CoNLL-U; or
+    every line is one token and blank lines part sentences. Comment lines (``# sent_id = 1``)
+    are left out.
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
