@@ -7,3 +7,5 @@ LR_DECAYS = ("linear", "cosine", "exponential", "constant")
 POOLINGS = ("mean", "cls", "pooled")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
+#: What `tfsft data clean` does with rows whose text is labelled two ways.
+CONFLICT_RULES = ("drop", "majority", "keep")

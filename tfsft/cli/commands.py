@@ -202,6 +202,65 @@ def input_place(location: str | None) -> dict[str, int]:
     return {match.group(1): int(match.group(2))} if match else {}
 
 
+def run_clean(args: argparse.Namespace) -> int:
+    from tfsft.config import parse_delimiter
+    from tfsft.data.cleaning import against_keys, clean_table, format_report, write_table
+    from tfsft.data.readers import read_table, require_file
+    from tfsft.io_utils import atomic_write_json, atomic_write_text
+    from tfsft.tasks.base import create_task
+    from tfsft.text_normalization import DEFAULT_STEPS, parse_steps
+
+    name = args.task or DEFAULT_TASK
+    options = {f.name: getattr(args, f.name) for f, _ in option_fields(options_class(name))
+               if getattr(args, f.name, None) is not None}
+    task = create_task(name, options)
+    if not hasattr(task.data, "columns") or not hasattr(task.data, "target_columns"):
+        raise ConfigError(f"tfsft data clean takes tables of texts and labels (text-"
+                          f"classification, multi-label, regression), not {name} data")
+    steps_given = [s.strip() for s in args.steps.split(",")]
+    steps = parse_steps([s for s in steps_given if s != "default"]
+                        + (list(DEFAULT_STEPS) if "default" in steps_given else []))
+    path = require_file(args.file)
+    output = Path(args.output)
+    reports = {suffix: Path(f"{output}.report.{suffix}") for suffix in ("json", "txt")}
+    given = [path, *(Path(a) for a in args.against or [])]
+    for target in (output, *reports.values()):
+        if any(p.exists() and target.exists() and target.resolve() == p.resolve()
+               for p in given):
+            raise ConfigError(f"--output {args.output} would replace the input {target}; name "
+                              "a new file")
+        _check_report_file(str(target), [], args.overwrite)
+    read = dict(file_format=args.file_format, encoding=args.encoding or "utf-8",
+                delimiter=parse_delimiter(args.delimiter) if args.delimiter else None,
+                quoting=args.quoting is not False)
+    text_columns = [c for c in task.data.columns("train") if c]
+    label_columns = [] if args.unlabelled else list(task.data.target_columns("train"))
+    against_columns = [args.against_text_column or text_columns[0]]
+    if len(text_columns) > 1:
+        against_columns.append(args.against_text_pair_column or text_columns[1])
+    against = (against_keys(args.against, against_columns, steps, read) if args.against
+               else None)
+    table = read_table(str(path), **read)
+    rows, report = clean_table(table, text_columns, label_columns, steps, args.conflicts,
+                               not args.keep_duplicates, against)
+    if not rows:
+        raise DataError(str(path), None, f"no row is left after cleaning ({report['rows']} "
+                        "dropped)", "check the report's reasons: " + ", ".join(
+                            f"{s['step']} {s['rows']}" for s in report["steps"] if s["rows"]))
+    report["output"] = str(output)
+    report["train_with"] = f"--normalize {','.join(steps) or 'none'}"
+    write_table(output, table.columns, rows,
+                args.file_format if output.suffix.lower() not in (".gz", ".bz2", ".xz")
+                and args.file_format else None, read["delimiter"])
+    text = format_report(report) + (
+        f"Train with {report['train_with']} so that predict and the SavedModel normalize new "
+        "texts the same way.\n")
+    atomic_write_json(reports["json"], report)
+    atomic_write_text(reports["txt"], text)
+    print(text, end="")
+    return 0
+
+
 #: Exit status of ``tfsft data drift`` when a signal passes its threshold.
 DRIFT_EXIT = 3
 
@@ -299,6 +358,8 @@ def run_data(args: argparse.Namespace) -> int:
 
     if args.data_command == "drift":
         return run_drift(args)
+    if args.data_command == "clean":
+        return run_clean(args)
     if is_shard_folder(args.file):  # tokenized already: what its manifest says
         report = shard_report(read_manifest(args.file))
         print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tfsft.choices import LR_DECAYS, PRECISIONS, STRATEGIES
+from tfsft.choices import CONFLICT_RULES, LR_DECAYS, PRECISIONS, STRATEGIES
 from tfsft.cli.commands import command_context
 from tfsft.cli.options import (
     FILE_FORMATS,
@@ -233,6 +233,46 @@ def _add_data(commands: Any, task: str) -> None:
     drift.add_argument("--overwrite", action="store_true",
                        help="replace the --output file if it exists")
     add_read_options(drift)
+    _add_clean(actions, task)
+
+
+def _add_clean(actions: Any, task: str) -> None:
+    """``tfsft data clean FILE --output FILE``."""
+    clean = actions.add_parser(
+        "clean", help="fix text damage, drop duplicates, conflicting labels and leaked rows",
+        description="Clean a table of texts and labels into a new file, counting every change "
+                    "in a report (OUTPUT.report.json and .txt). The input is never changed. "
+                    "Train with --normalize set to the text steps used, so that predict and "
+                    "the SavedModel apply them to new texts too.")
+    clean.add_argument("file", help="a CSV/TSV/JSONL/Parquet file (as tfsft train --train takes it)")
+    clean.add_argument("--output", required=True, help="the cleaned file to write (its format "
+                                                        "from its name)")
+    clean.add_argument("--steps", default="default",
+                       help="text steps, comma-separated, from mojibake, html, nfkc, urls, "
+                            "emails, handles, numbers, whitespace; 'default' (mojibake,html,"
+                            "nfkc,whitespace), default plus more ('default,urls'), or 'none'")
+    clean.add_argument("--conflicts", choices=CONFLICT_RULES, default="drop",
+                       help="rows with the same text and different labels: drop them all "
+                            "(default), keep one with the majority label, or keep them")
+    clean.add_argument("--keep-duplicates", action="store_true",
+                       help="keep rows that repeat an earlier row's text and label")
+    clean.add_argument("--against", nargs="+", metavar="FILE",
+                       help="drop rows whose text also occurs in these files (clean validation "
+                            "or test data against the training file)")
+    clean.add_argument("--against-text-column", metavar="COLUMN",
+                       help="the --against files' text column, when it differs from the file's")
+    clean.add_argument("--against-text-pair-column", metavar="COLUMN",
+                       help="the --against files' second-text column, when it differs")
+    clean.add_argument("--unlabelled", action="store_true",
+                       help="the file has no label column (conflicts are not checked)")
+    clean.add_argument("--overwrite", action="store_true",
+                       help="replace the --output file and its reports if they exist")
+    clean.add_argument("--task", choices=task_names(),
+                       help=f"which columns hold the texts and labels (default {DEFAULT_TASK})")
+    clean.add_argument("--format", dest="file_format", choices=FILE_FORMATS)
+    clean.add_argument("--encoding", type=text_encoding, help="text encoding of the files (utf-8)")
+    add_table_options(clean)
+    add_task_options(clean, task)
 
 class _SubcommandParser(argparse.ArgumentParser):
     """Every command also takes --verbose / --debug after its name."""

@@ -1,0 +1,305 @@
+"""``tfsft data clean``: a training or evaluation table cleaned, with every change counted.
+
+Steps, in order; each counts the rows it changed or dropped, with examples, and nothing is
+dropped without a line in the report:
+
+1. **Text**: the :mod:`tfsft.text_normalization` steps (default ``mojibake, html, nfkc,
+   whitespace``; ``urls``, ``emails``, ``handles``, ``numbers`` on request) on every text
+   column. ``mojibake`` is fixed with ftfy here (mixed and partial damage too). A row whose text
+   is empty afterwards is dropped.
+2. **Leakage** (``against``): rows whose text also occurs in another file (the training file,
+   when cleaning validation or test data) are dropped; texts compare after cleaning, case,
+   accents and punctuation aside.
+3. **Conflicting labels**: rows with the same text and different labels are all dropped
+   (``conflicts="drop"``), or the label that most of them carry is kept on the first
+   (``"majority"``; a tie drops them all), or they are left (``"keep"``).
+4. **Duplicates**: a row whose text and label repeat an earlier row's is dropped: ``exact``
+   when its texts are the same characters as the earlier row's, ``normalised`` when they are the
+   same after cleaning, case, accents and punctuation aside.
+
+Train with ``--normalize`` set to the same text steps so that predict and the SavedModel apply
+them to new texts (the report says which).
+
+>>> import pandas as pd
+>>> from tfsft.data.readers import read_table
+>>> table = read_table(pd.DataFrame({"text": ["Great  <b>film</b>", "great film!", "dull",
+...                                           "dull", "cafÃ©"], "label": [1, 1, 0, 1, 1]}))
+>>> rows, report = clean_table(table, ["text"], ["label"])
+>>> [row["text"] for row in rows], report["kept"]
+(['Great film', 'café'], 2)
+>>> {step["step"]: step["rows"] for step in report["steps"]}["html"]
+1
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import logging
+import lzma
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tfsft.choices import CONFLICT_RULES
+from tfsft.data.checks import normalise
+from tfsft.data.examples import normalize_label
+from tfsft.data.readers import Table, guess_format, read_table
+from tfsft.errors import ConfigError, DataError
+from tfsft.text_normalization import DEFAULT_STEPS, normalize_texts
+
+logger = logging.getLogger(__name__)
+
+#: Examples kept per step in the report (every dropped row is listed in the JSON report).
+EXAMPLES = 5
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def clean_texts(texts: Sequence[str], step: str) -> list[str]:
+    """``texts`` after one text step (``mojibake`` by ftfy, the others as the graph does)."""
+    if step == "mojibake":
+        import ftfy
+
+        return [ftfy.fix_encoding(text) for text in texts]
+    return normalize_texts(texts, (step,))
+
+
+def clean_table(table: Table, text_columns: Sequence[str], label_columns: Sequence[str],
+                steps: Sequence[str] = DEFAULT_STEPS, conflicts: str = "drop",
+                drop_duplicates: bool = True,
+                against: dict[Any, str] | None = None) -> tuple[list[dict[str, Any]],
+                                                                 dict[str, Any]]:
+    """The cleaned rows of ``table`` and the report of what each step did (see the module
+    docstring). ``against`` maps the text keys (:func:`text_key`) of other files' rows to
+    where they are."""
+    if conflicts not in CONFLICT_RULES:
+        raise ConfigError(f"--conflicts must be one of {', '.join(CONFLICT_RULES)}, got "
+                          f"{conflicts!r}")
+    _check_columns(table, [*text_columns, *label_columns])
+    rows = [dict(row) for row in table.rows]
+    where = list(table.locations)
+    report: dict[str, Any] = {"source": table.source, "rows": len(rows),
+                              "text_columns": list(text_columns),
+                              "label_columns": list(label_columns),
+                              "normalization": list(steps), "steps": [], "dropped": []}
+    for step in steps:
+        report["steps"].append(_text_step(rows, where, text_columns, step))
+    alive = [i for i, row in enumerate(rows)
+             if all(str(row[c]).strip() for c in text_columns if row[c] is not None)]
+    left = set(alive)
+    _drop(report, "empty after cleaning", [i for i in range(len(rows)) if i not in left],
+          rows, where, text_columns, lambda i: "no text is left")
+    keys = [text_key(rows[i], text_columns) for i in range(len(rows))]
+    if against is not None:
+        leaked = [i for i in alive if keys[i] in against]
+        _drop(report, "also in --against", leaked, rows, where, text_columns,
+              lambda i: f"the same text is at {against[keys[i]]}")
+        alive = [i for i in alive if keys[i] not in against]
+    labels = [_label_key(rows[i], label_columns) for i in range(len(rows))]
+    if label_columns and conflicts != "keep":
+        alive = _resolve_conflicts(report, alive, keys, labels, rows, where, text_columns,
+                                   label_columns, conflicts)
+    if drop_duplicates:
+        alive = _drop_duplicates(report, alive, keys, labels, rows, where, text_columns)
+    report["kept"] = len(alive)
+    report["dropped_rows"] = len(rows) - len(alive)
+    return [rows[i] for i in alive], report
+
+
+def text_key(row: dict[str, Any], text_columns: Sequence[str]) -> tuple[str, ...]:
+    """The texts of a row with case, accents aside and punctuation as a comparison key."""
+    return tuple(normalise(str(row[c])) if row[c] is not None else "" for c in text_columns)
+
+
+def _check_columns(table: Table, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(table.source, None, f"no column {', '.join(map(repr, missing))}; the "
+                        f"columns are {', '.join(table.columns)}", "name the text and label "
+                        "columns with --text-column / --label-column (or --unlabelled)")
+
+
+def _text_step(rows: list[dict[str, Any]], where: list[str], text_columns: Sequence[str],
+               step: str) -> dict[str, Any]:
+    changed: set[int] = set()
+    examples: list[dict[str, Any]] = []
+    for column in text_columns:
+        indices = [i for i, row in enumerate(rows) if isinstance(row[column], str)]
+        after = clean_texts([rows[i][column] for i in indices], step)
+        for i, text in zip(indices, after, strict=True):
+            if text != rows[i][column]:
+                if len(examples) < EXAMPLES:
+                    examples.append({"where": where[i], "column": column,
+                                     "before": rows[i][column], "after": text})
+                rows[i][column] = text
+                changed.add(i)
+    return {"step": step, "rows": len(changed), "examples": examples}
+
+
+def _label_key(row: dict[str, Any], label_columns: Sequence[str]) -> tuple[Any, ...]:
+    key = []
+    for column in label_columns:
+        value = row[column]
+        if isinstance(value, (list, tuple)):
+            key.append(tuple(sorted(str(normalize_label(v)) for v in value)))
+        else:
+            key.append(normalize_label(value))
+    return tuple(key)
+
+
+def _drop(report: dict[str, Any], reason: str, indices: Sequence[int],
+          rows: list[dict[str, Any]], where: list[str], text_columns: Sequence[str],
+          detail) -> None:
+    """Record ``indices`` as dropped for ``reason`` (a count, examples, and every row)."""
+    entries = [{"where": where[i], "reason": reason, "detail": detail(i),
+                "text": " | ".join(str(rows[i][c]) for c in text_columns)} for i in indices]
+    report["dropped"].extend(entries)
+    report["steps"].append({"step": reason, "rows": len(indices),
+                            "examples": entries[:EXAMPLES]})
+
+
+def _resolve_conflicts(report, alive, keys, labels, rows, where, text_columns, label_columns,
+                       rule) -> list[int]:
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i in alive:
+        groups[keys[i]].append(i)
+    conflicting = {key: members for key, members in groups.items()
+                   if len({labels[i] for i in members}) > 1}
+    dropped: list[int] = []
+    relabelled = 0
+    for members in conflicting.values():
+        votes = Counter(labels[i] for i in members).most_common()
+        if rule == "majority" and (len(votes) == 1 or votes[0][1] > votes[1][1]):
+            winner = votes[0][0]
+            keep = members[0]
+            if labels[keep] != winner:  # the first row carries the majority label
+                for column, value in zip(label_columns, winner, strict=True):
+                    rows[keep][column] = next(rows[i][column] for i in members
+                                              if labels[i] == winner)
+                labels[keep] = winner
+                relabelled += 1
+            dropped += [i for i in members if i != keep]
+        else:
+            dropped += members
+    first = {key: members[0] for key, members in conflicting.items()}
+
+    def detail(i: int) -> str:
+        shown = ", ".join(f"{'/'.join(map(str, label))} x{count}" for label, count in
+                          Counter(labels[j] for j in conflicting[keys[i]]).most_common())
+        return f"the text at {where[first[keys[i]]]} is labelled {shown}"
+
+    name = "conflicting labels" + (" (majority kept)" if rule == "majority" else "")
+    _drop(report, name, sorted(dropped), rows, where, text_columns, detail)
+    report["steps"][-1].update(groups=len(conflicting), relabelled=relabelled)
+    gone = set(dropped)
+    return [i for i in alive if i not in gone]
+
+
+def _drop_duplicates(report, alive, keys, labels, rows, where, text_columns) -> list[int]:
+    seen_exact: dict[Any, int] = {}
+    seen_normal: dict[Any, int] = {}
+    exact, normalised, kept = [], [], []
+    original = {}
+    for i in alive:
+        raw = (tuple(rows[i][c] for c in text_columns), labels[i])
+        normal = (keys[i], labels[i])
+        if raw in seen_exact:
+            exact.append(i)
+            original[i] = seen_exact[raw]
+        elif normal in seen_normal:
+            normalised.append(i)
+            original[i] = seen_normal[normal]
+        else:
+            kept.append(i)
+        seen_exact.setdefault(raw, i)
+        seen_normal.setdefault(normal, i)
+    _drop(report, "exact duplicates", exact, rows, where, text_columns,
+          lambda i: f"repeats {where[original[i]]}")
+    _drop(report, "normalised duplicates", normalised, rows, where, text_columns,
+          lambda i: f"repeats {where[original[i]]} (case, accents or punctuation aside)")
+    return kept
+
+
+# -- files ------------------------------------------------------------------------------------
+
+def against_keys(paths: Sequence[str], text_columns: Sequence[str], steps: Sequence[str],
+                 read: dict[str, Any]) -> dict[Any, str]:
+    """The text keys of the rows of ``paths`` (cleaned by ``steps`` first), with where each
+    first occurs (``train.tsv, line 12``)."""
+    keys: dict[Any, str] = {}
+    for path in paths:
+        table = read_table(path, **read)
+        missing = [c for c in text_columns if c not in table.columns]
+        if missing:
+            raise DataError(table.source, None, f"no column {', '.join(map(repr, missing))}; "
+                            f"the columns are {', '.join(table.columns)}", "name its text "
+                            "column with --against-text-column (and --against-text-pair-column)")
+        rows = [dict(row) for row in table.rows]
+        for step in steps:
+            _text_step(rows, list(table.locations), text_columns, step)
+        for row, where in zip(rows, table.locations, strict=True):
+            keys.setdefault(text_key(row, text_columns), f"{path}, {where}")
+    return keys
+
+
+def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[dict[str, Any]],
+                file_format: str | None = None, delimiter: str | None = None) -> None:
+    """Write ``rows`` as CSV/TSV/JSONL/Parquet (the format from the name, ``.gz``/``.bz2``/
+    ``.xz`` compressed by its last suffix), atomically: a partly written file never has the
+    name."""
+    from tfsft.io_utils import atomic_file
+
+    path = Path(path)
+    fmt = file_format or guess_format(path)
+    with atomic_file(path) as tmp:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist([{c: row.get(c) for c in columns}
+                                                 for row in rows]), tmp)
+            return
+        opener = _OPENERS.get(path.suffix.lower())
+        with (opener(tmp, "wt", encoding="utf-8", newline="") if opener
+              else open(tmp, "w", encoding="utf-8", newline="")) as handle:
+            if fmt == "jsonl":
+                for row in rows:
+                    handle.write(json.dumps({c: row.get(c) for c in columns},
+                                            ensure_ascii=False) + "\n")
+            else:
+                writer = csv.writer(handle, delimiter=delimiter or ("\t" if fmt == "tsv" else ","),
+                                    lineterminator="\n")
+                writer.writerow(columns)
+                writer.writerows([["" if row.get(c) is None else _cell(row.get(c))
+                                   for c in columns] for row in rows])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as lines of text: each step's count and examples."""
+    out = io.StringIO()
+    out.write(f"{report['source']}: {report['rows']} rows, {report['kept']} kept, "
+              f"{report['dropped_rows']} dropped\n")
+    for step in report["steps"]:
+        extra = (f" ({step['groups']} texts, {step.get('relabelled', 0)} relabelled)"
+                 if "groups" in step else "")
+        verb = "changed" if step["step"] in (report["normalization"]) else "dropped"
+        out.write(f"  {step['step']:28} {step['rows']:7} rows {verb}{extra}\n")
+        for example in step["examples"][:3]:
+            if "before" in example:
+                out.write(f"      {example['where']}: {example['before'][:70]!r} -> "
+                          f"{example['after'][:70]!r}\n")
+            else:
+                out.write(f"      {example['where']}: {example['text'][:70]!r} "
+                          f"({example['detail']})\n")
+    return out.getvalue()
