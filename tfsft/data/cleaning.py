@@ -178,9 +178,9 @@ def _resolve_conflicts(report, alive, keys, labels, rows, where, text_columns, l
             winner = votes[0][0]
             keep = members[0]
             if labels[keep] != winner:  # the first row carries the majority label
-                for column, value in zip(label_columns, winner, strict=True):
-                    rows[keep][column] = next(rows[i][column] for i in members
-                                              if labels[i] == winner)
+                donor = next(i for i in members if labels[i] == winner)
+                for column in label_columns:
+                    rows[keep][column] = rows[donor][column]
                 labels[keep] = winner
                 relabelled += 1
             dropped += [i for i in members if i != keep]
