@@ -9,3 +9,7 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
 #: What `tfsft data clean` does with rows whose text is labelled two ways.
 CONFLICT_RULES = ("drop", "majority", "keep")
+#: Losses of the classification tasks.
+CLASSIFICATION_LOSSES = ("cross-entropy", "focal")
+#: Class-balanced training epochs (text classification).
+SAMPLINGS = ("none", "oversample", "undersample")

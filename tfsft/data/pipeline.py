@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import tensorflow as tf
 from tfsft.data.examples import TextExamples
 from tfsft.tokenization import WordPieceTokenizer
 
+logger = logging.getLogger(__name__)
 _ENCODE_CHUNK = 8192
 
 
@@ -58,6 +60,8 @@ class EncodedData:
     loss. ``extra_features`` (:class:`RaggedRows` by name) join the model's input features.
     ``batch_groups`` (int64 ``[rows, k]``: ids of the texts a row holds) keep rows that share
     a text out of one batch where the window allows (see :func:`distinct_batches`).
+    ``balance`` (``("oversample" | "undersample", class id per row)``) makes every shuffled
+    epoch class-balanced (see :func:`balanced_rows`).
     """
 
     token_ids: np.ndarray  # int32, all rows concatenated
@@ -67,6 +71,7 @@ class EncodedData:
     sample_weights: np.ndarray | None = None
     extra_features: dict[str, RaggedRows] | None = None
     batch_groups: np.ndarray | None = None
+    balance: tuple[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -234,8 +239,11 @@ def make_dataset(
     if shuffle:
         lengths = tf.constant(encoded.lengths)
         groups = None if encoded.batch_groups is None else tf.constant(encoded.batch_groups)
-        indices = tf.data.Dataset.range(rows).shuffle(rows, seed=seed,
-                                                      reshuffle_each_iteration=True)
+        if encoded.balance is not None:
+            indices, rows = balanced_rows(*encoded.balance, seed)
+        else:
+            indices = tf.data.Dataset.range(rows).shuffle(rows, seed=seed,
+                                                          reshuffle_each_iteration=True)
         batches = windowed_batches(
             indices, batch_size, window_batches,
             lambda chunk: tf.gather(chunk, window_order(
@@ -248,6 +256,32 @@ def make_dataset(
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(
         count_batches(rows, batch_size)))
     return without_autotune(dataset)
+
+
+def balanced_rows(how: str, classes: np.ndarray,
+                  seed: int | None) -> tuple[tf.data.Dataset, int]:
+    """Row indices of one class-balanced epoch, drawn anew every epoch, and how many there are:
+    ``oversample`` takes every class as often as the largest (each row of a smaller class
+    about equally often, the extra draws random), ``undersample`` as often as the smallest
+    (a random subset of each larger class). Classes without rows are left out.
+
+    >>> indices, rows = balanced_rows("oversample", np.array([0, 0, 0, 0, 1]), seed=1)
+    >>> rows, sorted(np.bincount(list(indices.as_numpy_iterator())).tolist())
+    (8, [1, 1, 1, 1, 4])
+    """
+    members = [np.flatnonzero(classes == c) for c in np.unique(classes)]
+    size = max(map(len, members)) if how == "oversample" else min(map(len, members))
+    parts = None
+    for number, rows in enumerate(members):
+        part = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64)).shuffle(
+            len(rows), seed=None if seed is None else seed + number,
+            reshuffle_each_iteration=True).repeat().take(size)
+        parts = part if parts is None else parts.concatenate(part)
+    total = size * len(members)
+    logger.info("class-balanced epochs (%s): %d rows of each of %d labels, %d rows an epoch "
+                "(the labels had %s rows)", how, size, len(members), total,
+                ", ".join(str(len(m)) for m in members))
+    return parts.shuffle(total, seed=seed, reshuffle_each_iteration=True), total
 
 
 def windowed_batches(rows: tf.data.Dataset, batch_size: int, window_batches: int,

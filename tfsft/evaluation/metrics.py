@@ -17,16 +17,19 @@ from sklearn import metrics as skm
 
 
 def classification_metrics(
-    label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str]
+    label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str],
+    predicted: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Accuracy, precision/recall/F1 (macro, weighted, per class), confusion matrix, ROC-AUC.
 
     ROC-AUC is binary for two labels and one-vs-rest (macro) for more; it is ``None`` when the
-    data lacks a label (AUC is undefined then).
+    data lacks a label (AUC is undefined then). ``predicted``: the decided label ids (default:
+    the most probable label; a tuned decision threshold decides otherwise).
     """
     label_ids = np.asarray(label_ids)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    predicted = probabilities.argmax(axis=-1)
+    if predicted is None:
+        predicted = probabilities.argmax(axis=-1)
     indices = list(range(len(labels)))
     result: dict[str, Any] = {
         "examples": int(label_ids.shape[0]),
@@ -59,10 +62,14 @@ def _roc_auc(label_ids: np.ndarray, probabilities: np.ndarray, num_labels: int) 
                                    labels=list(range(num_labels))))
 
 
-def text_report(label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str]) -> str:
-    """scikit-learn's classification report as text."""
+def text_report(label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str],
+                predicted: np.ndarray | None = None) -> str:
+    """scikit-learn's classification report as text (``predicted``: as in
+    :func:`classification_metrics`)."""
+    if predicted is None:
+        predicted = np.asarray(probabilities).argmax(axis=-1)
     return skm.classification_report(
-        label_ids, np.asarray(probabilities).argmax(axis=-1), labels=list(range(len(labels))),
+        label_ids, predicted, labels=list(range(len(labels))),
         target_names=list(labels), digits=4, zero_division=0)
 
 
@@ -138,3 +145,32 @@ def multilabel_metrics(targets: np.ndarray, probabilities: np.ndarray,
             "threshold": float(thresholds[column]), "roc_auc": auc}
     result["roc_auc_macro"] = float(np.mean(aucs)) if aucs else None
     return result
+
+
+#: Decision thresholds tried when tuning them on validation data.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Per label, the threshold of :data:`THRESHOLD_GRID` with the best F1 on validation data
+    (ties: the one closest to 0.5; labels without positive examples keep 0.5).
+
+    >>> targets = np.array([[1], [1], [0], [0]])
+    >>> tune_thresholds(targets, np.array([[0.3], [0.4], [0.2], [0.1]]))
+    [0.29]
+    """
+    thresholds = []
+    for column in range(targets.shape[1]):
+        truth = targets[:, column].astype(bool)
+        if not truth.any():
+            thresholds.append(0.5)
+            continue
+        predicted = probabilities[:, column][:, None] > THRESHOLD_GRID[None, :]
+        tp = (predicted & truth[:, None]).sum(axis=0)
+        fp = (predicted & ~truth[:, None]).sum(axis=0)
+        fn = (~predicted & truth[:, None]).sum(axis=0)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        best = np.flatnonzero(f1 == f1.max())
+        closest = best[np.argmin(np.abs(THRESHOLD_GRID[best] - 0.5))]
+        thresholds.append(float(THRESHOLD_GRID[closest]))
+    return thresholds

@@ -16,15 +16,17 @@ from tfsft.io_utils import atomic_file, atomic_write_json, atomic_write_text
 
 def write_evaluation(
     folder: str | Path, label_ids: np.ndarray, probabilities: np.ndarray, labels: Sequence[str],
-    prefix: str = "",
+    prefix: str = "", predicted: np.ndarray | None = None, extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute metrics and write ``{prefix}metrics.json``, ``{prefix}classification_report.txt``
-    and ``{prefix}confusion_matrix.png`` into ``folder``; returns the metrics."""
+    and ``{prefix}confusion_matrix.png`` into ``folder``; returns the metrics. ``predicted``:
+    the decided label ids (default: the most probable label); ``extra``: more metrics entries."""
     folder = Path(folder)
-    metrics = classification_metrics(label_ids, probabilities, labels)
+    metrics = {**classification_metrics(label_ids, probabilities, labels, predicted),
+               **(extra or {})}
     atomic_write_json(folder / f"{prefix}metrics.json", metrics)
     atomic_write_text(folder / f"{prefix}classification_report.txt",
-                      text_report(label_ids, probabilities, labels))
+                      text_report(label_ids, probabilities, labels, predicted))
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), labels,
                           folder / f"{prefix}confusion_matrix.png")
     return metrics

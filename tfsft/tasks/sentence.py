@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tfsft.choices import POOLINGS
+from tfsft.choices import CLASSIFICATION_LOSSES, POOLINGS
 from tfsft.data.examples import TextExamples, TextRows, read_text_rows, split_examples
 from tfsft.errors import ConfigError
 from tfsft.tasks.base import Task, TaskOptions, option
@@ -59,6 +59,22 @@ class SentenceOptions(TaskOptions):
         from tfsft.text_normalization import parse_steps
 
         self.normalize = ",".join(parse_steps(self.normalize)) or "none"
+
+
+@dataclass
+class LabelListOptions(SentenceOptions):
+    """The loss options shared by the classification tasks."""
+
+    loss: str = option("cross-entropy", choices=CLASSIFICATION_LOSSES,
+                       help="cross-entropy, or focal: examples the model already gets right "
+                            "weigh less (for imbalanced labels; see --focal-gamma)")
+    focal_gamma: float = option(2.0, help="focal loss's focusing exponent (0 is cross-entropy)")
+
+    def validate(self) -> None:
+        super().validate()
+        if not (isinstance(self.focal_gamma, (int, float)) and 0 <= self.focal_gamma <= 10):
+            raise ConfigError(f"focal_gamma must be a number from 0 to 10, got "
+                              f"{self.focal_gamma!r}")
 
 
 class SentenceData(DataRole):

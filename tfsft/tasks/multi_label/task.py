@@ -40,9 +40,9 @@ from tfsft.tasks.base import create_task, option, register_task
 from tfsft.tasks.roles import EvaluationRole, HubHead, OutputCheck
 from tfsft.tasks.sentence import (
     LabelColumnData,
+    LabelListOptions,
     LabelListTask,
     SentenceModeling,
-    SentenceOptions,
     SentenceServing,
 )
 
@@ -55,11 +55,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["MultiLabelOptions", "MultiLabelTask", "create_task"]
 
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
-
 
 @dataclass
-class MultiLabelOptions(SentenceOptions):
+class MultiLabelOptions(LabelListOptions):
     label_column: str = option("label", help="column holding the labels of a text", read=True)
     validation_label_column: str | None = option(
         None, help="label column of the validation file, when it differs", validation=True)
@@ -180,8 +178,11 @@ class MultiLabelModeling(SentenceModeling):
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
 
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        options = self.task.options
+        loss = (keras.losses.BinaryFocalCrossentropy(gamma=float(options.focal_gamma),
+                                                     from_logits=True)
+                if options.loss == "focal" else keras.losses.BinaryCrossentropy(from_logits=True))
+        model.compile(optimizer=optimizer, loss=loss,
                       metrics=[keras.metrics.BinaryAccuracy(threshold=0.0,
                                                             name="label_accuracy")])
 
@@ -195,6 +196,8 @@ class MultiLabelEvaluation(EvaluationRole):
 
     def after_fit(self, validation: TextExamples, outputs: np.ndarray) -> None:
         if self.task.options.threshold == "tune":
+            from tfsft.evaluation.metrics import tune_thresholds
+
             self.task.thresholds = tune_thresholds(validation.targets, sigmoid(outputs))
 
     def evaluate(self, examples: TextExamples, outputs: np.ndarray,
@@ -362,28 +365,3 @@ def parse_labels(value: Any, delimiter: str, source: str, where: str,
         raise DataError(source, where, f"the labels (column {column!r}) repeat a label: "
                         f"{labels}", "list each label once")
     return labels
-
-
-def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> list[float]:
-    """Per label, the threshold of :data:`THRESHOLD_GRID` with the best F1 on validation data
-    (ties: the one closest to 0.5; labels without positive examples keep 0.5).
-
-    >>> targets = np.array([[1], [1], [0], [0]])
-    >>> tune_thresholds(targets, np.array([[0.3], [0.4], [0.2], [0.1]]))
-    [0.29]
-    """
-    thresholds = []
-    for column in range(targets.shape[1]):
-        truth = targets[:, column].astype(bool)
-        if not truth.any():
-            thresholds.append(0.5)
-            continue
-        predicted = probabilities[:, column][:, None] > THRESHOLD_GRID[None, :]
-        tp = (predicted & truth[:, None]).sum(axis=0)
-        fp = (predicted & ~truth[:, None]).sum(axis=0)
-        fn = (~predicted & truth[:, None]).sum(axis=0)
-        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-        best = np.flatnonzero(f1 == f1.max())
-        closest = best[np.argmin(np.abs(THRESHOLD_GRID[best] - 0.5))]
-        thresholds.append(float(THRESHOLD_GRID[closest]))
-    return thresholds

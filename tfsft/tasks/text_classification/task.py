@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfsft.choices import SAMPLINGS
 from tfsft.data.checks import class_counts
 from tfsft.data.examples import TextRows, normalize_label, sort_labels
 from tfsft.errors import ConfigError, DataError
@@ -30,9 +31,9 @@ from tfsft.tasks.base import create_task, option, register_task
 from tfsft.tasks.roles import EvaluationRole, HubHead, OutputCheck
 from tfsft.tasks.sentence import (
     LabelColumnData,
+    LabelListOptions,
     LabelListTask,
     SentenceModeling,
-    SentenceOptions,
     SentenceServing,
 )
 from tfsft.tasks.text_classification.examples import (
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import keras
     import tensorflow as tf
 
+    from tfsft.data.pipeline import EncodedData
     from tfsft.data.readers import Table
     from tfsft.tokenization import WordPieceTokenizer
 
@@ -53,7 +55,7 @@ __all__ = ["TextClassificationOptions", "TextClassificationTask", "create_task"]
 
 
 @dataclass
-class TextClassificationOptions(SentenceOptions):
+class TextClassificationOptions(LabelListOptions):
     label_column: str = option("label", help="column holding the label", read=True)
     validation_label_column: str | None = option(
         None, help="label column of the validation file, when it differs", validation=True)
@@ -61,9 +63,26 @@ class TextClassificationOptions(SentenceOptions):
                                        read=True)
     class_weight: str | dict[str, float] | None = option(
         None, help="'balanced' or JSON like '{\"pos\": 2.0}': loss weight per label")
+    sampling: str = option("none", choices=SAMPLINGS,
+                           help="class-balanced training epochs: oversample (every label as "
+                                "often as the largest, its rows repeated) or undersample (as "
+                                "often as the smallest, rows drawn anew each epoch)")
+    decision_threshold: float | str | None = option(
+        None, help="two labels only: 'tune' (the threshold on the positive label's probability "
+                   "with the best F1 on the validation data) or a probability such as 0.3; "
+                   "default: the more probable label")
+    positive_label: str | None = option(
+        None, help="the label a decision threshold is for (default: the rarer training label)")
 
     def validate(self) -> None:
         super().validate()
+        threshold = self.decision_threshold
+        if not (threshold is None or threshold == "tune" or (
+                isinstance(threshold, (int, float)) and 0 < float(threshold) < 1)):
+            raise ConfigError(f"decision_threshold must be 'tune' or a probability in (0, 1), "
+                              f"got {threshold!r}")
+        if self.positive_label is not None:
+            self.positive_label = normalize_label(self.positive_label)
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or self.class_weight == "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or a mapping label -> weight such "
@@ -98,6 +117,8 @@ class ClassificationData(LabelColumnData):
         if role == "train":
             self._check_label_set(examples, table)
             self.task.labels = examples.labels
+            self.task.choose_positive(np.bincount(examples.label_ids,
+                                                  minlength=len(examples.labels)), table.source)
         return examples
 
     def _check_label_set(self, examples: TextClassificationData, table: Table) -> None:
@@ -140,8 +161,13 @@ class ClassificationData(LabelColumnData):
                             "check --exclude-labels")
         labels = sort_labels(set(counts))
         self._refuse_bad_label_set(labels, present | set(counts), source)
+        if self.task.options.sampling != "none":
+            raise ConfigError(f"--sampling {self.task.options.sampling} works on training data "
+                              "held in memory, not on data read in chunks (tfsft preprocess); "
+                              "use --class-weight balanced or --loss focal instead")
         self.task.labels = labels
         self.task.train_label_counts = np.array([counts[label] for label in labels], np.int64)
+        self.task.choose_positive(self.task.train_label_counts, source)
 
     def target_summary(self, examples: TextClassificationData) -> dict[str, Any] | None:
         if examples.label_ids is None:
@@ -163,6 +189,14 @@ class ClassificationData(LabelColumnData):
         weights = class_weights(self.task.options.class_weight, examples,
                                 self.task.train_label_counts)
         return None if weights is None else weights[examples.label_ids]
+
+    def encode(self, tokenizer: WordPieceTokenizer, examples: TextClassificationData,
+               max_length: int, training: bool = False) -> EncodedData:
+        encoded = super().encode(tokenizer, examples, max_length, training)
+        sampling = self.task.options.sampling
+        if training and sampling != "none" and examples.label_ids is not None:
+            encoded.balance = (sampling, np.asarray(examples.label_ids))
+        return encoded
 
 
 class ClassificationModeling(SentenceModeling):
@@ -186,8 +220,10 @@ class ClassificationModeling(SentenceModeling):
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
 
-        model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        options = self.task.options
+        loss = (sparse_focal_loss(float(options.focal_gamma)) if options.loss == "focal"
+                else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(optimizer=optimizer, loss=loss,
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
@@ -208,10 +244,27 @@ class ClassificationEvaluation(EvaluationRole):
         if examples.label_ids is None:
             raise ConfigError("evaluation needs labelled data (--label-column)")
         probabilities = softmax(outputs, axis=-1)
+        task = self.task
+        decided = task.decide(probabilities)
+        extra = {} if task.decision_threshold is None else {"decision_threshold": {
+            "label": task.labels[task.positive_id], "threshold": task.decision_threshold}}
         if output_dir is None:
-            return classification_metrics(examples.label_ids, probabilities, self.task.labels)
-        return write_evaluation(output_dir, examples.label_ids, probabilities, self.task.labels,
-                                prefix=prefix)
+            return {**classification_metrics(examples.label_ids, probabilities, task.labels,
+                                             decided), **extra}
+        return write_evaluation(output_dir, examples.label_ids, probabilities, task.labels,
+                                prefix=prefix, predicted=decided, extra=extra)
+
+    def after_fit(self, validation: TextClassificationData, outputs: np.ndarray) -> None:
+        from scipy.special import softmax
+
+        from tfsft.evaluation.metrics import tune_thresholds
+
+        task = self.task
+        if task.options.decision_threshold == "tune" and validation.label_ids is not None:
+            positive = task.positive_id
+            truth = (np.asarray(validation.label_ids) == positive).astype(np.int32)[:, None]
+            probability = softmax(outputs, axis=-1)[:, positive][:, None]
+            task.decision_threshold = tune_thresholds(truth, probability)[0]
 
     def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
         keys = ("examples", "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
@@ -221,11 +274,11 @@ class ClassificationEvaluation(EvaluationRole):
         from scipy.special import softmax
 
         labels = self.task.labels
+        probabilities = softmax(np.asarray(outputs, np.float64), axis=-1)
         records = []
-        for row in softmax(np.asarray(outputs, np.float64), axis=-1):
-            best = int(np.argmax(row))
+        for row, chosen in zip(probabilities, self.task.decide(probabilities), strict=True):
             records.append({
-                "label": labels[best], "score": float(row[best]),
+                "label": labels[chosen], "score": float(row[chosen]),
                 "probabilities": {label: float(p) for label, p in
                                   zip(labels, row, strict=True)}})
         return records
@@ -251,18 +304,34 @@ class ClassificationServing(SentenceServing):
                         tokenizer: WordPieceTokenizer, max_length: int) -> dict[str, tf.Tensor]:
         import tensorflow as tf
 
+        task = self.task
         label_id = tf.argmax(raw, axis=-1)
-        return {"label": tf.gather(tf.constant(list(self.task.labels)), label_id),
+        if task.decision_threshold is not None:  # the positive label above its threshold
+            positive = task.positive_id
+            above = tf.nn.softmax(raw, axis=-1)[:, positive] > task.decision_threshold
+            label_id = tf.where(above, tf.constant(positive, tf.int64),
+                                tf.constant(1 - positive, tf.int64))
+        return {"label": tf.gather(tf.constant(list(task.labels)), label_id),
                 "label_id": label_id, **self.export_outputs(raw)}
 
     def output_checks(self) -> dict[str, OutputCheck]:
-        return {"logits": OutputCheck(kind="argmax", min_agreement=0.99)}
+        checks = {"logits": OutputCheck(kind="argmax", min_agreement=0.99)}
+        task = self.task
+        if task.decision_threshold is not None:  # the decisions served: above the threshold
+            per_label = [1.0 - task.decision_threshold] * 2
+            per_label[task.positive_id] = task.decision_threshold
+            checks["probabilities"] = OutputCheck(kind="decisions", min_agreement=0.99,
+                                                  threshold=tuple(per_label))
+        return checks
 
     def export_quality(self, examples: TextClassificationData,
                        outputs: dict[str, np.ndarray]) -> float | None:
+        from scipy.special import softmax
+
         if examples.label_ids is None:
             return None
-        return float(np.mean(outputs["logits"].argmax(-1) == examples.label_ids))
+        decided = self.task.decide(softmax(np.asarray(outputs["logits"], np.float64), axis=-1))
+        return float(np.mean(decided == examples.label_ids))
 
     def labels(self) -> list[str]:
         return list(self.task.labels or [])
@@ -282,11 +351,48 @@ class TextClassificationTask(LabelListTask):
         # Label counts of the whole training data when it was read in chunks (merge_chunks):
         # class_weight="balanced" then weighs every chunk by them.
         self.train_label_counts: np.ndarray | None = None
+        # A decision threshold on the probability of label ``positive_id`` (two labels);
+        # None: the most probable label.
+        self.decision_threshold: float | None = None
+        self.positive_id: int = 1
+
+    def choose_positive(self, counts: np.ndarray, source: str) -> None:
+        """The label a decision threshold is for (``positive_label``, else the rarer one) and
+        the threshold until it is tuned; refused for other than two labels."""
+        options = self.options
+        if options.decision_threshold is None:
+            self.decision_threshold = None
+            return
+        labels = self.known_labels()
+        if len(labels) != 2:
+            raise DataError(source, None, f"a decision threshold needs two labels; the data "
+                            f"has {len(labels)} ({', '.join(labels[:6])})", "leave out "
+                            "--decision-threshold, or use class weights or focal loss")
+        if options.positive_label is not None:
+            if options.positive_label not in labels:
+                raise ConfigError(f"--positive-label {options.positive_label!r} is not a label "
+                                  f"of the training data ({', '.join(labels)})")
+            self.positive_id = labels.index(options.positive_label)
+        else:
+            self.positive_id = 0 if counts[0] < counts[1] else 1
+        threshold = options.decision_threshold
+        self.decision_threshold = 0.5 if threshold == "tune" else float(threshold)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """The decided label id of each row of ``probabilities``."""
+        probabilities = np.asarray(probabilities)
+        if self.decision_threshold is None:
+            return probabilities.argmax(axis=-1)
+        above = probabilities[:, self.positive_id] > self.decision_threshold
+        return np.where(above, self.positive_id, 1 - self.positive_id)
 
     def state_dict(self) -> dict[str, Any]:
         state = {**super().state_dict(), "labels": list(self.labels or [])}
         if self.train_label_counts is not None:
             state["label_counts"] = self.train_label_counts.tolist()
+        if self.decision_threshold is not None:
+            state["decision_threshold"] = self.decision_threshold
+            state["positive_label"] = self.known_labels()[self.positive_id]
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -295,7 +401,30 @@ class TextClassificationTask(LabelListTask):
             self.labels = tuple(state["labels"])
         if state.get("label_counts"):
             self.train_label_counts = np.asarray(state["label_counts"], np.int64)
+        if state.get("decision_threshold") is not None:
+            self.decision_threshold = float(state["decision_threshold"])
+            self.positive_id = self.known_labels().index(state["positive_label"])
 
+
+
+def sparse_focal_loss(gamma: float):
+    """Focal loss (Lin et al., 2017) on integer labels and logits: cross-entropy scaled by
+    ``(1 - p)**gamma`` of the true label's probability ``p``, so examples the model already
+    gets right weigh less (``gamma=0`` is cross-entropy).
+
+    >>> logits, labels = np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 0])
+    >>> [round(float(x), 4) for x in sparse_focal_loss(2.0)(labels, logits)]
+    [0.0018, 1.6501]
+    """
+    from keras import ops
+
+    def focal_loss(labels, logits):
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        log_probabilities = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        log_p = ops.take_along_axis(log_probabilities, labels[:, None], axis=-1)[:, 0]
+        return -ops.power(1.0 - ops.exp(log_p), gamma) * log_p
+
+    return focal_loss
 
 
 def class_weights(class_weight: str | dict[str, float] | None, data: TextClassificationData,
