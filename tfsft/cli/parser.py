@@ -16,7 +16,7 @@ from tfsft.cli.options import (
     task_commands,
     text_encoding,
 )
-from tfsft.tasks.base import DEFAULT_TASK, task_names
+from tfsft.tasks.base import DEFAULT_TASK, option_fields, options_class, task_names
 
 DESCRIPTION = """Fine-tune text models, evaluate them, predict with them and export them.
 
@@ -272,7 +272,9 @@ def _add_clean(actions: Any, task: str) -> None:
     clean.add_argument("--format", dest="file_format", choices=FILE_FORMATS)
     clean.add_argument("--encoding", type=text_encoding, help="text encoding of the files (utf-8)")
     add_table_options(clean)
-    add_task_options(clean, task)
+    fields = {f.name for f, _ in option_fields(options_class(task))}
+    cleanable = "text_column" in fields and bool({"label_column", "target_columns"} & fields)
+    add_task_options(clean, task if cleanable else DEFAULT_TASK)  # tables of texts and labels
 
 class _SubcommandParser(argparse.ArgumentParser):
     """Every command also takes --verbose / --debug after its name."""
