@@ -46,9 +46,37 @@ def _read(run, path: str, args: argparse.Namespace, labelled: bool = True):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from tfsft.training.trainer import seconds_since_process_start, train
+
+    config = _train_config(args)
+    result = train(config, startup_seconds=seconds_since_process_start())
+    if result.summary.get("chief") is False:  # a multi-worker run's other workers
+        print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
+                          "worker": result.summary["distribution"]["worker_index"],
+                          "written_by": "the chief"}))
+        return 0
+    print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
+                      "validation": result.summary["validation"],
+                      "train_examples_per_second": result.summary["train_examples_per_second"],
+                      "wall_seconds": result.summary["wall_seconds"]}))
+    return 0
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    from tfsft.training.cross_validation import cross_validate
+
+    config = _train_config(args)
+    summary = cross_validate(config, args.folds, args.group_column, args.resume)
+    print(summary.pop("table"), end="")
+    print(json.dumps({"output_dir": config.output_dir, "mean": summary["mean"],
+                      "std": summary["std"]}))
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    """The :class:`~tfsft.config.TrainConfig` of ``train`` (or ``cv``) flags and ``--config``."""
     from tfsft.config import TrainConfig
     from tfsft.data.shards.manifest import shard_defaults
-    from tfsft.training.trainer import seconds_since_process_start, train
 
     task = args.task or (task_of(["--config", args.config]) if args.config else
                          shard_defaults(args.train).get("task", DEFAULT_TASK))
@@ -66,17 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
         config.early_stopping_patience = None
     if args.no_tensorboard:
         config.tensorboard = False
-    result = train(config, startup_seconds=seconds_since_process_start())
-    if result.summary.get("chief") is False:  # a multi-worker run's other workers
-        print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
-                          "worker": result.summary["distribution"]["worker_index"],
-                          "written_by": "the chief"}))
-        return 0
-    print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
-                      "validation": result.summary["validation"],
-                      "train_examples_per_second": result.summary["train_examples_per_second"],
-                      "wall_seconds": result.summary["wall_seconds"]}))
-    return 0
+    return config
 
 
 def run_preprocess(args: argparse.Namespace) -> int:
@@ -204,8 +222,9 @@ def input_place(location: str | None) -> dict[str, int]:
 
 def run_clean(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
-    from tfsft.data.cleaning import against_keys, clean_table, format_report, write_table
+    from tfsft.data.cleaning import against_keys, clean_table, format_report
     from tfsft.data.readers import read_table, require_file
+    from tfsft.data.writers import write_table
     from tfsft.io_utils import atomic_write_json, atomic_write_text
     from tfsft.tasks.base import create_task
     from tfsft.text_normalization import DEFAULT_STEPS, parse_steps
@@ -422,5 +441,5 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": run_train, "preprocess": run_preprocess, "evaluate": run_evaluate,
+HANDLERS = {"train": run_train, "cv": run_cv, "preprocess": run_preprocess, "evaluate": run_evaluate,
             "predict": run_predict, "export": run_export, "data": run_data}

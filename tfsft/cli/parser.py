@@ -34,6 +34,7 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
                                      parser_class=_SubcommandParser)
 
     _add_train(commands, task)
+    _add_cv(commands, task)
     _add_preprocess(commands, task)
     _add_evaluate(commands, task)
     _add_predict(commands, task)
@@ -45,7 +46,30 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
 
 def _add_train(commands: Any, task: str) -> None:
     """``tfsft train``: data, training and run-folder flags, then the task's options."""
-    train = commands.add_parser("train", help="fine-tune a model on labelled text")
+    _add_training_arguments(commands.add_parser("train", help="fine-tune a model on labelled "
+                                                               "text"), task)
+
+
+def _add_cv(commands: Any, task: str) -> None:
+    """``tfsft cv``: the options of ``train``, and the folds."""
+    cv = commands.add_parser(
+        "cv", help="k-fold cross-validation: one run per fold, mean ± std of the metrics",
+        description="Split the --train file's rows into --folds parts (stratified by label; "
+                    "by --group-column where given), train one run per fold on the others "
+                    "(OUTPUT_DIR/fold-K) and write cv_summary.json/.txt (each fold's metrics, "
+                    "mean ± std) and out_of_fold.jsonl (every row's prediction by the fold that "
+                    "did not train on it). Takes every option of tfsft train.")
+    cv.add_argument("--folds", type=int, default=5, help="parts of the data (default 5)")
+    cv.add_argument("--group-column", help="rows sharing this column's value stay in one fold "
+                                           "(e.g. a user or document id)")
+    cv.add_argument("--resume", action="store_true",
+                    help="finish an interrupted cross-validation: finished folds are skipped, "
+                         "an interrupted fold resumes")
+    _add_training_arguments(cv, task)
+
+
+def _add_training_arguments(train: Any, task: str) -> None:
+    """The flags of ``tfsft train`` (and ``tfsft cv``)."""
     train.add_argument("--config", help="YAML file of options (flags override it)")
     train.add_argument("--task", choices=task_names(), help=f"what to learn (default {DEFAULT_TASK})")
     train.add_argument("--model", help="checkpoint folder (Hugging Face or keras-hub) or minilm-l6")

@@ -33,23 +33,16 @@ them to new texts (the report says which).
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
 import io
-import json
 import logging
-import lzma
-import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from tfsft.choices import CONFLICT_RULES
 from tfsft.data.checks import normalise
 from tfsft.data.examples import normalize_label
-from tfsft.data.readers import Table, guess_format, read_table
+from tfsft.data.readers import Table, read_table
 from tfsft.errors import ConfigError, DataError
 from tfsft.text_normalization import DEFAULT_STEPS, normalize_texts
 
@@ -57,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 #: Examples kept per step in the report (every dropped row is listed in the JSON report).
 EXAMPLES = 5
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 def clean_texts(texts: Sequence[str], step: str) -> list[str]:
@@ -245,44 +237,6 @@ def against_keys(paths: Sequence[str], text_columns: Sequence[str], steps: Seque
         for row, where in zip(rows, table.locations, strict=True):
             keys.setdefault(text_key(row, text_columns), f"{path}, {where}")
     return keys
-
-
-def write_table(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[dict[str, Any]],
-                file_format: str | None = None, delimiter: str | None = None) -> None:
-    """Write ``rows`` as CSV/TSV/JSONL/Parquet (the format from the name, ``.gz``/``.bz2``/
-    ``.xz`` compressed by its last suffix), atomically: a partly written file never has the
-    name."""
-    from tfsft.io_utils import atomic_file
-
-    path = Path(path)
-    fmt = file_format or guess_format(path)
-    with atomic_file(path) as tmp:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pylist([{c: row.get(c) for c in columns}
-                                                 for row in rows]), tmp)
-            return
-        opener = _OPENERS.get(path.suffix.lower())
-        with (opener(tmp, "wt", encoding="utf-8", newline="") if opener
-              else open(tmp, "w", encoding="utf-8", newline="")) as handle:
-            if fmt == "jsonl":
-                for row in rows:
-                    handle.write(json.dumps({c: row.get(c) for c in columns},
-                                            ensure_ascii=False) + "\n")
-            else:
-                writer = csv.writer(handle, delimiter=delimiter or ("\t" if fmt == "tsv" else ","),
-                                    lineterminator="\n")
-                writer.writerow(columns)
-                writer.writerows([["" if row.get(c) is None else _cell(row.get(c))
-                                   for c in columns] for row in rows])
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
 
 
 def format_report(report: dict[str, Any]) -> str:
