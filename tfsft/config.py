@@ -82,6 +82,9 @@ class TrainConfig:
     backup_every_steps: int | None = 200
     tensorboard: bool = True
     overwrite: bool = False
+    augment: int = 0  # edited copies of each training example (tfsft.data.augmentation)
+    augment_methods: str = "all"
+    augment_alpha: float = 0.1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -208,6 +211,8 @@ class TrainConfig:
              "max_train_rows must be >= 1"),
             (self.max_validation_rows is None or self.max_validation_rows >= 1,
              "max_validation_rows must be >= 1"),
+            (0 <= self.augment <= 32, "augment must be from 0 (off) to 32 copies"),
+            (0 < self.augment_alpha <= 0.5, "augment_alpha must be in (0, 0.5]"),
             (not (self.reduce_lr_on_plateau and self.lr_schedule != "constant"),
              "reduce_lr_on_plateau needs lr_schedule constant (a decaying schedule already "
              "sets the learning rate at every step)"),
@@ -217,6 +222,9 @@ class TrainConfig:
                 raise ConfigError(message)
         if self.delimiter is not None:
             self.delimiter = parse_delimiter(self.delimiter)
+        from tfsft.data.augmentation import parse_methods
+
+        self.augment_methods = ",".join(parse_methods(self.augment_methods))
         try:
             codecs.lookup(self.encoding)
         except LookupError:

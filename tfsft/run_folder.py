@@ -33,10 +33,10 @@ RUN_ENTRIES = frozenset({
     MARKER, LOCK, "config.yaml", "task.json", "labels.json", "tokenizer", "model.keras",
     "heldout.jsonl", "calibration.jsonl", "history.csv", "run.json", "training_curves.png",
     "checkpoints", "backup", "logs", "metrics.json", "data_check.json",
-    "token_lengths.png"})
+    "token_lengths.png", "augmented.jsonl"})
 
 # What a run writes before training starts: a run that fails with nothing more leaves nothing.
-BEFORE_TRAINING = frozenset({MARKER, "config.yaml", "data_check.json"})
+BEFORE_TRAINING = frozenset({MARKER, "config.yaml", "data_check.json", "augmented.jsonl"})
 
 
 def run_entries() -> frozenset[str]:

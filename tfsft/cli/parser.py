@@ -82,6 +82,14 @@ def _add_training_arguments(train: Any, task: str) -> None:
     train.add_argument("--encoding", type=text_encoding, help="text encoding of the files (utf-8)")
     add_table_options(train)
     train.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
+    train.add_argument("--augment", type=int, metavar="N",
+                       help="add N edited copies of each training example (EDA: synonyms from "
+                            "the model's embeddings, insertion, swap, deletion; seeded; never "
+                            "the validation data; listed in the run's augmented.jsonl)")
+    train.add_argument("--augment-methods", metavar="M,M",
+                       help="which edits: synonym, insert, swap, delete (default all)")
+    train.add_argument("--augment-alpha", type=float,
+                       help="share of a text's words each edit changes (default 0.1)")
     train.add_argument("--max-validation-rows", type=int)
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)

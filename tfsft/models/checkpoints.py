@@ -212,3 +212,22 @@ def _pytorch_name(h5_name: str, value: np.ndarray) -> tuple[str | None, np.ndarr
     elif leaf == "embeddings":
         parts[-1] = "weight"
     return ".".join(parts), value
+
+
+def word_embeddings(name_or_path: str | Path) -> np.ndarray:
+    """The word-piece embedding table (``[vocabulary, hidden]``) of a BERT checkpoint, read
+    from its weights file without building the model."""
+    from safetensors import safe_open
+
+    folder = resolve_checkpoint(name_or_path)
+    if is_keras_hub_preset(folder) or not (folder / "model.safetensors").exists():
+        backbone, _ = load_backbone(folder)
+        return np.asarray(backbone.token_embedding.embeddings.numpy(), np.float32)
+    path = folder / "model.safetensors"
+    check_safetensors(path)
+    with safe_open(str(path), framework="numpy") as weights:
+        names = [n for n in weights.keys() if n.endswith("embeddings.word_embeddings.weight")]
+        if not names:
+            raise CheckpointError(f"{path}: no word embedding table "
+                                  "(embeddings.word_embeddings.weight)")
+        return np.asarray(weights.get_tensor(names[0]), np.float32)

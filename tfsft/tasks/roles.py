@@ -131,6 +131,17 @@ class DataRole(_Role, Protocol):
         """A seeded validation split of the training examples."""
         raise NotImplementedError
 
+    def augment(self, examples: Any, augmenter: Any, copies: int,
+                rng: Any) -> tuple[Any, list[dict[str, Any]]]:
+        """The training ``examples`` followed by up to ``copies`` edited copies of each
+        (:class:`tfsft.data.augmentation.Augmenter`), and a record of each generated example
+        (its source, method and fields); default: the task takes no augmentation."""
+        from tfsft.errors import ConfigError
+
+        raise ConfigError(f"--augment is not available for {self.task.name} (it edits the "
+                          "words of texts whose labels survive such edits: text and multi-"
+                          "label classification, token classification)")
+
     def encode(self, tokenizer: Any, examples: Any, max_length: int,
                training: bool = False) -> EncodedData:
         """Features and targets; ``training`` adds sample weights where the task has them."""

@@ -180,6 +180,28 @@ class SentenceData(DataRole):
               seed: int) -> tuple[TextExamples, TextExamples]:
         return split_examples(examples, fraction, seed)
 
+    def augment(self, examples: TextExamples, augmenter: Any, copies: int,
+                rng: Any) -> tuple[TextExamples, list[dict[str, Any]]]:
+        if examples.text_pairs is not None:
+            raise ConfigError("--augment edits one text's words; for text pairs the relation "
+                              "between the two texts (the label) may not survive the edits")
+        sources, texts, methods = [], [], []
+        for index, text in enumerate(examples.texts):
+            for method, words, _ in augmenter.copies(text.split(), copies, rng):
+                sources.append(index)
+                texts.append(" ".join(words))
+                methods.append(method)
+        count = len(examples)
+        where = list(examples.locations) or [f"row {i + 1}" for i in range(count)]
+        grown = examples.subset(np.concatenate([np.arange(count), sources]).astype(np.int64))
+        grown.texts = list(examples.texts) + texts
+        grown.locations = where + [f"{where[s]} (augmented: {m})"
+                                   for s, m in zip(sources, methods, strict=True)]
+        generated = self.example_records(grown.subset(np.arange(count, len(grown))))
+        records = [{"source": where[s], "method": m, **record}
+                   for s, m, record in zip(sources, methods, generated, strict=True)]
+        return grown, records
+
     def example_records(self, examples: TextExamples) -> list[dict[str, Any]]:
         records = []
         for i, text in enumerate(examples.texts):

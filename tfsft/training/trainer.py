@@ -263,6 +263,13 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
         check_compatible(shards, tokenizer, config.max_length)
     data_check, plot = _check_data(task, train_data, validation_data, tokenizer, config,
                                    run_dir if distribution.is_chief else None, shards)
+    if config.augment and shards is not None:
+        raise ConfigError("--augment edits training examples held in memory, not shards "
+                          "(tfsft preprocess): train from the file, or leave out --augment")
+    if config.augment and shards is None:
+        train_data = _augmented(task, train_data, config, checkpoint, tokenizer,
+                                run_dir if distribution.is_chief else None)
+        train_rows = len(train_data)
     task.bind(tokenizer, config.max_length)
     tokenize_start = time.perf_counter()
     notes, train_encoded = {}, None
@@ -279,6 +286,32 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
                  plot, train_encoded, validation_encoded, train_rows, train_tokens, notes,
                  time.perf_counter() - tokenize_start,
                  data_check.report["train"].get("tokens", {}).get("unknown_word_share"))
+
+
+def _augmented(task: Task, train_data: Any, config: TrainConfig, checkpoint: Path,
+               tokenizer: Any, run_dir: Path | None) -> Any:
+    """The training examples and ``config.augment`` edited copies of each (seeded; never the
+    validation data); the generated ones listed in ``augmented.jsonl`` of the run folder."""
+    from tfsft.data.augmentation import Augmenter, parse_methods, word_neighbours
+
+    methods = parse_methods(config.augment_methods)
+    neighbours = (word_neighbours(checkpoint, tokenizer)
+                  if {"synonym", "insert"} & set(methods) else None)
+    augmenter = Augmenter(methods, neighbours, config.augment_alpha)
+    rng = np.random.default_rng([config.seed, 7])
+    grown, records = task.data.augment(train_data, augmenter, config.augment, rng)
+    logger.info("Augmentation: %d generated training examples from %d (%s; %d copies equal "
+                "to their source left out)", len(records), len(train_data),
+                ", ".join(f"{m} {augmenter.counts.get(m, 0)}" for m in methods),
+                augmenter.counts.get("unchanged", 0))
+    if run_dir is not None:
+        lines = [json.dumps(record, ensure_ascii=False) for record in records]
+        atomic_write_text(run_dir / AUGMENTED_FILE, "\n".join(lines) + ("\n" if lines else ""))
+    return grown
+
+
+#: Generated training examples of a run trained with ``--augment`` (source, method, fields).
+AUGMENTED_FILE = "augmented.jsonl"
 
 
 def _input_pipelines(config: TrainConfig, data: _Data, distribution: Distribution) -> _Pipelines:

@@ -93,6 +93,13 @@ class RegressionData(SentenceData):
 
         return read
 
+    def augment(self, examples: TextExamples, augmenter: Any, copies: int,
+                rng: Any) -> tuple[TextExamples, list[dict[str, Any]]]:
+        raise ConfigError("--augment copies each row's label to its edited copies; a "
+                          "regression target (a score) changes with the words (deleting "
+                          "\"not\" or swapping in a neighbour such as \"bad\" for \"good\"), so "
+                          "no augmentation method applies; leave out --augment")
+
     def make_examples(self, rows: TextRows, table: Table, role: str) -> TextExamples:
         names = self.task.target_names
         targets = None

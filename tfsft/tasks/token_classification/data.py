@@ -189,6 +189,37 @@ class TokenData(DataRole):
               seed: int) -> tuple[TokenExamples, TokenExamples]:
         return split_examples(examples, fraction, seed)
 
+    def augment(self, examples: TokenExamples, augmenter: Any, copies: int,
+                rng: Any) -> tuple[TokenExamples, list[dict[str, Any]]]:
+        """Edited copies of each sentence that leave its entities' words alone: only words
+        tagged ``O`` are replaced, swapped or deleted, and no word is inserted inside an
+        entity (inserted words are ``O``), so every tag stays aligned."""
+        import dataclasses
+
+        tokens, tags, sources, methods = [], [], [], []
+        for index in range(len(examples)):
+            words, word_tags = examples.word_tokens(index), examples.tags[index]
+            frozen = {j for j, tag in enumerate(word_tags) if tag != tag_schemes.OUTSIDE}
+            for method, edited, origin in augmenter.copies(words, copies, rng, frozen):
+                tokens.append(edited)
+                tags.append([tag_schemes.OUTSIDE if j < 0 else word_tags[j] for j in origin])
+                sources.append(index)
+                methods.append(method)
+        if not tokens:
+            return examples, []
+        count = len(examples)
+        where = list(examples.locations) or [f"sentence {i + 1}" for i in range(count)]
+        made = sentences_from_tokens(tokens, tags, examples.source, None,
+                                     self.task.options.token_separator, examples.scheme)
+        grown = dataclasses.replace(
+            examples, texts=list(examples.texts) + made.texts,
+            words=list(examples.words) + made.words, tags=list(examples.tags) + made.tags,
+            locations=where + [f"{where[s]} (augmented: {m})"
+                               for s, m in zip(sources, methods, strict=True)])
+        records = [{"source": where[s], "method": m, **record} for s, m, record in
+                   zip(sources, methods, self.example_records(made), strict=True)]
+        return grown, records
+
     # -- records and raw texts --------------------------------------------------------------
     def example_records(self, examples: TokenExamples) -> list[dict[str, Any]]:
         records = []
