@@ -153,7 +153,18 @@ def _intended_use(run: TrainedRun, config: dict[str, Any]) -> str:
             f"{run.max_length} tokens are {run.task.data.long_example_treatment} (see the "
             "limitations). It was not evaluated on "
             "other domains or languages than its validation data; check it on yours first."
-            + _normalization_note(run))
+            + _normalization_note(run) + _threshold_note(run))
+
+
+def _threshold_note(run: TrainedRun) -> str:
+    """How a run with a decision threshold decides (the token-id models give probabilities)."""
+    state = run.task.state_dict()
+    if state.get("decision_threshold") is None:
+        return ""
+    return (f" It decides `{state['positive_label']}` when that label's probability is above "
+            f"{state['decision_threshold']:.2f} (tuned on the validation data), not the more "
+            "probable label: the SavedModel's `label` output does so; callers of the token-id "
+            "models and the Hugging Face folder apply the same threshold to `probabilities`.")
 
 
 def _normalization_note(run: TrainedRun) -> str:
