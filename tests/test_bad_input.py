@@ -318,7 +318,8 @@ CASES = [
      "not a directory"),
     # -- token classification data ------------------------------------------------------------
     ("ner-bad-tag", TRAIN + "--task token-classification --train {d}/train.conll",
-     {"train.conll": CONLL_TRAIN + "Bob X-PER\n\n"}, "no column holds tags (O, B-PER, I-PER"),
+     {"train.conll": CONLL_TRAIN + "Bob X-PER\n\n"}, "tag 'X-PER' has the prefix 'X', which no "
+     "tag scheme uses"),
     ("ner-i-after-o", TRAIN + "--task token-classification --train {d}/train.conll --tag-scheme BIO",
      {"train.conll": CONLL_TRAIN + "Bob O\nSmith I-PER\n\n"}, "line 152"),
     ("ner-repair-counted", TRAIN + "--task token-classification --train {d}/train.conll "
@@ -689,9 +690,17 @@ def test_an_evaluation_folder_keeps_one_evaluations_reports(trained_run, tmp_pat
     run.evaluate(run.read(data), output_dir=folder, verbose=0)
     recorded = json.loads((folder / EVALUATION_MARKER).read_text())
     assert "metrics.json" in recorded
-    (folder / "stale_report.txt").write_text("from an earlier evaluation\n")
-    (folder / EVALUATION_MARKER).write_text(json.dumps([*recorded, "stale_report.txt"]))
+    from tfsft.io_utils import file_sha256
+
+    for name, text in (("stale_report.txt", "from an earlier evaluation\n"),
+                       ("edited_report.txt", "from an earlier evaluation\n")):
+        (folder / name).write_text(text)
+        recorded[name] = file_sha256(folder / name)
+    (folder / EVALUATION_MARKER).write_text(json.dumps(recorded))
+    with open(folder / "edited_report.txt", "a") as handle:  # the user's notes in a report
+        handle.write("my notes\n")
     (folder / "notes.txt").write_text("mine\n")
     run.evaluate(run.read(data), output_dir=folder, verbose=0)
     assert not (folder / "stale_report.txt").exists()
+    assert (folder / "edited_report.txt").read_text().endswith("my notes\n")  # kept
     assert (folder / "notes.txt").read_text() == "mine\n" and (folder / "metrics.json").exists()

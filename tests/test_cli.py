@@ -142,3 +142,16 @@ def test_advice_naming_a_flag_the_command_lacks_says_which_commands_take_it(tmp_
     assert "tfsft data inspect takes no --data-format" in checked_advice(
         "pass --data-format", parser, inspect, others)
     assert "no command takes it" in checked_advice("pass --no-such-flag", parser, inspect)
+
+
+def test_texts_may_follow_options_and_unknown_options_are_still_refused():
+    from tfsft.cli import parse_arguments
+    from tfsft.cli.parser import build_parser
+
+    parser = build_parser()
+    args = parse_arguments(parser, ["predict", "runs/x", "first", "--batch-size", "8", "second"])
+    assert args.texts == ["first", "second"] and args.batch_size == 8
+    with pytest.raises(SystemExit):
+        parse_arguments(parser, ["predict", "runs/x", "--batch-size", "8", "text", "--bogus"])
+    with pytest.raises(SystemExit):
+        parse_arguments(parser, ["evaluate", "runs/x", "--data", "d.csv", "stray"])

@@ -235,3 +235,12 @@ def test_a_split_names_its_part():
     train, validation = split_examples(data, 0.2, seed=0)
     assert (train.source, validation.source) == ("train.csv (training split)",
                                                  "train.csv (validation split)")
+
+
+def test_text_lines_break_at_line_breaks_only(tmp_path):
+    from tfsft.data.readers import read_numbered_text_lines
+
+    path = tmp_path / "texts.txt"
+    path.write_text("one\u2028line\n\nsecond\x85still\x0cthe same\r\nthird\n", encoding="utf-8")
+    assert read_numbered_text_lines(path) == (
+        [(1, "one\u2028line"), (3, "second\x85still\x0cthe same"), (4, "third")], 1)

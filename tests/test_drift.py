@@ -63,10 +63,10 @@ def test_served_predictions_are_compared_with_the_validation_labels(trained_run,
                 str(skewed)]) == 3
     assert "drift: labels" in capsys.readouterr().out
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"label": "pos"}\n{"text": "no label"}\n')
+    broken.write_text('{"label": "pos"}\n\n{"text": "no label \u2028 here"}\n')
     assert cli(["data", "drift", run, "--input", str(alike), "--predictions",
                 str(broken)]) == 2
-    assert "broken.jsonl, record 2: holds no label, labels or entities" in (
+    assert "broken.jsonl, line 3: holds no label, labels or entities" in (
         capsys.readouterr().err)
 
 

@@ -72,3 +72,12 @@ def test_a_target_far_from_the_rest_is_warned_with_its_line(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         task.data.read(path)
     assert "robust standard deviations" not in caplog.text
+
+
+def test_an_outlier_among_mostly_equal_targets_is_warned(tmp_path, caplog):
+    path = tmp_path / "counts.csv"
+    path.write_text("text,score\n" + "".join(f"t{i},0\n" for i in range(59)) + "big,5000\n")
+    task = create_task("regression", {"target_columns": ["score"]})
+    with caplog.at_level("WARNING"):
+        task.data.read(path)
+    assert "the first at line 61 (5000)" in caplog.text

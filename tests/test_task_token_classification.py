@@ -250,6 +250,47 @@ def test_a_named_tag_column_does_not_turn_sentences_into_conll(tmp_path):
     assert looks_like_conll(tokens, tag_column=3)  # a run's tag column, a tokens-only file
 
 
+def test_a_typo_or_a_comment_in_the_entity_column_does_not_switch_columns(tmp_path):
+    rows = [("EU", "NNP", "B-NP", "B-ORG"), ("rejects", "VBZ", "B-VP", "O"),
+            ("German", "JJ", "B-NP", "B-MISC"), ("call", "NN", "I-NP", "O")] * 30
+    lines = [" ".join(r) for r in rows]
+    lines[29] = "call NN I-NP 0"  # one tag typed as a zero, line 30
+    path = tmp_path / "typo.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"typo.txt, line 30: tag '0' is a number"):
+        read_token_data(path)
+    lines[29] = "call NN I-NP O"
+    path.write_text("# from O Globo\n" + "\n".join(lines) + "\n")
+    data = read_token_data(path)
+    assert {t for _, _, t in data.entities(0)} == {"ORG", "MISC"}
+    assert data.skipped == {"comment lines": 1}
+
+
+def test_conllu_with_an_entity_column_and_texts_that_only_look_like_tags(tmp_path):
+    from tfsft.tasks.token_classification.examples import looks_like_conll
+
+    ud = tmp_path / "ud_ner.txt"
+    ud.write_text("".join(line + ("\tB-PER" if line.startswith("1\t") else "\tO")
+                          + "\n" if line and not line.startswith("#") else line + "\n"
+                          for line in CONLLU.splitlines()))
+    data = read_token_data(ud)
+    assert data.texts == ["Obama visited Paris .", "Merkel"]
+    assert data.entities(1) == [(0, 6, "PER")]
+    texts = tmp_path / "models.txt"
+    texts.write_text("Interstate I-95\nBoeing B-52\nVitamin B-12\nRoute E-3\n")
+    assert not looks_like_conll(texts)
+
+
+def test_sentences_are_not_taken_for_a_conll_file(tmp_path):
+    path = tmp_path / "sentences.txt"
+    path.write_text("Obama visited Paris\nMerkel met Macron\n\nGoogle bought YouTube today\n")
+    with pytest.raises(DataError, match="this looks like one text a line, not a CoNLL file"):
+        read_token_data(path)
+    path.write_text("Obama visited Paris\nMerkel met Macron\n\nGoogle bought YouTube\n")
+    with pytest.raises(DataError, match="the tag column holds no tag such as O or B-PER"):
+        read_token_data(path, tag_column=1)
+
+
 def test_a_tag_column_that_holds_no_tags_is_refused(tmp_path):
     path = tmp_path / "conll.txt"
     path.write_text("EU 3 B-ORG\nrejects 0 O\nGerman 7 B-MISC\n\nPeter 1 B-PER\nBlackburn 2 I-PER\n")
@@ -258,8 +299,13 @@ def test_a_tag_column_that_holds_no_tags_is_refused(tmp_path):
         read_token_data(path, tag_column=0)
     with pytest.raises(DataError, match=r"conll.txt, line 1: tag '3' is a number"):
         read_token_data(path, tag_column=1)
-    words = [[f"w{i}{j}" for j in range(3)] for i in range(90)]  # 270 distinct "types"
+    words = [[f"w{i}{j}" for j in range(3)] for i in range(90)]  # words, no tag at all
     frame = pd.DataFrame({"tokens": [["a", "b", "c"]] * 90, "tags": words})
+    with pytest.raises(DataError, match="the tag column holds no tag such as O or B-PER "
+                                        "\\(the first is 'w00'\\)"):
+        create_task("token-classification").data.read(frame)
+    words = [["O", f"w{i}1", f"w{i}2", f"w{i}3"] for i in range(90)]  # 270 distinct "types"
+    frame = pd.DataFrame({"tokens": [["a", "b", "c", "d"]] * 90, "tags": words})
     with pytest.raises(DataError, match="the tags name 270 entity types"):
         create_task("token-classification").data.read(frame)
 

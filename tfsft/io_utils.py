@@ -17,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 
+def split_lines(text: str) -> list[str]:
+    r"""The lines of ``text``, broken at ``\n``, ``\r\n`` and ``\r`` only (``str.splitlines``
+    also breaks at U+2028, U+0085, form feeds and more, which a text may hold); no empty last
+    line for a final line break.
+
+    >>> split_lines("one\u2028still one\r\ntwo\n")
+    ['one\u2028still one', 'two']
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def read_json_file(path: str | os.PathLike, what: str = "file",
                    fix: str = "restore it from a backup or produce it again") -> Any:
     """The JSON in ``path``; a truncated or damaged file is a :class:`CheckpointError` naming

@@ -18,6 +18,7 @@ text-classification runs.
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Sequence
 from functools import cached_property
@@ -31,11 +32,14 @@ from tfsft.errors import ConfigError, TfsftError
 from tfsft.io_utils import read_json_file
 from tfsft.tasks.base import DEFAULT_TASK, Task, create_task
 
+logger = logging.getLogger(__name__)
+
 MODEL_FILE = "model.keras"
 TASK_FILE = "task.json"
 LEGACY_LABELS_FILE = "labels.json"  # run folders of tfsft 0.1
-#: Written into an evaluation's --output-dir: the report files tfsft wrote there (JSON), which
-#: a later evaluation into the same folder may replace, or remove when it writes other ones.
+#: Written into an evaluation's --output-dir: the report files tfsft wrote there (JSON: name ->
+#: SHA-256), which a later evaluation into the same folder may replace, or remove when it writes
+#: other ones and they are unchanged.
 EVALUATION_MARKER = ".tfsft-evaluation"
 
 
@@ -48,23 +52,33 @@ def _file_times(folder: Path) -> dict[str, int]:
 
 def _record_evaluation(folder: Path, before: dict[str, int]) -> None:
     """Record the reports an evaluation wrote into ``folder`` (the files new or changed since
-    ``before``), and remove those an earlier evaluation recorded there that this one did not
-    write again (another task's reports), so the folder describes one evaluation."""
+    ``before``) with their SHA-256, and remove those an earlier evaluation recorded there that
+    this one did not write again (another task's reports), so the folder describes one
+    evaluation; a recorded report changed since (a user's notes in it) is kept."""
     import json
 
-    from tfsft.io_utils import atomic_write_json
+    from tfsft.io_utils import atomic_write_json, file_sha256
 
     try:
-        earlier = set(json.loads((folder / EVALUATION_MARKER).read_text(encoding="utf-8")))
+        earlier = json.loads((folder / EVALUATION_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError):
-        earlier = set()
+        earlier = {}
+    if not isinstance(earlier, dict):  # an older marker: names only, so nothing is removed
+        earlier = {}
     now = _file_times(folder)
     written = {name for name, mtime in now.items()
                if name != EVALUATION_MARKER and before.get(name) != mtime}
-    for name in earlier - written:
-        if name in now and now[name] == before.get(name):  # untouched since the last one
-            (folder / name).unlink()
-    atomic_write_json(folder / EVALUATION_MARKER, sorted(written))
+    for name in sorted(set(earlier) - written):
+        path = folder / name
+        if name not in now or not path.is_file():
+            continue
+        if file_sha256(path) == earlier[name] and now[name] == before.get(name):
+            path.unlink()  # as the earlier evaluation wrote it
+        else:
+            logger.warning("%s: kept; it changed since an earlier evaluation wrote it", path)
+    atomic_write_json(folder / EVALUATION_MARKER,
+                      {name: file_sha256(folder / name) for name in sorted(written)
+                       if (folder / name).is_file()})
 HELDOUT_FILE = "heldout.jsonl"  # validation examples, for checking exports
 CALIBRATION_FILE = "calibration.jsonl"  # a sample of training examples, for int8 calibration
 TOKENIZER_DIR = "tokenizer"

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfsft.errors import CheckpointError
-from tfsft.io_utils import read_json_file
+from tfsft.io_utils import read_json_file, split_lines
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 KERAS_HUB_VOCABULARY = "assets/tokenizer/vocabulary.txt"
@@ -83,9 +83,9 @@ class WordPieceTokenizer(tf.Module):
         keras_hub_vocab = folder / KERAS_HUB_VOCABULARY
         tokenizer_json = folder / "tokenizer.json"
         if vocab_file.exists():
-            vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
+            vocabulary = split_lines(vocab_file.read_text(encoding="utf-8"))
         elif keras_hub_vocab.exists():
-            vocabulary = keras_hub_vocab.read_text(encoding="utf-8").splitlines()
+            vocabulary = split_lines(keras_hub_vocab.read_text(encoding="utf-8"))
         elif tokenizer_json.exists():
             vocabulary = _vocabulary_from_tokenizer_json(tokenizer_json)
         else:

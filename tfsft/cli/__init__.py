@@ -26,7 +26,7 @@ __all__ = ["build_parser", "describe_os_error", "main", "run"]
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(task_of(argv))
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:  # TensorFlow's C++ lines (start-up, oneDNN notices) stay off the terminal
@@ -69,6 +69,19 @@ def main(argv: Sequence[str] | None = None) -> int:
               "bug in tfsft; run the command again with --debug and report the traceback.",
               file=sys.stderr)
         return 1
+
+
+def parse_arguments(parser, argv: list[str]):
+    """``parser.parse_args(argv)``, except that words after the options of ``predict`` and
+    ``generate`` are texts too (``tfsft predict RUN --batch-size 8 "a text"``): argparse gives
+    a ``nargs="*"`` positional only the words before the first option."""
+    args, extra = parser.parse_known_args(argv)
+    trailing = getattr(args, "trailing_positionals", None)
+    if extra and trailing and not any(word.startswith("-") and word != "-" for word in extra):
+        getattr(args, trailing).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def run() -> None:

@@ -183,6 +183,7 @@ def _add_predict(commands: Any, task: str) -> None:
     predict = commands.add_parser("predict", help="predictions for texts (arguments or a file)")
     predict.add_argument("run_dir")
     predict.add_argument("texts", nargs="*", help="texts (single-text models)")
+    predict.set_defaults(trailing_positionals="texts")  # texts may follow options too
     predict.add_argument("--input", help="file of texts (CSV/TSV/JSONL/Parquet, or .txt: one a "
                                          "line; question answering: SQuAD JSON too)")
     for flag, (help_text, owners) in input_flags().items():

@@ -110,24 +110,24 @@ def label_signal(reference: dict[str, int], live: dict[str, int]) -> dict[str, A
 def served_labels(path: str) -> dict[str, int]:
     """Label counts of a JSONL file of served prediction records (``tfsft predict`` output:
     ``label``, ``labels`` or ``entities`` with a ``type``); blank lines are skipped."""
-    from tfsft.data.readers import read_text_lines
+    from tfsft.data.readers import read_numbered_text_lines
     from tfsft.errors import DataError
 
-    lines, _ = read_text_lines(path)
+    lines, _ = read_numbered_text_lines(path)
     source = str(path)
     counts: Counter[str] = Counter()
-    for number, line in enumerate(lines, 1):
+    for number, line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(source, f"record {number}", f"not valid JSON ({exc.msg})",
+            raise DataError(source, f"line {number}", f"not valid JSON ({exc.msg})",
                             "give one prediction record a line, as tfsft predict writes "
                             "them") from None
         if not isinstance(record, dict):
-            raise DataError(source, f"record {number}", "not a JSON object",
+            raise DataError(source, f"line {number}", "not a JSON object",
                             "give one prediction record a line, as tfsft predict writes them")
         if record.get("label", "") is None or record.get("labels", []) is None:
-            raise DataError(source, f"record {number}", "the label is null",
+            raise DataError(source, f"line {number}", "the label is null",
                             "give the records tfsft predict writes for this run")
         if "label" in record:
             counts[str(record["label"])] += 1
@@ -136,7 +136,7 @@ def served_labels(path: str) -> dict[str, int]:
         elif isinstance(record.get("entities"), list):
             counts.update(str(e.get("type")) for e in record["entities"] if isinstance(e, dict))
         else:
-            raise DataError(source, f"record {number}", "holds no label, labels or entities",
+            raise DataError(source, f"line {number}", "holds no label, labels or entities",
                             "give the records tfsft predict writes for this run")
     if not lines:
         raise DataError(source, None, "holds no prediction records (it is empty)",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tfsft.errors import DataError
+from tfsft.io_utils import split_lines
 
 _COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -233,7 +234,7 @@ def read_numbered_text_lines(source: str | os.PathLike,
                         "pass a file with one text per line")
     require_file(path)
     texts, blank = [], 0
-    for number, line in enumerate(_decode(path, _read_bytes(path), encoding).splitlines(), 1):
+    for number, line in enumerate(split_lines(_decode(path, _read_bytes(path), encoding)), 1):
         if not line.strip():
             blank += 1
         elif not visible(line):

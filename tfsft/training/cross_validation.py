@@ -214,7 +214,7 @@ def _summarize(output: Path, task: Any, fold_metrics: list[dict[str, Any]],
     for fold in range(1, folds + 1):
         part = output / DATA_DIR / f"fold-{fold}-out_of_fold.jsonl"
         if part.exists():
-            lines += [line for line in part.read_text(encoding="utf-8").splitlines() if line]
+            lines += [line for line in part.read_text(encoding="utf-8").split("\n") if line]
     atomic_write_text(output / "out_of_fold.jsonl", "\n".join(_in_file_order(lines)) + "\n")
     header = "| fold | " + " | ".join(names) + " |"
     rows = [f"| {i} | " + " | ".join(f"{s[k]:.4f}" for k in names) + " |"

@@ -18,10 +18,16 @@ from tfsft.tasks.commands import CommandContext, TaskCommand
 logger = logging.getLogger(__name__)
 
 
+#: The largest --max-new-tokens / --batch-size (a model's context is far shorter; beyond int32
+#: the generation arithmetic overflows).
+LARGEST_COUNT = 1_000_000
+
+
 def add_generate_arguments(parser: argparse.ArgumentParser, context: CommandContext) -> None:
     parser.add_argument("run_dir", help="a causal-lm run folder, or a checkpoint "
                         "(smollm2-135m, a .gguf file, a Hugging Face folder) to try untuned")
     parser.add_argument("prompts", nargs="*", help="prompts (one user message each)")
+    parser.set_defaults(trailing_positionals="prompts")  # prompts may follow options too
     parser.add_argument("--input", help="prompts: a .txt file (one a line) or JSONL/CSV/"
                         "Parquet with a prompt or messages field, as in training data")
     parser.add_argument("--max-new-tokens", type=int, default=256)
@@ -72,8 +78,8 @@ def run_generate(args: argparse.Namespace, context: CommandContext) -> int:
 
     for flag, value in (("--max-new-tokens", args.max_new_tokens),
                         ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise ConfigError(f"{flag} must be >= 1, got {value}")
+        if not 1 <= value <= LARGEST_COUNT:
+            raise ConfigError(f"{flag} must be from 1 to {LARGEST_COUNT:,}, got {value}")
     if args.seed is not None and args.seed < 0:  # as tfsft train's --seed
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     try:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfsft.errors import ConfigError, DataError
+from tfsft.io_utils import split_lines
 from tfsft.tasks.question_answering.examples import QAExamples, read_qa_data
 from tfsft.tasks.roles import DataRole
 
@@ -119,7 +120,7 @@ class QAData(DataRole):
 
     def read_records(self, path: Path) -> QAExamples:
         task = self.task.with_options(**self.record_options())
-        first = next((line for line in Path(path).read_text("utf-8").splitlines()
+        first = next((line for line in split_lines(Path(path).read_text("utf-8"))
                       if line.strip()), "{}")
         return task.data.read(path, role="eval", labelled="answers" in json.loads(first),
                               file_format="jsonl")

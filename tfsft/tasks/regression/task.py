@@ -297,13 +297,17 @@ OUTLIER_DEVIATIONS = 20.0
 
 def outliers(column: np.ndarray) -> np.ndarray:
     """Indices of the values in ``column`` more than :data:`OUTLIER_DEVIATIONS` robust standard
-    deviations from its median (none when most values are equal).
+    deviations from its median: 1.4826 × the median absolute deviation, or where most values
+    are equal (it is 0), 1.2533 × the mean absolute deviation (none when all are equal).
 
-    >>> outliers(np.array([1.0, 2.0, 2.5, 3.0, 1e6])).tolist()
-    [4]
+    >>> outliers(np.array([1.0, 2.0, 2.5, 3.0, 1e6])).tolist(), outliers(np.r_[[0.0] * 59, 5000])
+    ([4], array([59]))
     """
     median = np.median(column)
-    spread = 1.4826 * np.median(np.abs(column - median))
+    deviations = np.abs(column - median)
+    spread = 1.4826 * np.median(deviations)
+    if spread == 0:
+        spread = 1.2533 * float(np.mean(deviations))
     if spread == 0:
         return np.array([], dtype=np.int64)
     return np.flatnonzero(np.abs(column - median) > OUTLIER_DEVIATIONS * spread)

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfsft.data.examples import split_examples
 from tfsft.errors import ConfigError, DataError
+from tfsft.io_utils import split_lines
 from tfsft.tasks.roles import DataRole
 from tfsft.tasks.token_classification import tags as tag_schemes
 from tfsft.tasks.token_classification.examples import (
@@ -234,7 +235,7 @@ class TokenData(DataRole):
         return {"tokens_column": "tokens", "tags_column": "tags"}
 
     def read_records(self, path: Path) -> TokenExamples:
-        records = [json.loads(line) for line in Path(path).read_text("utf-8").splitlines()
+        records = [json.loads(line) for line in split_lines(Path(path).read_text("utf-8"))
                    if line.strip()]
         tags = [r["tags"] for r in records] if records and "tags" in records[0] else None
         data = sentences_from_tokens([r["tokens"] for r in records], tags, str(path),

@@ -161,6 +161,10 @@ def _refuse_non_tags(tokens: list[list[str]], tags: list[list[str]], source: str
             raise DataError(source, locate(i, p), f"tag {tag!r} is a number, "
                             "not a tag such as O or B-PER", f"{fix}; numeric tag ids need "
                             "--tag-names O,B-PER,I-PER,... (in id order)")
+    if pairs and not any(_TAG.fullmatch(tag) for _, _, tag in pairs):
+        i, p, tag = pairs[0]
+        raise DataError(source, locate(i, p), f"the tag column holds no tag such as O or B-PER "
+                        f"(the first is {tag!r}): it holds words", fix)
     types = tag_schemes.entity_types(tag for _, _, tag in pairs)
     if len(types) > MAX_ENTITY_TYPES:
         raise DataError(source, None, f"the tags name {len(types)} entity types (e.g. "
@@ -177,6 +181,16 @@ def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source:
         try:
             scheme = tag_schemes.detect_scheme(all_tags)
         except ValueError as exc:
+            known = set().union(*(tag_schemes.prefixes_of(s) for s in tag_schemes.SCHEMES))
+            odd = next(((i, p, t) for i, sentence in enumerate(tags)
+                        for p, t in enumerate(sentence)
+                        if tag_schemes.split_tag(t)[0] not in known | {tag_schemes.OUTSIDE}),
+                       None)
+            if odd is not None:
+                i, p, tag = odd
+                raise DataError(source, locate(i, p), f"tag {tag!r} has the prefix "
+                                f"{tag_schemes.split_tag(tag)[0]!r}, which no tag scheme uses "
+                                "(B, I, E, S, L, U or M, and O)", "fix the tag") from exc
             raise DataError(source, None, str(exc), "pass --tag-scheme") from exc
     repaired = 0
     for i, sentence in enumerate(tags):
@@ -251,7 +265,12 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                          dict(skipped or {}), repaired)
 
 
-_TAG = re.compile(r"O|[BIMESLUbimeslu][-_]\S+")
+# A tag as the column guesses see one: O, or a scheme prefix and a type that starts with a letter
+# (``B-PER``, not the ``B-52`` of a text).
+_TAG = re.compile(r"O|[BIMESLUbimeslu][-_][^\W\d_]\S*")
+#: Share of a column's cells that must look like tags for the guess to take it (a typo or two
+#: in the tag column is then named by the tag checks, instead of another column being read).
+TAG_SHARE = 0.98
 
 
 _CHUNK_TYPES = {"NP", "VP", "PP", "ADJP", "ADVP", "SBAR", "PRT", "CONJP", "INTJ", "LST", "UCP"}
@@ -298,7 +317,7 @@ def conll_layout(lines: Sequence[str]) -> ConllLayout:
     rows = [r for r in rows if r and r[0] != DOCSTART and not r[0].startswith("#")][:500]
     width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else 1
     same = [r for r in rows if len(r) == width]
-    conllu = width == 10 and all(_CONLLU_ID.fullmatch(r[0]) for r in same)
+    conllu = width >= 10 and all(_CONLLU_ID.fullmatch(r[0]) for r in same)
     return ConllLayout(width, conllu)
 
 
@@ -324,14 +343,26 @@ def guess_tag_column(lines: Sequence[str], source: str,
     if width < 2:
         return -1  # the line checks report the missing column
     columns = range(width - 1, layout.token_column, -1)
-    candidates = [column for column in columns
-                  if all(_TAG.fullmatch(r[column]) for r in rows)
-                  or (tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
-                                        for r in rows))]
+
+    def share(column: int) -> float:
+        if tag_names and all(r[column].isdigit() and int(r[column]) < len(tag_names)
+                             for r in rows):
+            return 1.0
+        return sum(bool(_TAG.fullmatch(r[column])) for r in rows) / max(len(rows), 1)
+
+    shares = {column: share(column) for column in columns}
+    candidates = sorted((c for c in columns if shares[c] >= TAG_SHARE),
+                        key=lambda c: (-shares[c], -c))
     if not candidates and layout.conllu:
         raise DataError(source, None, "a CoNLL-U file (ID FORM LEMMA UPOS ... MISC): none of "
                         "its columns holds entity tags (O, B-PER, ...)", "add a tag column and "
                         "choose it with --tag-column, or give a CoNLL file of tokens and tags")
+    if not candidates and _one_text_a_line(lines, layout):
+        raise DataError(source, None, "the lines have different numbers of words: this looks "
+                        "like one text a line, not a CoNLL file (a token and its tag a line, "
+                        "a blank line between sentences)", "for training, tag the tokens in "
+                        "CoNLL, or write JSONL with tokens and tags (or a text and entity "
+                        "spans); to find entities in texts, use tfsft predict RUN --input FILE")
     if not candidates:
         numeric = [c for c in columns if all(r[c].isdigit() for r in rows)]
         if numeric and tag_names:
@@ -366,15 +397,19 @@ def guess_tag_column(lines: Sequence[str], source: str,
     return chosen
 
 
+def _one_text_a_line(lines: Sequence[str], layout: ConllLayout) -> bool:
+    """Whether fewer than nine in ten token lines have the most common column count."""
+    rows = _token_rows(lines, layout)
+    return bool(rows) and sum(len(r) == layout.width for r in rows) < 0.9 * len(rows)
+
+
 def _read_lines(path: Path, encoding: str) -> list[str]:
     """The lines of a text file (optionally compressed); a missing file, a pipe, or bytes that
     are not ``encoding`` text (named by line) is a :class:`DataError`."""
     from tfsft.data.readers import _decode, _read_bytes, require_file
+    from tfsft.io_utils import split_lines
 
-    text = _decode(path, _read_bytes(require_file(path)), encoding)
-    # Lines end at line breaks only (str.splitlines also breaks at U+2028, U+0085, ...).
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
+    return split_lines(_decode(path, _read_bytes(require_file(path)), encoding))
 
 
 @dataclass
@@ -452,8 +487,11 @@ def _conll_sentences(lines: Sequence[str], source: str, tag_column: int | None,
             found.close()
             found.docstarts += 1
             continue
-        if layout.is_comment(fields):
-            found.comments += 1
+        if layout.is_comment(fields) or (
+                labelled and fields[0].startswith("#") and tag_column is not None
+                and len(fields) > tag_column and not _TAG.fullmatch(fields[tag_column])
+                and not fields[tag_column].isdigit()):
+            found.comments += 1  # "# from O Globo": a comment, though a word looks like a tag
             continue
         if layout.is_extra_word_line(fields):
             continue
@@ -695,7 +733,8 @@ def looks_like_conll(path: str | Path, encoding: str = "utf-8", numeric_tags: bo
     columns = [tag_column] if named else range(1, width)
     ids = numeric_tags or named
     return any(sum(bool(_TAG.fullmatch(r[c])) or (ids and r[c].isdigit())
-                   for r in same) >= 0.9 * len(same) for c in columns)
+                   for r in same) >= 0.9 * len(same)
+               and (ids or any(r[c] == tag_schemes.OUTSIDE for r in same)) for c in columns)
 
 
 def is_conll_file(source: Any, file_format: str | None) -> bool:
