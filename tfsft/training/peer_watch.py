@@ -88,8 +88,9 @@ def watch(parent: int, addresses: list[str], timeout_s: float, poll_s: float = 2
                            f"{timeout_s:.0f} s. Start them (the same command, each with its own "
                            "TF_CONFIG task), check the addresses in TF_CONFIG")
             else:
+                verb = "accepts" if len(addresses) == 1 else "accept"
                 problem = (f"the cluster did not form within {timeout_s:.0f} s: "
-                           f"{', '.join(addresses)} accept connections but did not join. Check "
+                           f"{', '.join(addresses)} {verb} connections but did not join. Check "
                            "that each is a tfsft worker of this job (the same command, its own "
                            "TF_CONFIG task), not another service")
             sys.stderr.write(f"tfsft train: error: {problem}, or set TFSFT_PEER_TIMEOUT "
