@@ -51,6 +51,9 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
     output = _checked_folder(config, folds, resume)
     table = read_table(config.train, config.file_format, config.encoding, config.delimiter,
                        config.quoting)
+    if config.max_train_rows is not None:  # the folds split the first rows only
+        table = dataclasses.replace(table, rows=table.rows[:config.max_train_rows],
+                                    locations=table.locations[:config.max_train_rows])
     task = create_task(config.task, config.task_options)
     parts = fold_of_rows(table, task, folds, config.seed, group_column)
     data = output / DATA_DIR
@@ -72,7 +75,7 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
             fold_config = dataclasses.replace(
                 config, train=str(files["train"]), validation=str(files["validation"]),
                 output_dir=str(run_dir), file_format="jsonl", delimiter=None, quoting=True,
-                max_validation_rows=None, overwrite=False,
+                max_train_rows=None, max_validation_rows=None, overwrite=False,
                 task_options=_without_validation_columns(config.task_options))
             train(fold_config)
             _write_out_of_fold(run_dir, files["validation"], table, parts == fold - 1,
