@@ -161,8 +161,10 @@ def _threshold_note(run: TrainedRun) -> str:
     state = run.task.state_dict()
     if state.get("decision_threshold") is None:
         return ""
+    how = ("tuned on the validation data" if state.get("decision_threshold_tuned")
+           else "as given in training")
     return (f" It decides `{state['positive_label']}` when that label's probability is above "
-            f"{state['decision_threshold']:.2f} (tuned on the validation data), not the more "
+            f"{state['decision_threshold']:.2f} ({how}), not the more "
             "probable label: the SavedModel's `label` output does so; callers of the token-id "
             "models and the Hugging Face folder apply the same threshold to `probabilities`.")
 

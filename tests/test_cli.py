@@ -131,9 +131,10 @@ def test_advice_naming_a_flag_the_command_lacks_says_which_commands_take_it(tmp_
     evaluate = parser.parse_args(["evaluate", str(tmp_path), "--data", "dev.conll"])
     checked = checked_advice(advice, parser, evaluate, others)
     assert checked.startswith(advice)
-    assert ("(tfsft evaluate takes no --tag-scheme; it is an option of tfsft train, "
+    assert ("(tfsft evaluate takes no --tag-scheme; it is an option of tfsft train, tfsft cv, "
             "tfsft preprocess, tfsft data inspect; tfsft evaluate takes no --repair-tags; "
-            "it is an option of tfsft train, tfsft preprocess, tfsft data inspect.)") in checked
+            "it is an option of tfsft train, tfsft cv, tfsft preprocess, tfsft data "
+            "inspect.)") in checked
     ner = build_parser("token-classification")
     train = ner.parse_args(["train", "--task", "token-classification", "--train", "x.conll",
                             "--output-dir", str(tmp_path / "run")])

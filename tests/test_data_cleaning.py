@@ -46,7 +46,8 @@ def test_each_step_counts_its_rows_and_the_input_is_kept(tmp_path, capsys):
                     {"text": "fine", "label": "1"}]
     report = json.loads((tmp_path / "out.jsonl.report.json").read_text())
     counts = {step["step"]: step["rows"] for step in report["steps"]}
-    assert counts == {"mojibake": 1, "html": 3, "nfkc": 0, "whitespace": 3,
+    assert counts == {"text is not a string": 0, "label missing or not valid": 0,
+                      "mojibake": 1, "html": 3, "nfkc": 0, "whitespace": 3,
                       "empty after cleaning": 1, "conflicting labels": 5,
                       "exact duplicates": 1, "normalised duplicates": 1}
     assert len(report["dropped"]) == report["dropped_rows"] == 8  # every dropped row listed
@@ -80,6 +81,34 @@ def test_bad_requests_are_refused_before_any_output(tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert (tmp_path / "taken.tsv").read_text() == "keep me\n"
     assert not (tmp_path / "o.tsv").exists()
+
+
+def test_labels_compare_as_the_task_reads_them_and_bad_rows_are_counted(tmp_path, capsys):
+    scores = tmp_path / "scores.tsv"
+    scores.write_text("text\tscore\na\t4.5\nb\t1\na\t4.50\nb\t1e0\nc\t\n")
+    assert cli(["data", "clean", str(scores), "--task", "regression", "--target-columns",
+                "score", "--output", str(tmp_path / "scores.out.tsv")]) == 0
+    report = json.loads((tmp_path / "scores.out.tsv.report.json").read_text())
+    counts = {step["step"]: step["rows"] for step in report["steps"]}
+    assert counts["conflicting labels"] == 0 and counts["exact duplicates"] == 2
+    assert counts["label missing or not valid"] == 1
+    tags = tmp_path / "tags.jsonl"
+    tags.write_text('{"text": "x", "label": "LOC|PER"}\n{"text": "x", "label": "PER|LOC"}\n'
+                    '{"text": null, "label": "LOC"}\n{"text": ["y"], "label": "LOC"}\n'
+                    '{"text": "z", "label": "PER"}\n')
+    assert cli(["data", "clean", str(tags), "--task", "multi-label-classification",
+                "--output", str(tmp_path / "tags.out.csv")]) == 0
+    report = json.loads((tmp_path / "tags.out.csv.report.json").read_text())
+    counts = {step["step"]: step["rows"] for step in report["steps"]}
+    assert counts["conflicting labels"] == 0 and counts["exact duplicates"] == 1
+    assert counts["text is not a string"] == 1 and counts["empty after cleaning"] == 1
+    header, *rows = read_tsv_or_csv(tmp_path / "tags.out.csv")
+    assert header == ["text", "label"] and len(rows) == 2  # a CSV, by its name
+
+
+def read_tsv_or_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle, delimiter="\t" if path.suffix == ".tsv" else ","))
 
 
 @pytest.mark.skipif(not SST2.exists(), reason="needs ../shared/data/sst2")

@@ -46,7 +46,14 @@ def test_focal_loss_threshold_and_sampling_are_checked():
     with pytest.raises(ConfigError, match="decision_threshold must be 'tune' or a probability"):
         create_task("text-classification", {"decision_threshold": 1.5})
     with pytest.raises(ConfigError, match="focal_gamma must be a number from 0 to 10"):
-        create_task("text-classification", {"focal_gamma": -1})
+        create_task("text-classification", {"focal_gamma": -1, "loss": "focal"})
+    with pytest.raises(ConfigError, match="focal_gamma is the exponent of --loss focal"):
+        create_task("text-classification", {"focal_gamma": 1.0})
+    with pytest.raises(ConfigError, match="pass --decision-threshold tune"):
+        create_task("text-classification", {"positive_label": "pos"})
+    with pytest.raises(ConfigError, match="the rarer labels would count twice over"):
+        create_task("text-classification", {"sampling": "oversample",
+                                            "class_weight": "balanced"})
     task = create_task("text-classification", {"decision_threshold": "tune"})
     import pandas as pd
 

@@ -26,16 +26,25 @@ def test_mojibake_is_undone_as_ftfy_does_and_clean_text_is_kept():
 
 
 @pytest.mark.parametrize("steps, text, expected", [
-    ("html", "<p class='x'>Hi&nbsp;there</p><!-- note --><br/>&amp;lt;", " Hi\u00a0there   &lt;"),
+    ("html", "<p class='x'>Hi&nbsp;there</p><!-- note --><br/>&amp;lt; &lt;b&gt;x", " Hi\u00a0there   &amp;lt;  x"),
     ("html,whitespace", "<p>a</p>\n\n<p>b\u2009c</p>", "a b c"),
     ("nfkc", "ﬁne ＡＢＣ", "fine ABC"),
-    ("urls", "see https://example.org/a?b=1. or www.x.io!", "see <URL>. or <URL>!"),
-    ("emails,handles", "ann.lee@mail.example.com or @ann_lee, not a@b", "<EMAIL> or <USER>, not a@b"),
-    ("numbers", "3 cats, 1,500.25 dogs, B52", "<NUMBER> cats, <NUMBER> dogs, B52"),
+    ("urls", "see https://example.org/a?b=1. or www.x.io!", "see [URL]. or [URL]!"),
+    ("emails,handles", "ann.lee@mail.example.com or @ann_lee, not a@b", "[EMAIL] or [USER], not a@b"),
+    ("numbers", "3 cats, 1,500.25 dogs, B52", "[NUMBER] cats, [NUMBER] dogs, B52"),
     ("whitespace", "  a \t b\n", "a b"),
 ])
 def test_each_step(steps, text, expected):
     assert normalize_texts([text], parse_steps(steps)) == [expected]
+
+
+def test_every_step_gives_the_same_text_when_applied_twice():
+    from tfsft.text_normalization import STEPS
+
+    texts = MOJIBAKE + CLEAN + ["&lt;b&gt;x&lt;/b&gt;", "a &amp;amp; b &amp; c", "<b>1</b> @ann",
+                                "mail a@b.io https://x.io/[1] 3,5 <URL>", "&amp;lt;p&amp;gt;"]
+    once = normalize_texts(texts, STEPS)
+    assert normalize_texts(once, STEPS) == once
 
 
 def test_steps_are_checked_and_put_in_order():

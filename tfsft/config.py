@@ -83,8 +83,8 @@ class TrainConfig:
     tensorboard: bool = True
     overwrite: bool = False
     augment: int = 0  # edited copies of each training example (tfsft.data.augmentation)
-    augment_methods: str = "all"
-    augment_alpha: float = 0.1
+    augment_methods: str | None = None  # all, when augment is on
+    augment_alpha: float | None = None  # 0.1, when augment is on
 
     def __post_init__(self) -> None:
         self.validate()
@@ -212,7 +212,11 @@ class TrainConfig:
             (self.max_validation_rows is None or self.max_validation_rows >= 1,
              "max_validation_rows must be >= 1"),
             (0 <= self.augment <= 32, "augment must be from 0 (off) to 32 copies"),
-            (0 < self.augment_alpha <= 0.5, "augment_alpha must be in (0, 0.5]"),
+            (self.augment_alpha is None or 0 < self.augment_alpha <= 0.5,
+             "augment_alpha must be in (0, 0.5]"),
+            (self.augment or (self.augment_methods is None and self.augment_alpha is None),
+             "augment_methods and augment_alpha shape --augment N: pass --augment with them, "
+             "or leave them out"),
             (not (self.reduce_lr_on_plateau and self.lr_schedule != "constant"),
              "reduce_lr_on_plateau needs lr_schedule constant (a decaying schedule already "
              "sets the learning rate at every step)"),
@@ -224,7 +228,8 @@ class TrainConfig:
             self.delimiter = parse_delimiter(self.delimiter)
         from tfsft.data.augmentation import parse_methods
 
-        self.augment_methods = ",".join(parse_methods(self.augment_methods))
+        if self.augment_methods is not None:
+            self.augment_methods = ",".join(parse_methods(self.augment_methods))
         try:
             codecs.lookup(self.encoding)
         except LookupError:

@@ -9,19 +9,21 @@ this order:
 - ``mojibake``: a text that is UTF-8 read as Windows-1252 or Latin-1 (``cafÃ©``, ``itâ€™s``) is
   decoded back (``café``, ``it’s``), up to twice; a text with any other character is left as it
   is. ``tfsft data clean`` fixes more (ftfy: mixed and partial mojibake) in training files.
-- ``html``: tags and comments become a space; the common entities (``&amp;`` ``&lt;`` ``&gt;``
-  ``&quot;`` ``&#39;`` ``&apos;`` ``&nbsp;`` ``&#160;`` and the typographic quotes and dashes)
-  become their characters.
+- ``html``: the common entities (``&amp;`` ``&lt;`` ``&gt;`` ``&quot;`` ``&#39;`` ``&apos;``
+  ``&nbsp;`` ``&#160;`` and the typographic quotes and dashes) become their characters, then tags
+  and comments become a space (an escaped tag, ``&lt;b&gt;``, too). ``&amp;`` followed by an
+  entity name stays: the step gives the same text when applied twice, so data cleaned with it
+  and normalized again in training reads as served texts do.
 - ``nfkc``: Unicode NFKC (full-width letters, ligatures and compatibility characters folded).
-- ``urls``, ``emails``, ``handles``, ``numbers``: replaced by ``<URL>``, ``<EMAIL>``,
-  ``<USER>``, ``<NUMBER>``.
+- ``urls``, ``emails``, ``handles``, ``numbers``: replaced by ``[URL]``, ``[EMAIL]``,
+  ``[USER]``, ``[NUMBER]``.
 - ``whitespace``: runs of whitespace (Unicode spaces too) become one space; ends trimmed.
 
 >>> normalize_texts(["caf\u00c3\u00a9 <b>tr\u00e8s</b>  bon &amp; cheap"], DEFAULT_STEPS)
 ['café très bon & cheap']
 >>> normalize_texts(["mail me: ann@example.org, see https://x.io/a?b=1"],
 ...                 ("emails", "urls", "whitespace"))
-['mail me: <EMAIL>, see <URL>']
+['mail me: [EMAIL], see [URL]']
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from tfsft.errors import ConfigError
 STEPS = ("mojibake", "html", "nfkc", "urls", "emails", "handles", "numbers", "whitespace")
 #: The steps ``tfsft data clean`` applies unless told otherwise: those that keep the meaning.
 DEFAULT_STEPS = ("mojibake", "html", "nfkc", "whitespace")
-PLACEHOLDERS = {"urls": "<URL>", "emails": "<EMAIL>", "handles": "<USER>",
-                "numbers": "<NUMBER>"}
+PLACEHOLDERS = {"urls": "[URL]", "emails": "[EMAIL]", "handles": "[USER]",
+                "numbers": "[NUMBER]"}
 
 # RE2 patterns (TensorFlow's regex ops).
 _HTML_TAG = (r"<!--(?s:.*?)-->|<[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>"
@@ -46,12 +48,12 @@ _HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#0?39;|&#x0?
                   ("&nbsp;|&#160;|&#xa0;", "\u00a0"), ("&lsquo;", "\u2018"),
                   ("&rsquo;", "\u2019"), ("&ldquo;", "\u201c"), ("&rdquo;", "\u201d"),
                   ("&ndash;", "\u2013"), ("&mdash;", "\u2014"), ("&hellip;", "\u2026"),
-                  ("&amp;", "&"))  # &amp; last: "&amp;lt;" is the text "&lt;"
+                  ("&amp;([^A-Za-z#]|$)", "&\\1"))  # &amp;lt; stays (idempotent)
 _PATTERNS = {
-    "urls": (r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)\]]", "<URL>"),
-    "emails": (r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b", "<EMAIL>"),
-    "handles": (r"(^|[^\w@./])@[A-Za-z0-9_]{1,30}\b", r"\1<USER>"),
-    "numbers": (r"\b\d+(?:[.,]\d+)*\b", "<NUMBER>"),
+    "urls": (r"(?i)\b(?:https?://|ftp://|www\.)[^\s<>\"'\[\]]+[^\s<>\"'.,;:!?)\[\]]", "[URL]"),
+    "emails": (r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b", "[EMAIL]"),
+    "handles": (r"(^|[^\w@./])@[A-Za-z0-9_]{1,30}\b", r"\1[USER]"),
+    "numbers": (r"\b\d+(?:[.,]\d+)*\b", "[NUMBER]"),
 }
 _BATCH = 4096
 
@@ -85,9 +87,9 @@ def normalize_graph(texts: tf.Tensor, steps: Sequence[str]) -> tf.Tensor:
         if step == "mojibake":
             texts = _undo_mojibake(_undo_mojibake(texts))
         elif step == "html":
-            texts = tf.strings.regex_replace(texts, _HTML_TAG, " ")
             for pattern, character in _HTML_ENTITIES:
                 texts = tf.strings.regex_replace(texts, f"(?i:{pattern})", character)
+            texts = tf.strings.regex_replace(texts, _HTML_TAG, " ")
         elif step == "nfkc":
             import tensorflow_text as tf_text
 

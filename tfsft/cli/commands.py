@@ -222,8 +222,8 @@ def input_place(location: str | None) -> dict[str, int]:
 
 def run_clean(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
-    from tfsft.data.cleaning import against_keys, clean_table, format_report
-    from tfsft.data.readers import read_table, require_file
+    from tfsft.data.cleaning import against_keys, clean_table, format_report, hashable_label
+    from tfsft.data.readers import guess_format, read_table, require_file
     from tfsft.data.writers import write_table
     from tfsft.io_utils import atomic_write_json, atomic_write_text
     from tfsft.tasks.base import create_task
@@ -240,7 +240,16 @@ def run_clean(args: argparse.Namespace) -> int:
     steps = parse_steps([s for s in steps_given if s != "default"]
                         + (list(DEFAULT_STEPS) if "default" in steps_given else []))
     path = require_file(args.file)
+    if not args.output.strip():
+        raise ConfigError("--output is empty; name the cleaned file to write (e.g. "
+                          "train.clean.tsv)")
     output = Path(args.output)
+    try:
+        guess_format(output)
+    except DataError:
+        raise ConfigError(f"--output {args.output}: name it .csv, .tsv, .jsonl or .parquet "
+                          "(optionally .gz, .bz2 or .xz): its format comes from its "
+                          "name") from None
     reports = {suffix: Path(f"{output}.report.{suffix}") for suffix in ("json", "txt")}
     given = [path, *(Path(a) for a in args.against or [])]
     for target in (output, *reports.values()):
@@ -260,17 +269,20 @@ def run_clean(args: argparse.Namespace) -> int:
     against = (against_keys(args.against, against_columns, steps, read) if args.against
                else None)
     table = read_table(str(path), **read)
+    read_label = None
+    if label_columns:
+        reader = task.data.target_reader(table, "train")
+        unordered = name == "multi-label-classification"
+        read_label = lambda row, where: hashable_label(reader(row, where), unordered)  # noqa: E731
     rows, report = clean_table(table, text_columns, label_columns, steps, args.conflicts,
-                               not args.keep_duplicates, against)
+                               not args.keep_duplicates, against, read_label)
     if not rows:
         raise DataError(str(path), None, f"no row is left after cleaning ({report['rows']} "
                         "dropped)", "check the report's reasons: " + ", ".join(
                             f"{s['step']} {s['rows']}" for s in report["steps"] if s["rows"]))
     report["output"] = str(output)
     report["train_with"] = f"--normalize {','.join(steps) or 'none'}"
-    write_table(output, table.columns, rows,
-                args.file_format if output.suffix.lower() not in (".gz", ".bz2", ".xz")
-                and args.file_format else None, read["delimiter"])
+    write_table(output, table.columns, rows)  # the format of its name, with its own delimiter
     text = format_report(report) + (
         f"Train with {report['train_with']} so that predict and the SavedModel normalize new "
         "texts the same way.\n")
@@ -309,7 +321,7 @@ def _check_report_file(output: str, inputs: list[str | None], overwrite: bool) -
            and target.resolve() == Path(given).resolve() for given in inputs):
         raise ConfigError(f"--output {output} is one of the input files; name a new file")
     if target.is_dir():
-        raise ConfigError(f"--output {output} is a folder; name a file (e.g. drift.json)")
+        raise ConfigError(f"--output {output} is a folder; name a file")
     if target.exists() and not overwrite:
         raise ConfigError(f"--output {output} exists; pass --overwrite to replace it, or name "
                           "a new file")

@@ -80,11 +80,16 @@ def add_option(group: argparse._ArgumentGroup, field: Any, hint: Any, suffix: st
     group.add_argument(flag, **kwargs)
 
 
-def add_task_options(parser: argparse.ArgumentParser, task: str) -> None:
+def add_task_options(parser: argparse.ArgumentParser, task: str, columns_only: bool = False,
+                     ) -> None:
+    """The options of ``task`` as flags (``columns_only``: those that read data: columns,
+    excluded labels, label delimiters)."""
     group = parser.add_argument_group(
-        f"options of task {task} (other tasks: tfsft train --task NAME --help)")
+        f"{'columns' if columns_only else 'options'} of task {task} (other tasks: tfsft train "
+        "--task NAME --help)")
     for field, hint in option_fields(options_class(task)):
-        add_option(group, field, hint)
+        if not columns_only or field.metadata.get("read"):
+            add_option(group, field, hint)
 
 
 def add_read_options(parser: argparse.ArgumentParser, format_flag: str = "--format") -> None:

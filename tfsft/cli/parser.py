@@ -307,7 +307,7 @@ def _add_clean(actions: Any, task: str) -> None:
     add_table_options(clean)
     fields = {f.name for f, _ in option_fields(options_class(task))}
     cleanable = "text_column" in fields and bool({"label_column", "target_columns"} & fields)
-    add_task_options(clean, task if cleanable else DEFAULT_TASK)  # tables of texts and labels
+    add_task_options(clean, task if cleanable else DEFAULT_TASK, columns_only=True)
 
 class _SubcommandParser(argparse.ArgumentParser):
     """Every command also takes --verbose / --debug after its name."""

@@ -8,7 +8,8 @@ The four operations of EDA (Wei and Zou, 2019), each on about ``alpha`` of a tex
 - ``swap``: two words trade places;
 - ``delete``: each word dropped with probability ``alpha`` (one always stays).
 
-Each generated row uses one operation (they take turns), is seeded, and copies its source
+Each generated row uses one operation (they take turns, from a random one per source row, so
+that fewer copies than methods still use them all), is seeded, and copies its source
 row's label. ``frozen`` word positions (an entity's words in NER) are never edited, moved or
 used as an insertion point inside an entity. Embedding neighbours are not always synonyms
 (``good`` is near ``bad``): whether augmentation helps is a question for measurement.
@@ -111,8 +112,9 @@ class Augmenter:
         ``origin[j]`` is the position in ``words`` that word ``j`` came from (-1: inserted).
         Copies equal to the original are left out (counted as ``unchanged``)."""
         out = []
+        start = int(rng.integers(len(self.methods)))  # each row its own first method
         for number in range(copies):
-            method = self.methods[number % len(self.methods)]
+            method = self.methods[(start + number) % len(self.methods)]
             edited, origin = self._edit(words, rng, method, frozen)
             if edited == words:
                 self.counts["unchanged"] = self.counts.get("unchanged", 0) + 1

@@ -36,7 +36,7 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tfsft.choices import CONFLICT_RULES
@@ -63,12 +63,15 @@ def clean_texts(texts: Sequence[str], step: str) -> list[str]:
 
 def clean_table(table: Table, text_columns: Sequence[str], label_columns: Sequence[str],
                 steps: Sequence[str] = DEFAULT_STEPS, conflicts: str = "drop",
-                drop_duplicates: bool = True,
-                against: dict[Any, str] | None = None) -> tuple[list[dict[str, Any]],
-                                                                 dict[str, Any]]:
+                drop_duplicates: bool = True, against: dict[Any, str] | None = None,
+                read_label: Callable[[dict[str, Any], str], Any] | None = None,
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The cleaned rows of ``table`` and the report of what each step did (see the module
     docstring). ``against`` maps the text keys (:func:`text_key`) of other files' rows to
-    where they are."""
+    where they are. ``read_label(row, where)``: a row's label as the task reads it (``4.5``
+    and ``4.50`` one score, ``PER|LOC`` and ``LOC|PER`` one label set), raising
+    :class:`DataError` for a missing or bad one (such rows are dropped, each with its reason);
+    default: the label cells as they are."""
     if conflicts not in CONFLICT_RULES:
         raise ConfigError(f"--conflicts must be one of {', '.join(CONFLICT_RULES)}, got "
                           f"{conflicts!r}")
@@ -79,20 +82,40 @@ def clean_table(table: Table, text_columns: Sequence[str], label_columns: Sequen
                               "text_columns": list(text_columns),
                               "label_columns": list(label_columns),
                               "normalization": list(steps), "steps": [], "dropped": []}
+    not_text = [i for i, row in enumerate(rows)
+                if any(row[c] is not None and not isinstance(row[c], str) for c in text_columns)]
+    _drop(report, "text is not a string", not_text, rows, where, text_columns,
+          lambda i: "a text cell holds " + ", ".join(
+              type(rows[i][c]).__name__ for c in text_columns
+              if rows[i][c] is not None and not isinstance(rows[i][c], str)))
+    skip = set(not_text)
+    labels: list[Any] = [None] * len(rows)
+    problems: dict[int, str] = {}
+    for i, row in enumerate(rows):
+        if i in skip or not label_columns:
+            continue
+        try:
+            labels[i] = (read_label(row, where[i]) if read_label is not None
+                         else _label_key(row, label_columns))
+        except DataError as exc:
+            problems[i] = exc.problem
+    _drop(report, "label missing or not valid", sorted(problems), rows, where, text_columns,
+          problems.get)
+    skip |= set(problems)
     for step in steps:
-        report["steps"].append(_text_step(rows, where, text_columns, step))
-    alive = [i for i, row in enumerate(rows)
-             if all(str(row[c]).strip() for c in text_columns if row[c] is not None)]
+        report["steps"].append(_text_step(rows, where, text_columns, step, skip))
+    alive = [i for i, row in enumerate(rows) if i not in skip
+             and all(isinstance(row[c], str) and row[c].strip() for c in text_columns)]
     left = set(alive)
-    _drop(report, "empty after cleaning", [i for i in range(len(rows)) if i not in left],
+    _drop(report, "empty after cleaning", [i for i in range(len(rows))
+                                           if i not in left and i not in skip],
           rows, where, text_columns, lambda i: "no text is left")
-    keys = [text_key(rows[i], text_columns) for i in range(len(rows))]
+    keys = [text_key(rows[i], text_columns) if i in left else None for i in range(len(rows))]
     if against is not None:
         leaked = [i for i in alive if keys[i] in against]
         _drop(report, "also in --against", leaked, rows, where, text_columns,
               lambda i: f"the same text is at {against[keys[i]]}")
         alive = [i for i in alive if keys[i] not in against]
-    labels = [_label_key(rows[i], label_columns) for i in range(len(rows))]
     if label_columns and conflicts != "keep":
         alive = _resolve_conflicts(report, alive, keys, labels, rows, where, text_columns,
                                    label_columns, conflicts)
@@ -117,11 +140,12 @@ def _check_columns(table: Table, columns: Sequence[str]) -> None:
 
 
 def _text_step(rows: list[dict[str, Any]], where: list[str], text_columns: Sequence[str],
-               step: str) -> dict[str, Any]:
+               step: str, skip: set[int] | frozenset = frozenset()) -> dict[str, Any]:
     changed: set[int] = set()
     examples: list[dict[str, Any]] = []
     for column in text_columns:
-        indices = [i for i, row in enumerate(rows) if isinstance(row[column], str)]
+        indices = [i for i, row in enumerate(rows)
+                   if isinstance(row[column], str) and i not in skip]
         after = clean_texts([rows[i][column] for i in indices], step)
         for i, text in zip(indices, after, strict=True):
             if text != rows[i][column]:
@@ -131,6 +155,19 @@ def _text_step(rows: list[dict[str, Any]], where: list[str], text_columns: Seque
                 rows[i][column] = text
                 changed.add(i)
     return {"step": step, "rows": len(changed), "examples": examples}
+
+
+def hashable_label(value: Any, unordered: bool = False) -> Any:
+    """A label as a comparison key: lists become tuples (sorted where their order does not
+    count: a multi-label set).
+
+    >>> hashable_label(["PER", "LOC"], unordered=True), hashable_label([4.5, 1.0])
+    (('LOC', 'PER'), (4.5, 1.0))
+    """
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value] if unordered else list(value)
+        return tuple(sorted(items)) if unordered else tuple(items)
+    return value
 
 
 def _label_key(row: dict[str, Any], label_columns: Sequence[str]) -> tuple[Any, ...]:

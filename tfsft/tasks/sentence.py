@@ -68,13 +68,23 @@ class LabelListOptions(SentenceOptions):
     loss: str = option("cross-entropy", choices=CLASSIFICATION_LOSSES,
                        help="cross-entropy, or focal: examples the model already gets right "
                             "weigh less (for imbalanced labels; see --focal-gamma)")
-    focal_gamma: float = option(2.0, help="focal loss's focusing exponent (0 is cross-entropy)")
+    focal_gamma: float | None = option(
+        None, help="focal loss's focusing exponent (default 2; 0 is cross-entropy)")
 
     def validate(self) -> None:
         super().validate()
-        if not (isinstance(self.focal_gamma, (int, float)) and 0 <= self.focal_gamma <= 10):
+        if self.focal_gamma is not None and self.loss != "focal":
+            raise ConfigError("focal_gamma is the exponent of --loss focal; pass --loss focal "
+                              "with it, or leave it out")
+        if self.focal_gamma is not None and not (
+                isinstance(self.focal_gamma, (int, float)) and 0 <= self.focal_gamma <= 10):
             raise ConfigError(f"focal_gamma must be a number from 0 to 10, got "
                               f"{self.focal_gamma!r}")
+
+    @property
+    def gamma(self) -> float:
+        """The focal exponent in use (2 unless given)."""
+        return 2.0 if self.focal_gamma is None else float(self.focal_gamma)
 
 
 class SentenceData(DataRole):

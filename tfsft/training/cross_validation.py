@@ -48,14 +48,16 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
     from tfsft.data.writers import write_table
     from tfsft.training.trainer import train
 
-    output = _checked_folder(config, folds, resume)
+    _refuse_options(config)
     table = read_table(config.train, config.file_format, config.encoding, config.delimiter,
                        config.quoting)
     if config.max_train_rows is not None:  # the folds split the first rows only
         table = dataclasses.replace(table, rows=table.rows[:config.max_train_rows],
                                     locations=table.locations[:config.max_train_rows])
     task = create_task(config.task, config.task_options)
+    task.data.read(table, role="train")  # every row checked, errors naming the user's file
     parts = fold_of_rows(table, task, folds, config.seed, group_column)
+    output = _checked_folder(config, folds, resume)
     data = output / DATA_DIR
     data.mkdir(parents=True, exist_ok=True)
     (output / MARKER).write_text("written by tfsft cv; --overwrite may replace this folder\n")
@@ -137,7 +139,7 @@ def fold_of_rows(table: Any, task: Any, folds: int, seed: int,
     return fold_of
 
 
-def _checked_folder(config: TrainConfig, folds: int, resume: bool) -> Path:
+def _refuse_options(config: TrainConfig) -> None:
     if not config.output_dir:
         raise ConfigError("name the cross-validation folder with --output-dir")
     if config.validation:
@@ -146,6 +148,9 @@ def _checked_folder(config: TrainConfig, folds: int, resume: bool) -> Path:
     if Path(config.train).is_dir():
         raise ConfigError(f"--train {config.train} is a folder; tfsft cv splits a training "
                           "file's rows")
+
+
+def _checked_folder(config: TrainConfig, folds: int, resume: bool) -> Path:
     output = Path(config.output_dir)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output-dir {output} is a file; name a folder")

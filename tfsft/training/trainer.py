@@ -294,10 +294,10 @@ def _augmented(task: Task, train_data: Any, config: TrainConfig, checkpoint: Pat
     validation data); the generated ones listed in ``augmented.jsonl`` of the run folder."""
     from tfsft.data.augmentation import Augmenter, parse_methods, word_neighbours
 
-    methods = parse_methods(config.augment_methods)
+    methods = parse_methods(config.augment_methods or "all")
     neighbours = (word_neighbours(checkpoint, tokenizer)
                   if {"synonym", "insert"} & set(methods) else None)
-    augmenter = Augmenter(methods, neighbours, config.augment_alpha)
+    augmenter = Augmenter(methods, neighbours, config.augment_alpha or 0.1)
     rng = np.random.default_rng([config.seed, 7])
     grown, records = task.data.augment(train_data, augmenter, config.augment, rng)
     logger.info("Augmentation: %d generated training examples from %d (%s; %d copies equal "
@@ -525,6 +525,11 @@ def _create_task(config: TrainConfig, shards: Manifest | None) -> Task:
     if config.task != shards.task:
         raise ConfigError(f"{shards.folder} holds {shards.task} data; the run's task is "
                           f"{config.task} (leave out --task, or preprocess for {config.task})")
+    if config.task_options.get("sampling", "none") != "none":
+        raise ConfigError(f"--sampling {config.task_options['sampling']} draws class-balanced "
+                          "epochs from training data held in memory, not from shards; train "
+                          "from the file, or use --class-weight balanced (given to tfsft "
+                          "preprocess) or --loss focal")
     allowed = {f.name for f, _ in option_fields(options_class(config.task))
                if f.metadata.get("validation")}
     allowed |= set(task_class(config.task).Modeling.model_options)

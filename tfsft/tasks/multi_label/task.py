@@ -174,12 +174,13 @@ class MultiLabelModeling(SentenceModeling):
 
     task: MultiLabelTask
     metric_directions = {"loss": False, "label_accuracy": True}
+    model_options = ("pooling", "loss", "focal_gamma")  # a run on shards may change them
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras
 
         options = self.task.options
-        loss = (keras.losses.BinaryFocalCrossentropy(gamma=float(options.focal_gamma),
+        loss = (keras.losses.BinaryFocalCrossentropy(gamma=options.gamma,
                                                      from_logits=True)
                 if options.loss == "focal" else keras.losses.BinaryCrossentropy(from_logits=True))
         model.compile(optimizer=optimizer, loss=loss,

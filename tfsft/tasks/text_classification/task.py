@@ -15,6 +15,7 @@ are strings or integers (``2``, ``2.0`` and ``"2"`` are the same label).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TextClassificationOptions", "TextClassificationTask", "create_task"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TextClassificationOptions(LabelListOptions):
@@ -82,7 +85,14 @@ class TextClassificationOptions(LabelListOptions):
             raise ConfigError(f"decision_threshold must be 'tune' or a probability in (0, 1), "
                               f"got {threshold!r}")
         if self.positive_label is not None:
+            if threshold is None:
+                raise ConfigError("positive_label names the label of a decision threshold; "
+                                  "pass --decision-threshold tune (or a probability) with it")
             self.positive_label = normalize_label(self.positive_label)
+        if self.sampling != "none" and self.class_weight is not None:
+            raise ConfigError(f"--sampling {self.sampling} already balances the labels in every "
+                              "epoch; with --class-weight too, the rarer labels would count "
+                              "twice over: choose one")
         if not (self.class_weight is None or isinstance(self.class_weight, dict)
                 or self.class_weight == "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or a mapping label -> weight such "
@@ -204,6 +214,7 @@ class ClassificationModeling(SentenceModeling):
 
     task: TextClassificationTask
     metric_directions = {"loss": False, "accuracy": True}
+    model_options = ("pooling", "loss", "focal_gamma")  # a run on shards may change them
 
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.tasks.text_classification.model import TextClassifier
@@ -221,7 +232,7 @@ class ClassificationModeling(SentenceModeling):
         import keras
 
         options = self.task.options
-        loss = (sparse_focal_loss(float(options.focal_gamma)) if options.loss == "focal"
+        loss = (sparse_focal_loss(options.gamma) if options.loss == "focal"
                 else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.compile(optimizer=optimizer, loss=loss,
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
@@ -263,8 +274,14 @@ class ClassificationEvaluation(EvaluationRole):
         if task.options.decision_threshold == "tune" and validation.label_ids is not None:
             positive = task.positive_id
             truth = (np.asarray(validation.label_ids) == positive).astype(np.int32)[:, None]
+            if not truth.any():
+                logger.warning("--decision-threshold tune: the validation data has no row of "
+                               "%r, so the threshold stays 0.5 (untuned)",
+                               task.labels[positive])
+                return
             probability = softmax(outputs, axis=-1)[:, positive][:, None]
             task.decision_threshold = tune_thresholds(truth, probability)[0]
+            task.threshold_tuned = True
 
     def headline(self, metrics: dict[str, Any]) -> dict[str, Any]:
         keys = ("examples", "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc")
@@ -354,6 +371,7 @@ class TextClassificationTask(LabelListTask):
         # A decision threshold on the probability of label ``positive_id`` (two labels);
         # None: the most probable label.
         self.decision_threshold: float | None = None
+        self.threshold_tuned = False  # tuned on validation data (else given, or untuned 0.5)
         self.positive_id: int = 1
 
     def choose_positive(self, counts: np.ndarray, source: str) -> None:
@@ -393,6 +411,7 @@ class TextClassificationTask(LabelListTask):
         if self.decision_threshold is not None:
             state["decision_threshold"] = self.decision_threshold
             state["positive_label"] = self.known_labels()[self.positive_id]
+            state["decision_threshold_tuned"] = self.threshold_tuned
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -404,6 +423,7 @@ class TextClassificationTask(LabelListTask):
         if state.get("decision_threshold") is not None:
             self.decision_threshold = float(state["decision_threshold"])
             self.positive_id = self.known_labels().index(state["positive_label"])
+            self.threshold_tuned = bool(state.get("decision_threshold_tuned"))
 
 
 

@@ -194,13 +194,16 @@ class TokenData(DataRole):
                 rng: Any) -> tuple[TokenExamples, list[dict[str, Any]]]:
         """Edited copies of each sentence that leave its entities' words alone: only words
         tagged ``O`` are replaced, swapped or deleted, and no word is inserted inside an
-        entity (inserted words are ``O``), so every tag stays aligned."""
+        entity (inserted words are ``O``), so every tag stays aligned. An ``O`` word between
+        two entities stays too (deleting it would join them into one in IO tags)."""
         import dataclasses
 
         tokens, tags, sources, methods = [], [], [], []
         for index in range(len(examples)):
             words, word_tags = examples.word_tokens(index), examples.tags[index]
-            frozen = {j for j, tag in enumerate(word_tags) if tag != tag_schemes.OUTSIDE}
+            inside = [tag != tag_schemes.OUTSIDE for tag in word_tags]
+            frozen = {j for j, entity in enumerate(inside) if entity or (
+                0 < j < len(inside) - 1 and inside[j - 1] and inside[j + 1])}
             for method, edited, origin in augmenter.copies(words, copies, rng, frozen):
                 tokens.append(edited)
                 tags.append([tag_schemes.OUTSIDE if j < 0 else word_tags[j] for j in origin])

@@ -339,7 +339,8 @@ def guess_tag_column(lines: Sequence[str], source: str,
     """
     layout = conll_layout(lines)
     width = layout.width
-    rows = [r for r in _token_rows(lines, layout) if len(r) == width]
+    # "#" lines count neither way: a comment may hold a word that looks like a tag
+    rows = [r for r in _token_rows(lines, layout) if len(r) == width and not r[0].startswith("#")]
     if width < 2:
         return -1  # the line checks report the missing column
     columns = range(width - 1, layout.token_column, -1)
@@ -377,7 +378,9 @@ def guess_tag_column(lines: Sequence[str], source: str,
                             "--tag-names O,B-PER,I-PER,...; else choose the tag column with "
                             "--tag-column")
         raise DataError(source, None, "no column holds tags (O, B-PER, I-PER, ...) in the "
-                        f"first {len(rows)} token lines", "choose the tag column with "
+                        f"first {len(rows)} lines: a CoNLL file has a token and its tag a line",
+                        "tag the tokens (a blank line between sentences), or write JSONL with "
+                        "tokens and tags; if a column holds tags in another form, name it with "
                         "--tag-column")
 
     def chunks(column: int) -> bool:
