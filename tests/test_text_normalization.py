@@ -26,7 +26,8 @@ def test_mojibake_is_undone_as_ftfy_does_and_clean_text_is_kept():
 
 
 @pytest.mark.parametrize("steps, text, expected", [
-    ("html", "<p class='x'>Hi&nbsp;there</p><!-- note --><br/>&amp;lt; &lt;b&gt;x", " Hi\u00a0there   &amp;lt;  x"),
+    ("html", "<p class='x'>Hi&nbsp;there</p><!-- note --><br/>&amp;lt; &lt;b&gt;x",
+     " Hi\u00a0there   &amp;lt;  x"),
     ("html,whitespace", "<p>a</p>\n\n<p>b\u2009c</p>", "a b c"),
     ("nfkc", "ﬁne ＡＢＣ", "fine ABC"),
     ("urls", "see https://example.org/a?b=1. or www.x.io!", "see [URL]. or [URL]!"),
