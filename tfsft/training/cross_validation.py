@@ -11,11 +11,11 @@ Fold ``k`` trains on the other parts and validates on part ``k``; it is a run fo
 - ``out_of_fold.jsonl``: every row's prediction by the fold that did not train on it, in the
   order of the training file, with the row's line and fold.
 
->>> from tfsft.config import TrainConfig                                   # doctest: +SKIP
->>> summary = cross_validate(TrainConfig(train="train.tsv", model="minilm-l6",
-...                                      output_dir="cv/sst2"), folds=5)
->>> summary["mean"]["accuracy"]
-0.87
+>>> from tfsft.config import TrainConfig
+>>> config = TrainConfig(train="train.tsv", model="minilm-l6", output_dir="cv/sst2")
+>>> summary = cross_validate(config, folds=5)                              # doctest: +SKIP
+>>> summary["mean"]["accuracy"]                                            # doctest: +SKIP
+0.844
 """
 
 from __future__ import annotations
