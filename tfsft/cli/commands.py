@@ -49,7 +49,8 @@ def run_train(args: argparse.Namespace) -> int:
     from tfsft.training.trainer import seconds_since_process_start, train
 
     config = _train_config(args)
-    result = train(config, startup_seconds=seconds_since_process_start())
+    with progress_to_stderr():  # standard output holds the JSON summary alone
+        result = train(config, startup_seconds=seconds_since_process_start())
     if result.summary.get("chief") is False:  # a multi-worker run's other workers
         print(json.dumps({"run_dir": str(result.run_dir), "task": config.task,
                           "worker": result.summary["distribution"]["worker_index"],
@@ -66,11 +67,21 @@ def run_cv(args: argparse.Namespace) -> int:
     from tfsft.training.cross_validation import cross_validate
 
     config = _train_config(args)
-    summary = cross_validate(config, args.folds, args.group_column, args.resume)
+    with progress_to_stderr():
+        summary = cross_validate(config, args.folds, args.group_column, args.resume)
     print(summary.pop("table"), end="")
     print(json.dumps({"output_dir": config.output_dir, "mean": summary["mean"],
                       "std": summary["std"]}))
     return 0
+
+
+def progress_to_stderr() -> Any:
+    """A context in which Keras's progress bars (written to standard output) go to standard
+    error, so that ``tfsft train ... > result.json`` or ``| jq`` gets the summary alone."""
+    import contextlib
+    import sys
+
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _train_config(args: argparse.Namespace) -> Any:
