@@ -127,8 +127,10 @@ def clean_table(table: Table, text_columns: Sequence[str], label_columns: Sequen
 
 
 def text_key(row: dict[str, Any], text_columns: Sequence[str]) -> tuple[str, ...]:
-    """The texts of a row with case, accents aside and punctuation as a comparison key."""
-    return tuple(normalise(str(row[c])) if row[c] is not None else "" for c in text_columns)
+    """The texts of a row with case, accents and punctuation aside, as a comparison key (a
+    text of punctuation only compares as it is: ``!!!`` is not ``???``)."""
+    texts = ["" if row[c] is None else str(row[c]) for c in text_columns]
+    return tuple(normalise(text) or text for text in texts)
 
 
 def _check_columns(table: Table, columns: Sequence[str]) -> None:
