@@ -73,6 +73,8 @@ class LabelListOptions(SentenceOptions):
 
     def validate(self) -> None:
         super().validate()
+        if self.focal_gamma == 2.0 and self.loss != "focal":
+            self.focal_gamma = None  # the default that earlier run folders saved: not a choice
         if self.focal_gamma is not None and self.loss != "focal":
             raise ConfigError("focal_gamma is the exponent of --loss focal; pass --loss focal "
                               "with it, or leave it out")
