@@ -343,7 +343,12 @@ def _check_report_file(output: str, inputs: list[str | None], overwrite: bool) -
 
 def run_drift(args: argparse.Namespace) -> int:
     from tfsft.data.drift import served_labels
-    from tfsft.data.readers import TEXT_LINE_SUFFIXES, read_text_lines, require_file
+    from tfsft.data.readers import (
+        TEXT_LINE_SUFFIXES,
+        read_numbered_text_lines,
+        read_text_lines,
+        require_file,
+    )
     from tfsft.io_utils import atomic_write_json
     from tfsft.runs import TrainedRun
 
@@ -376,6 +381,15 @@ def run_drift(args: argparse.Namespace) -> int:
                         "give the served texts, one a line or one a row")
     served = served_labels(args.predictions) if args.predictions else None
     report = run.drift(live, blank=blank, served=served)
+    if args.predictions:
+        records = len(read_numbered_text_lines(args.predictions)[0])
+        report["signals"]["labels"]["prediction_records"] = records
+        if records != len(live):
+            note = (f"{args.predictions} holds {records} prediction records for "
+                    f"{len(live)} inputs in {path}: the label mix describes other inputs than "
+                    "the ones checked")
+            report.setdefault("warnings", []).append(note)
+            logger.warning("%s", note)
     for name, signal in report["signals"].items():
         shown = {k: v for k, v in signal.items()
                  if k not in ("verdict", "rule", "reference_shares", "live_shares")}
@@ -392,7 +406,7 @@ def run_drift(args: argparse.Namespace) -> int:
 
 def run_data(args: argparse.Namespace) -> int:
     from tfsft.config import parse_delimiter
-    from tfsft.data.checks import check_data, plot_lengths
+    from tfsft.data.checks import check_data, plot_lengths, refuse_certain_mistakes
     from tfsft.data.shards.manifest import is_shard_folder, read_manifest, shard_report
     from tfsft.io_utils import atomic_directory, atomic_write_json
     from tfsft.models.checkpoints import resolve_checkpoint
@@ -443,6 +457,7 @@ def run_data(args: argparse.Namespace) -> int:
             (folder / "data_check.txt").write_text(summary + "\n", encoding="utf-8")
             plot_lengths(lengths, args.max_length, folder / "token_lengths.png")
         print(f"written to {args.output_dir}")
+    refuse_certain_mistakes(check, args.validation)  # what tfsft train would stop on: exit 2
     return 0
 
 

@@ -149,9 +149,9 @@ class TokenData(DataRole):
             bad = [t for t in unknown if tag_schemes.split_tag(t)[1] not in known_types]
             if bad:
                 names = sorted({tag_schemes.split_tag(t)[1] for t in bad})
-                first = next(i for i, sentence in enumerate(data.tags)
-                             if any(t in bad for t in sentence))
-                where = data.locations[first] if data.locations else None
+                first, position = next((i, p) for i, sentence in enumerate(data.tags)
+                                       for p, t in enumerate(sentence) if t in bad)
+                where = data.where_token(first, position)
                 raise DataError(data.source, where, f"entity type(s) {', '.join(names)} were "
                                 f"not in the training data (its types: "
                                 f"{', '.join(task.types)})", "relabel them to a known type, "

@@ -69,6 +69,7 @@ class TokenExamples:
     locations: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     repaired: int = 0
+    token_lines: bool = False  # one token a line (CoNLL): each word's own line is known
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -93,6 +94,18 @@ class TokenExamples:
 
     def where(self, index: int) -> str | None:
         return self.locations[index] if self.locations else None
+
+    def where_token(self, index: int, position: int) -> str | None:
+        """Where word ``position`` of sentence ``index`` is: its own line in a file of one
+        token a line (CoNLL: the sentence's first line plus ``position``), else the
+        sentence's place and the word."""
+        if not self.locations:
+            return None
+        where = self.locations[index]
+        match = re.fullmatch(r"line (\d+)", where)
+        if match and self.token_lines:
+            return f"line {int(match.group(1)) + position}"
+        return f"{where}, token {position + 1}"
 
     def entities(self, index: int) -> list[tuple[int, int, str]]:
         """Gold entities of sentence ``index`` as ``(start, end, type)`` character spans."""
@@ -262,7 +275,7 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
         texts.append(text)
         words.append(spans)
     return TokenExamples(texts, words, tags, scheme or "BIO", source, list(locations),
-                         dict(skipped or {}), repaired)
+                         dict(skipped or {}), repaired, token_lines)
 
 
 # A tag as the column guesses see one: O, or a scheme prefix and a type that starts with a letter
