@@ -297,6 +297,9 @@ def run_clean(args: argparse.Namespace) -> int:
     text = format_report(report) + (
         f"Train with {report['train_with']} so that predict and the SavedModel normalize new "
         "texts the same way.\n")
+    if args.quoting is False and guess_format(output) in ("csv", "tsv"):
+        text += (f"{output} is written with standard quoting (a field holding a quote, the "
+                 "delimiter or a line break is quoted): read it without --no-quoting.\n")
     atomic_write_json(reports["json"], report)
     atomic_write_text(reports["txt"], text)
     print(text, end="")
