@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tfsft.data.shards.manifest import CALIBRATION_ROWS
-from tfsft.errors import ConfigError, TfsftError
+from tfsft.errors import ConfigError, DataError, TfsftError
 from tfsft.io_utils import read_json_file
 from tfsft.tasks.base import DEFAULT_TASK, Task, create_task
 
@@ -99,8 +99,16 @@ def load_training_data(task: Task, config: Any) -> tuple[Any, Any]:
     ``validation`` file, or a seeded split of the training data."""
     common = dict(file_format=config.file_format, encoding=config.encoding,
                   delimiter=config.delimiter, quoting=config.quoting)
-    train = task.data.read(config.train, role="train", max_rows=config.max_train_rows,
-                           **common)
+    try:
+        train = task.data.read(config.train, role="train", max_rows=config.max_train_rows,
+                               **common)
+    except DataError as exc:
+        if config.max_train_rows is None or exc.where is not None:
+            raise
+        raise DataError(exc.source, None, f"{exc.problem} (in the first "
+                        f"{config.max_train_rows} rows, all that --max-train-rows "
+                        f"{config.max_train_rows} reads)", (exc.fix or "") + "; or read more "
+                        "rows: raise --max-train-rows, or leave it out") from None
     if config.validation:
         validation = task.data.read(config.validation, role="validation",
                                     max_rows=config.max_validation_rows, **common)

@@ -105,6 +105,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         config.early_stopping_patience = None
     if args.no_tensorboard:
         config.tensorboard = False
+    if getattr(args, "focal_gamma", None) is not None and config.task_options.get(
+            "loss") != "focal":  # options drop a saved default of 2; a typed one is refused
+        raise ConfigError("--focal-gamma is the exponent of --loss focal; pass --loss focal "
+                          "with it, or leave it out")
     return config
 
 

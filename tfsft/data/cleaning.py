@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import io
 import logging
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tfsft.choices import CONFLICT_RULES
-from tfsft.data.checks import normalise
 from tfsft.data.examples import normalize_label
 from tfsft.data.readers import Table, read_table
 from tfsft.errors import ConfigError, DataError
@@ -127,10 +127,24 @@ def clean_table(table: Table, text_columns: Sequence[str], label_columns: Sequen
 
 
 def text_key(row: dict[str, Any], text_columns: Sequence[str]) -> tuple[str, ...]:
-    """The texts of a row with case, accents and punctuation aside, as a comparison key (a
-    text of punctuation only compares as it is: ``!!!`` is not ``???``)."""
+    """The texts of a row with case, accents, punctuation (Unicode P categories) and spacing
+    aside, as a comparison key. Symbols count (``C++`` is not ``C#``, nor ``😀`` ``😢``), and a
+    text of punctuation only compares as it is (``!!!`` is not ``???``).
+
+    >>> text_key({"t": "The FILM -- was  Good!"}, ["t"]) == text_key({"t": "the film was good"}, ["t"])
+    True
+    >>> text_key({"t": "I love C++"}, ["t"]) == text_key({"t": "I love C#"}, ["t"])
+    False
+    """
     texts = ["" if row[c] is None else str(row[c]) for c in text_columns]
-    return tuple(normalise(text) or text for text in texts)
+    return tuple(_comparable(text) or text for text in texts)
+
+
+def _comparable(text: str) -> str:
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    kept = "".join(" " if unicodedata.category(c).startswith("P") else c for c in text
+                   if unicodedata.category(c) != "Mn")
+    return " ".join(kept.split())
 
 
 def _check_columns(table: Table, columns: Sequence[str]) -> None:
@@ -220,7 +234,7 @@ def _resolve_conflicts(report, alive, keys, labels, rows, where, text_columns, l
     first = {key: members[0] for key, members in conflicting.items()}
 
     def detail(i: int) -> str:
-        shown = ", ".join(f"{'/'.join(map(str, label))} x{count}" for label, count in
+        shown = ", ".join(f"{_shown(label)} x{count}" for label, count in
                           Counter(labels[j] for j in conflicting[keys[i]]).most_common())
         return f"the text at {where[first[keys[i]]]} is labelled {shown}"
 
@@ -229,6 +243,13 @@ def _resolve_conflicts(report, alive, keys, labels, rows, where, text_columns, l
     report["steps"][-1].update(groups=len(conflicting), relabelled=relabelled)
     gone = set(dropped)
     return [i for i in alive if i not in gone]
+
+
+def _shown(label: Any) -> str:
+    """A label key as the report shows it: ``pos``, ``LOC|PER``, ``4.5/1.0``."""
+    if isinstance(label, tuple):
+        return "/".join(_shown(part) for part in label) if label else "(none)"
+    return str(label)
 
 
 def _drop_duplicates(report, alive, keys, labels, rows, where, text_columns) -> list[int]:

@@ -219,7 +219,9 @@ class TokenData(DataRole):
             examples, texts=list(examples.texts) + made.texts,
             words=list(examples.words) + made.words, tags=list(examples.tags) + made.tags,
             locations=where + [f"{where[s]} (augmented: {m})"
-                               for s, m in zip(sources, methods, strict=True)])
+                               for s, m in zip(sources, methods, strict=True)],
+            line_numbers=None if examples.line_numbers is None
+            else list(examples.line_numbers) + [[] for _ in sources])
         records = [{"source": where[s], "method": m, **record} for s, m, record in
                    zip(sources, methods, self.example_records(made), strict=True)]
         return grown, records

@@ -69,7 +69,8 @@ class TokenExamples:
     locations: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     repaired: int = 0
-    token_lines: bool = False  # one token a line (CoNLL): each word's own line is known
+    # one token a line (CoNLL): the line of each word of each sentence
+    line_numbers: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -90,22 +91,22 @@ class TokenExamples:
             self, texts=[self.texts[i] for i in indices], words=[self.words[i] for i in indices],
             tags=None if self.tags is None else [self.tags[i] for i in indices],
             locations=[self.locations[i] for i in indices] if self.locations else [],
-            skipped=dict(self.skipped))
+            skipped=dict(self.skipped),
+            line_numbers=None if self.line_numbers is None
+            else [self.line_numbers[i] for i in indices])
 
     def where(self, index: int) -> str | None:
         return self.locations[index] if self.locations else None
 
     def where_token(self, index: int, position: int) -> str | None:
         """Where word ``position`` of sentence ``index`` is: its own line in a file of one
-        token a line (CoNLL: the sentence's first line plus ``position``), else the
-        sentence's place and the word."""
+        token a line (CoNLL), else the sentence's place and the word."""
+        numbers = self.line_numbers[index] if self.line_numbers else []
+        if position < len(numbers):
+            return f"line {numbers[position]}"
         if not self.locations:
             return None
-        where = self.locations[index]
-        match = re.fullmatch(r"line (\d+)", where)
-        if match and self.token_lines:
-            return f"line {int(match.group(1)) + position}"
-        return f"{where}, token {position + 1}"
+        return f"{self.locations[index]}, token {position + 1}"
 
     def entities(self, index: int) -> list[tuple[int, int, str]]:
         """Gold entities of sentence ``index`` as ``(start, end, type)`` character spans."""
@@ -224,18 +225,17 @@ def _check_tags(tags: list[list[str]], scheme: str | None, repair: bool, source:
     return tags, scheme, repaired
 
 
-def _locator(locations: list[str], token_lines: bool) -> Callable[[int, int], str | None]:
+def _locator(locations: list[str],
+             line_numbers: list[list[int]] | None) -> Callable[[int, int], str | None]:
     """Where token ``position`` of sentence ``sentence`` is: its own line in a CoNLL file
-    (``token_lines``: one token a line), else its row and place."""
+    (``line_numbers``: each token's line), else its row and place."""
 
     def locate(sentence: int, position: int) -> str | None:
+        if line_numbers is not None and position < len(line_numbers[sentence]):
+            return f"line {line_numbers[sentence][position]}"
         if not locations:
             return None
-        where = locations[sentence]
-        match = re.fullmatch(r"line (\d+)", where) if token_lines else None
-        if match:
-            return f"line {int(match.group(1)) + position}"
-        return f"{where}, token {position + 1}"
+        return f"{locations[sentence]}, token {position + 1}"
 
     return locate
 
@@ -244,12 +244,12 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
                           source: str, locations: list[str] | None = None,
                           separator: str | None = None, scheme: str | None = None,
                           repair: bool = False, skipped: dict[str, int] | None = None,
-                          token_lines: bool = False) -> TokenExamples:
+                          line_numbers: list[list[int]] | None = None) -> TokenExamples:
     """Sentences from token lists (and tag lists), checked; tags in ``scheme`` (None: detect).
-    ``token_lines``: ``locations`` are the line of each sentence's first token in a file of one
-    token a line (CoNLL), so that a token's line can be named."""
+    ``line_numbers``: each token's line in a file of one token a line (CoNLL), so that a
+    token's line can be named."""
     locations = locations or []
-    locate = _locator(locations, token_lines)
+    locate = _locator(locations, line_numbers)
     for i, sentence in enumerate(tokens):
         where = locations[i] if locations else f"sentence {i + 1}"
         if not sentence:
@@ -275,7 +275,7 @@ def sentences_from_tokens(tokens: list[list[str]], tags: list[list[str]] | None,
         texts.append(text)
         words.append(spans)
     return TokenExamples(texts, words, tags, scheme or "BIO", source, list(locations),
-                         dict(skipped or {}), repaired, token_lines)
+                         dict(skipped or {}), repaired, line_numbers)
 
 
 # A tag as the column guesses see one: O, or a scheme prefix and a type that starts with a letter
@@ -438,8 +438,10 @@ class _ConllSentences:
     locations: list[str] = field(default_factory=list)
     docstarts: int = 0
     comments: int = 0
+    numbers: list[list[int]] = field(default_factory=list)  # each token's line
     current: list[str] = field(default_factory=list)
     current_tags: list[str] = field(default_factory=list)
+    current_numbers: list[int] = field(default_factory=list)
     start_line: int = 0
 
     def add(self, number: int, token: str, tag: str) -> None:
@@ -448,6 +450,7 @@ class _ConllSentences:
             self.start_line = number
         self.current.append(token)
         self.current_tags.append(tag)
+        self.current_numbers.append(number)
 
     def close(self) -> None:
         """End the open sentence, if it has tokens."""
@@ -455,7 +458,8 @@ class _ConllSentences:
             self.tokens.append(self.current)
             self.tags.append(self.current_tags)
             self.locations.append(f"line {self.start_line}")
-        self.current, self.current_tags = [], []
+            self.numbers.append(self.current_numbers)
+        self.current, self.current_tags, self.current_numbers = [], [], []
 
 
 def _token_and_tag(fields: list[str], line: str, number: int, source: str, tag_column: int,
@@ -477,8 +481,9 @@ def _token_and_tag(fields: list[str], line: str, number: int, source: str, tag_c
         token = fields[token_column]
     except IndexError as exc:
         raise DataError(source, f"line {number}",
-                        f"no column {tag_column} in {len(fields)} columns",
-                        "choose the tag column with --tag-column") from exc
+                        f"no column {tag_column}: the line has {len(fields)} columns, numbered "
+                        f"0 to {len(fields) - 1} (0 is the token)", "choose the tag column "
+                        "with --tag-column, counted from 0") from exc
     return token, tag
 
 
@@ -541,9 +546,10 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
                              max_sentences, layout)
     tokens, tags, locations, docstarts = (found.tokens, found.tags, found.locations,
                                           found.docstarts)
+    numbers = found.numbers
     if max_sentences is not None:
-        tokens, tags, locations = (tokens[:max_sentences], tags[:max_sentences],
-                                   locations[:max_sentences])
+        tokens, tags, locations, numbers = (tokens[:max_sentences], tags[:max_sentences],
+                                            locations[:max_sentences], numbers[:max_sentences])
     if not tokens:
         raise DataError(str(path), None, "no sentences found",
                         "give one token per line and a blank line between sentences")
@@ -552,7 +558,7 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
     if found.comments:
         logger.info("%s: %d comment lines (# ...) skipped", path, found.comments)
     if labelled and tag_names:
-        locate = _locator(locations, token_lines=True)
+        locate = _locator(locations, numbers)
         tags = [[_tag_name(int(t) if t.isdigit() else t, list(tag_names), str(path),
                            locate(index, position))
                  for position, t in enumerate(sentence)] for index, sentence in enumerate(tags)]
@@ -560,7 +566,7 @@ def read_conll(path: str | Path, tag_column: int | None = None, token_column: in
                                  separator, scheme, repair,
                                  {key: count for key, count in (("-DOCSTART- lines", docstarts),
                                   ("comment lines", found.comments)) if count} or None,
-                                 token_lines=True)
+                                 line_numbers=numbers)
 
 
 def _as_list(value: Any, column: str, source: str, where: str) -> list:

@@ -53,8 +53,9 @@ class TokenClassificationOptions(TaskOptions):
                               read=True)
     entities_column: str = option("entities", help="column holding the character spans "
                                   '([{"start", "end", "label"}])', read=True)
-    tag_column: int | None = option(None, help="CoNLL files: the column of the tag (0 is the "
-                                               "token; default: the last column holding tags)",
+    tag_column: int | None = option(None, help="CoNLL files: the column of the tag, counted "
+                                               "from 0 (0 is the token; default: the last "
+                                               "column holding tags)",
                                     read=True)
     tag_names: list[str] = option([], help="tag names in id order, for numeric tags, space- or "
                                            "comma-separated (Hugging Face datasets name them "
