@@ -74,6 +74,7 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
                 files[role] = data / f"fold-{fold}-{role}.jsonl"
                 write_table(files[role], table.columns,
                             [table.rows[i] for i in np.flatnonzero(rows)])
+            _clear_unresumable(run_dir)
             fold_config = dataclasses.replace(
                 config, train=str(files["train"]), validation=str(files["validation"]),
                 output_dir=str(run_dir), file_format="jsonl", delimiter=None, quoting=True,
@@ -180,6 +181,21 @@ def _checked_folder(config: TrainConfig, folds: int, resume: bool) -> Path:
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     config = {k: v for k, v in record["config"].items() if k not in ("overwrite",)}
     return {"folds": record["folds"], "config": config}
+
+
+def _clear_unresumable(run_dir: Path) -> None:
+    """Remove a fold folder this cross-validation started but cannot resume (stopped before
+    its first backup, even before its config was written); only tfsft's own entries."""
+    import shutil
+
+    from tfsft.run_folder import MARKER as RUN_MARKER
+    from tfsft.run_folder import run_entries
+
+    if not run_dir.is_dir() or (run_dir / "backup").is_dir():
+        return
+    known = run_entries() | {RUN_MARKER}
+    if all(path.name in known for path in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
 
 
 def _finished(run_dir: Path) -> bool:
