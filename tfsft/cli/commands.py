@@ -287,7 +287,7 @@ def run_clean(args: argparse.Namespace) -> int:
     read_label = None
     if label_columns:
         reader = task.data.target_reader(table, "train")
-        unordered = name == "multi-label-classification"
+        unordered = task.data.unordered_targets
         read_label = lambda row, where: hashable_label(reader(row, where), unordered)  # noqa: E731
     rows, report = clean_table(table, text_columns, label_columns, steps, args.conflicts,
                                not args.keep_duplicates, against, read_label)

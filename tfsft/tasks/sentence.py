@@ -93,6 +93,9 @@ class SentenceData(DataRole):
     """Text columns to checked :class:`TextExamples`; the target hooks are the subclass's."""
 
     task: SentenceTask
+    #: Whether a row's target is a set (multi-label), whose order does not count when rows
+    #: are compared (``tfsft data clean``).
+    unordered_targets = False
 
     def load_tokenizer(self, folder: Path, max_length: int) -> WordPieceTokenizer:
         """The WordPiece tokenizer, applying the ``normalize`` steps before word pieces."""

@@ -101,6 +101,8 @@ def _warn_about_label_set(found: set[str], rows: Sequence[Sequence[str]], delimi
 class MultiLabelData(LabelColumnData):
     """A label-list column; the training data's labels become the label list."""
 
+    unordered_targets = True
+
     task: MultiLabelTask
 
     def target_reader(self, table: Table, role: str):
