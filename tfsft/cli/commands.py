@@ -75,6 +75,33 @@ def run_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``tfsft distill`` flags that change the teacher's training options.
+DISTILL_OVERRIDES = ("output_dir", "train", "validation", "max_train_rows", "max_validation_rows",
+                     "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
+                     "dropout", "seed", "early_stopping_patience", "backup_every_steps",
+                     "lr_schedule", "precision", "overwrite")
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from tfsft.training.distillation import DistillationSettings, distill
+    from tfsft.training.trainer import seconds_since_process_start
+
+    settings = DistillationSettings(args.teacher, student_layers=args.student_layers,
+                                    student=args.student, unlabelled=args.unlabelled,
+                                    temperature=args.temperature, alpha=args.alpha)
+    overrides = {name: getattr(args, name) for name in DISTILL_OVERRIDES}
+    if args.no_early_stopping:
+        overrides["no_early_stopping"] = True
+    if args.no_tensorboard:
+        overrides["tensorboard"] = False
+    with progress_to_stderr():
+        result = distill(settings, overrides, startup_seconds=seconds_since_process_start())
+    record = json.loads((result.run_dir / "distillation.json").read_text(encoding="utf-8"))
+    print(json.dumps({"run_dir": str(result.run_dir), "validation": result.summary["validation"],
+                      "teacher": record["teacher"], "student": record["student"]}))
+    return 0
+
+
 def progress_to_stderr() -> Any:
     """A context in which Keras's progress bars (written to standard output) go to standard
     error, so that ``tfsft train ... > result.json`` or ``| jq`` gets the summary alone."""
@@ -486,5 +513,6 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": run_train, "cv": run_cv, "preprocess": run_preprocess, "evaluate": run_evaluate,
-            "predict": run_predict, "export": run_export, "data": run_data}
+HANDLERS = {"train": run_train, "cv": run_cv, "distill": run_distill,
+            "preprocess": run_preprocess, "evaluate": run_evaluate, "predict": run_predict,
+            "export": run_export, "data": run_data}

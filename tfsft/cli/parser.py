@@ -35,6 +35,7 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
 
     _add_train(commands, task)
     _add_cv(commands, task)
+    _add_distill(commands)
     _add_preprocess(commands, task)
     _add_evaluate(commands, task)
     _add_predict(commands, task)
@@ -66,6 +67,49 @@ def _add_cv(commands: Any, task: str) -> None:
                     help="finish an interrupted cross-validation: finished folds are skipped, "
                          "an interrupted fold resumes")
     _add_training_arguments(cv, task)
+
+
+def _add_distill(commands: Any) -> None:
+    """``tfsft distill TEACHER_RUN``: a smaller student of a finished run."""
+    distill = commands.add_parser(
+        "distill", help="train a smaller student on a finished run's outputs (knowledge "
+                        "distillation)",
+        description="Train a student on the teacher run's data and recipe (its config.yaml), "
+                    "learning from the teacher's softened outputs as well as the labels. The "
+                    "student is an ordinary run folder (evaluate, predict, export), with "
+                    "distillation.json comparing it with the teacher.")
+    distill.add_argument("teacher", help="the finished run to learn from")
+    distill.add_argument("--output-dir", required=True, help="run folder of the student")
+    student = distill.add_mutually_exclusive_group()
+    student.add_argument("--student-layers", type=int, metavar="N",
+                         help="a copy of the teacher with N of its transformer layers (evenly "
+                              "spaced, the last kept), initialised from the teacher")
+    student.add_argument("--student", metavar="CHECKPOINT",
+                         help="a smaller checkpoint with the teacher's vocabulary")
+    distill.add_argument("--unlabelled", metavar="FILE",
+                         help="more texts without labels, learnt from the teacher's outputs "
+                              "alone: a .txt file (one a line) or a table with the teacher's "
+                              "text column(s)")
+    distill.add_argument("--temperature", type=float, default=2.0,
+                         help="softens the outputs compared (default 2)")
+    distill.add_argument("--alpha", type=float, default=0.5,
+                         help="weight of the teacher's outputs in the loss; the labels get "
+                              "1 - alpha (default 0.5)")
+    distill.add_argument("--train", help="training data (default: the teacher's)")
+    distill.add_argument("--validation", help="validation data (default: the teacher's)")
+    distill.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
+    distill.add_argument("--max-validation-rows", type=int)
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--learning-rate", float),
+                       ("--weight-decay", float), ("--warmup-ratio", float), ("--dropout", float),
+                       ("--seed", int), ("--early-stopping-patience", int),
+                       ("--backup-every-steps", int)):
+        distill.add_argument(flag, type=kind, help="default: the teacher's")
+    distill.add_argument("--lr-schedule", choices=LR_DECAYS, help="default: the teacher's")
+    distill.add_argument("--precision", choices=PRECISIONS, help="default: the teacher's")
+    distill.add_argument("--no-early-stopping", action="store_true")
+    distill.add_argument("--no-tensorboard", action="store_true")
+    distill.add_argument("--overwrite", action="store_true", default=None,
+                         help="replace the student's run folder")
 
 
 def _add_training_arguments(train: Any, task: str) -> None:

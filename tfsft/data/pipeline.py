@@ -376,8 +376,9 @@ def _bucket_padder(buckets: Sequence[int] | None, default_value=None):
         longest = tf.cast(tf.reduce_max(rows.row_lengths()), tf.int64)
         index = tf.minimum(tf.searchsorted(widths, [longest])[0], len(buckets) - 1)
         width = tf.maximum(widths[index], longest)  # rows past the last bucket keep their width
-        return rows.to_tensor(default_value=default_value,
-                              shape=tf.stack([tf.cast(rows.nrows(), tf.int64), width]))
+        inner = tf.shape(rows.flat_values, out_type=tf.int64)[1:]  # per-token vectors keep theirs
+        shape = tf.concat([tf.stack([tf.cast(rows.nrows(), tf.int64), width]), inner], 0)
+        return rows.to_tensor(default_value=default_value, shape=shape)
 
     return pad
 

@@ -232,6 +232,10 @@ class ModelingRole(_Role, Protocol):
     #: The fewest rows a training batch (on each replica) may hold: 2 for a loss that compares
     #: the rows of a batch with each other (in-batch negatives).
     min_batch_size: ClassVar[int] = 1
+    #: What the model's raw outputs are, for a student learning from them (``tfsft distill``;
+    #: see :mod:`tfsft.models.distiller`): ``classes``, ``labels``, ``positions`` or ``values``;
+    #: ``None``: the task's runs cannot be distilled.
+    soft_targets: ClassVar[str | None] = None
 
     def optimization_defaults(self) -> dict[str, Any]:
         """The training options a run of this task gets when it does not set them (the

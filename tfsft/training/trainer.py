@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -85,6 +85,9 @@ from tfsft.training.distribution import (
 from tfsft.training.precision import resolve_precision
 from tfsft.training.validation import ValidationPass, restores_best_weights
 
+if TYPE_CHECKING:  # pragma: no cover
+    from tfsft.training.distillation import Distillation
+
 logger = logging.getLogger(__name__)
 
 
@@ -145,13 +148,16 @@ def seconds_since_process_start() -> float | None:
 
 
 def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (),
-          startup_seconds: float | None = None) -> TrainResult:
+          startup_seconds: float | None = None,
+          distillation: Distillation | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.train`` and write a run folder (see tfsft.runs).
 
     ``callbacks`` run in ``fit`` after tfsft's own (checkpoints, logs, early stopping).
     A second ``train`` into the same folder while this one runs fails at once.
     ``startup_seconds``: what the process spent before this call (the command line passes its
     start-up, imports included), counted in ``run.json``'s account of the run's time.
+    ``distillation`` trains a student on a teacher's outputs (see
+    :mod:`tfsft.training.distillation`).
     """
     started = time.perf_counter()
     run_dir = Path(config.output_dir)
@@ -164,10 +170,12 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
                           "(XLA cannot hold the collective ops between replicas); leave it out, "
                           "or train on one device")
     if not distribution.is_chief:  # writes nothing; reads the chief's backup
-        return _train(config, run_dir, callbacks, started, distribution, startup_seconds)
+        return _train(config, run_dir, callbacks, started, distribution, startup_seconds,
+                      distillation)
     with run_lock(run_dir):
         _prepare_run_dir(run_dir, config)
-        return _train(config, run_dir, callbacks, started, distribution, startup_seconds)
+        return _train(config, run_dir, callbacks, started, distribution, startup_seconds,
+                      distillation)
 
 
 @dataclass
@@ -219,14 +227,15 @@ class _Fitted:
 
 
 def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbacks.Callback],
-           started: float, distribution: Distribution,
-           startup: float | None = None) -> TrainResult:
+           started: float, distribution: Distribution, startup: float | None = None,
+           distillation: Distillation | None = None) -> TrainResult:
     """The run's phases: data, input pipelines, model, fit, then (on the chief) evaluation,
     the saved run folder and ``run.json``."""
     keras.utils.set_random_seed(config.seed)
-    data = _read_and_encode(config, run_dir, distribution)
+    data = _read_and_encode(config, run_dir, distribution, distillation)
     pipelines = _input_pipelines(config, data, distribution)
-    model, optimizer, precision = _build_model(config, data, pipelines, distribution)
+    model, optimizer, precision = _build_model(config, data, pipelines, distribution,
+                                               distillation)
     fitted = _fit(config, run_dir, data, pipelines, model, optimizer, precision, distribution,
                   callbacks)
     if not distribution.is_chief:
@@ -242,9 +251,11 @@ def _train(config: TrainConfig, run_dir: Path, callbacks: Sequence[keras.callbac
     return TrainResult(run_dir, metrics, history, summary)
 
 
-def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribution) -> _Data:
+def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribution,
+                     distillation: Distillation | None = None) -> _Data:
     """Read and check the data, load the tokenizer, encode the examples (shards: validation
-    only, the training rows are encoded already)."""
+    only, the training rows are encoded already); a distillation's training rows carry the
+    teacher's outputs."""
     checkpoint = resolve_checkpoint(config.model)
     shards = read_manifest(config.train) if is_shard_folder(config.train) else None
     task = _create_task(config, shards)
@@ -261,6 +272,11 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     tokenizer = task.data.load_tokenizer(checkpoint, config.max_length)
     if shards is not None:
         check_compatible(shards, tokenizer, config.max_length)
+    if distillation is not None:
+        if shards is not None:
+            raise ConfigError("tfsft distill trains from files, not from shards (tfsft "
+                              "preprocess): pass --train FILE")
+        distillation.prepare_task(task, checkpoint, tokenizer, config.max_length)
     data_check, plot = _check_data(task, train_data, validation_data, tokenizer, config,
                                    run_dir if distribution.is_chief else None, shards)
     if config.augment and shards is not None:
@@ -276,6 +292,10 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     if shards is None:
         train_encoded = task.data.encode(tokenizer, train_data, config.max_length, training=True)
         notes["train"] = task.data.encoding_notes()
+        if distillation is not None:
+            train_encoded = distillation.training_rows(task, tokenizer, train_encoded,
+                                                       config.max_length)
+            train_rows += distillation.unlabelled_rows
         train_tokens = int(train_encoded.lengths.sum())
     else:
         notes["train"] = shards.extra.get("encoding") or {}
@@ -347,16 +367,23 @@ def _input_pipelines(config: TrainConfig, data: _Data, distribution: Distributio
 
 
 def _build_model(config: TrainConfig, data: _Data, pipelines: _Pipelines,
-                 distribution: Distribution) -> tuple[keras.Model, Any, str]:
-    """The task's model compiled with AdamW and the warmup + decay schedule, in the
-    precision asked for, on every replica; returns it with its optimizer and precision."""
+                 distribution: Distribution,
+                 distillation: Distillation | None = None) -> tuple[keras.Model, Any, str]:
+    """The task's model (a distillation's student) compiled with AdamW and the warmup + decay
+    schedule, in the precision asked for, on every replica; returns it with its optimizer and
+    precision."""
     accumulation = config.gradient_accumulation_steps
     # optimizer updates
     total_steps = math.ceil(pipelines.steps_per_epoch * config.epochs / accumulation)
     precision = resolve_precision(config.precision)
     logger.info("Training with %s precision", precision)
     with distribution.strategy.scope():  # weights, optimizer and metrics on every replica
-        model = data.task.modeling.build(data.checkpoint, dropout=config.dropout, dtype=precision)
+        if distillation is None:
+            model = data.task.modeling.build(data.checkpoint, dropout=config.dropout,
+                                             dtype=precision)
+        else:
+            model = distillation.student_model(data.task, data.checkpoint, config.dropout,
+                                               precision)
         schedule = WarmupDecay(config.learning_rate, total_steps=total_steps,
                                warmup_steps=math.ceil(config.warmup_ratio * total_steps),
                                decay=config.lr_schedule)
@@ -425,6 +452,7 @@ def _evaluate_and_save(config: TrainConfig, run_dir: Path, data: _Data, fitted: 
     """The validation metrics and reports, the training curves and the saved run (model,
     tokenizer, task state, held-out and calibration examples); returns metrics and history."""
     task, model = data.task, fitted.model
+    model = getattr(model, "student", model)  # a distillation saves the student it trained
     logits = (fitted.validation_pass.final_outputs() if fitted.validation_pass is not None
               else None)
     if (fitted.precision != "float32" or getattr(model, "saved_weights_differ", False)

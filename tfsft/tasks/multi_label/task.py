@@ -177,6 +177,7 @@ class MultiLabelModeling(SentenceModeling):
     task: MultiLabelTask
     metric_directions = {"loss": False, "label_accuracy": True}
     model_options = ("pooling", "loss", "focal_gamma")  # a run on shards may change them
+    soft_targets = "labels"
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras

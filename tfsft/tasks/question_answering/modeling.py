@@ -25,6 +25,7 @@ class QAModeling(ModelingRole):
     task: QuestionAnsweringTask
     metric_directions = {"loss": False, "span_accuracy": True}
     model_options = ("max_answer_length", "n_best")
+    soft_targets = "positions"  # start and end logits over the tokens
 
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.text_model import TextModel

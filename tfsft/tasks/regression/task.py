@@ -179,6 +179,7 @@ class RegressionModeling(SentenceModeling):
     """A linear head; mean squared error or Huber loss on the standardized targets."""
 
     task: RegressionTask
+    soft_targets = "values"  # the standardized targets
 
     def compile(self, model: keras.Model, optimizer: Any) -> None:
         import keras

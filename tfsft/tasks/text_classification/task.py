@@ -215,6 +215,7 @@ class ClassificationModeling(SentenceModeling):
     task: TextClassificationTask
     metric_directions = {"loss": False, "accuracy": True}
     model_options = ("pooling", "loss", "focal_gamma")  # a run on shards may change them
+    soft_targets = "classes"
 
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.tasks.text_classification.model import TextClassifier

@@ -20,6 +20,7 @@ class TokenModeling(ModelingRole):
 
     task: TokenClassificationTask
     metric_directions = {"loss": False, "token_accuracy": True}
+    soft_targets = "classes"
 
     def optimization_defaults(self) -> dict[str, Any]:
         """1e-4 with linear decay, twice the sentence tasks' rate: on CoNLL-2003 (4,000

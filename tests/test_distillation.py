@@ -1,0 +1,196 @@
+"""``tfsft distill``: the soft losses, the shallower student, students of every distillable task,
+and the refusals."""
+
+from __future__ import annotations
+
+import json
+
+import keras_hub
+import numpy as np
+import pytest
+from scipy.special import expit, log_softmax
+
+from tfsft.cli import main as cli
+from tfsft.errors import ConfigError
+from tfsft.models.distiller import soft_loss
+from tfsft.models.student import evenly_spaced_layers, shallower_copy
+from tfsft.runs import TrainedRun
+from tfsft.tasks.text_classification.model import TextClassifier
+from tfsft.training.distillation import DistillationSettings, distill
+from tfsft.training.trainer import train
+
+from .conftest import (
+    TINY_VOCAB,
+    multi_label_rows,
+    qa_rows,
+    regression_rows,
+    sentiment_rows,
+    tiny_config,
+    write_csv,
+    write_hf_checkpoint,
+)
+from .test_task_question_answering import write_jsonl
+from .test_task_token_classification import ner_sentences, write_conll
+
+
+def _kl(p_logits, q_logits, axis, temperature):
+    log_p = log_softmax(p_logits / temperature, axis=axis)
+    log_q = log_softmax(q_logits / temperature, axis=axis)
+    return (np.exp(log_p) * (log_p - log_q)).sum(axis=axis)
+
+
+def test_soft_losses_equal_their_formulas():
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    expected = 4.0 * _kl(teacher, student, -1, 2.0).mean()
+    assert float(soft_loss("classes", teacher, student, None, 2.0)) == pytest.approx(expected,
+                                                                                      rel=1e-5)
+    # per token: the mean over real tokens only
+    teacher, student = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5, 3))
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    divergence = _kl(teacher, student, -1, 1.0)
+    assert float(soft_loss("classes", teacher, student, mask, 1.0)) == pytest.approx(
+        divergence[mask == 1].mean(), rel=1e-5)
+    # span positions: a softmax over the real tokens of each row, per output column
+    teacher, student = rng.normal(size=(2, 5, 2)), rng.normal(size=(2, 5, 2))
+    rows = [_kl(teacher[i, :n], student[i, :n], 0, 1.0) for i, n in enumerate((3, 5))]
+    assert float(soft_loss("positions", teacher, student, mask, 1.0)) == pytest.approx(
+        np.mean(rows), rel=1e-5)
+    # labels: each label's Bernoulli KL divergence
+    teacher, student = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    p, q = expit(teacher / 2), expit(student / 2)
+    bernoulli = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+    assert float(soft_loss("labels", teacher, student, None, 2.0)) == pytest.approx(
+        4.0 * bernoulli.mean(), rel=1e-4)
+    assert float(soft_loss("values", teacher, student, None, 2.0)) == pytest.approx(
+        ((teacher - student) ** 2).mean(), rel=1e-5)
+    assert float(soft_loss("classes", teacher, teacher, None, 3.0)) == pytest.approx(0, abs=1e-6)
+
+
+def test_a_shallower_copy_keeps_evenly_spaced_layers_and_the_teachers_weights():
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=4, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=16)
+    teacher = TextClassifier(backbone, num_classes=3, pooling="cls", exact_gelu=True)
+    student, kept = shallower_copy(teacher, 2)
+    assert kept == [1, 3] and isinstance(student, TextClassifier)
+    assert student.backbone.num_layers == 2 and student.exact_gelu and student.pooling == "cls"
+    for new, old in enumerate(kept):
+        for mine, theirs in zip(student.backbone.get_layer(f"transformer_layer_{new}").weights,
+                                teacher.backbone.get_layer(f"transformer_layer_{old}").weights,
+                                strict=True):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    for name in ("token_embedding", "position_embedding", "embeddings_layer_norm"):
+        np.testing.assert_array_equal(student.backbone.get_layer(name).weights[0].numpy(),
+                                      teacher.backbone.get_layer(name).weights[0].numpy())
+    np.testing.assert_array_equal(student.get_layer("logits").kernel.numpy(),
+                                  teacher.get_layer("logits").kernel.numpy())
+    assert evenly_spaced_layers(12, 6) == [1, 3, 5, 7, 9, 11]
+    for keep in (0, 4, 5):
+        with pytest.raises(ConfigError, match="between 1 and 3 of the teacher's 4 layers"):
+            evenly_spaced_layers(4, keep)
+
+
+@pytest.fixture(scope="module")
+def sentiment_teacher(tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("teacher")
+    train_file = write_csv(folder / "train.csv", sentiment_rows(512, seed=1))
+    return train(tiny_config(tiny_checkpoint, train_file, folder / "run")).run_dir
+
+
+def test_a_distilled_student_is_an_ordinary_run_that_exports(sentiment_teacher, tmp_path,
+                                                             capsys):
+    unlabelled = tmp_path / "more.txt"
+    unlabelled.write_text("\n".join(text for text, _ in sentiment_rows(96, seed=9)) + "\n")
+    student_dir = tmp_path / "student"
+    assert cli(["distill", str(sentiment_teacher), "--student-layers", "1", "--unlabelled",
+                str(unlabelled), "--output-dir", str(student_dir), "--epochs", "3",
+                "--no-tensorboard"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.loads((student_dir / "distillation.json").read_text())
+    assert printed["student"] == record["student"]
+    assert record["settings"]["student_layers"] == 1 and record["kind"] == "classes"
+    assert record["student"]["layers"] == 1 and record["student"]["kept_teacher_layers"] == [1]
+    assert record["teacher"]["layers"] == 2 and record["unlabelled_rows"] == 96
+    assert record["student"]["parameters"] < record["teacher"]["parameters"]
+    teacher_accuracy = record["teacher"]["accuracy"]
+    assert teacher_accuracy > 0.8  # the teacher learned something to pass on
+    assert record["student"]["accuracy"] >= teacher_accuracy - 0.1
+    run = TrainedRun(student_dir)
+    assert run.model.backbone.num_layers == 1
+    assert run.predict(["a wonderful film"])[0]["label"] in ("pos", "neg")
+    assert run.task.state_dict() == TrainedRun(sentiment_teacher).task.state_dict()
+    output = tmp_path / "exported"
+    assert cli(["export", str(student_dir), "--format", "onnx,tflite", "--output",
+                str(output)]) == 0
+    report = json.loads((output / "export_report.json").read_text())
+    assert report["passed"] and {a["artifact"] for a in report["artifacts"]} >= {"onnx", "tflite"}
+
+
+def test_distillation_refuses_students_that_cannot_learn_from_the_teacher(
+        sentiment_teacher, tmp_path, capsys):
+    def refused(*flags: str) -> str:
+        assert cli(["distill", str(sentiment_teacher), "--output-dir",
+                    str(tmp_path / "student"), *flags]) == 2
+        return capsys.readouterr().err
+
+    assert "between 1 and 1 of the teacher's 2 layers, not 2" in refused("--student-layers", "2")
+    assert "--student-layers must be at least 1" in refused("--student-layers", "0")
+    assert "name the student" in refused()
+    assert "--alpha is the weight of the teacher's outputs" in refused(
+        "--student-layers", "1", "--alpha", "1.5")
+    other = write_hf_checkpoint(tmp_path / "other-vocabulary", TINY_VOCAB + ["zebra"])
+    assert "has another vocabulary than the teacher" in refused("--student", str(other))
+    assert "is the teacher's run folder" in cli_error(
+        ["distill", str(sentiment_teacher), "--student-layers", "1", "--output-dir",
+         str(sentiment_teacher)], capsys)
+    assert not (tmp_path / "student" / "model.keras").exists()
+
+
+def cli_error(argv: list[str], capsys) -> str:
+    assert cli(argv) == 2
+    return capsys.readouterr().err
+
+
+def _ner_file(path):
+    return write_conll(path, ner_sentences(96, seed=3))
+
+
+def _qa_file(path):
+    return write_jsonl(path, qa_rows(96, seed=2))
+
+
+def _regression_file(path):
+    return write_csv(path, regression_rows(96), header=("text", "score"))
+
+
+def _multi_label_file(path):
+    return write_csv(path, multi_label_rows(96), header=("text", "labels"))
+
+
+# One per-token task in the default run; the soft loss of each kind is checked above.
+@pytest.mark.parametrize("task, write, options, kind", [
+    ("token-classification", _ner_file, {}, "classes"),
+    pytest.param("question-answering", _qa_file,
+                 {"doc_stride": 4, "max_question_length": 6, "max_answer_length": 4},
+                 "positions", marks=pytest.mark.slow),
+    pytest.param("regression", _regression_file, {"target_columns": ["score"]}, "values",
+                 marks=pytest.mark.slow),
+    pytest.param("multi-label-classification", _multi_label_file, {"label_column": "labels"},
+                 "labels", marks=pytest.mark.slow),
+])
+def test_every_task_with_logits_distils(task, write, options, kind, tmp_path):
+    checkpoint = write_hf_checkpoint(tmp_path / "bert", TINY_VOCAB + ["anna", "bob", "carla",
+                                                                      "dirk"])
+    train_file = write(tmp_path / ("train.txt" if task == "token-classification"
+                                   else "train.jsonl" if task == "question-answering"
+                                   else "train.csv"))
+    teacher = train(tiny_config(checkpoint, train_file, tmp_path / "teacher", task=task,
+                                epochs=1, max_length=32, **options)).run_dir
+    result = distill(DistillationSettings(teacher, student_layers=1),
+                     {"output_dir": str(tmp_path / "student"), "epochs": 1})
+    record = json.loads((result.run_dir / "distillation.json").read_text())
+    headline = TrainedRun(teacher).task.evaluation.headline_metric
+    assert record["kind"] == kind and record["student"]["layers"] == 1
+    assert np.isfinite(record["student"][headline])
+    assert TrainedRun(result.run_dir).model.backbone.num_layers == 1
