@@ -168,9 +168,9 @@ def _multi_label_file(path):
     return write_csv(path, multi_label_rows(96), header=("text", "labels"))
 
 
-# One per-token task in the default run; the soft loss of each kind is checked above.
+# Slow: the soft loss of each kind is checked above, the per-token teacher outputs' batches below.
 @pytest.mark.parametrize("task, write, options, kind", [
-    ("token-classification", _ner_file, {}, "classes"),
+    pytest.param("token-classification", _ner_file, {}, "classes", marks=pytest.mark.slow),
     pytest.param("question-answering", _qa_file,
                  {"doc_stride": 4, "max_question_length": 6, "max_answer_length": 4},
                  "positions", marks=pytest.mark.slow),
@@ -194,3 +194,25 @@ def test_every_task_with_logits_distils(task, write, options, kind, tmp_path):
     assert record["kind"] == kind and record["student"]["layers"] == 1
     assert np.isfinite(record["student"][headline])
     assert TrainedRun(result.run_dir).model.backbone.num_layers == 1
+
+
+@pytest.mark.parametrize("buckets", [None, (4, 8)])
+def test_per_token_teacher_outputs_are_batched_with_their_tokens(buckets):
+    from tfsft.data.pipeline import EncodedData, TokenAligned, make_dataset
+    from tfsft.models.distiller import LABELLED_TARGET, TEACHER_TARGET
+    from tfsft.training.distillation import with_teacher_outputs
+
+    lengths = np.array([3, 5, 2], np.int32)
+    ids = np.arange(1, 11, dtype=np.int32)
+    encoded = EncodedData(ids, np.zeros_like(ids), lengths,
+                          targets={"target": TokenAligned(ids % 3, pad_value=-1)})
+    per_token = [np.stack([ids[a:b], -ids[a:b]], axis=1).astype(np.float32)
+                 for a, b in ((0, 3), (3, 8), (8, 10))]
+    encoded = with_teacher_outputs(encoded, per_token, np.array([1, 1, 0], np.float32))
+    for features, y in make_dataset(encoded, batch_size=3, buckets=buckets):
+        teacher = y[TEACHER_TARGET].numpy()
+        tokens = features["token_ids"].numpy()
+        assert teacher.shape == (*tokens.shape, 2)
+        np.testing.assert_array_equal(teacher[..., 0], tokens)  # each token's own outputs
+        np.testing.assert_array_equal(teacher[..., 1], -tokens)
+        assert y[LABELLED_TARGET].numpy().tolist() == [0, 1, 1]  # rows sorted by length
