@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.config import TrainConfig
+from tfsft.config import TrainConfig, load_yaml_options
 from tfsft.errors import ConfigError
 from tfsft.io_utils import atomic_write_json, file_sha256
 from tfsft.runs import MODEL_FILE, TOKENIZER_DIR, TrainedRun
@@ -113,7 +113,8 @@ def teacher_config(teacher: TrainedRun, overrides: dict[str, Any],
     no_early_stopping = values.pop("no_early_stopping", False)
     if settings.student is not None:
         values["model"] = settings.student
-    config = TrainConfig.from_yaml(path, values)
+    # the checks name the flags: the teacher's own options passed them when it trained
+    config = TrainConfig.from_dict({**load_yaml_options(path), **values})
     if no_early_stopping:
         config.early_stopping_patience = None
     if isinstance(config.train, str) and not Path(config.train).exists():
