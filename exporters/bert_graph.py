@@ -81,13 +81,15 @@ def _gelu_tanh(x):
 
 
 class _EncoderLayer:
-    def __init__(self, layer, hidden: int, heads: int, exact_gelu: bool):
+    def __init__(self, layer, hidden: int, exact_gelu: bool):
         attention = layer._self_attention_layer
-        self.heads, self.head_size = heads, hidden // heads
-        self.query = _Dense(attention._query_dense, hidden, hidden)
-        self.key = _Dense(attention._key_dense, hidden, hidden)
-        self.value = _Dense(attention._value_dense, hidden, hidden)
-        self.output = _Dense(attention._output_dense, hidden, hidden)
+        # the layer's own heads and head size (a pruned layer has fewer heads of the same size)
+        self.heads, self.head_size = int(attention._num_heads), int(attention._key_dim)
+        width = self.heads * self.head_size
+        self.query = _Dense(attention._query_dense, hidden, width)
+        self.key = _Dense(attention._key_dense, hidden, width)
+        self.value = _Dense(attention._value_dense, hidden, width)
+        self.output = _Dense(attention._output_dense, width, hidden)
         self.attention_norm = _LayerNorm(layer._self_attention_layer_norm)
         intermediate = layer._feedforward_intermediate_dense.kernel.shape[-1]
         self.intermediate = _Dense(layer._feedforward_intermediate_dense, hidden, intermediate)
@@ -123,12 +125,12 @@ def token_id_function(model: keras.Model, outputs=None) -> tf.types.experimental
     """
     outputs = outputs or (lambda raw: {"logits": raw})
     backbone = model.backbone
-    hidden, heads = backbone.hidden_dim, backbone.num_heads
+    hidden = backbone.hidden_dim
     token_table = _constant(backbone.get_layer("token_embedding").embeddings)
     position_table = _constant(backbone.get_layer("position_embedding").position_embeddings)
     segment_table = _constant(backbone.get_layer("segment_embedding").embeddings)
     embedding_norm = _LayerNorm(backbone.get_layer("embeddings_layer_norm"))
-    layers = [_EncoderLayer(backbone.get_layer(f"transformer_layer_{i}"), hidden, heads,
+    layers = [_EncoderLayer(backbone.get_layer(f"transformer_layer_{i}"), hidden,
                             model.exact_gelu) for i in range(backbone.num_layers)]
     pooler = _Dense(backbone.get_layer("pooled_dense"), hidden, hidden)
     head = _Dense(model.get_layer("logits"), hidden, model.num_outputs)

@@ -401,8 +401,9 @@ def _onnx(run: TrainedRun, folder: Path, quantize: Sequence[str], heldout: Any, 
     backbone = run.model.backbone
     logger.info("optimizing with the ONNX Runtime transformer optimizer")
     optimized = paths["optimized"]
-    fused = onnx_model.optimize(paths["fp32"], optimized, backbone.num_heads,
-                                backbone.hidden_dim)
+    # a pruned backbone's layers differ in heads: 0 lets the optimizer read them per layer
+    fused = onnx_model.optimize(paths["fp32"], optimized, getattr(backbone, "num_heads", 0),
+                                backbone.hidden_dim if hasattr(backbone, "num_heads") else 0)
     checks.append(check("onnx", "optimized", optimized,
                         onnx_model.session_runner(optimized), fused_operators=fused))
     calibration = (_calibration(run, heldout, batch_size=32)

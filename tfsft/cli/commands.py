@@ -83,22 +83,45 @@ DISTILL_OVERRIDES = ("output_dir", "train", "validation", "max_train_rows", "max
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from tfsft.training.distillation import DistillationSettings, distill
+    from tfsft.training.distillation import DISTILLATION_FILE, DistillationSettings, distill
     from tfsft.training.trainer import seconds_since_process_start
 
     settings = DistillationSettings(args.teacher, student_layers=args.student_layers,
                                     student=args.student, unlabelled=args.unlabelled,
                                     temperature=args.temperature, alpha=args.alpha)
-    overrides = {name: getattr(args, name) for name in DISTILL_OVERRIDES}
+    with progress_to_stderr():
+        result = distill(settings, _student_overrides(args),
+                         startup_seconds=seconds_since_process_start())
+    return _print_student(result, DISTILLATION_FILE)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from tfsft.training.pruning import PRUNING_FILE, prune
+    from tfsft.training.trainer import seconds_since_process_start
+
+    with progress_to_stderr():
+        result = prune(args.teacher, args.heads, args.ffn, _student_overrides(args),
+                       recovery_epochs=args.recovery_epochs, temperature=args.temperature,
+                       alpha=args.alpha, unlabelled=args.unlabelled,
+                       startup_seconds=seconds_since_process_start())
+    return _print_student(result, PRUNING_FILE)
+
+
+def _student_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options ``distill`` / ``prune`` change in the teacher's recipe."""
+    overrides = {name: getattr(args, name, None) for name in DISTILL_OVERRIDES}
     if args.no_early_stopping:
         overrides["no_early_stopping"] = True
     if args.no_tensorboard:
         overrides["tensorboard"] = False
-    with progress_to_stderr():
-        result = distill(settings, overrides, startup_seconds=seconds_since_process_start())
-    record = json.loads((result.run_dir / "distillation.json").read_text(encoding="utf-8"))
+    return overrides
+
+
+def _print_student(result: Any, report_file: str) -> int:
+    record = json.loads((result.run_dir / report_file).read_text(encoding="utf-8"))
     print(json.dumps({"run_dir": str(result.run_dir), "validation": result.summary["validation"],
-                      "teacher": record["teacher"], "student": record["student"]}))
+                      "teacher": record["teacher"], "student": record["student"],
+                      **({"pruned": record["pruned"]} if "pruned" in record else {})}))
     return 0
 
 
@@ -513,6 +536,6 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": run_train, "cv": run_cv, "distill": run_distill,
+HANDLERS = {"train": run_train, "cv": run_cv, "distill": run_distill, "prune": run_prune,
             "preprocess": run_preprocess, "evaluate": run_evaluate, "predict": run_predict,
             "export": run_export, "data": run_data}

@@ -36,6 +36,7 @@ def build_parser(task: str = DEFAULT_TASK) -> argparse.ArgumentParser:
     _add_train(commands, task)
     _add_cv(commands, task)
     _add_distill(commands)
+    _add_prune(commands)
     _add_preprocess(commands, task)
     _add_evaluate(commands, task)
     _add_predict(commands, task)
@@ -86,30 +87,59 @@ def _add_distill(commands: Any) -> None:
                               "spaced, the last kept), initialised from the teacher")
     student.add_argument("--student", metavar="CHECKPOINT",
                          help="a smaller checkpoint with the teacher's vocabulary")
-    distill.add_argument("--unlabelled", metavar="FILE",
-                         help="more texts without labels, learnt from the teacher's outputs "
-                              "alone: a .txt file (one a line) or a table with the teacher's "
-                              "text column(s)")
-    distill.add_argument("--temperature", type=float, default=2.0,
-                         help="softens the outputs compared (default 2)")
-    distill.add_argument("--alpha", type=float, default=0.5,
-                         help="weight of the teacher's outputs in the loss; the labels get "
-                              "1 - alpha (default 0.5)")
-    distill.add_argument("--train", help="training data (default: the teacher's)")
-    distill.add_argument("--validation", help="validation data (default: the teacher's)")
-    distill.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
-    distill.add_argument("--max-validation-rows", type=int)
-    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--learning-rate", float),
+    _add_student_training(distill)
+
+
+def _add_prune(commands: Any) -> None:
+    """``tfsft prune RUN``: heads and feed-forward neurons removed, then a recovery pass."""
+    prune = commands.add_parser(
+        "prune", help="remove a finished run's least important attention heads and "
+                      "feed-forward neurons (smaller matrices), then train it briefly",
+        description="Rank the run's heads and feed-forward neurons by importance on its held-out "
+                    "examples (gradient x weight), remove the given shares of the least "
+                    "important from its weight matrices, and train the smaller model for "
+                    "--recovery-epochs on the run's data, learning from the unpruned run's "
+                    "outputs and the labels. The result is an ordinary run folder with "
+                    "pruning.json.")
+    prune.add_argument("teacher", metavar="run", help="the finished run to prune")
+    prune.add_argument("--output-dir", required=True, help="run folder of the pruned model")
+    prune.add_argument("--heads", type=float, default=0.0,
+                       help="share of all attention heads to remove, 0 to <1 (e.g. 0.3)")
+    prune.add_argument("--ffn", type=float, default=0.0,
+                       help="share of all feed-forward neurons to remove, 0 to <1 (e.g. 0.3)")
+    prune.add_argument("--recovery-epochs", type=int, default=1,
+                       help="epochs of training after pruning (default 1)")
+    _add_student_training(prune, epochs=False)
+
+
+def _add_student_training(parser: Any, epochs: bool = True) -> None:
+    """The flags ``distill`` and ``prune`` share: the teacher's outputs in the loss, and the
+    training options that change the teacher's recipe."""
+    parser.add_argument("--unlabelled", metavar="FILE",
+                        help="more texts without labels, learnt from the teacher's outputs "
+                             "alone: a .txt file (one a line) or a table with the teacher's "
+                             "text column(s)")
+    parser.add_argument("--temperature", type=float, default=2.0,
+                        help="softens the outputs compared (default 2)")
+    parser.add_argument("--alpha", type=float, default=0.5,
+                        help="weight of the teacher's outputs in the loss; the labels get "
+                             "1 - alpha (default 0.5)")
+    parser.add_argument("--train", help="training data (default: the teacher's)")
+    parser.add_argument("--validation", help="validation data (default: the teacher's)")
+    parser.add_argument("--max-train-rows", type=int, help="read only the first N training rows")
+    parser.add_argument("--max-validation-rows", type=int)
+    flags = (("--epochs", int),) if epochs else ()
+    for flag, kind in (*flags, ("--batch-size", int), ("--learning-rate", float),
                        ("--weight-decay", float), ("--warmup-ratio", float), ("--dropout", float),
                        ("--seed", int), ("--early-stopping-patience", int),
                        ("--backup-every-steps", int)):
-        distill.add_argument(flag, type=kind, help="default: the teacher's")
-    distill.add_argument("--lr-schedule", choices=LR_DECAYS, help="default: the teacher's")
-    distill.add_argument("--precision", choices=PRECISIONS, help="default: the teacher's")
-    distill.add_argument("--no-early-stopping", action="store_true")
-    distill.add_argument("--no-tensorboard", action="store_true")
-    distill.add_argument("--overwrite", action="store_true", default=None,
-                         help="replace the student's run folder")
+        parser.add_argument(flag, type=kind, help="default: the teacher's")
+    parser.add_argument("--lr-schedule", choices=LR_DECAYS, help="default: the teacher's")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: the teacher's")
+    parser.add_argument("--no-early-stopping", action="store_true")
+    parser.add_argument("--no-tensorboard", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace the student's run folder")
 
 
 def _add_training_arguments(train: Any, task: str) -> None:

@@ -254,6 +254,7 @@ class ModelingRole(_Role, Protocol):
         import keras
 
         import tfsft.models  # noqa: F401  (registers the shared layers)
+        import tfsft.models.pruning  # noqa: F401  (and the pruned backbone)
 
         return keras.saving.load_model(path, compile=False)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,14 @@ class DistillationSettings:
     temperature: float = 2.0
     alpha: float = 0.5
 
-    def check(self) -> None:
-        if (self.student_layers is None) == (self.student is None):
+    def check(self, student_named: bool = False) -> None:
+        """Errors for settings that cannot work; ``student_named``: the caller builds the
+        student (``tfsft prune``), so neither ``student_layers`` nor ``student`` is given."""
+        if student_named:
+            if self.student_layers is not None or self.student is not None:
+                raise ConfigError("the pruned model is the student: leave out --student-layers "
+                                  "and --student")
+        elif (self.student_layers is None) == (self.student is None):
             raise ConfigError("name the student: --student-layers N (a shallower copy of the "
                               "teacher) or --student CHECKPOINT (one of the two)")
         if self.student_layers is not None and self.student_layers < 1:
@@ -69,13 +76,22 @@ class DistillationSettings:
                 "temperature": self.temperature, "alpha": self.alpha}
 
 
+StudentBuilder = Callable[[TrainedRun, Any, "str | None"], Any]
+
+
 def distill(settings: DistillationSettings, overrides: dict[str, Any],
-            startup_seconds: float | None = None) -> Any:
+            startup_seconds: float | None = None, student_builder: StudentBuilder | None = None,
+            report_file: str = DISTILLATION_FILE,
+            report_extra: Callable[[], dict[str, Any]] | None = None) -> Any:
     """Train the student of ``settings`` with the teacher's options changed by ``overrides``
-    (``output_dir`` is required); returns the :class:`~tfsft.training.trainer.TrainResult`."""
+    (``output_dir`` is required); returns the :class:`~tfsft.training.trainer.TrainResult`.
+
+    ``student_builder(teacher run, task, dtype)`` makes the student instead of ``settings``
+    (``tfsft prune``); the report goes to ``report_file`` in the student's folder, with
+    ``report_extra()`` added."""
     from tfsft.training.trainer import train
 
-    settings.check()
+    settings.check(student_named=student_builder is not None)
     teacher = TrainedRun(settings.teacher)
     kind = teacher.task.modeling.soft_targets
     if kind is None:
@@ -89,10 +105,12 @@ def distill(settings: DistillationSettings, overrides: dict[str, Any],
                           "a new folder for the student")
     if settings.unlabelled is not None and not Path(settings.unlabelled).is_file():
         raise ConfigError(f"--unlabelled {settings.unlabelled}: no such file")
-    plan = Distillation(settings, teacher, kind)
+    plan = Distillation(settings, teacher, kind, student_builder)
     result = train(config, distillation=plan, startup_seconds=startup_seconds)
     record = plan.report(result)
-    atomic_write_json(Path(config.output_dir) / DISTILLATION_FILE, record)
+    if report_extra is not None:
+        record.update(report_extra())
+    atomic_write_json(Path(config.output_dir) / report_file, record)
     return result
 
 
@@ -129,10 +147,12 @@ class Distillation:
     teacher's task state, the student model, and the training rows with the teacher's
     outputs."""
 
-    def __init__(self, settings: DistillationSettings, teacher: TrainedRun, kind: str):
+    def __init__(self, settings: DistillationSettings, teacher: TrainedRun, kind: str,
+                 student_builder: StudentBuilder | None = None):
         self.settings = settings
         self.teacher = teacher
         self.kind = kind
+        self.student_builder = student_builder
         self.kept_layers: list[int] | None = None
         self.unlabelled_rows = 0
 
@@ -202,7 +222,9 @@ class Distillation:
         from tfsft.models.distiller import Distiller
         from tfsft.models.student import shallower_copy
 
-        if self.settings.student_layers is not None:
+        if self.student_builder is not None:
+            student = self.student_builder(self.teacher, task, dtype)
+        elif self.settings.student_layers is not None:
             student, self.kept_layers = shallower_copy(self.teacher.model,
                                                        self.settings.student_layers, dtype)
             logger.info("Distillation: the student keeps layers %s of the teacher's %d",

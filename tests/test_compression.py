@@ -1,5 +1,6 @@
-"""``tfsft distill``: the soft losses, the shallower student, students of every distillable task,
-and the refusals."""
+"""``tfsft distill`` and ``tfsft prune``: the soft losses, the shallower student, students of
+every distillable task, pruned models that compute what the units they keep computed, and the
+refusals."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scipy.special import expit, log_softmax
 from tfsft.cli import main as cli
 from tfsft.errors import ConfigError
 from tfsft.models.distiller import soft_loss
+from tfsft.models.pruning import importance, pruned_copy
 from tfsft.models.student import evenly_spaced_layers, shallower_copy
 from tfsft.runs import TrainedRun
 from tfsft.tasks.text_classification.model import TextClassifier
@@ -216,3 +218,92 @@ def test_per_token_teacher_outputs_are_batched_with_their_tokens(buckets):
         np.testing.assert_array_equal(teacher[..., 0], tokens)  # each token's own outputs
         np.testing.assert_array_equal(teacher[..., 1], -tokens)
         assert y[LABELLED_TARGET].numpy().tolist() == [0, 1, 1]  # rows sorted by length
+
+
+def _silenced_model():
+    """A tiny text model whose layer-0 head 1 and layer-1 neurons 0-7 contribute nothing (zero
+    output weights), and the inputs to run it on."""
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=4,
+                                             hidden_dim=16, intermediate_dim=32,
+                                             max_sequence_length=16)
+    model = TextClassifier(backbone, num_classes=3, pooling="mean", exact_gelu=True)
+    attention = backbone.get_layer("transformer_layer_0")._self_attention_layer
+    kernel, bias = attention._output_dense.get_weights()
+    kernel[1] = 0.0
+    attention._output_dense.set_weights([kernel, bias])
+    down = backbone.get_layer("transformer_layer_1")._feedforward_output_dense
+    kernel, bias = down.get_weights()
+    kernel[:8] = 0.0
+    down.set_weights([kernel, bias])
+    rng = np.random.default_rng(0)
+    features = {"token_ids": rng.integers(0, 40, (4, 12)).astype("int32"),
+                "segment_ids": np.zeros((4, 12), "int32"),
+                "padding_mask": (np.arange(12) < np.array([[12], [9], [5], [12]])).astype("int32")}
+    return model, features, np.array([0, 1, 2, 1])
+
+
+def test_units_that_contribute_nothing_have_no_importance_and_pruning_them_changes_nothing(
+        tmp_path):
+    import keras
+
+    from exporters.bert_graph import token_id_function
+
+    model, features, labels = _silenced_model()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    scores = importance(model, [(features, labels)], lambda x, y, out: loss(y, out))
+    assert scores["heads"][0, 1] == 0 and (scores["heads"][0] > 0).sum() == 3
+    assert (scores["ffn"][1, :8] == 0).all() and (scores["ffn"][1, 8:] > 0).all()
+    # 1 of 8 heads and 8 of 64 neurons: exactly the silent ones go
+    pruned = pruned_copy(model, scores, heads=1 / 8, ffn=8 / 64)
+    assert pruned.backbone.layer_heads == [3, 4]
+    assert pruned.backbone.layer_intermediate_dims == [32, 24]
+    assert pruned.count_params() < model.count_params()
+    expected = model.predict(features, verbose=0)
+    np.testing.assert_allclose(pruned.predict(features, verbose=0), expected, atol=1e-5)
+    pruned.save(tmp_path / "pruned.keras")
+    from tfsft.tasks import create_task
+
+    loaded = create_task("text-classification").modeling.load(tmp_path / "pruned.keras")
+    np.testing.assert_allclose(loaded.predict(features, verbose=0), expected, atol=1e-5)
+    # the ONNX export's graph reads each layer's own heads
+    graph = token_id_function(pruned)(features["token_ids"], features["padding_mask"],
+                                      features["segment_ids"])
+    np.testing.assert_allclose(np.asarray(graph["logits"]), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="from 0 up to"):
+        pruned_copy(model, scores, heads=1.0, ffn=0.0)
+
+
+def test_a_pruned_run_is_smaller_exports_with_parity_and_refuses_the_hub_format(
+        sentiment_teacher, tmp_path, capsys):
+    pruned_dir = tmp_path / "pruned"
+    assert cli(["prune", str(sentiment_teacher), "--heads", "0.5", "--ffn", "0.3",
+                "--output-dir", str(pruned_dir), "--no-tensorboard"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.loads((pruned_dir / "pruning.json").read_text())
+    assert printed["pruned"] == record["pruned"]
+    assert sum(record["pruned"]["layer_heads"]) == 2  # of 2 layers x 2 heads
+    assert sum(record["pruned"]["layer_intermediate_dims"]) == 45  # 64 - round(0.3 x 64)
+    assert record["pruned"]["recovery_epochs"] == 1
+    assert record["student"]["parameters"] < record["teacher"]["parameters"]
+    run = TrainedRun(pruned_dir)
+    assert run.model.backbone.layer_heads == record["pruned"]["layer_heads"]
+    assert run.predict(["a wonderful film"])[0]["label"] in ("pos", "neg")
+    output = tmp_path / "exported"
+    assert cli(["export", str(pruned_dir), "--format", "onnx,tflite", "--output",
+                str(output)]) == 0
+    assert json.loads((output / "export_report.json").read_text())["passed"]
+    capsys.readouterr()
+    assert cli(["export", str(pruned_dir), "--format", "hf", "--output",
+                str(tmp_path / "hf")]) == 2
+    assert "the model was pruned" in capsys.readouterr().err
+    assert "no BERT backbone to prune" in cli_error(
+        ["prune", str(pruned_dir), "--heads", "0.3", "--output-dir", str(tmp_path / "again")],
+        capsys)
+    for flags, message in ((["--heads", "1"], "from 0 up to (not including) 1; got 1.0"),
+                           (["--ffn", "-0.1"], "--ffn is the share of units"),
+                           ([], "remove nothing"),
+                           (["--heads", "0.3", "--recovery-epochs", "0"],
+                            "--recovery-epochs must be at least 1")):
+        assert message in cli_error(["prune", str(sentiment_teacher), *flags, "--output-dir",
+                                     str(tmp_path / "refused")], capsys)
+    assert not (tmp_path / "refused").exists()
