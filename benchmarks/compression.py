@@ -1,4 +1,4 @@
-"""Smaller models against their teacher: quality, size and latency of each, side by side.
+"""Smaller models against their teacher (distilled, pruned): quality, size and latency, side by side.
 
     python -m benchmarks.compression                       # SST-2, work in /tmp/compression
     python -m benchmarks.compression --work DIR --skip-unlabelled
@@ -15,6 +15,8 @@ Rows:
   their labels (``--unlabelled``), learnt from the teacher's outputs alone;
 - ``labels only L3``: the same 3-layer copy trained on the labels alone (``--alpha 0``), to
   show what the teacher's outputs add;
+- ``pruned 30 %``: ``tfsft prune --heads 0.3 --ffn 0.3`` of the teacher (its 1-epoch recovery
+  pass at the defaults);
 - each with its ONNX and TFLite int8-dynamic exports.
 
 Columns: dev accuracy (Keras model; int8 rows: the exported model's, from the export report),
@@ -109,6 +111,20 @@ def student(work: Path, name: str, teacher_dir: Path, **settings: Any) -> Path:
     return run_dir
 
 
+def pruned(work: Path, teacher_dir: Path, share: float = 0.3) -> Path:
+    """``tfsft prune`` of the teacher: ``share`` of its heads and of its feed-forward neurons
+    removed, then the default recovery pass (1 epoch)."""
+    from tfsft.training.pruning import PRUNING_FILE, prune
+
+    run_dir = work / f"pruned-{round(share * 100)}"
+    if (run_dir / PRUNING_FILE).exists():
+        return run_dir
+    print(f"pruning {run_dir.name}", flush=True)
+    prune(teacher_dir, heads=share, ffn=share,
+          overrides={"output_dir": str(run_dir), "overwrite": True, "tensorboard": False})
+    return run_dir
+
+
 def exported(run_dir: Path) -> Path:
     from exporters import export
 
@@ -154,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/compression"))
     parser.add_argument("--skip-unlabelled", action="store_true")
     parser.add_argument("--skip-labels-only", action="store_true")
+    parser.add_argument("--skip-pruned", action="store_true")
     parser.add_argument("--ner", action="store_true",
                         help="only the CoNLL-2003 NER teacher and student (quality)")
     args = parser.parse_args(argv)
@@ -179,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                                                   unlabelled=str(unlabelled_file(args.work)))
     if not args.skip_labels_only:
         runs["labels only L3"] = student(args.work, "labels-only-l3", teacher_dir, alpha=0.0)
+    if not args.skip_pruned:
+        runs["pruned 30 %"] = pruned(args.work, teacher_dir)
     exports = {name: exported(run_dir) for name, run_dir in runs.items()}
     found = {f"{name} | {fmt}": runner(fmt, path) for name, export_dir in exports.items()
              for fmt, path in artifacts(export_dir).items()}
@@ -195,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                         else exported_accuracy(exports[name], fmt))
             rows.append({
                 "model": name, "format": fmt, "layers": int(model.backbone.num_layers),
+                "heads": int(sum(getattr(model.backbone, "layer_heads", None)
+                                 or [model.backbone.num_heads] * model.backbone.num_layers)),
                 "parameters_m": round(model.count_params() / 1e6, 2),
                 "accuracy": None if accuracy is None else round(float(accuracy), 4),
                 "size_mb": round(path.stat().st_size / 1e6, 1),
@@ -211,11 +232,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    header = ("| model | format | layers | params (M) | dev accuracy | size (MB) | b1 ms | "
+    header = ("| model | format | layers | heads | params (M) | dev accuracy | size (MB) | b1 ms | "
               "b32 ms | speed-up b1 | speed-up b32 |")
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 11]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['format']} | {r['layers']} | {r['parameters_m']} | "
+        lines.append(f"| {r['model']} | {r['format']} | {r['layers']} | {r['heads']} | "
+                     f"{r['parameters_m']} | "
                      f"{r['accuracy']} | {r['size_mb']} | {r['b1_ms']} | {r['b32_ms']} | "
                      f"{r['speedup_b1']} | {r['speedup_b32']} |")
     return "\n".join(lines) + "\n"
@@ -238,7 +260,7 @@ def plot(rows: list[dict], path: Path) -> None:
                           xytext=(3, 3), textcoords="offset points")
     axes.set_xlabel("batch-32 latency (ms, median)")
     axes.set_ylabel("SST-2 dev accuracy")
-    axes.set_title("Teacher and distilled students (MiniLM-L6, SST-2 20k)")
+    axes.set_title("Teacher, distilled students and pruned model (MiniLM-L6, SST-2 20k)")
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

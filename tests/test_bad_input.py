@@ -201,6 +201,24 @@ CASES = [
      "--validation-fraction must be in (0, 1)"),
     ("validation-split-too-small", TRAIN_CSV + "--validation-fraction 0.01 --max-train-rows 4",
      {"train.csv": CSV}, "cannot split off a validation set"),
+    ("validation-file-and-fraction", TRAIN_CSV + "--validation {d}/train.csv "
+     "--validation-fraction 0.2", {"train.csv": CSV},
+     "--validation-fraction splits the training data when there is no validation file; with "
+     "--validation"),
+    # --max-train-rows hints at reading more rows only where more rows would help
+    ("max-rows-missing-file", TRAIN + "--train {d}/none.csv --max-train-rows 20", {},
+     "none.csv: file not found. Check the path."),
+    ("max-rows-empty-file", TRAIN + "--train {d}/empty.csv --max-train-rows 20",
+     {"empty.csv": ""}, "empty.csv: the file is empty. Add a header row and data rows."),
+    ("max-rows-column-twice", TRAIN_CSV + "--label-column text --max-train-rows 20",
+     {"train.csv": CSV}, "column 'text' is named for two roles (text, second text, label or "
+     "target). Name a different column for each (--text-column / --text-pair-column / "
+     "--label-column)."),
+    ("max-rows-one-label-in-reach", TRAIN + "--train {d}/sorted.csv --max-train-rows 20",
+     {"sorted.csv": "text,label\n" + "".join(f"{t},{label}\n" for t, label in sorted(
+         ROWS, key=lambda row: row[1]))},
+     "(in the first 20 rows, all that --max-train-rows 20 reads). Check --label-column, or add "
+     "rows of the other classes; or read more rows: raise --max-train-rows, or leave it out."),
     # -- options ----------------------------------------------------------------------------------
     ("opt-epochs-word", TRAIN_CSV + "--epochs one", {"train.csv": CSV},
      "argument --epochs: invalid int value: 'one'"),
@@ -704,3 +722,21 @@ def test_an_evaluation_folder_keeps_one_evaluations_reports(trained_run, tmp_pat
     assert not (folder / "stale_report.txt").exists()
     assert (folder / "edited_report.txt").read_text().endswith("my notes\n")  # kept
     assert (folder / "notes.txt").read_text() == "mine\n" and (folder / "metrics.json").exists()
+
+
+def test_output_piped_into_a_reader_that_leaves_ends_quietly(trained_run, tmp_path):
+    """``tfsft predict ... | head -1``: no error about a file or the disk once the reader has
+    what it wanted; the exit status is that of a process ended by SIGPIPE."""
+    import subprocess
+    import sys
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a good film\n" * 5000)  # more than a pipe holds: the writer sees it close
+    script = (f"{shlex.quote(sys.executable)} -m tfsft.cli predict "
+              f"{shlex.quote(str(trained_run.run_dir))} --input {shlex.quote(str(texts))} "
+              "| head -1; echo \"status ${PIPESTATUS[0]}\" >&2")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert json.loads(done.stdout.strip())["label"] in ("pos", "neg")
+    assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "status 141" in done.stderr

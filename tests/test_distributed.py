@@ -105,6 +105,12 @@ def test_two_local_workers_take_the_steps_of_one_process(job, data):
         (single / "run.json").read_text())["optimizer_steps"]
     # only the chief wrote: the same files as a single-process run
     assert sorted(p.name for p in multi.iterdir()) == sorted(p.name for p in single.iterdir())
+    if data == "file":  # again into the finished run: the chief's error, no worker's "bug"
+        done = subprocess.run(local_cluster(train_command(job, multi, *extra)), env=ENV,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 2
+        assert f"{multi} already holds a finished run" in done.stderr
+        assert "internal error" not in done.stderr and "E0000" not in done.stderr, done.stderr
 
 
 def test_a_job_whose_worker_is_killed_resumes_from_the_chief_backup(job):

@@ -79,5 +79,12 @@ def test_label_sets_that_read_like_a_mistake_are_warned_about(caplog):
     task = create_task("multi-label-classification")
     task.data.read(pd.DataFrame({"text": ["a", "b"], "label": ["x|y", "x"]}))
     assert "every row carries the label(s) ['x']" in caplog.text
+    from tfsft.data.checks import label_warnings
+
+    # a validation summary counts the training labels it lacks as 0: those are not its labels
+    summary = {"counts": {"5": 0, "LOC": 4, "PER": 3}}
+    assert not [w for w in label_warnings(summary, "dev.jsonl") if "numbers mixed" in w]
+    summary["counts"]["5"] = 2
+    assert [w for w in label_warnings(summary, "dev.jsonl") if "numbers mixed" in w]
     with pytest.raises(DataError, match=r"row with index 0: the labels .* hold a nested list"):
         task.data.read(pd.DataFrame({"text": ["a", "b"], "label": ['[["pos"]]', "neg"]}))

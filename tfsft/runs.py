@@ -105,6 +105,10 @@ def load_training_data(task: Task, config: Any) -> tuple[Any, Any]:
     except DataError as exc:
         if config.max_train_rows is None or exc.where is not None:
             raise
+        try:  # the hint only where reading every row would not fail so
+            task.data.read(config.train, role="train", **common)
+        except TfsftError:
+            raise exc from None
         raise DataError(exc.source, None, f"{exc.problem} (in the first "
                         f"{config.max_train_rows} rows, all that --max-train-rows "
                         f"{config.max_train_rows} reads)", (exc.fix or "") + "; or read more "

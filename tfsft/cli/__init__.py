@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  (build_parser(task) for task in task_names()))
         print(f"{name}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of standard output left (`| head`): end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush has nowhere to fail
+        return 128 + 13  # as a process ended by SIGPIPE
     except OSError as exc:  # permission denied, disk full, ... on a path tfsft was given
         if args.debug:
             raise

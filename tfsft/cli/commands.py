@@ -151,6 +151,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         config = TrainConfig.from_yaml(args.config, overrides)
     else:
         config = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
+    if args.validation_fraction is not None and config.validation is not None:
+        raise ConfigError(f"--validation-fraction splits the training data when there is no "
+                          f"validation file; with --validation {config.validation} it would do "
+                          "nothing: leave out one of them")
     if args.no_early_stopping:
         config.early_stopping_patience = None
     if args.no_tensorboard:

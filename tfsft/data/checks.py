@@ -224,7 +224,8 @@ def describe(task: Any, examples: Any, tokenizer: Any = None,
 def label_warnings(labels: dict[str, Any], source: str) -> list[str]:
     """Warnings about a label distribution: classes with one example, labels that look like
     missing values, numbers mixed with words, strong imbalance."""
-    counts = labels.get("counts") or {}
+    # the labels the file holds (a validation summary also counts the training labels it lacks)
+    counts = {k: v for k, v in (labels.get("counts") or {}).items() if v}
     warnings = []
     single = [k for k, v in counts.items() if v == 1]
     if single:

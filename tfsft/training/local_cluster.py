@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,8 +113,18 @@ def worker_pid(launcher_pid: int, index: int) -> int | None:
     return None
 
 
+#: A TensorFlow C++ log line (``E0000 00:00:1796685444.955979  4242 file.cc:252] ...``).
+_NATIVE_LOG_LINE = re.compile(rb"^[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] ")
+
+
 def _relay(stream, prefix: str) -> None:
+    """A worker's output to standard error, each line headed ``prefix``; TensorFlow's C++ log
+    lines (a worker's collective runtime announcing that another worker left) only with
+    ``--debug`` in the command."""
+    debug = "--debug" in sys.argv
     for line in iter(stream.readline, b""):
+        if not debug and _NATIVE_LOG_LINE.match(line):
+            continue
         sys.stderr.buffer.write(prefix.encode() + line)
         sys.stderr.flush()
 

@@ -43,7 +43,7 @@ from tfsft.data.shards import (
     shard_dataset,
     shard_report,
 )
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, TfsftError
 from tfsft.evaluation.reports import plot_training_curves, read_history
 from tfsft.io_utils import (
     atomic_directory,
@@ -170,8 +170,17 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
                           "(XLA cannot hold the collective ops between replicas); leave it out, "
                           "or train on one device")
     if not distribution.is_chief:  # writes nothing; reads the chief's backup
-        return _train(config, run_dir, callbacks, started, distribution, startup_seconds,
-                      distillation)
+        import tensorflow as tf
+
+        try:
+            return _train(config, run_dir, callbacks, started, distribution, startup_seconds,
+                          distillation)
+        except (tf.errors.UnavailableError, tf.errors.CancelledError,
+                tf.errors.AbortedError) as exc:  # the collective ops ended under this worker
+            raise TfsftError(
+                f"worker {distribution.worker_index}: the other workers stopped (the chief, "
+                "worker 0, first: its error says why), which ends this one's training too"
+            ) from exc
     with run_lock(run_dir):
         _prepare_run_dir(run_dir, config)
         return _train(config, run_dir, callbacks, started, distribution, startup_seconds,

@@ -202,7 +202,8 @@ def write_shards(task: Task, source: Any,
 def _shards_for(rows: int, shards: int, name: str) -> int:
     """``shards``, or fewer when there are fewer rows (more files than rows would be empty)."""
     if shards > rows:
-        logger.warning("%s: %d rows cannot fill %d shards; writing %d", name, rows, shards, rows)
+        logger.warning("%s: %d rows cannot fill %d shards; writing at most %d (one a row; fewer "
+                       "when rows are skipped)", name, rows, shards, rows)
     return min(shards, rows)
 
 
@@ -314,7 +315,8 @@ def _encode_chunk(task: Task, index: int, chunk: Any, seed: int) -> _ChunkResult
 
 
 class _ShardSpool:
-    """Deals the encoded rows of each chunk to random shard files and keeps the statistics
+    """Deals the encoded rows of each chunk to the shard files in turn (in a seeded random
+    order within the chunk) and keeps the statistics
     of the manifest; :meth:`finish` shuffles every shard and returns them."""
 
     def __init__(self, folder: Path, shards: int, seed: int, max_length: int):
@@ -323,6 +325,7 @@ class _ShardSpool:
         self.unshuffled = [folder / f".{n}.unshuffled" for n in self.names]
         self.writers = [_RecordSpool(path) for path in self.unshuffled]
         self.dealer = np.random.default_rng([seed, 1])
+        self.dealt = 0
         self.counts = [0] * shards
         self.stats: dict[str, Any] = {"rows": 0, "examples": 0, "tokens": 0, "rows_at_max_length": 0,
                                       "skipped": Counter(), "specs": None, "notes": Counter()}
@@ -340,9 +343,14 @@ class _ShardSpool:
         elif result.specs != stats["specs"]:
             raise DataError(str(self.folder), None, "chunks encoded to different features "
                             f"({result.specs} vs {stats['specs']})", "report this as a bug")
-        shards = self.dealer.integers(0, len(self.writers), len(result.records))
+        # dealt in turn from a shuffled order: the shards differ by at most one row, and none
+        # is empty while there are rows for it
+        count = len(self.writers)
+        turns = (self.dealt + np.arange(len(result.records))) % count
+        shards = turns[self.dealer.permutation(len(turns))]
+        self.dealt += len(turns)
         for record, shard in zip(result.records, shards, strict=True):
-            self.writers[shard].write(record)  # each row to a random shard, shuffled later
+            self.writers[shard].write(record)  # shuffled within the shard later
             self.counts[shard] += 1
         stats["rows"] += len(result.records)
         stats["examples"] += result.examples
