@@ -100,8 +100,7 @@ def sentiment_teacher(tiny_checkpoint, tmp_path_factory):
     return train(tiny_config(tiny_checkpoint, train_file, folder / "run")).run_dir
 
 
-def test_a_distilled_student_is_an_ordinary_run_that_exports(sentiment_teacher, tmp_path,
-                                                             capsys):
+def test_a_distilled_student_is_an_ordinary_run(sentiment_teacher, tmp_path, capsys):
     unlabelled = tmp_path / "more.txt"
     unlabelled.write_text("\n".join(text for text, _ in sentiment_rows(96, seed=9)) + "\n")
     student_dir = tmp_path / "student"
@@ -122,11 +121,8 @@ def test_a_distilled_student_is_an_ordinary_run_that_exports(sentiment_teacher, 
     assert run.model.backbone.num_layers == 1
     assert run.predict(["a wonderful film"])[0]["label"] in ("pos", "neg")
     assert run.task.state_dict() == TrainedRun(sentiment_teacher).task.state_dict()
-    output = tmp_path / "exported"
-    assert cli(["export", str(student_dir), "--format", "onnx,tflite", "--output",
-                str(output)]) == 0
-    report = json.loads((output / "export_report.json").read_text())
-    assert report["passed"] and {a["artifact"] for a in report["artifacts"]} >= {"onnx", "tflite"}
+    # (a student is a TextModel of fewer layers: the exports of the pruned model below cover
+    # models whose layers were changed)
 
 
 def test_distillation_refuses_students_that_cannot_learn_from_the_teacher(
