@@ -201,6 +201,9 @@ CASES = [
      "--validation-fraction must be in (0, 1)"),
     ("validation-split-too-small", TRAIN_CSV + "--validation-fraction 0.01 --max-train-rows 4",
      {"train.csv": CSV}, "cannot split off a validation set"),
+    ("cv-squad-document", "cv --task question-answering --model {ckpt} --train {d}/squad.json "
+     "--output-dir {d}/run", {"squad.json": json.dumps(SQUAD_GOOD)},
+     "tfsft cv splits the rows of a table, and this file is one document, not rows"),
     ("validation-file-and-fraction", TRAIN_CSV + "--validation {d}/train.csv "
      "--validation-fraction 0.2", {"train.csv": CSV},
      "--validation-fraction splits the training data when there is no validation file; with "

@@ -111,9 +111,12 @@ def test_a_distilled_student_is_an_ordinary_run(sentiment_teacher, tmp_path, cap
     record = json.loads((student_dir / "distillation.json").read_text())
     assert printed["student"] == record["student"]
     assert record["settings"]["student_layers"] == 1 and record["kind"] == "classes"
-    assert record["student"]["layers"] == 1 and record["student"]["kept_teacher_layers"] == [1]
+    assert record["student"]["layers"] == 1 and record["student"]["kept_teacher_layers"] == [2]
     assert record["teacher"]["layers"] == 2 and record["unlabelled_rows"] == 96
     assert record["student"]["parameters"] < record["teacher"]["parameters"]
+    # the teacher scored on the student's validation rows: the run's own, here the same
+    assert record["validation_examples"] == json.loads(
+        (sentiment_teacher / "metrics.json").read_text())["examples"]
     teacher_accuracy = record["teacher"]["accuracy"]
     assert teacher_accuracy > 0.8  # the teacher learned something to pass on
     assert record["student"]["accuracy"] >= teacher_accuracy - 0.1
@@ -137,12 +140,39 @@ def test_distillation_refuses_students_that_cannot_learn_from_the_teacher(
     assert "name the student" in refused()
     assert "--alpha is the weight of the teacher's outputs" in refused(
         "--student-layers", "1", "--alpha", "1.5")
+    assert "--temperature must be a number above 0, got inf" in refused(
+        "--student-layers", "1", "--temperature", "inf")
     other = write_hf_checkpoint(tmp_path / "other-vocabulary", TINY_VOCAB + ["zebra"])
     assert "has another vocabulary than the teacher" in refused("--student", str(other))
+    no_vocabulary = tmp_path / "no-vocabulary"
+    no_vocabulary.mkdir()
+    (no_vocabulary / "config.json").write_text('{"model_type": "llama"}')
+    assert f"--student {no_vocabulary}: its tokenizer cannot be read as the teacher's" in (
+        refused("--student", str(no_vocabulary)))
+    wrong_column = write_csv(tmp_path / "more.csv", [("a fine film", "x")],
+                             header=("review", "y"))
+    assert ("column 'text' not found" in (message := refused(
+        "--student-layers", "1", "--unlabelled", str(wrong_column)))
+        and "--unlabelled is read as the teacher read its data (text columns 'text', UTF-8"
+        in message and "or give a .txt file with one text a line" in message), message
+    assert not (tmp_path / "student").exists()  # each refused before any training began
     assert "is the teacher's run folder" in cli_error(
         ["distill", str(sentiment_teacher), "--student-layers", "1", "--output-dir",
          str(sentiment_teacher)], capsys)
-    assert not (tmp_path / "student" / "model.keras").exists()
+
+
+def test_unlabelled_text_of_two_input_tasks_comes_in_columns(tmp_path):
+    from tfsft.tasks import create_task
+    from tfsft.training.distillation import read_unlabelled
+
+    texts = tmp_path / "more.txt"
+    texts.write_text("what was good ?\n")
+    with pytest.raises(Exception, match="a question-answering teacher reads question and "
+                                        "context for each example, which a .txt file"):
+        read_unlabelled(create_task("question-answering"), str(texts))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"question": "what was good ?", "context": "the acting was good"}\n')
+    assert len(read_unlabelled(create_task("question-answering"), str(pairs))) == 1
 
 
 def cli_error(argv: list[str], capsys) -> str:

@@ -49,12 +49,20 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
     from tfsft.training.trainer import train
 
     _refuse_options(config)
+    task = create_task(config.task, config.task_options)
+    if isinstance(config.train, (str, Path)):
+        try:  # a document (SQuAD JSON) has no rows to split into folds
+            task.data.refuse_chunked_file(Path(config.train), config.file_format)
+        except DataError as exc:
+            raise DataError(exc.source, None, "tfsft cv splits the rows of a table, and this "
+                            "file is one document, not rows", "write one example per JSONL "
+                            "line (question answering: question, context, answers) to "
+                            "cross-validate it") from None
     table = read_table(config.train, config.file_format, config.encoding, config.delimiter,
                        config.quoting)
     if config.max_train_rows is not None:  # the folds split the first rows only
         table = dataclasses.replace(table, rows=table.rows[:config.max_train_rows],
                                     locations=table.locations[:config.max_train_rows])
-    task = create_task(config.task, config.task_options)
     task.data.read(table, role="train")  # every row checked, errors naming the user's file
     parts = fold_of_rows(table, task, folds, config.seed, group_column)
     output = _checked_folder(config, folds, resume)

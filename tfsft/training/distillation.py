@@ -20,8 +20,8 @@ teacher's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tfsft.config import TrainConfig, load_yaml_options
-from tfsft.errors import ConfigError
+from tfsft.errors import ConfigError, DataError, TfsftError
 from tfsft.io_utils import atomic_write_json, file_sha256
 from tfsft.runs import MODEL_FILE, TOKENIZER_DIR, TrainedRun
 
@@ -64,8 +64,8 @@ class DistillationSettings:
                               "teacher) or --student CHECKPOINT (one of the two)")
         if self.student_layers is not None and self.student_layers < 1:
             raise ConfigError(f"--student-layers must be at least 1, got {self.student_layers}")
-        if not self.temperature > 0:
-            raise ConfigError(f"--temperature must be above 0, got {self.temperature}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"--temperature must be a number above 0, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"--alpha is the weight of the teacher's outputs in the loss, "
                               f"between 0 and 1; got {self.alpha}")
@@ -100,6 +100,7 @@ def distill(settings: DistillationSettings, overrides: dict[str, Any],
                           "classification, regression, token classification or question "
                           "answering runs")
     config = teacher_config(teacher, overrides, settings)
+    _check_student(settings, teacher, config)
     if Path(config.output_dir).resolve() == teacher.run_dir.resolve():
         raise ConfigError(f"--output-dir {config.output_dir} is the teacher's run folder; name "
                           "a new folder for the student")
@@ -112,6 +113,36 @@ def distill(settings: DistillationSettings, overrides: dict[str, Any],
         record.update(report_extra())
     atomic_write_json(Path(config.output_dir) / report_file, record)
     return result
+
+
+def _check_student(settings: DistillationSettings, teacher: TrainedRun,
+                   config: TrainConfig) -> None:
+    """Errors for a student that cannot learn from ``teacher``, before any data is read."""
+    from tfsft.models.checkpoints import resolve_checkpoint
+    from tfsft.models.student import evenly_spaced_layers, transformer_layers
+
+    if settings.student_layers is not None:
+        evenly_spaced_layers(transformer_layers(teacher.model), settings.student_layers)
+    if settings.student is not None:
+        try:
+            tokenizer = teacher.task.data.load_tokenizer(resolve_checkpoint(settings.student),
+                                                         config.max_length)
+        except TfsftError as exc:
+            raise ConfigError(f"--student {settings.student}: its tokenizer cannot be read as "
+                              f"the teacher's ({exc}); a student must read the teacher's token "
+                              "ids: choose a BERT checkpoint of the teacher's family, or "
+                              "--student-layers N") from None
+        _same_vocabulary(tokenizer, teacher, settings.student)
+
+
+def _same_vocabulary(tokenizer: Any, teacher: TrainedRun, student: Any) -> None:
+    theirs = teacher.tokenizer
+    if (tokenizer.vocabulary != theirs.vocabulary
+            or getattr(tokenizer, "lowercase", None) != getattr(theirs, "lowercase", None)):
+        raise ConfigError(f"the student {student} has another vocabulary than the teacher "
+                          f"({teacher.run_dir / TOKENIZER_DIR}); a student must read the same "
+                          "token ids: choose a checkpoint of the teacher's family, or "
+                          "--student-layers N")
 
 
 def teacher_config(teacher: TrainedRun, overrides: dict[str, Any],
@@ -155,6 +186,8 @@ class Distillation:
         self.student_builder = student_builder
         self.kept_layers: list[int] | None = None
         self.unlabelled_rows = 0
+        self.teacher_metrics: dict[str, Any] = {}
+        self.validation_rows = 0
 
     def prepare_task(self, task: Any, checkpoint: Path, tokenizer: Any,
                      max_length: int) -> None:
@@ -168,16 +201,18 @@ class Distillation:
                                   f"teacher learned {state[name]!r}: train the student on data "
                                   "of the teacher's labels")
         task.load_state(state)
-        theirs = self.teacher.tokenizer
-        if (tokenizer.vocabulary != theirs.vocabulary
-                or getattr(tokenizer, "lowercase", None) != getattr(theirs, "lowercase", None)):
-            raise ConfigError(f"the student {checkpoint} has another vocabulary than the teacher "
-                              f"({self.teacher.run_dir / TOKENIZER_DIR}); a student must read "
-                              "the same token ids: choose a checkpoint of the teacher's "
-                              "family, or --student-layers N")
+        _same_vocabulary(tokenizer, self.teacher, checkpoint)
         if max_length != self.teacher.max_length:
             raise ConfigError(f"--max-length {max_length} differs from the teacher's "
                               f"{self.teacher.max_length}; leave it out")
+
+    def score_teacher(self, validation: Any, encoded: Any) -> None:
+        """The teacher's metrics on the student's validation examples (the same rows), for
+        the report."""
+        evaluation = self.teacher.task.evaluation
+        outputs = evaluation.outputs(self.teacher.model, encoded)
+        self.teacher_metrics = evaluation.evaluate(validation, outputs)
+        self.validation_rows = len(validation)
 
     def training_rows(self, task: Any, tokenizer: Any, encoded: Any, max_length: int) -> Any:
         """``encoded`` training rows, then those of the unlabelled text, with the teacher's
@@ -185,7 +220,7 @@ class Distillation:
         from tfsft.data.pipeline import predict_logits
 
         if self.settings.unlabelled is not None:
-            examples = self._unlabelled_examples(task)
+            examples = read_unlabelled(task, str(self.settings.unlabelled))
             self.unlabelled_rows = len(examples)
             logger.info("Distillation: %d unlabelled examples from %s", len(examples),
                         self.settings.unlabelled)
@@ -197,24 +232,6 @@ class Distillation:
         labelled[:len(encoded) - (0 if self.settings.unlabelled is None else len(extra))] = 1
         return with_teacher_outputs(encoded, outputs, labelled)
 
-    def _unlabelled_examples(self, task: Any) -> Any:
-        """The unlabelled texts: one a line of a ``.txt`` file (single-text tasks), else rows
-        with the teacher's text columns."""
-        from tfsft.data.readers import read_text_lines
-        from tfsft.errors import DataError
-
-        path = str(self.settings.unlabelled)
-        inputs = task.serving.text_inputs()
-        if len(inputs) == 1 and task.data.reads_text_lines(path):
-            texts, _ = read_text_lines(path)
-            examples = task.data.examples_from_texts({inputs[0]: texts})
-        else:
-            examples = task.data.read(path, role="eval", labelled=False)
-        if not len(examples):
-            raise DataError(path, None, "holds no texts", "give one text a line (.txt) or rows "
-                            "with the teacher's text column(s)")
-        return examples
-
     def student_model(self, task: Any, checkpoint: Path, dropout: float,
                       dtype: str | None) -> Any:
         """The student before training: a shallower copy of the teacher, or the task's model
@@ -225,10 +242,12 @@ class Distillation:
         if self.student_builder is not None:
             student = self.student_builder(self.teacher, task, dtype)
         elif self.settings.student_layers is not None:
-            student, self.kept_layers = shallower_copy(self.teacher.model,
-                                                       self.settings.student_layers, dtype)
-            logger.info("Distillation: the student keeps layers %s of the teacher's %d",
-                        self.kept_layers, self.teacher.model.backbone.num_layers)
+            student, kept = shallower_copy(self.teacher.model, self.settings.student_layers,
+                                           dtype)
+            self.kept_layers = [index + 1 for index in kept]  # counted from 1, as people do
+            logger.info("Distillation: the student keeps layers %s (counting from 1) of the "
+                        "teacher's %d", ", ".join(map(str, self.kept_layers)),
+                        self.teacher.model.backbone.num_layers)
         else:
             student = task.modeling.build(checkpoint, dropout=dropout, dtype=dtype)
         return Distiller(student, self.kind, self.settings.temperature, self.settings.alpha)
@@ -239,16 +258,16 @@ class Distillation:
 
         student = self.teacher.task.modeling.load(Path(result.run_dir) / MODEL_FILE)
         headline = self.teacher.task.evaluation.headline_metric
-        teacher_metrics = _metrics(self.teacher.run_dir)
         unlabelled = self.settings.unlabelled
         return {
             "settings": self.settings.record(),
             "kind": self.kind,
+            "validation_examples": self.validation_rows,  # both scored on the same examples
             "teacher": {"run": str(self.teacher.run_dir),
                         "layers": _layers(self.teacher.model),
                         "parameters": int(self.teacher.model.count_params()),
                         "file_bytes": (self.teacher.run_dir / MODEL_FILE).stat().st_size,
-                        headline: teacher_metrics.get(headline)},
+                        headline: self.teacher_metrics.get(headline)},
             "student": {"checkpoint": self.settings.student,
                         "layers": _layers(student), "kept_teacher_layers": self.kept_layers,
                         "parameters": int(keras.Model.count_params(student)),
@@ -257,6 +276,38 @@ class Distillation:
             "unlabelled_rows": self.unlabelled_rows,
             "unlabelled_sha256": file_sha256(unlabelled) if unlabelled else None,
         }
+
+
+def read_unlabelled(task: Any, path: str) -> Any:
+    """The unlabelled texts of ``path`` for ``task``: one a line of a ``.txt`` file
+    (single-text tasks), else rows with the task's text columns."""
+    from tfsft.data.readers import read_text_lines
+
+    inputs = task.serving.text_inputs()
+    lines = task.data.reads_text_lines(path)
+    if lines and len(inputs) > 1:
+        raise DataError(path, None, f"a {task.name} teacher reads {' and '.join(inputs)} "
+                        "for each example, which a .txt file (one text a line) cannot "
+                        "hold", "give a CSV/TSV/JSONL file with the teacher's columns")
+    columns = ", ".join(repr(v) for k, v in task.options.to_dict().items()
+                        if k.endswith("_column") and v and not k.startswith("validation")
+                        and "label" not in k and "target" not in k)
+    try:
+        if lines:
+            examples = task.data.examples_from_texts({inputs[0]: read_text_lines(path)[0]})
+        else:
+            examples = task.data.read(path, role="eval", labelled=False)
+    except DataError as exc:  # the fix in the teacher's flags, which distill does not take
+        raise DataError(exc.source, exc.where, exc.problem,
+                        "--unlabelled is read as the teacher read its data (text columns "
+                        f"{columns or 'as in its files'}, UTF-8, the format from the "
+                        "extension): write the file so" + (
+                            ", or give a .txt file with one text a line"
+                            if len(inputs) == 1 else "")) from None
+    if not len(examples):
+        raise DataError(path, None, "holds no texts", "give one text a line (.txt) or rows "
+                        "with the teacher's text column(s)")
+    return examples
 
 
 def with_unlabelled(encoded: Any, extra: Any) -> Any:
@@ -314,8 +365,3 @@ def _layers(model: Any) -> int | None:
     return getattr(getattr(model, "backbone", None), "num_layers", None)
 
 
-def _metrics(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

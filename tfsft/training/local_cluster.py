@@ -113,8 +113,10 @@ def worker_pid(launcher_pid: int, index: int) -> int | None:
     return None
 
 
-#: A TensorFlow C++ log line (``E0000 00:00:1796685444.955979  4242 file.cc:252] ...``).
-_NATIVE_LOG_LINE = re.compile(rb"^[IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] ")
+#: A TensorFlow C++ log line (``E0000 00:00:1796685444.955979  4242 file.cc:252] ...``), or
+#: the gRPC detail TensorFlow prints when a peer worker has gone.
+_NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] |Additional GRPC "
+                              rb"error information |:\w+:Error received from peer )")
 
 
 def _relay(stream, prefix: str) -> None:

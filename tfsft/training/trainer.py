@@ -311,6 +311,8 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
         train_tokens = shards.tokens
     validation_encoded = task.data.encode(tokenizer, validation_data, config.max_length)
     notes["validation"] = task.data.encoding_notes()
+    if distillation is not None and distribution.is_chief:
+        distillation.score_teacher(validation_data, validation_encoded)
     return _Data(checkpoint, shards, task, monitor, train_data, validation_data, tokenizer,
                  plot, train_encoded, validation_encoded, train_rows, train_tokens, notes,
                  time.perf_counter() - tokenize_start,
