@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -95,10 +96,17 @@ def optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> di
 
     basic = target.with_name(target.stem + ".basic.onnx")
     basic_optimize(source, basic)
+    # num_heads 0: layers of their own widths (a pruned model), whose attention the optimizer
+    # cannot fuse; it says so once per layer, which the report's fused-operator count tells
+    attention_log = logging.getLogger("fusion_attention")
+    level = attention_log.level
+    if not num_heads:
+        attention_log.setLevel(logging.ERROR)
     try:
         optimized = optimizer.optimize_model(str(basic), model_type="bert", num_heads=num_heads,
                                              hidden_size=hidden_size, opt_level=0)
     finally:
+        attention_log.setLevel(level)
         basic.unlink(missing_ok=True)
     optimized.save_model_to_file(str(target))
     return fused_operators(target)
