@@ -63,7 +63,7 @@ def hub_head(run: TrainedRun) -> HubHead:
     if head is None or head.kind not in (*_CLASSES, FEATURES):
         raise ConfigError(f"--format hf: {run.task.name} runs have no transformers class to "
                           f"export to; the formats for them are savedmodel, tflite and onnx")
-    layer_heads = getattr(run.model.backbone, "layer_heads", None)
+    layer_heads = getattr(getattr(run.model, "backbone", None), "layer_heads", None)
     if layer_heads is not None:  # a pruned backbone: transformers' BERT has one FFN width
         raise ConfigError("--format hf: the model was pruned (tfsft prune: each layer has its "
                           "own number of heads and feed-forward neurons), which transformers' "

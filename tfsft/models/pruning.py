@@ -15,8 +15,8 @@ original head size) and of feed-forward neurons. The exported graphs are smaller
 >>> model = TextModel(backbone, num_outputs=2)
 >>> scores = {"heads": np.arange(8.0).reshape(2, 4), "ffn": np.ones((2, 32))}
 >>> pruned = pruned_copy(model, scores, heads=0.5, ffn=0.25)
->>> pruned.backbone.layer_heads, pruned.backbone.layer_intermediate_dims
-([1, 3], [24, 24])
+>>> pruned.backbone.layer_heads, pruned.backbone.layer_intermediate_dims  # layer 0 keeps its best
+([1, 4], [16, 32])
 """
 
 from __future__ import annotations
