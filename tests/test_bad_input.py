@@ -201,6 +201,18 @@ CASES = [
      "--validation-fraction must be in (0, 1)"),
     ("validation-split-too-small", TRAIN_CSV + "--validation-fraction 0.01 --max-train-rows 4",
      {"train.csv": CSV}, "cannot split off a validation set"),
+    ("qa-impossible-with-answers", QA_TRAIN + "--train {d}/squad.json",
+     {"squad.json": json.dumps({"data": [{"title": "t", "paragraphs": [
+         {**SQUAD_GOOD["data"][0]["paragraphs"][0], "qas": [
+             {**SQUAD_GOOD["data"][0]["paragraphs"][0]["qas"][0], "is_impossible": True}]}]}]})},
+     "question 'q0': is_impossible is true, yet the question has answers. Set is_impossible "
+     "to false, or move the answers to plausible_answers"),
+    ("train-missing-shard-folder", "train --train {d}/no-shards --output-dir {d}/run", {},
+     "no-shards: file or folder not found; check the path"),
+    ("ner-lowercase-tags", TRAIN.replace("--model", "--task token-classification --model")
+     + "--train {d}/train.jsonl", {"train.jsonl": "".join(json.dumps(
+         {"tokens": ["anna", "was", "in", "rome"], "tags": ["b-per", "o", "o", "b-loc"]}) + "\n"
+         for _ in range(30))}, 'ok: "task": "token-classification"'),
     ("cv-squad-document", "cv --task question-answering --model {ckpt} --train {d}/squad.json "
      "--output-dir {d}/run", {"squad.json": json.dumps(SQUAD_GOOD)},
      "tfsft cv splits the rows of a table, and this file is one document, not rows"),

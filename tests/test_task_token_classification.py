@@ -595,3 +595,10 @@ def test_a_null_token_is_refused_with_its_row(tmp_path):
     path.write_text('{"tokens": ["EU", null, "x"], "tags": ["B-ORG", "O", "O"]}\n')
     with pytest.raises(DataError, match=r"tokens.jsonl, line 1, token 2: the token is null"):
         read_token_data(path)
+
+
+def test_tags_in_lower_case_read_with_their_prefixes_and_outside():
+    task = create_task("token-classification")
+    task.data.read(pd.DataFrame({"tokens": [["anna", "was", "in", "new", "york"]],
+                                 "tags": [["b-per", "o", "o", "b-loc", "i-loc"]]}))
+    assert sorted(task.labels) == ["B-loc", "B-per", "I-loc", "I-per", "O"]  # "o" is outside

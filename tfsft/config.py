@@ -140,6 +140,10 @@ class TrainConfig:
                               f"{', '.join(cls.field_names())} and the options of task {task!r}: "
                               f"{', '.join(sorted(task_fields))}")
         missing = [name for name in REQUIRED if values.get(name) is None]
+        train = values.get("train")
+        if missing == ["model"] and isinstance(train, (str, Path)) and not Path(train).exists():
+            # a shard folder would name the model: the missing --train is the first mistake
+            raise ConfigError(f"--train {train}: file or folder not found; check the path")
         if missing:
             flags = ", ".join("--" + m.replace("_", "-") for m in missing)
             them = "it" if len(missing) == 1 else "them"

@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:  # TensorFlow's C++ lines (start-up, oneDNN notices) stay off the terminal
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         quiet_tensorflow_import()
+    if not (args.verbose or args.debug):  # and its Python warnings (tf.function retracing)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     name = command_name(parser, args)
     task_command = getattr(args, "task_command", None)
     if task_command is not None:

@@ -79,7 +79,8 @@ def run_cv(args: argparse.Namespace) -> int:
 DISTILL_OVERRIDES = ("output_dir", "train", "validation", "max_train_rows", "max_validation_rows",
                      "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_ratio",
                      "dropout", "seed", "early_stopping_patience", "backup_every_steps",
-                     "lr_schedule", "precision", "overwrite")
+                     "lr_schedule", "precision", "overwrite", "file_format", "encoding",
+                     "delimiter", "quoting")
 
 
 def run_distill(args: argparse.Namespace) -> int:
@@ -110,6 +111,7 @@ def run_prune(args: argparse.Namespace) -> int:
 def _student_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The training options ``distill`` / ``prune`` change in the teacher's recipe."""
     overrides = {name: getattr(args, name, None) for name in DISTILL_OVERRIDES}
+    overrides.update(column_overrides(args))  # files whose columns differ from the teacher's
     if args.no_early_stopping:
         overrides["no_early_stopping"] = True
     if args.no_tensorboard:

@@ -140,6 +140,7 @@ def _add_student_training(parser: Any, epochs: bool = True) -> None:
     parser.add_argument("--no-tensorboard", action="store_true")
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="replace the student's run folder")
+    add_read_options(parser)  # the columns of --train / --validation / --unlabelled files
 
 
 def _add_training_arguments(train: Any, task: str) -> None:

@@ -49,7 +49,12 @@ def shallower_copy(model: keras.Model, layers: int,
     total = transformer_layers(model)
     kept = evenly_spaced_layers(total, layers)
     config = model.get_config()
-    backbone = {**config["backbone"]["config"], "num_layers": layers}
+    backbone = dict(config["backbone"]["config"])
+    if "layer_heads" in backbone:  # a pruned backbone: the kept layers keep their widths
+        for name in ("layer_heads", "layer_intermediate_dims"):
+            backbone[name] = [backbone[name][index] for index in kept]
+    else:
+        backbone["num_layers"] = layers
     if dtype is not None:
         backbone["dtype"] = keras.saving.serialize_keras_object(keras.DTypePolicy(dtype))
     config["backbone"] = {**config["backbone"], "config": backbone}

@@ -629,6 +629,10 @@ def _check_data(task: Task, train_data: Any, validation_data: Any,
     check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
     if shards is not None:
         check.report["train"] = shard_report(shards)
+        # the shards were cut at their max_length: a longer one means preprocessing again
+        check.warnings = [w.replace("; consider --max-length", "; consider running tfsft "
+                                    "preprocess again, and training, with --max-length")
+                          for w in check.warnings]
     else:
         refuse_certain_mistakes(check, config.validation)
     for role, source in (("train", config.train), ("validation", config.validation or

@@ -180,6 +180,11 @@ def examples_from_squad(document: dict, source: str, labelled: bool = True,
                 if labelled:
                     answers = qa.get("answers", [])
                     if qa.get("is_impossible"):
+                        if answers:  # SQuAD v2 keeps such spans in plausible_answers
+                            raise DataError(source, f"question {qid!r}", "is_impossible is "
+                                            "true, yet the question has answers", "set "
+                                            "is_impossible to false, or move the answers to "
+                                            "plausible_answers")
                         answers = []
                     if not isinstance(answers, list):
                         raise _layout_error(source, f"question {qid!r}", "answers is not a list")

@@ -38,13 +38,13 @@ _PREFIXES: dict[str, tuple[str | None, str, str | None, str | None]] = {
 
 
 def split_tag(tag: str) -> tuple[str, str | None]:
-    """``("B", "PER")`` from ``B-PER`` (also ``B_PER``); ``("O", None)`` for ``O``; a bare type
-    such as ``PER`` is ``("I", "PER")``.
+    """``("B", "PER")`` from ``B-PER`` (also ``B_PER``, ``b-PER``); ``("O", None)`` for ``O`` (or
+    ``o``: prefixes are read in either case); a bare type such as ``PER`` is ``("I", "PER")``.
 
-    >>> split_tag("B-PER"), split_tag("O"), split_tag("I-MISC-X"), split_tag("LOC")
+    >>> split_tag("B-PER"), split_tag("o"), split_tag("I-MISC-X"), split_tag("LOC")
     (('B', 'PER'), ('O', None), ('I', 'MISC-X'), ('I', 'LOC'))
     """
-    if tag == OUTSIDE:
+    if tag in (OUTSIDE, OUTSIDE.lower()):
         return OUTSIDE, None
     for separator in ("-", "_"):
         prefix, found, kind = tag.partition(separator)
