@@ -246,6 +246,7 @@ def _messages(value: Any, source: str, where: str, column: str) -> list[Message]
         if role not in ROLES:
             raise DataError(source, where, f"message {number} has role {role!r}",
                             f"use one of {', '.join(ROLES)}")
-        content = _text(message["content"], source, where, f"{column}[{number}].content")
+        # a JSON path: indices from 0
+        content = _text(message["content"], source, where, f"{column}[{number - 1}].content")
         messages.append({"role": role, "content": content})
     return messages
