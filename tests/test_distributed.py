@@ -174,9 +174,13 @@ def test_chief_and_tf_config_errors(monkeypatch):
         cluster_spec({"TF_CONFIG": "{cluster"})
     with pytest.raises(ConfigError, match=r"TF_CONFIG must be .*; it holds a list"):
         cluster_spec({"TF_CONFIG": '["worker"]'})
-    with pytest.raises(ConfigError, match="task index is 'one'; it must be a whole number"):
+    with pytest.raises(ConfigError, match="task index is 'one' written as a JSON string"):
         cluster_spec({"TF_CONFIG": json.dumps({"cluster": two,
                                                "task": {"type": "worker", "index": "one"}})})
+    with pytest.raises(ConfigError, match="task index is '0' written as a JSON string: write "
+                                          "it without quotes"):
+        cluster_spec({"TF_CONFIG": json.dumps({"cluster": two,
+                                               "task": {"type": "worker", "index": "0"}})})
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {**two, "ps": ["p:1"]},
                                                 "task": {"type": "ps", "index": 0}}))
     with pytest.raises(ConfigError, match="task type is 'ps'; tfsft trains with workers"):

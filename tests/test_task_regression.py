@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfsft.errors import DataError
+from tfsft.errors import ConfigError, DataError
 from tfsft.tasks import create_task
 
 from .conftest import regression_rows, write_csv
@@ -81,3 +81,12 @@ def test_an_outlier_among_mostly_equal_targets_is_warned(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         task.data.read(path)
     assert "the first at line 61 (5000)" in caplog.text
+
+
+def test_reading_with_another_number_of_target_columns_than_the_model_is_refused():
+    task = create_task("regression", {"target_columns": ["s1", "s2"]})
+    frame = pd.DataFrame({"text": ["a", "b"], "s1": [1.0, 2.0], "s2": [0.5, 0.1]})
+    task.data.read(frame)
+    with pytest.raises(ConfigError, match=r"the model predicts 2 target\(s\) \(s1, s2\); "
+                                          r"--target-columns names 1 \(s1\)"):
+        task.with_options(target_columns=["s1"]).data.read(frame, role="eval")

@@ -95,8 +95,11 @@ def cluster_spec(environ: dict[str, str] | None = None) -> tuple[dict, dict]:
     cluster, task = config.get("cluster") or {}, config.get("task") or {}
     if not isinstance(cluster, dict) or not isinstance(task, dict):
         raise ConfigError(layout)
-    if task and not isinstance(task.get("index", 0), int):
-        raise ConfigError(f"TF_CONFIG's task index is {task.get('index')!r}; it must be a whole "
+    index = task.get("index", 0) if task else 0
+    if task and (not isinstance(index, int) or isinstance(index, bool)):
+        quoted = (" written as a JSON string: write it without quotes, e.g. \"index\": 0"
+                  if isinstance(index, str) else "")
+        raise ConfigError(f"TF_CONFIG's task index is {index!r}{quoted}; it must be a whole "
                           "number (this process's place in its list of the cluster)")
     return cluster, task
 

@@ -287,7 +287,8 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
                               "preprocess): pass --train FILE")
         distillation.prepare_task(task, checkpoint, tokenizer, config.max_length)
     data_check, plot = _check_data(task, train_data, validation_data, tokenizer, config,
-                                   run_dir if distribution.is_chief else None, shards)
+                                   run_dir if distribution.is_chief else None, shards,
+                                   fixed_length=distillation is not None)
     if config.augment and shards is not None:
         raise ConfigError("--augment edits training examples held in memory, not shards "
                           "(tfsft preprocess): train from the file, or leave out --augment")
@@ -621,12 +622,18 @@ def _shard_validation_data(task: Task, config: TrainConfig) -> Any:
 
 def _check_data(task: Task, train_data: Any, validation_data: Any,
                 tokenizer: Any, config: TrainConfig, run_dir: Path | None,
-                shards: Manifest | None = None) -> tuple[DataCheck, Callable[[], None] | None]:
+                shards: Manifest | None = None,
+                fixed_length: bool = False) -> tuple[DataCheck, Callable[[], None] | None]:
     """The data check (see :mod:`tfsft.data.checks`): stops on certain mistakes, logs the
     warnings, writes ``data_check.json`` into the run folder (none: writes nothing), and returns
     it with the function that draws ``token_lengths.png`` there (run while training runs).
-    Pre-tokenized training data (``shards``) is described by its manifest."""
+    Pre-tokenized training data (``shards``) is described by its manifest; ``fixed_length``:
+    the run keeps another run's max_length (a distillation), so the advice names that run."""
     check, lengths = check_data(task, train_data, validation_data, tokenizer, config.max_length)
+    if fixed_length:  # a student reads what its teacher read
+        check.warnings = [w.replace("; consider --max-length", "; a student keeps its "
+                                    "teacher's max_length: to keep more, train the teacher "
+                                    "with --max-length") for w in check.warnings]
     if shards is not None:
         check.report["train"] = shard_report(shards)
         # the shards were cut at their max_length: a longer one means preprocessing again

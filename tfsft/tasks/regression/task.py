@@ -87,6 +87,11 @@ class RegressionData(SentenceData):
 
     def target_reader(self, table: Table, role: str):
         columns = self.target_columns(role)
+        names = self.task.target_names
+        if role != "train" and names and len(columns) != len(names):
+            raise ConfigError(f"the model predicts {len(names)} target(s) ({', '.join(names)}); "
+                              f"--target-columns names {len(columns)} ({', '.join(columns)}): "
+                              f"name one column of {table.source} for each, in that order")
 
         def read(row: dict[str, Any], where: str) -> list[float]:
             return [_number(row.get(column), table.source, where, column) for column in columns]
