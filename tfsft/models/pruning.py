@@ -210,15 +210,20 @@ def _kept(scores: np.ndarray, fraction: float) -> list[np.ndarray]:
     return [np.flatnonzero(~row) for row in removed]
 
 
+def check_shares(heads: float, ffn: float) -> None:
+    """Refuse shares of heads or feed-forward neurons to remove outside [0, 1)."""
+    for name, value in (("heads", heads), ("ffn", ffn)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"--{name} is the share of units to remove, from 0 up to (not "
+                              f"including) 1; got {value}")
+
+
 def pruned_copy(model: keras.Model, scores: dict[str, np.ndarray], heads: float,
                 ffn: float, dtype: str | None = None) -> keras.Model:
     """A copy of text ``model`` without the ``heads`` and ``ffn`` fractions of its least
     important heads and feed-forward neurons (``scores`` from :func:`importance`), its weight
     matrices sliced to the units that stay."""
-    for name, value in (("heads", heads), ("ffn", ffn)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"--{name} is the share of units to remove, from 0 up to (not "
-                              f"including) 1; got {value}")
+    check_shares(heads, ffn)
     backbone = model.backbone
     layers = backbone.num_layers
     head_dim = _encoder(model, 0)._self_attention_layer._key_dim

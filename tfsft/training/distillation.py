@@ -185,6 +185,7 @@ class Distillation:
         self.kind = kind
         self.student_builder = student_builder
         self.kept_layers: list[int] | None = None
+        self.student_size: dict[str, Any] = {}
         self.unlabelled_rows = 0
         self.teacher_metrics: dict[str, Any] = {}
         self.validation_rows = 0
@@ -250,13 +251,13 @@ class Distillation:
                         self.teacher.model.backbone.num_layers)
         else:
             student = task.modeling.build(checkpoint, dropout=dropout, dtype=dtype)
+        # its shape for the report (training changes the weights, not the shape)
+        self.student_size = {"layers": _layers(student),
+                             "parameters": int(student.count_params())}
         return Distiller(student, self.kind, self.settings.temperature, self.settings.alpha)
 
     def report(self, result: Any) -> dict[str, Any]:
         """``distillation.json``: the settings, the sizes and the quality of both."""
-        import keras
-
-        student = self.teacher.task.modeling.load(Path(result.run_dir) / MODEL_FILE)
         headline = self.teacher.task.evaluation.headline_metric
         unlabelled = self.settings.unlabelled
         return {
@@ -269,8 +270,9 @@ class Distillation:
                         "file_bytes": (self.teacher.run_dir / MODEL_FILE).stat().st_size,
                         headline: self.teacher_metrics.get(headline)},
             "student": {"checkpoint": self.settings.student,
-                        "layers": _layers(student), "kept_teacher_layers": self.kept_layers,
-                        "parameters": int(keras.Model.count_params(student)),
+                        "layers": self.student_size["layers"],
+                        "kept_teacher_layers": self.kept_layers,
+                        "parameters": self.student_size["parameters"],
                         "file_bytes": (Path(result.run_dir) / MODEL_FILE).stat().st_size,
                         headline: result.metrics.get(headline)},
             "unlabelled_rows": self.unlabelled_rows,

@@ -41,10 +41,9 @@ def prune(teacher_dir: str | Path, heads: float, ffn: float, overrides: dict[str
     """Prune run ``teacher_dir`` and train the pruned model for ``recovery_epochs`` (the run's
     options changed by ``overrides``; ``output_dir`` is required); returns the
     :class:`~tfsft.training.trainer.TrainResult`."""
-    for name, value in (("heads", heads), ("ffn", ffn)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"--{name} is the share of units to remove, from 0 up to (not "
-                              f"including) 1; got {value}")
+    from tfsft.models.pruning import check_shares
+
+    check_shares(heads, ffn)
     if heads == 0 and ffn == 0:
         raise ConfigError("--heads 0 and --ffn 0 remove nothing; give the share of heads "
                           "and/or feed-forward neurons to remove (e.g. --heads 0.3 --ffn 0.3)")
