@@ -43,7 +43,16 @@ def test_train_help_shows_the_options_of_the_chosen_task(capsys):
 def test_option_of_another_task_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["train", "--task", "regression", "--class-weight", "balanced"])
-    assert "unrecognized arguments: --class-weight" in capsys.readouterr().err
+    assert ("unrecognized arguments: --class-weight balanced (--class-weight is an option of "
+            "text-classification, not of regression: pass --task text-classification)"
+            in capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        cli(["train", "--tag-column=ner"])  # the default task
+    assert "not of text-classification: pass --task token-classification" in (
+        capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        cli(["evaluate", str(tmp_path), "--data", "x.csv", "--pooling", "cls"])
+    assert "--pooling is a training option of" in capsys.readouterr().err
 
 
 def test_tensorflow_start_up_lines_stay_off_the_terminal(trained_run, tiny_checkpoint, tmp_path):

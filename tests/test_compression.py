@@ -129,7 +129,7 @@ def test_a_distilled_student_is_an_ordinary_run(sentiment_teacher, tmp_path, cap
 
 
 def test_distillation_refuses_students_that_cannot_learn_from_the_teacher(
-        sentiment_teacher, tmp_path, capsys):
+        sentiment_teacher, tiny_checkpoint, tmp_path, capsys):
     def refused(*flags: str) -> str:
         assert cli(["distill", str(sentiment_teacher), "--output-dir",
                     str(tmp_path / "student"), *flags]) == 2
@@ -155,6 +155,14 @@ def test_distillation_refuses_students_that_cannot_learn_from_the_teacher(
         "--student-layers", "1", "--unlabelled", str(wrong_column)))
         and "--unlabelled is read as the teacher read its data (text columns 'text', UTF-8"
         in message and "or give a .txt file with one text a line" in message), message
+    scores = write_csv(tmp_path / "scores.csv", [(f"text {i}", str(i)) for i in range(20)],
+                       header=("text", "score"))
+    assert cli(["preprocess", "--train", str(scores), "--output", str(tmp_path / "shards"),
+                "--task", "regression", "--target-columns", "score", "--model",
+                str(tiny_checkpoint), "--max-length", "16", "--no-progress"]) == 0
+    capsys.readouterr()
+    message = refused("--student-layers", "1", "--train", str(tmp_path / "shards"))
+    assert "trains from files, not from shards" in message and "--task" not in message
     assert not (tmp_path / "student").exists()  # each refused before any training began
     assert "is the teacher's run folder" in cli_error(
         ["distill", str(sentiment_teacher), "--student-layers", "1", "--output-dir",

@@ -65,6 +65,9 @@ def test_cv_writes_each_fold_a_summary_and_resumes_only_what_is_left(tiny_checkp
     assert {r["fold"] for r in records} == {1, 2, 3} and all("label" in r for r in records)
     for fold in (1, 2, 3):
         assert (output / f"fold-{fold}" / "model.keras").exists()
+    check = json.loads((output / "fold-2" / "data_check.json").read_text())  # the user's file
+    assert check["train"]["source"] == f"{train_file} (the train rows of fold 2)"
+    assert check["validation"]["source"] == f"{train_file} (the validation rows of fold 2)"
 
     assert cli(command) == 2  # an earlier cross-validation is there
     assert "pass --resume to finish it, or --overwrite" in capsys.readouterr().err

@@ -52,6 +52,15 @@ def test_bad_targets_name_the_line(tmp_path, value, problem):
         task.data.read(path)
 
 
+def test_a_yes_no_target_is_refused_rather_than_read_as_one_or_zero(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    path.write_text('{"text": "fine", "score": 0.5}\n{"text": "odd", "score": true}\n')
+    task = create_task("regression", {"target_columns": ["score"]})
+    with pytest.raises(DataError, match="line 2: the target \\(column 'score'\\) is true, a "
+                       "yes/no value.*--task classification"):
+        task.data.read(path)
+
+
 def test_constant_target_is_an_error():
     task = create_task("regression", {"target_columns": ["y"]})
     with pytest.raises(DataError, match="same value in every training row"):

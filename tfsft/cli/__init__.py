@@ -7,6 +7,7 @@ Run ``tfsft COMMAND --help`` for the options of each command, and
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -86,8 +87,26 @@ def parse_arguments(parser, argv: list[str]):
     if extra and trailing and not any(word.startswith("-") and word != "-" for word in extra):
         getattr(args, trailing).extend(extra)
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{_other_task_hint(args, extra, argv)}")
     return args
+
+
+def _other_task_hint(args: argparse.Namespace, extra: list[str], argv: list[str]) -> str:
+    """Where an unknown flag is an option of other tasks, which ones (and how to choose)."""
+    from tfsft.cli.options import tasks_with_flag
+
+    for word in extra:
+        tasks = tasks_with_flag(word) if word.startswith("--") else []
+        if not tasks:
+            continue
+        flag = word.split("=", 1)[0]
+        if not hasattr(args, "task"):  # a command on a trained run
+            return (f" ({flag} is a training option of {', '.join(tasks)}; this command keeps "
+                    "what the run was trained with)")
+        current = task_of(argv) if args.task is None else args.task
+        return (f" ({flag} is an option of {', '.join(tasks)}, not of {current}: pass --task "
+                + " or --task ".join(tasks) + ")")
+    return ""
 
 
 def run() -> None:

@@ -121,6 +121,17 @@ def add_table_options(parser: Any) -> None:
                              "field may hold delimiters, newlines and \"\" as pandas writes it)")
 
 
+def tasks_with_flag(flag: str) -> list[str]:
+    """The tasks that take ``flag`` (``--tag-column`` or ``--tag-column=tags``) as an option.
+
+    >>> tasks_with_flag("--tag-column=tags")
+    ['token-classification']
+    """
+    name = flag.split("=", 1)[0].removeprefix("--").removeprefix("no-").replace("-", "_")
+    return [task for task in task_names()
+            if any(field.name == name for field, _ in option_fields(options_class(task)))]
+
+
 def input_flags() -> dict[str, tuple[str, list[str]]]:
     """``tfsft predict`` flags of the tasks' named inputs: flag -> (help, tasks)."""
     flags: dict[str, tuple[str, list[str]]] = {}

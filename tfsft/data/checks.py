@@ -280,13 +280,18 @@ def check_data(task: Any, train: Any, validation: Any = None, tokenizer: Any = N
     return check, lengths
 
 
-def refuse_same_file(train_source: Any, validation_source: Any) -> None:
-    """Validation data must not be the training file itself."""
+def refuse_same_file(train_source: Any, validation_source: Any,
+                     can_split: bool = True) -> None:
+    """Validation data must not be the training file itself (``can_split``: whether leaving
+    --validation out would split validation rows off the training data; shards cannot be)."""
     if (isinstance(train_source, (str, Path)) and isinstance(validation_source, (str, Path))
             and Path(train_source).resolve() == Path(validation_source).resolve()):
         raise DataError(str(validation_source), None, "the validation data is the training "
-                        "file itself", "pass a separate --validation file, or leave it out to "
-                        "split one off the training data")
+                        "file itself" + ("" if can_split else " (the one the shards were "
+                                         "made from)"),
+                        "pass a separate --validation file" + (
+                            ", or leave it out to split one off the training data" if can_split
+                            else " of held-out rows: shards cannot be split"))
 
 
 def refuse_certain_mistakes(check: DataCheck, validation_source: Any) -> None:

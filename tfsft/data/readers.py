@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import contextlib
+import contextvars
 import csv
 import gzip
 import io
@@ -67,9 +69,44 @@ def read_table(source: Any, file_format: str | None = None, encoding: str = "utf
         return _read_hf_dataset_folder(path)
     fmt = file_format or guess_format(path)
     if fmt == "parquet":
-        return _read_parquet(path)
+        return _with_origin(path, _read_parquet(path))
     text = _decode(path, _read_bytes(path), encoding)
-    return _collect(path, _records(path, fmt, io.StringIO(text, newline=""), delimiter, quoting))
+    return _with_origin(path, _collect(path, _records(path, fmt, io.StringIO(text, newline=""),
+                                                      delimiter, quoting)))
+
+
+_ORIGINS: contextvars.ContextVar[dict[Path, tuple[str, list[str]]] | None] = (
+    contextvars.ContextVar("tfsft_row_origins", default=None))
+
+
+@contextlib.contextmanager
+def rows_copied_from(origins: dict[str | os.PathLike, tuple[str, list[str]]]) -> Iterator[None]:
+    """While active, :func:`read_table` reads each file of ``origins`` (rows copied out of
+    another file, in order) as the rows it copied: the table names the original ``source`` and
+    each row's location there, so every message about a row points at the file the user wrote.
+    ``tfsft cv`` reads its fold files this way.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fold-1.csv"
+    >>> _ = path.write_text("text,label\\ngreat,pos\\n")
+    >>> with rows_copied_from({path: ("reviews.csv (fold 1)", ["line 7"])}):
+    ...     table = read_table(path)
+    >>> table.source, table.locations
+    ('reviews.csv (fold 1)', ['line 7'])
+    """
+    token = _ORIGINS.set({**(_ORIGINS.get() or {}), **{Path(path).resolve(): origin
+                                               for path, origin in origins.items()}})
+    try:
+        yield
+    finally:
+        _ORIGINS.reset(token)
+
+
+def _with_origin(path: Path, table: Table) -> Table:
+    origin = (_ORIGINS.get() or {}).get(path.resolve())
+    if origin is None or len(origin[1]) != len(table):  # not a copy, or edited since
+        return table
+    return Table(origin[0], table.columns, table.rows, list(origin[1]))
 
 
 def iter_table_chunks(source: Any, chunk_rows: int = 8192, file_format: str | None = None,

@@ -167,7 +167,7 @@ class SentenceData(DataRole):
         target_columns = self.target_columns(role) if labelled else []
         reader = self.target_reader(table, role) if labelled else None
         rows = read_text_rows(table, text_column, pair_column, target_columns, reader, max_rows,
-                              flags=self._column_flags())
+                              flags=self._column_flags(role))
         return self.make_examples(rows, table, role if labelled else "unlabelled")
 
     def skipped_row(self, role: str) -> Callable[[dict[str, Any]], bool] | None:
@@ -187,9 +187,13 @@ class SentenceData(DataRole):
                               self.target_reader(chunk, "train"), flags=self._column_flags())
         return self.chunk_summary(rows, chunk)
 
-    def _column_flags(self) -> str:
-        return "--text-column / --text-pair-column / " + " / ".join(
-            "--" + name.replace("_", "-") for name in self.target_option_names())
+    def _column_flags(self, role: str = "train") -> str:
+        """The flags that name this role's columns: a validation file has its own."""
+        names = ["text_column", "text_pair_column", *self.target_option_names()]
+        if role == "validation":
+            names = [f"validation_{name}" for name in names
+                     if hasattr(self.task.options, f"validation_{name}")]
+        return " / ".join("--" + name.replace("_", "-") for name in names)
 
     def split(self, examples: TextExamples, fraction: float,
               seed: int) -> tuple[TextExamples, TextExamples]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from tfsft.config import TrainConfig
 from tfsft.data.examples import normalize_label
-from tfsft.data.readers import read_table
+from tfsft.data.readers import read_table, rows_copied_from
 from tfsft.errors import ConfigError, DataError
 from tfsft.io_utils import atomic_write_json, atomic_write_text
 from tfsft.tasks.base import create_task
@@ -77,20 +77,23 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
         else:
             logger.info("fold %d of %d: training on %d rows, validating on %d", fold, folds,
                         int((parts != fold - 1).sum()), int((parts == fold - 1).sum()))
-            files = {}
+            files, origins = {}, {}
             for role, rows in (("train", parts != fold - 1), ("validation", parts == fold - 1)):
                 files[role] = data / f"fold-{fold}-{role}.jsonl"
-                write_table(files[role], table.columns,
-                            [table.rows[i] for i in np.flatnonzero(rows)])
+                chosen = np.flatnonzero(rows)
+                write_table(files[role], table.columns, [table.rows[i] for i in chosen])
+                origins[files[role]] = (f"{table.source} (the {role} rows of fold {fold})",
+                                        [table.locations[i] for i in chosen])
             _clear_unresumable(run_dir)
             fold_config = dataclasses.replace(
                 config, train=str(files["train"]), validation=str(files["validation"]),
                 output_dir=str(run_dir), file_format="jsonl", delimiter=None, quoting=True,
                 max_train_rows=None, max_validation_rows=None, overwrite=False,
                 task_options=_without_validation_columns(config.task_options))
-            train(fold_config)
-            _write_out_of_fold(run_dir, files["validation"], table, parts == fold - 1,
-                               data / f"fold-{fold}-out_of_fold.jsonl", fold)
+            with rows_copied_from(origins):  # messages name the user's file and lines
+                train(fold_config)
+                _write_out_of_fold(run_dir, files["validation"], table, parts == fold - 1,
+                                   data / f"fold-{fold}-out_of_fold.jsonl", fold)
         fold_metrics.append(json.loads((run_dir / "metrics.json").read_text()))
     return _summarize(output, task, fold_metrics, folds)
 

@@ -267,9 +267,13 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     teacher's outputs."""
     checkpoint = resolve_checkpoint(config.model)
     shards = read_manifest(config.train) if is_shard_folder(config.train) else None
+    if distillation is not None and shards is not None:
+        raise ConfigError("tfsft distill trains from files, not from shards (tfsft "
+                          "preprocess): pass --train FILE")
     task = _create_task(config, shards)
     monitor = task.modeling.monitor(config.monitor)
-    refuse_same_file(config.train if shards is None else shards.source, config.validation)
+    refuse_same_file(config.train if shards is None else shards.source, config.validation,
+                     can_split=shards is None)
     if shards is None:
         train_data, validation_data = load_training_data(task, config)
     else:
@@ -282,9 +286,6 @@ def _read_and_encode(config: TrainConfig, run_dir: Path, distribution: Distribut
     if shards is not None:
         check_compatible(shards, tokenizer, config.max_length)
     if distillation is not None:
-        if shards is not None:
-            raise ConfigError("tfsft distill trains from files, not from shards (tfsft "
-                              "preprocess): pass --train FILE")
         distillation.prepare_task(task, checkpoint, tokenizer, config.max_length)
     data_check, plot = _check_data(task, train_data, validation_data, tokenizer, config,
                                    run_dir if distribution.is_chief else None, shards,

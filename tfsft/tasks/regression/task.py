@@ -338,8 +338,11 @@ def warn_outliers(targets: np.ndarray, names: Sequence[str], source: str,
 
 def _number(value: Any, source: str, where: str, column: str) -> float:
     """A finite float from a cell, or a clear error naming the row."""
-    if isinstance(value, bool):
-        value = int(value)
+    if isinstance(value, bool):  # JSON true/false or a Parquet boolean column: a class
+        raise DataError(source, where, f"the target (column {column!r}) is {str(value).lower()}, "
+                        "a yes/no value rather than a score",
+                        "train --task classification on yes/no labels, or store the scores as "
+                        "numbers such as 1 and 0")
     if isinstance(value, str):
         value = value.strip()
         if not value:
