@@ -10,7 +10,9 @@ are left out; a float artifact that does not match stops the export, see :func:`
     saved_models/NAME/batching_parameters.txt
     saved_models/NAME/tflite/         .tflite models + labels.txt, vocab.txt, task.json
     saved_models/NAME/onnx/           .onnx models + tokenizer.json, labels.txt, task.json
-    saved_models/NAME/hf/             a transformers folder (see exporters.huggingface)
+    saved_models/NAME/hf/             a transformers folder (see exporters.huggingface; a
+                                      causal-lm run's: exporters.generative)
+    saved_models/NAME/gguf/           causal-lm runs: llama.cpp files (exporters.generative)
     saved_models/NAME/export_report.json
 
 Nothing here knows the task: outputs, their comparison rules and the quality metric come from
@@ -49,7 +51,7 @@ from exporters.verify import (
 )
 from tfsft.errors import ConfigError
 from tfsft.run_folder import is_run_folder
-from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TrainedRun
+from tfsft.runs import CALIBRATION_FILE, HELDOUT_FILE, TOKENIZER_DIR, TrainedRun
 from tfsft.tasks.roles import GenerativeServing
 
 logger = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ for _name in ("onnxruntime.transformers", "tf2onnx", "fusion_base", "fusion_embe
     logging.getLogger(_name).setLevel(logging.WARNING)
 logging.getLogger("onnxruntime.transformers.optimizer").setLevel(logging.ERROR)
 
-FORMATS = ("savedmodel", "tflite", "onnx", "hf")
+FORMATS = ("savedmodel", "tflite", "onnx", "hf", "gguf")
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int8-static")
 #: Older names of quantized variants: ``int8`` is the calibrated one.
 QUANTIZATION_ALIASES = {"int8": "int8-static"}
@@ -86,9 +88,9 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
         raise ConfigError(f"--format names no format; choose one or more of "
                           f"{', '.join(FORMATS)} (comma-separated)")
     _check_choices(formats, FORMATS, "format")
-    if quantize and not {"tflite", "onnx"} & set(formats):
-        raise ConfigError("--quantize makes TFLite and ONNX variants: add tflite or onnx to "
-                          "--format")
+    if quantize and not {"tflite", "onnx", "gguf"} & set(formats):
+        raise ConfigError("--quantize makes TFLite, ONNX and (causal-lm) GGUF variants: add "
+                          "tflite, onnx or gguf to --format")
     if max_examples < 1:
         raise ConfigError(f"max_examples must be >= 1, got {max_examples}")
     _check_choices(quantize, tuple(dict.fromkeys((*QUANTIZATIONS, *QUANTIZATION_ALIASES,
@@ -117,11 +119,13 @@ def export(run_or_dir: TrainedRun | str | os.PathLike, output: str | os.PathLike
         raise ConfigError(f"--output {base} is a file; name a folder (e.g. saved_models/NAME)")
     check_output(base, formats)
     if isinstance(run.task.serving, GenerativeServing):
-        if "hf" in formats:
-            raise ConfigError(f"--format hf is for encoder runs; {run.task.name} runs export "
-                              "as savedmodel, tflite and onnx")
         generative.check_variants(run.task.name, formats, quantize)
+        run.task.serving.check_checkpoint_formats(run.model, run.run_dir / TOKENIZER_DIR,
+                                                  formats)
     else:
+        if "gguf" in formats:
+            raise ConfigError(f"--format gguf is for causal-lm runs (llama.cpp runs decoders); "
+                              f"{run.task.name} runs export as savedmodel, tflite, onnx and hf")
         _check_variants(run.task.name, quantize)
         if "hf" in formats:
             huggingface.hub_head(run)  # a run without a transformers class stops here

@@ -7,6 +7,8 @@ Layout under the output folder (TensorFlow Serving loads ``<version>/``)::
     saved_models/NAME/<version>/assets/     the tokenizer files and task.json
     saved_models/NAME/onnx/                 --format onnx: model.onnx (+ int8 / int4 / fp16 variants)
     saved_models/NAME/tflite/               --format tflite: model.tflite (+ int8 / fp16)
+    saved_models/NAME/hf/                   --format hf: a Hugging Face checkpoint folder
+    saved_models/NAME/gguf/                 --format gguf: model.gguf (+ f16 / q8_0 / q4_0)
     saved_models/NAME/export_report.json
 
 The graphs come from the task's serving role (:class:`tfsft.tasks.roles.GenerativeServing`;
@@ -17,6 +19,9 @@ with the Keras model's logits at every position of held-out conversations: fp32 
 and the same next token at >= 99 % of positions; quantized variants (fp16, int8-dynamic, and
 int4 in ONNX) at >= 97 % and the same greedy completion as the Keras model for >= 90 % of held-out prompts,
 or they are left out.
+The Hugging Face folder and the GGUF files hold the tuned weights (LoRA merged; the task's
+serving role writes them): each is read back as a user's runtime reads it (keras-hub's Hugging
+Face converter; tfsft's GGUF converter) and held to the same gates as the forward graphs.
 The export report says why the generation loop itself is not exported to ONNX or TFLite.
 """
 
@@ -42,7 +47,8 @@ from tfsft.runs import HELDOUT_FILE, TASK_FILE, TOKENIZER_DIR
 
 logger = logging.getLogger(__name__)
 #: The quantized variants of a generative run's forward graph, per format.
-VARIANTS = {"onnx": ("fp16", "int8-dynamic", "int4"), "tflite": ("fp16", "int8-dynamic")}
+VARIANTS = {"onnx": ("fp16", "int8-dynamic", "int4"), "tflite": ("fp16", "int8-dynamic"),
+            "gguf": ("fp16", "int8-dynamic", "int4")}
 QUANTIZATIONS = ("fp16", "int8-dynamic", "int4")
 
 
@@ -91,9 +97,14 @@ def export_generative(run, base: Path, formats: list[str], quantize: list[str],
         if "savedmodel" in formats:
             checks.append(_savedmodel(run, model, staging / "savedmodel", heldout,
                                       min(VERIFY_PROMPTS, max_examples, len(heldout))))
+        if {"onnx", "tflite", "hf", "gguf"} & set(formats):
+            reference = _Reference(run, heldout,
+                                   min(FORWARD_CONVERSATIONS, max_examples, len(heldout)))
         if {"onnx", "tflite"} & set(formats):
-            checks += _forward_graphs(run, model, staging, formats, quantize, heldout,
-                                      min(FORWARD_CONVERSATIONS, max_examples, len(heldout)))
+            checks += _forward_graphs(run, model, staging, formats, quantize, reference)
+        if {"hf", "gguf"} & set(formats):
+            checks += _checkpoint_files(run, model, staging, formats, quantize, reference,
+                                        base.name)
         skipped = {f"{f} {v}": f"{f} has no {v} variant (it has {', '.join(VARIANTS[f])})"
                    for f in formats if f in VARIANTS for v in quantize if v not in VARIANTS[f]}
         for reason in skipped.values():
@@ -162,21 +173,64 @@ def _savedmodel(run, model, folder: Path, heldout, count: int) -> dict[str, Any]
                            for i in range(count) if not equal[i]][:5]}
 
 
+class _Reference:
+    """What every exported graph or file is compared with: the run's model's logits at every
+    real position of ``count`` held-out conversations, and its greedy completions of
+    :data:`COMPLETION_PROMPTS` held-out prompts."""
+
+    def __init__(self, run, heldout, count: int):
+        sequences = run.task.serving.sequence_ids(heldout, count)
+        self.run = run
+        self.batches = forward.conversation_batches(sequences, int(run.tokenizer.pad_id))
+        self.expected = forward.reference_outputs(forward.keras_runner(run.model), self.batches)
+        self.prompts = run.task.serving.prompt_ids(heldout, min(COMPLETION_PROMPTS, count))
+        logger.info("greedy completions of the Keras model on %d prompts", len(self.prompts))
+        self.expected_completions = self.completions(forward.keras_runner(run.model))
+
+    def completions(self, runner: forward.Runner) -> list[list[int]]:
+        return forward.greedy_completions(runner, self.prompts, COMPLETION_TOKENS,
+                                          int(self.run.tokenizer.eos_id),
+                                          int(self.run.tokenizer.pad_id))
+
+    def compare(self, artifact: str, variant: str, path: Path, runner: forward.Runner,
+                **notes: Any) -> dict[str, Any]:
+        return forward.compare(artifact, variant, path, runner, self.batches, self.expected,
+                               self.completions, self.expected_completions, **notes)
+
+
+def _checkpoint_files(run, model, staging: Path, formats: list[str], quantize: list[str],
+                      reference: _Reference, name: str) -> list[dict[str, Any]]:
+    """The Hugging Face folder and GGUF files of the tuned model (the task's serving role
+    writes them), each read back as a user's runtime reads it and compared with the run;
+    ``name``: the model's name in a GGUF file."""
+    serving = run.task.serving
+    hub = staging / ("hf" if "hf" in formats else ".hf-for-gguf")
+    serving.write_hub_folder(model, run.run_dir / TOKENIZER_DIR, run.base_checkpoint, hub)
+    checks = []
+    if "hf" in formats:
+        checks.append(reference.compare(
+            "hf", "fp32", hub / "model.safetensors",
+            forward.keras_runner(serving.read_checkpoint(hub)),
+            read_back="keras-hub's Hugging Face converter"))
+    if "gguf" in formats:
+        folder = staging / "gguf"
+        folder.mkdir()
+        for variant in ["fp32", *[v for v in quantize if v in VARIANTS["gguf"]]]:
+            path, holds = serving.write_gguf(hub, folder, variant, name)
+            checks.append(reference.compare(
+                "gguf", variant, path, forward.keras_runner(serving.read_checkpoint(path)),
+                method=holds, read_back="tfsft's GGUF converter"))
+        if "hf" not in formats:
+            shutil.rmtree(hub)
+    return checks
+
+
 def _forward_graphs(run, model, staging: Path, formats: list[str], quantize: list[str],
-                    heldout, count: int) -> list[dict[str, Any]]:
+                    reference: _Reference) -> list[dict[str, Any]]:
     """ONNX and TFLite forward graphs, each compared with the Keras model's logits at every
-    real position of ``count`` held-out conversations (prompt and response)."""
-    sequences = run.task.serving.sequence_ids(heldout, count)
-    batches = forward.conversation_batches(sequences, int(run.tokenizer.pad_id))
-    expected = forward.reference_outputs(forward.keras_runner(run.model), batches)
-    prompts = run.task.serving.prompt_ids(heldout, min(COMPLETION_PROMPTS, count))
-
-    def completions(runner: forward.Runner) -> list[list[int]]:
-        return forward.greedy_completions(runner, prompts, COMPLETION_TOKENS,
-                                          int(run.tokenizer.eos_id), int(run.tokenizer.pad_id))
-
-    logger.info("greedy completions of the Keras model on %d prompts", len(prompts))
-    expected_completions = completions(forward.keras_runner(run.model))
+    real position of the reference's held-out conversations (prompt and response)."""
+    batches, expected = reference.batches, reference.expected
+    completions, expected_completions = reference.completions, reference.expected_completions
     files = forward.write_frozen(run.task.serving.frozen_forward(model), staging,
                                  onnx="onnx" in formats, tflite="tflite" in formats)
     checks = []

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from tfsft.runs import TrainedRun
+from tfsft.tasks.roles import GenerativeServing
 
 CARD_FILE = "README.md"
 #: The card's first line after its metadata: marks a README that tfsft wrote (and may replace).
@@ -43,7 +44,7 @@ def model_card(run: TrainedRun, report: dict[str, Any], name: str,
     run_record = _json(folder / "run.json")
     data_check = _json(folder / "data_check.json")
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    checkpoint = str(run_record.get("checkpoint") or config.get("model") or "unknown")
+    checkpoint = str(run.base_checkpoint or "unknown")
     metadata = _metadata(run, metrics, checkpoint, name, library)
     sections = [
         f"# {name}",
@@ -105,6 +106,8 @@ def _metadata(run: TrainedRun, metrics: dict[str, Any], checkpoint: str, name: s
                             is not None and head.kind == "feature-extraction" else library)
     if head is not None and head.kind in _PIPELINES:
         meta["pipeline_tag"] = _PIPELINES[head.kind]
+    elif isinstance(run.task.serving, GenerativeServing):
+        meta["pipeline_tag"] = "text-generation"
     meta["tags"] = ["tfsft", run.task.name]
     scalars = _scalars(metrics)
     meta["model-index"] = [{"name": name, "results": [{

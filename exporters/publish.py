@@ -35,7 +35,7 @@ OWNED_FILE = ".tfsft-export"
 TOP_FILES = ("models.config", "batching_parameters.txt", "monitoring.config", REPORT_FILE,
              MARKDOWN_REPORT_FILE, FAILED_REPORT_FILE, "MODEL_CARD.md")
 #: Folders an export replaces whole, by format.
-REPLACED_FOLDERS = ("tflite", "onnx", "hf")
+REPLACED_FOLDERS = ("tflite", "onnx", "hf", "gguf")
 
 
 class ExportMismatchError(TfsftError):
@@ -163,13 +163,13 @@ def _leave_out(summary: dict[str, Any], failed: list[dict[str, Any]]) -> None:
 
 
 def publish_folders(staging: Path, base: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """Move the staged SavedModel (a new version) and the tflite/, onnx/ and hf/ folders into
-    ``base``."""
+    """Move the staged SavedModel (a new version) and the tflite/, onnx/, hf/ and gguf/
+    folders into ``base``."""
     published: dict[str, Path] = {}
     if "savedmodel" in formats:
         published["savedmodel"] = savedmodel.publish_version(staging / "savedmodel", base)
         savedmodel.write_serving_config(base, base.name)
-    for name in ("tflite", "onnx", "hf"):
+    for name in REPLACED_FOLDERS:
         if name in formats:
             with atomic_directory(base / name, overwrite=True) as tmp:
                 os.rmdir(tmp)

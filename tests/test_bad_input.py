@@ -481,7 +481,7 @@ CASES = [
      "argument --encoding: 'utf-9' is not a known text encoding"),
     ("predict-not-a-run", "predict {d}/norun good", {}, "norun: no such run folder"),
     ("export-quantize-alone", "export {run} --output {d}/out --quantize int8", {},
-     "--quantize makes TFLite and ONNX variants"),
+     "--quantize makes TFLite, ONNX and (causal-lm) GGUF variants"),
     ("export-unknown-format", "export {run} --output {d}/out --format pdf", {},
      "unknown format(s) ['pdf']"),
     ("export-unknown-quantize", "export {run} --output {d}/out --format onnx --quantize int2", {},

@@ -106,7 +106,9 @@ def test_evaluate_refuses_examples_with_other_labels(run):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"formats": "savedmodel", "quantize": "int8"}, "--quantize makes TFLite and ONNX variants"),
+    ({"formats": "savedmodel", "quantize": "int8"},
+     "--quantize makes TFLite, ONNX and \\(causal-lm\\) GGUF variants"),
+    ({"formats": "gguf"}, "--format gguf is for causal-lm runs"),
     ({"formats": "savedmodel,pdf"}, "unknown format\\(s\\) \\['pdf'\\]"),
     ({"max_examples": 0}, "max_examples must be >= 1"),
 ])

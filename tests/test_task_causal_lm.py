@@ -93,6 +93,36 @@ def test_smollm2_conversion_matches_the_numpy_forward_pass(tmp_path, monkeypatch
         assert (got.argmax(-1) == reference.argmax(-1)).all()
 
 
+def test_a_gguf_written_from_a_converted_folder_equals_the_original(tiny_gguf, tiny_llm,
+                                                                    tmp_path):
+    """GGUF -> Hugging Face folder (tfsft's converter) -> GGUF (the exporter) gives back the
+    same tensors, bytes for bytes (llama.cpp's q/k row order restored), and the same
+    tokenizer and model metadata."""
+    from gguf import GGUFReader
+
+    from tfsft.models.gguf_writer import write_gguf
+
+    original = GGUFReader(tiny_gguf)
+    again = GGUFReader(write_gguf(tiny_llm, tmp_path / "again.gguf"))
+    written = {t.name: t for t in again.tensors}
+    assert set(written) == {t.name for t in original.tensors}
+    for tensor in original.tensors:
+        assert written[tensor.name].tensor_type == tensor.tensor_type
+        np.testing.assert_array_equal(np.asarray(written[tensor.name].data),
+                                      np.asarray(tensor.data), err_msg=tensor.name)
+    for key in ("general.architecture", "llama.block_count", "llama.context_length",
+                "llama.embedding_length", "llama.feed_forward_length",
+                "llama.attention.head_count", "llama.attention.head_count_kv",
+                "llama.rope.dimension_count", "llama.rope.freq_base", "tokenizer.ggml.model",
+                "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+                "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
+                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id",
+                "tokenizer.chat_template"):
+        assert again.fields[key].contents() == original.fields[key].contents(), key
+    assert again.fields["llama.attention.layer_norm_rms_epsilon"].contents() == pytest.approx(
+        original.fields["llama.attention.layer_norm_rms_epsilon"].contents())
+
+
 def test_loss_covers_the_response_and_its_end_token_only(tiny_llm):
     task = create_task("causal-lm")
     tokenizer = task.data.load_tokenizer(tiny_llm, 64)
@@ -231,6 +261,7 @@ def test_causal_lm_trains_evaluates_predicts_and_generates(tiny_llm, tmp_path, c
     assert summary["train_tokens"] > 0 and summary["precision"] == resolve_precision("auto")
     if lora_rank:
         check_savedmodel_export(run, tmp_path / "exports" / "lm")
+        check_decoder_files(run, tmp_path / "exports" / "files", tiny_llm)
 
 
 def check_savedmodel_export(run, base):
@@ -276,6 +307,50 @@ def check_savedmodel_export(run, base):
     expected = np.asarray(run.model.next_token_logits(ids.numpy(), np.asarray(
         tf.sequence_mask(lengths, width, dtype=tf.int32))))
     np.testing.assert_allclose(forward, expected, atol=1e-4)
+
+
+def check_decoder_files(run, base, base_checkpoint):
+    """The tuned model (LoRA merged) as a Hugging Face folder and as GGUF files: each read back
+    (keras-hub's HF converter, tfsft's GGUF converter) gives the run's logits and completions;
+    transformers' tokenizer of the folder renders prompts as the run does."""
+    from gguf import GGUFReader
+    from safetensors.numpy import load_file
+    from transformers import AutoTokenizer
+
+    from exporters import export
+
+    report = export(run.run_dir, base, formats="hf,gguf", quantize="fp16,int8-dynamic")
+    checks = {(c["artifact"], c["variant"]): c
+              for c in [*report["artifacts"], *report.get("not_published", [])]}
+    assert set(checks) == {("hf", "fp32"), ("gguf", "fp32"), ("gguf", "fp16"),
+                           ("gguf", "int8-dynamic")}
+    for key in (("hf", "fp32"), ("gguf", "fp32")):
+        assert checks[key]["max_abs_logit_diff"] < 1e-4 and checks[key]["passed"]
+        assert checks[key]["completion_agreement"] == 1.0 and checks[key]["positions"] > 40
+    assert checks[("gguf", "fp16")]["argmax_agreement"] >= 0.99
+    hf = base / "hf"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            "generation_config.json", "README.md"} <= {p.name for p in hf.iterdir()}
+    assert "pipeline_tag: text-generation" in (hf / "README.md").read_text()
+    config = json.loads((hf / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert config["max_position_embeddings"] == 512  # the base checkpoint's, not a default
+    name = "model.layers.0.self_attn.q_proj.weight"  # LoRA's change is in the weights
+    assert not np.allclose(load_file(hf / "model.safetensors")[name],
+                           load_file(base_checkpoint / "model.safetensors")[name], atol=1e-4)
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    for prompt in PROMPTS:
+        messages = [{"role": "user", "content": prompt}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        assert list(getattr(ids, "input_ids", ids)) == run.tokenizer.prompt_ids(messages)
+    files = {p.name for p in (base / "gguf").iterdir()}
+    assert files == {"model.gguf", "model-f16.gguf", "model-q8_0.gguf"}
+    reader = GGUFReader(base / "gguf" / "model-q8_0.gguf")
+    assert reader.fields["general.architecture"].contents() == "llama"
+    kinds = {t.name: t.tensor_type.name for t in reader.tensors}
+    assert kinds["blk.0.attn_q.weight"] == "Q8_0" and kinds["blk.0.attn_norm.weight"] == "F32"
+    with pytest.raises(ConfigError, match="--quantize int8-static \\(int8\\): gguf has no"):
+        export(run.run_dir, base, formats="gguf", quantize="int8")
 
 
 def check_forward_graphs(run, base, report):

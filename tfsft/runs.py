@@ -18,6 +18,7 @@ text-classification runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import zipfile
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from tfsft.data.shards.manifest import CALIBRATION_ROWS
 from tfsft.errors import ConfigError, DataError, TfsftError
@@ -208,6 +210,23 @@ class TrainedRun:
         return {"task": info.get("task", DEFAULT_TASK), "options": options,
                 "max_length": info["max_length"],
                 "state": {"labels": info["labels"], "text_pair": bool(info.get("text_pair"))}}
+
+    @property
+    def base_checkpoint(self) -> str | None:
+        """The checkpoint the run was tuned from, as training resolved it (``run.json``), else
+        as ``config.yaml`` names it; None where neither says."""
+        try:
+            record = json.loads((self.run_dir / "run.json").read_text(encoding="utf-8"))
+            if isinstance(record, dict) and record.get("checkpoint"):
+                return str(record["checkpoint"])
+        except (OSError, ValueError):
+            pass
+        try:
+            config = yaml.safe_load((self.run_dir / "config.yaml").read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return None
+        model = config.get("model") if isinstance(config, dict) else None
+        return str(model) if model else None
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -283,12 +283,14 @@ def _add_export(commands: Any, task: str) -> None:
                        "on held-out data")
     export.add_argument("run_dir")
     export.add_argument("--format", default="savedmodel",
-                        help="comma-separated: savedmodel,tflite,onnx,hf (default savedmodel; hf: "
-                        "a transformers folder of an encoder run)")
+                        help="comma-separated: savedmodel,tflite,onnx,hf,gguf (default "
+                        "savedmodel; hf: a transformers folder; gguf: llama.cpp files of a "
+                        "causal-lm run)")
     export.add_argument("--quantize", default="",
                         help="comma-separated quantized variants: fp16, int8-dynamic, int8-static "
                         "(calibrated int8 weights and activations; int8 is its old name); "
-                        "causal-lm runs: fp16, int8-dynamic, int4 (ONNX). Each is checked "
+                        "causal-lm runs: fp16, int8-dynamic, int4 (ONNX, and GGUF as F16, "
+                        "Q8_0, Q4_0). Each is checked "
                         "against the task's gate and left out below it; the int8 variants "
                         "keep their worst layers in float first")
     export.add_argument("--output", required=True, help="model base folder, e.g. saved_models/NAME")

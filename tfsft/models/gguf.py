@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 CONVERTER_VERSION = 1
 
 # GGUF tensor name (after ``blk.N.``) -> Hugging Face Llama name (after ``model.layers.N.``).
-_LAYER_NAMES = {
+LAYER_NAMES = {
     "attn_q": "self_attn.q_proj",
     "attn_k": "self_attn.k_proj",
     "attn_v": "self_attn.v_proj",
@@ -53,7 +53,7 @@ _LAYER_NAMES = {
     "attn_norm": "input_layernorm",
     "ffn_norm": "post_attention_layernorm",
 }
-_GLOBAL_NAMES = {
+GLOBAL_NAMES = {
     "token_embd": "model.embed_tokens",
     "output_norm": "model.norm",
     "output": "lm_head",
@@ -161,9 +161,9 @@ def hf_tensor_name(gguf_name: str) -> str | None:
     base, _, kind = gguf_name.rpartition(".")
     if base.startswith("blk."):
         _, index, part = base.split(".", 2)
-        name = _LAYER_NAMES.get(part)
+        name = LAYER_NAMES.get(part)
         return f"model.layers.{index}.{name}.{kind}" if name else None
-    name = _GLOBAL_NAMES.get(base)
+    name = GLOBAL_NAMES.get(base)
     return f"{name}.{kind}" if name else None
 
 

@@ -452,3 +452,27 @@ class GenerativeServing(ServingRole, Protocol):
         """Greedy completions of ``prompts`` by the trained model, as ``tfsft generate``
         gives them: the reference the exported generation loop must equal."""
         raise NotImplementedError
+
+    def check_checkpoint_formats(self, model: keras.Model, tokenizer_folder: Path,
+                                 formats: Sequence[str]) -> None:
+        """Refuse, before any work, the checkpoint formats of ``formats`` (``hf``: a Hugging
+        Face folder; ``gguf``: llama.cpp's file) that ``model`` cannot be written as."""
+        raise NotImplementedError
+
+    def write_hub_folder(self, model: keras.Model, tokenizer_folder: Path,
+                         base_checkpoint: str | None, folder: Path) -> Path:
+        """``model`` as a Hugging Face checkpoint folder (config, weights, the tokenizer files
+        of ``tokenizer_folder``); ``base_checkpoint``: the checkpoint it was tuned from."""
+        raise NotImplementedError
+
+    def write_gguf(self, hub_folder: Path, folder: Path, variant: str,
+                   name: str) -> tuple[Path, str]:
+        """The GGUF file of a folder :meth:`write_hub_folder` wrote, its weights in
+        ``variant`` (fp32, fp16, int8-dynamic, int4), written into ``folder``: the file and a
+        line saying what it holds."""
+        raise NotImplementedError
+
+    def read_checkpoint(self, path: Path) -> keras.Model:
+        """A model with ``next_token_logits`` read back from a folder or GGUF file written
+        above, the way a user's runtime reads it (to compare with the run's model)."""
+        raise NotImplementedError

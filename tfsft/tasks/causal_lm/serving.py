@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfsft.errors import ConfigError
@@ -86,6 +87,30 @@ class CausalLMServing(GenerativeServing):
 
         generator = Generator(model.backbone, tokenizer, max_length=max_length + new_tokens)
         return generator.generate_texts(prompts, new_tokens)
+
+    def check_checkpoint_formats(self, model: keras.Model, tokenizer_folder: Path,
+                                 formats: Sequence[str]) -> None:
+        from tfsft.tasks.causal_lm.checkpoint_files import check_formats
+
+        check_formats(model, tokenizer_folder, formats)
+
+    def write_hub_folder(self, model: keras.Model, tokenizer_folder: Path,
+                         base_checkpoint: str | None, folder: Path) -> Path:
+        from tfsft.tasks.causal_lm.checkpoint_files import write_hub_folder
+
+        return write_hub_folder(model, tokenizer_folder, base_checkpoint, folder)
+
+    def write_gguf(self, hub_folder: Path, folder: Path, variant: str,
+                   name: str) -> tuple[Path, str]:
+        from tfsft.models.gguf_writer import GGUF_VARIANTS, write_gguf
+
+        _, file_name, holds = GGUF_VARIANTS[variant]
+        return write_gguf(hub_folder, folder / file_name, variant, name), holds
+
+    def read_checkpoint(self, path: Path) -> keras.Model:
+        from tfsft.tasks.causal_lm.checkpoint_files import read_back
+
+        return read_back(path)
 
 
 def token_bytes(tokenizer: ChatTokenizer) -> list[bytes]:
