@@ -432,6 +432,8 @@ CASES = [
      {"train.json": '{"data": [\n  {"paragraphs": ]}'}, "line 2, column 18: invalid JSON"),
     ("qa-doc-stride-too-big", QA_TRAIN_FILE.replace("--doc-stride 4", "--doc-stride 30"),
      {"train.jsonl": QA_JSONL}, "--doc-stride 30 must be smaller than the context pieces"),
+    ("qa-question-longer-than-window", QA_TRAIN_FILE + "--max-question-length 200",
+     {"train.jsonl": QA_JSONL}, "--max-question-length 200 leaves no room for the context"),
     ("qa-question-length-zero", QA_TRAIN_FILE + "--max-question-length 0",
      {"train.jsonl": QA_JSONL}, "--max-question-length must be >= 1"),
     ("qa-skip-bad-answers-counted", QA_TRAIN_FILE + "--skip-bad-answers",

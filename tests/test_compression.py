@@ -5,6 +5,8 @@ refusals."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import keras_hub
 import numpy as np
@@ -163,6 +165,14 @@ def test_distillation_refuses_students_that_cannot_learn_from_the_teacher(
     capsys.readouterr()
     message = refused("--student-layers", "1", "--train", str(tmp_path / "shards"))
     assert "trains from files, not from shards" in message and "--task" not in message
+    damaged = tmp_path / "damaged-teacher"
+    shutil.copytree(sentiment_teacher, damaged)
+    options = (damaged / "config.yaml").read_text()
+    (damaged / "config.yaml").write_text(re.sub(r"(?m)^max_length: .*$", "max_length: banana",
+                                                options))
+    assert f"{damaged / 'config.yaml'}: max_length must be a whole number, got 'banana'" in (
+        cli_error(["distill", str(damaged), "--student-layers", "1", "--output-dir",
+                   str(tmp_path / "student")], capsys))
     assert not (tmp_path / "student").exists()  # each refused before any training began
     assert "is the teacher's run folder" in cli_error(
         ["distill", str(sentiment_teacher), "--student-layers", "1", "--output-dir",

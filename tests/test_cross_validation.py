@@ -41,6 +41,12 @@ def test_folds_are_stratified_grouped_and_refused_when_impossible(tmp_path):
     folds = fold_of_rows(grouped, task, 4, seed=1, group_column="user")
     users = np.array([i // 10 for i in range(40)])
     assert all(len(set(folds[users == u])) == 1 for u in range(4))  # no user in two folds
+    blank = read_table(write_csv(tmp_path / "b.csv", [(t, y, "" if i % 9 == 4 else str(i // 10))
+                                                      for i, (t, y) in enumerate(rows)],
+                                 header=("text", "label", "user")))
+    with pytest.raises(DataError, match="line 6: the group \\(column 'user'\\) is empty; 4 "
+                                        "row\\(s\\) have none"):
+        fold_of_rows(blank, task, 4, seed=1, group_column="user")
     one = read_table(write_csv(tmp_path / "o.csv", [(t, y, "u") for t, y in rows],
                                header=("text", "label", "user")))
     with pytest.raises(DataError, match="column 'user' holds 1 group\\(s\\); 2 folds need at "
@@ -71,6 +77,11 @@ def test_cv_writes_each_fold_a_summary_and_resumes_only_what_is_left(tiny_checkp
 
     assert cli(command) == 2  # an earlier cross-validation is there
     assert "pass --resume to finish it, or --overwrite" in capsys.readouterr().err
+    assert cli([*command, "--resume", "--epochs", "3"]) == 2
+    assert "with other options (epochs: 2 -> 3)" in capsys.readouterr().err
+    write_csv(train_file, sentiment_rows(90, seed=5))  # the file changed since
+    assert cli([*command, "--resume"]) == 2
+    assert "changed since its finished folds were split" in capsys.readouterr().err
 
 
 def test_cv_killed_after_fold_2_resumes_with_folds_3_to_5_only(tiny_checkpoint, tmp_path):

@@ -292,6 +292,12 @@ def test_the_launcher_runs_tfsft_train_only(capsys):
         with pytest.raises(SystemExit):
             local_cluster.main(["--workers", "2", "--", *command])
         assert "the workers run tfsft train" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        local_cluster.main(["--", "tfsft", "train", "--train", "t.csv", "--strategy",
+                            "one-device"])
+    printed = capsys.readouterr().err
+    assert "--strategy one-device trains in one process alone" in printed
+    assert "TF_CONFIG" not in printed  # the launcher sets it, not the user
 
 
 def test_a_worker_whose_peers_never_start_stops_with_an_error():

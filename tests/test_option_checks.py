@@ -3,6 +3,8 @@ diverging run stops at its first NaN step."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -159,3 +161,19 @@ def test_predict_skips_and_counts_blank_lines(run, tmp_path, capsys):
 def test_numpy_numbers_are_accepted():
     config = TrainConfig.from_dict({**BASE, "batch_size": np.int64(8), "dropout": np.float32(0.2)})
     assert config.batch_size == 8 and type(config.batch_size) is int
+
+
+def test_a_task_file_with_another_number_of_labels_than_the_model_is_refused(trained_run,
+                                                                              tmp_path):
+    import shutil
+
+    from tfsft.runs import TrainedRun
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, copy)
+    record = json.loads((copy / "task.json").read_text())
+    record["state"]["labels"] = [*record["state"]["labels"], "extra"]
+    (copy / "task.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="task.json: it names 3 outputs .labels or targets. "
+                                          "but the saved model gives 2"):
+        TrainedRun(copy).predict(["a great film"])

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
+from tfsft.errors import DataError
 from tfsft.runs import TrainedRun
+from tfsft.tasks import create_task
 
 from .conftest import sentiment_rows, write_csv
 from .task_contract import run_task_contract
@@ -34,3 +38,19 @@ def test_run_folder_of_the_previous_release_still_loads(trained_run, tmp_path):
     run = TrainedRun(old)
     assert run.labels == ("neg", "pos") and run.task.options.text_column == "text"
     assert [p["label"] for p in run.predict(["superb", "dull"])] == ["pos", "neg"]
+
+
+def test_a_list_label_is_refused_and_numbers_written_two_ways_are_warned(tmp_path, caplog):
+    task = create_task("text-classification")
+    path = tmp_path / "lists.jsonl"
+    path.write_text('{"text": "fine", "label": "neg"}\n{"text": "odd", "label": ["neg"]}\n')
+    with pytest.raises(DataError, match="line 2: the label \\(column 'label'\\) is a list "
+                                        ".*--task multi-label-classification"):
+        task.data.read(path)
+    codes = tmp_path / "codes.csv"
+    codes.write_text("text,label\na,1\nb,0\nc,01\nd,1.0\ne,0\n")
+    with caplog.at_level("WARNING"):
+        data = task.data.read(codes)
+    assert len(data) == 5 and len(caplog.records) == 1  # once per label
+    assert ("line 4: the label '01' (column 'label') is read as '1', the same class as '1' at "
+            "line 2" in caplog.text)

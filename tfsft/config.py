@@ -187,7 +187,8 @@ class TrainConfig:
         options = make_options(options_class(self.task), self.task_options,
                                source=f"task {self.task!r}")
         self.task_options = options.to_dict()
-        defaults = create_task(self.task, options).modeling.optimization_defaults()
+        task = create_task(self.task, options)
+        defaults = task.modeling.optimization_defaults()
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -228,6 +229,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        task.data.check_max_length(self.max_length)
         if self.delimiter is not None:
             self.delimiter = parse_delimiter(self.delimiter)
         from tfsft.data.augmentation import parse_methods

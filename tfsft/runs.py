@@ -244,10 +244,17 @@ class TrainedRun:
             raise ConfigError(f"{path}: the saved model is damaged or incomplete (not a .keras "
                               "archive); train the run again, or restore it from a backup")
         try:
-            return self.task.modeling.load(path)
+            model = self.task.modeling.load(path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"{path}: the saved model cannot be loaded ({exc}); train the "
                               "run again, or restore it from a backup") from exc
+        expected, got = self.task.modeling.output_count(), getattr(model, "num_outputs", None)
+        if expected is not None and isinstance(got, int) and got != expected:
+            raise ConfigError(f"{self.run_dir / TASK_FILE}: it names {expected} outputs "
+                              f"(labels or targets) but the saved model gives {got}; the file "
+                              "does not match the run (was it edited?): train the run again, "
+                              "or restore the run folder from a backup")
+        return model
 
     def read(self, source: Any, labelled: bool = True, max_rows: int | None = None,
              file_format: str | None = None, encoding: str = "utf-8",

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"{name}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted{_INTERRUPTED_HINTS.get(args.command, '')}", file=sys.stderr)
         return 130
     except (TfsftError, FileExistsError) as exc:
         if args.debug:
@@ -76,6 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               "bug in tfsft; run the command again with --debug and report the traceback.",
               file=sys.stderr)
         return 1
+
+
+#: What to do after Ctrl-C, by command (those that resume).
+_INTERRUPTED_HINTS = {
+    "train": "; run the same command again to resume from the last backup",
+    "distill": "; run the same command again to resume from the last backup",
+    "cv": "; run the same command with --resume to finish the folds left",
+}
 
 
 def parse_arguments(parser, argv: list[str]):

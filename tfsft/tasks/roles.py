@@ -120,6 +120,10 @@ class DataRole(_Role, Protocol):
         ``quoting`` are passed on to :func:`tfsft.data.readers.read_table`."""
         raise NotImplementedError
 
+    def check_max_length(self, max_length: int) -> None:
+        """Refuse a ``max_length`` the task's options cannot work with, before any data is
+        read (default: any within the limits)."""
+
     def reads_text_lines(self, path: str, encoding: str = "utf-8") -> bool:
         """Whether ``tfsft predict --input path`` reads one text a line (a ``.txt`` file)
         rather than through :meth:`read`."""
@@ -246,6 +250,12 @@ class ModelingRole(_Role, Protocol):
         """A model on the pretrained ``checkpoint``, taking ``token_ids``, ``segment_ids`` and
         ``padding_mask``."""
         raise NotImplementedError
+
+    def output_count(self) -> int | None:
+        """How many values the model gives per text (per token, for token tasks) with the
+        task's state: a saved model must have as many (None: the task does not say)."""
+        count = getattr(self.task, "num_outputs", None)
+        return int(count) if isinstance(count, int) else None
 
     def load(self, path: Path) -> keras.Model:
         """The model a run saved at ``path`` (``model.keras``), uncompiled. A task whose model

@@ -21,6 +21,7 @@ Fold ``k`` trains on the other parts and validates on part ``k``; it is a run fo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import statistics
@@ -65,7 +66,7 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
                                     locations=table.locations[:config.max_train_rows])
     task.data.read(table, role="train")  # every row checked, errors naming the user's file
     parts = fold_of_rows(table, task, folds, config.seed, group_column)
-    output = _checked_folder(config, folds, resume)
+    output = _checked_folder(config, folds, resume, rows_digest(table))
     data = output / DATA_DIR
     data.mkdir(parents=True, exist_ok=True)
     (output / MARKER).write_text("written by tfsft cv; --overwrite may replace this folder\n")
@@ -129,7 +130,14 @@ def fold_of_rows(table: Any, task: Any, folds: int, seed: int,
         if group_column not in table.columns:
             raise DataError(table.source, None, f"no group column {group_column!r}; the columns "
                             f"are {', '.join(table.columns)}", "name it with --group-column")
-        groups = np.array([str(row.get(group_column)) for row in table.rows])
+        missing = [where for row, where in zip(table.rows, table.locations, strict=True)
+                   if normalize_label(row.get(group_column)) is None]
+        if missing:
+            raise DataError(table.source, missing[0], f"the group (column {group_column!r}) is "
+                            f"empty; {len(missing)} row(s) have none, which would all become "
+                            "one group", "give every row its group (such as its user or "
+                            "document), or remove those rows")
+        groups = np.array([str(normalize_label(row.get(group_column))) for row in table.rows])
         distinct = len(set(groups.tolist()))
         if distinct < folds:
             raise DataError(table.source, None, f"column {group_column!r} holds {distinct} "
@@ -162,17 +170,32 @@ def _refuse_options(config: TrainConfig) -> None:
                           "file's rows")
 
 
-def _checked_folder(config: TrainConfig, folds: int, resume: bool) -> Path:
+def rows_digest(table: Any) -> str:
+    """SHA-256 of a table's columns and rows: the data a cross-validation splits (a resumed
+    one must split the same rows, wherever they came from).
+
+    >>> from tfsft.data.readers import Table
+    >>> a = Table("a.csv", ["text"], [{"text": "good"}], ["line 2"])
+    >>> rows_digest(a) == rows_digest(Table("b.jsonl", ["text"], [{"text": "good"}], ["line 1"]))
+    True
+    """
+    digest = hashlib.sha256(json.dumps(list(table.columns)).encode())
+    for row in table.rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _checked_folder(config: TrainConfig, folds: int, resume: bool, data_digest: str) -> Path:
     output = Path(config.output_dir)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output-dir {output} is a file; name a folder")
+    now = {"folds": folds, "config": config.to_dict(), "data_sha256": data_digest}
     if output.is_dir() and any(output.iterdir()):
         if not (output / MARKER).exists():
             raise ConfigError(f"--output-dir {output} is not empty and was not written by tfsft "
                               "cv; name a new folder")
         saved = output / "cv.json"
         before = json.loads(saved.read_text()) if saved.exists() else None
-        now = {"folds": folds, "config": config.to_dict()}
         if config.overwrite:
             from tfsft.run_folder import clear_run_folder
 
@@ -181,17 +204,42 @@ def _checked_folder(config: TrainConfig, folds: int, resume: bool) -> Path:
         elif not resume:
             raise ConfigError(f"{output} holds an earlier cross-validation; pass --resume to "
                               "finish it, or --overwrite to start over")
-        elif before is not None and _comparable(before) != _comparable(now):
-            raise ConfigError(f"{output} holds a cross-validation with other options; resume "
-                              "it with the same options, or pass --overwrite to start over")
+        elif before is not None:
+            changed = _changes(_comparable(before), _comparable(now))
+            if changed:
+                raise ConfigError(f"{output} holds a cross-validation with other options "
+                                  f"({changed}); resume it with the same options, or pass "
+                                  "--overwrite to start over")
+            if before.get("data_sha256", data_digest) != data_digest:
+                raise ConfigError(f"{output} holds a cross-validation of other data: the rows "
+                                  f"of {config.train} changed since its finished folds were "
+                                  "split; restore the file to resume, or pass --overwrite to "
+                                  "start over on the new rows")
     output.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output / "cv.json", {"folds": folds, "config": config.to_dict()})
+    atomic_write_json(output / "cv.json", now)
     return output
 
 
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    config = {k: v for k, v in record["config"].items() if k not in ("overwrite",)}
-    return {"folds": record["folds"], "config": config}
+    """The options of a ``cv.json`` record, the task's section flattened (``task.option``)."""
+    options: dict[str, Any] = {"folds": record["folds"]}
+    for key, value in record["config"].items():
+        if isinstance(value, dict):
+            options.update({f"{key}.{name}": item for name, item in value.items()})
+        elif key != "overwrite":
+            options[key] = value
+    return options
+
+
+def _changes(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """The options that differ, as ``name: old -> new``.
+
+    >>> _changes({"folds": 5, "epochs": 3}, {"folds": 5, "epochs": 2})
+    'epochs: 3 -> 2'
+    """
+    names = [k for k in dict.fromkeys([*before, *now]) if before.get(k) != now.get(k)]
+    return "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}".replace("'", "")
+                     for k in names[:4]) + ("; ..." if len(names) > 4 else "")
 
 
 def _clear_unresumable(run_dir: Path) -> None:

@@ -162,8 +162,14 @@ def teacher_config(teacher: TrainedRun, overrides: dict[str, Any],
     no_early_stopping = values.pop("no_early_stopping", False)
     if settings.student is not None:
         values["model"] = settings.student
-    # the checks name the flags: the teacher's own options passed them when it trained
-    config = TrainConfig.from_dict({**load_yaml_options(path), **values})
+    saved = load_yaml_options(path)
+    try:  # the teacher's own options passed these checks when it trained
+        TrainConfig.from_dict(dict(saved), source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the teacher's options: was the file edited? restore the run "
+                          "folder, or train the teacher again)") from None
+    # the checks name the flags: what fails now comes from the flags given
+    config = TrainConfig.from_dict({**saved, **values})
     if no_early_stopping:
         config.early_stopping_patience = None
     if isinstance(config.train, str) and not Path(config.train).exists():

@@ -229,7 +229,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_train_command(command):
         parser.error(f"the workers run tfsft train (with --strategy multi-worker); got "
                      f"{' '.join(command[:3])!r}: give -- tfsft train ...")
+    strategy = strategy_of(command)
+    if strategy in ("one-device", "mirrored"):
+        parser.error(f"--strategy {strategy} trains in one process alone, so each worker would "
+                     "train the whole model by itself and write the same run folder; leave "
+                     "out --strategy (the workers use multi-worker), or run the command "
+                     "without local_cluster")
     return run(command, args.workers)
+
+
+def strategy_of(command: Sequence[str]) -> str | None:
+    """The ``--strategy`` a command names, if any.
+
+    >>> strategy_of(["tfsft", "train", "--strategy=one-device"])
+    'one-device'
+    """
+    for i, word in enumerate(command):
+        if word == "--strategy" and i + 1 < len(command):
+            return command[i + 1]
+        if word.startswith("--strategy="):
+            return word.split("=", 1)[1]
+    return None
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class QAData(DataRole):
     long_example_treatment = "split into overlapping windows (--doc-stride)"
     default_max_length = 384
 
+    def check_max_length(self, max_length: int) -> None:
+        self.task._check_lengths(max_length)
+
     def __init__(self, task: QuestionAnsweringTask):
         super().__init__(task)
         self._last_encoding: dict[str, int] = {}

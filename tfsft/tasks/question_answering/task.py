@@ -109,9 +109,15 @@ class QuestionAnsweringTask(Task):
         """Refuse a ``max_length`` whose windows hold no more context pieces than
         ``doc_stride`` with the longest question."""
         room = max_length - 3 - self.options.max_question_length
+        if room <= 0:
+            raise ConfigError(
+                f"--max-question-length {self.options.max_question_length} leaves no room for "
+                f"the context in a window of --max-length {max_length} ({max_length} - 3 "
+                f"special tokens - {self.options.max_question_length} = {room}); lower "
+                f"--max-question-length well below {max_length - 3}, or raise --max-length")
         if room <= self.options.doc_stride:
             raise ConfigError(
                 f"--doc-stride {self.options.doc_stride} must be smaller than the context "
                 f"pieces a window holds with the longest question: max_length {max_length} - 3 "
                 f"- max_question_length {self.options.max_question_length} = {room}; lower "
-                "--doc-stride or --max-question-length, or raise --max-length")
+                f"--doc-stride below {room} or --max-question-length, or raise --max-length")

@@ -88,9 +88,19 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
     """
     excluded = {str(x) for x in exclude_labels}
     known = None if labels is None else set(labels)
+    spellings: dict[str, tuple[str, str]] = {}  # label -> its first spelling in a text cell
 
     def read_label(row: dict[str, Any], where: str) -> Any:
-        label = normalize_label(row.get(column))
+        value = row.get(column)
+        if isinstance(value, (list, tuple, dict)):
+            raise DataError(source, where, f"the label (column {column!r}) is "
+                            f"{'a list' if isinstance(value, (list, tuple)) else 'an object'} "
+                            f"({value!r}), not one label",
+                            "for several labels per text train --task "
+                            "multi-label-classification; else give each row one label")
+        label = normalize_label(value)
+        if isinstance(value, str) and label is not None:
+            _warn_merged_spelling(spellings, label, value.strip(), source, where, column)
         refuse_missing_value_marker(label, source, where, column)
         if label is None:
             raise DataError(source, where, f"the label (column {column!r}) is empty",
@@ -106,6 +116,19 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
         return label
 
     return read_label
+
+
+def _warn_merged_spelling(spellings: dict[str, tuple[str, str]], label: str, spelling: str,
+                          source: str, where: str, column: str) -> None:
+    """Warn (once per label) where a number written another way ("01", "1.0") joins the
+    label of an earlier spelling ("1"): numbers are one label however they are written."""
+    first = spellings.setdefault(label, (spelling, where))
+    if first[0] != spelling and first[1] != "warned":
+        spellings[label] = (first[0], "warned")
+        logger.warning("%s, %s: the label %r (column %r) is read as %r, the same class as %r at "
+                       "%s: numbers are one label however they are written; if these are "
+                       "different classes, write them as words (such as c01)", source, where,
+                       spelling, column, label, first[0], first[1])
 
 
 def classification_examples(rows: TextRows, source: str, labels: Sequence[str] | None,

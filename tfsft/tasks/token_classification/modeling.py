@@ -29,6 +29,9 @@ class TokenModeling(ModelingRole):
         docs/quality.md)."""
         return {"learning_rate": 1e-4, "lr_schedule": "linear"}
 
+    def output_count(self) -> int:
+        return len(self.task.labels)
+
     def build(self, checkpoint: Path, dropout: float, dtype: str | None) -> keras.Model:
         from tfsft.models.text_model import TextModel
 
