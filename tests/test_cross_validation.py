@@ -77,6 +77,8 @@ def test_cv_writes_each_fold_a_summary_and_resumes_only_what_is_left(tiny_checkp
 
     assert cli(command) == 2  # an earlier cross-validation is there
     assert "pass --resume to finish it, or --overwrite" in capsys.readouterr().err
+    assert cli([*command, "--resume", "--overwrite"]) == 2
+    assert "pass one of them" in capsys.readouterr().err
     assert cli([*command, "--resume", "--epochs", "3"]) == 2
     assert "with other options (epochs: 2 -> 3)" in capsys.readouterr().err
     write_csv(train_file, sentiment_rows(90, seed=5))  # the file changed since

@@ -54,3 +54,14 @@ def test_a_list_label_is_refused_and_numbers_written_two_ways_are_warned(tmp_pat
     assert len(data) == 5 and len(caplog.records) == 1  # once per label
     assert ("line 4: the label '01' (column 'label') is read as '1', the same class as '1' at "
             "line 2" in caplog.text)
+
+
+def test_a_label_column_with_a_different_value_in_every_row_is_refused():
+    import pandas as pd
+
+    task = create_task("text-classification")
+    frame = pd.DataFrame({"text": ["pos", "neg"] * 12,
+                          "label": [f"review number {i}" for i in range(24)]})
+    with pytest.raises(DataError, match="column 'label' holds a different label in every one "
+                                        "of the 24 training rows.*are they swapped"):
+        task.data.read(frame)

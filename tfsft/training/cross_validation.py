@@ -50,6 +50,9 @@ def cross_validate(config: TrainConfig, folds: int, group_column: str | None = N
     from tfsft.training.trainer import train
 
     _refuse_options(config)
+    if resume and config.overwrite:
+        raise ConfigError("--resume finishes an earlier cross-validation and --overwrite "
+                          "starts it over; pass one of them")
     task = create_task(config.task, config.task_options)
     if isinstance(config.train, (str, Path)):
         try:  # a document (SQuAD JSON) has no rows to split into folds
@@ -190,6 +193,8 @@ def _checked_folder(config: TrainConfig, folds: int, resume: bool, data_digest: 
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output-dir {output} is a file; name a folder")
     now = {"folds": folds, "config": config.to_dict(), "data_sha256": data_digest}
+    if resume and not (output.is_dir() and any(output.iterdir())):
+        logger.warning("--resume: %s holds no cross-validation yet; starting one", output)
     if output.is_dir() and any(output.iterdir()):
         if not (output / MARKER).exists():
             raise ConfigError(f"--output-dir {output} is not empty and was not written by tfsft "

@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TextClassificationOptions", "TextClassificationTask", "create_task"]
 
 logger = logging.getLogger(__name__)
+#: From this many training rows, a different label in every row is refused.
+UNIQUE_LABELS_ROWS = 20
 
 
 @dataclass
@@ -135,6 +137,11 @@ class ClassificationData(LabelColumnData):
         column = self.label_column("train")
         present = {normalize_label(row.get(column)) for row in table.rows}
         self._refuse_bad_label_set(examples.labels, present, table.source)
+        if len(examples) >= UNIQUE_LABELS_ROWS and len(examples.labels) == len(examples):
+            raise DataError(table.source, None, f"column {column!r} holds a different label "
+                            f"in every one of the {len(examples)} training rows, so no class "
+                            "has two examples to learn from", "check --label-column and "
+                            "--text-column (are they swapped?)")
 
     def _refuse_bad_label_set(self, labels: tuple[str, ...], present: set[str | None],
                               source: str) -> None:
