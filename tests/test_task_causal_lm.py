@@ -332,6 +332,9 @@ def check_decoder_files(run, base, base_checkpoint):
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
             "generation_config.json", "README.md"} <= {p.name for p in hf.iterdir()}
     assert "pipeline_tag: text-generation" in (hf / "README.md").read_text()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (hf / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     config = json.loads((hf / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert config["max_position_embeddings"] == 512  # the base checkpoint's, not a default

@@ -114,10 +114,8 @@ def write_gguf(hf_folder: Path, path: Path, variant: str = "fp32",
     hidden = config["hidden_size"]
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(name or str(config.get("_name_or_path") or "tfsft model"))
-    writer.add_file_type({"F32": gguf.LlamaFileType.ALL_F32,
-                          "F16": gguf.LlamaFileType.MOSTLY_F16,
-                          "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-                          "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[kind_name])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if kind_name == "F32"
+                         else gguf.LlamaFileType[f"MOSTLY_{kind_name}"])
     writer.add_block_count(config["num_hidden_layers"])
     writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
     writer.add_embedding_length(hidden)

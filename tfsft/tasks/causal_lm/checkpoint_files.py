@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tfsft.errors import ConfigError, TfsftError
+from tfsft.io_utils import public_mode
 
 #: keras-hub backbones whose Hugging Face export keras-hub writes.
 HUB_BACKBONES = ("Llama3Backbone", "MistralBackbone", "QwenBackbone", "GemmaBackbone",
@@ -95,6 +96,8 @@ def write_hub_folder(model: Any, tokenizer_folder: Path, base_checkpoint: str | 
                   if key in config}
     (folder / "generation_config.json").write_text(
         json.dumps({**generation, "_from_model_config": True}, indent=2) + "\n")
+    for path in folder.rglob("*"):  # safetensors writes its files for the owner only
+        public_mode(path, folder=path.is_dir())
     return folder
 
 
