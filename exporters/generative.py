@@ -8,7 +8,7 @@ Layout under the output folder (TensorFlow Serving loads ``<version>/``)::
     saved_models/NAME/onnx/                 --format onnx: model.onnx (+ int8 / int4 / fp16 variants)
     saved_models/NAME/tflite/               --format tflite: model.tflite (+ int8 / fp16)
     saved_models/NAME/hf/                   --format hf: a Hugging Face checkpoint folder
-    saved_models/NAME/gguf/                 --format gguf: model.gguf (+ f16 / q8_0 / q4_0)
+    saved_models/NAME/gguf/                 --format gguf: model.gguf (+ f16 / q8_0 / q4_1)
     saved_models/NAME/export_report.json
 
 The graphs come from the task's serving role (:class:`tfsft.tasks.roles.GenerativeServing`;

@@ -290,7 +290,7 @@ def _add_export(commands: Any, task: str) -> None:
                         help="comma-separated quantized variants: fp16, int8-dynamic, int8-static "
                         "(calibrated int8 weights and activations; int8 is its old name); "
                         "causal-lm runs: fp16, int8-dynamic, int4 (ONNX, and GGUF as F16, "
-                        "Q8_0, Q4_0). Each is checked "
+                        "Q8_0, Q4_1). Each is checked "
                         "against the task's gate and left out below it; the int8 variants "
                         "keep their worst layers in float first")
     export.add_argument("--output", required=True, help="model base folder, e.g. saved_models/NAME")

@@ -4,7 +4,7 @@ The file is what llama.cpp (and everything built on it) loads: llama.cpp's tenso
 of ``attn_q`` / ``attn_k`` in its per-head RoPE order, the byte-level BPE tokenizer (vocabulary,
 merges, token types, the pre-tokenizer's name) and the chat template in the ``tokenizer.ggml.*``
 metadata, written with the ``gguf`` package (llama.cpp's own writer). Weights are float32, or
-F16 / Q8_0 / Q4_0 (:data:`GGUF_VARIANTS`); norms stay float32 in every variant.
+F16 / Q8_0 / Q4_1 (:data:`GGUF_VARIANTS`); norms stay float32 in every variant.
 
 >>> gguf_name("model.layers.3.self_attn.q_proj.weight")
 'blk.3.attn_q.weight'
@@ -29,9 +29,10 @@ GGUF_VARIANTS = {
     "fp16": ("F16", "model-f16.gguf", "F16 weights (norms in F32)"),
     "int8-dynamic": ("Q8_0", "model-q8_0.gguf",
                      "Q8_0: 8-bit weights in blocks of 32 with one scale each (norms in F32)"),
-    "int4": ("Q4_0", "model-q4_0.gguf",
-             "Q4_0: 4-bit weights in blocks of 32 with one scale each; the token embedding "
-             "(also the output projection) in Q8_0, norms in F32"),
+    "int4": ("Q4_1", "model-q4_1.gguf",
+             "Q4_1: 4-bit weights in blocks of 32 with a scale and a minimum each (the type "
+             "SmolLM2's own GGUF release uses); the token embedding (also the output "
+             "projection) in Q8_0, norms in F32"),
 }
 #: tokenizer.json pre-tokenizers -> llama.cpp's ``tokenizer.ggml.pre`` name.
 _DIGITS_THEN_BYTES = "smollm"
@@ -172,7 +173,7 @@ def _tensor_kind(name: str, value: np.ndarray, wanted: Any, gguf: Any) -> Any:
         return types.F32
     if wanted == types.F16:
         return types.F16
-    if name.startswith("model.embed_tokens") and wanted == types.Q4_0:
+    if name.startswith("model.embed_tokens") and wanted in (types.Q4_0, types.Q4_1):
         wanted = types.Q8_0
     block, _ = gguf.GGML_QUANT_SIZES[wanted]
     return wanted if value.shape[-1] % block == 0 else types.F16
