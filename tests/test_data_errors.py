@@ -163,3 +163,12 @@ def test_a_pipe_is_refused_before_it_is_drained(tmp_path):
         read_text_classification(pipe, text_column="sentence")
     with pytest.raises(DataError, match="is a device or a pipe"):
         read_text_lines(pipe)
+
+
+def test_a_jsonl_key_given_twice_in_one_object_is_refused(tmp_path):
+    from tfsft.data.readers import read_table
+
+    path = tmp_path / "twice.jsonl"
+    path.write_text('{"text": "a", "label": "pos"}\n{"text": "b", "label": "pos", "label": "neg"}\n')
+    with pytest.raises(DataError, match="line 2: the key 'label' occurs twice in one object"):
+        read_table(path)

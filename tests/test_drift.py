@@ -18,6 +18,8 @@ def test_signals_and_their_thresholds():
     same = drift.length_signal(rng.poisson(20, 500), rng.poisson(20, 500))
     longer = drift.length_signal(rng.poisson(20, 500), rng.poisson(45, 500))
     assert same["verdict"] == "ok" and longer["verdict"] == "drift"
+    few = drift.length_signal(rng.poisson(20, 7), rng.poisson(45, 500))
+    assert few["verdict"] == "too few"  # seven reference lengths judge nothing
     assert drift.unknown_signal(0.001, 0.05)["verdict"] == "drift"
     assert drift.unknown_signal(0.03, 0.05)["verdict"] == "ok"  # +2 points but not twice
     inputs = drift.input_signals(["a", "a", "a", " ", "b"])
@@ -43,6 +45,9 @@ def test_cli_exit_status_names_the_drifting_signal(trained_run, tmp_path, capsys
                                         for i, t in enumerate(texts)))
     report = tmp_path / "report.json"
     assert cli(["data", "drift", run, "--input", str(blank), "--output", str(report)]) == 3
+    inside = trained_run.run_dir / "drift.json"
+    assert cli(["data", "drift", run, "--input", str(blank), "--output", str(inside)]) == 2
+    assert "is inside the run folder" in capsys.readouterr().err and not inside.exists()
     signals = json.loads(report.read_text())["signals"]
     assert signals["empty"]["live"] == pytest.approx(0.1) and signals["empty"]["verdict"] == (
         "drift")

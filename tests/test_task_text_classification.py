@@ -54,6 +54,12 @@ def test_a_list_label_is_refused_and_numbers_written_two_ways_are_warned(tmp_pat
     assert len(data) == 5 and len(caplog.records) == 1  # once per label
     assert ("line 4: the label '01' (column 'label') is read as '1', the same class as '1' at "
             "line 2" in caplog.text)
+    caplog.clear()
+    flags = tmp_path / "flags.jsonl"
+    flags.write_text('{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
+    with caplog.at_level("WARNING"):
+        assert task.data.read(flags).labels == ("0", "1")
+    assert "line 1: the label (column 'label') is true, a yes/no value" in caplog.text
 
 
 def test_a_label_column_with_a_different_value_in_every_row_is_refused():

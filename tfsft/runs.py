@@ -261,10 +261,20 @@ class TrainedRun:
              delimiter: str | None = None, quoting: bool = True, **columns: Any) -> Any:
         """Read data with this run's task (and its label list); ``columns`` override the
         column options the run was trained with (``text_column="content"``)."""
+        self.check_columns(columns)
         task = self.task.with_options(**{k: v for k, v in columns.items() if v is not None})
         return task.data.read(source, role="eval", labelled=labelled, max_rows=max_rows,
                               file_format=file_format, encoding=encoding, delimiter=delimiter,
                               quoting=quoting)
+
+    def check_columns(self, columns: dict[str, Any]) -> None:
+        """Refuse a second-text column for a run trained on single texts (its model has no
+        input for it)."""
+        if (columns.get("text_pair_column") is not None
+                and "text_pair" not in self.task.serving.text_inputs()):
+            raise ConfigError(f"--text-pair-column {columns['text_pair_column']}: {self.run_dir} "
+                              "was trained on single texts and reads no second text; leave "
+                              "it out")
 
     def saved_examples(self, name: str = HELDOUT_FILE, fallback: Any = None) -> Any:
         """Examples saved with the run (``heldout.jsonl`` or ``calibration.jsonl``).

@@ -211,6 +211,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
+    run.check_columns(column_overrides(args))
     names = run.task.serving.text_inputs()
     inputs: dict[str, list[str]] = {name: [] for name in names}
     places: list[dict[str, Any]] = []  # where each --input text is in its file
@@ -416,9 +417,14 @@ def run_drift(args: argparse.Namespace) -> int:
     from tfsft.runs import TrainedRun
 
     run = TrainedRun(args.run_dir)
+    run.check_columns(column_overrides(args))
     path = str(require_file(args.input))
     if args.output:
         _check_report_file(args.output, [path, args.predictions], args.overwrite)
+        if run.run_dir.resolve() in Path(args.output).absolute().resolve().parents:
+            raise ConfigError(f"--output {args.output} is inside the run folder "
+                              f"{run.run_dir}; write the report elsewhere, so the run keeps "
+                              "only what training wrote")
     if args.predictions and not (run.task.data.target_summary(
             run.saved_examples()) or {}).get("counts"):
         raise ConfigError(f"{run.run_dir} is a {run.task.name} run: its predictions have no "

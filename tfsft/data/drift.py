@@ -14,6 +14,8 @@ run's validation examples (``heldout.jsonl``) and its data check, signal by sign
   labels. Drift: PSI >= 0.25.
 
 A PSI between 0.1 and 0.25 is reported as ``watch`` (a shift worth a look, not an alarm).
+The length and label signals need 30 reference and 30 live values: with fewer, their verdict is
+``too few`` (not judged, never drift).
 PSI is ``sum((live - ref) * ln(live / ref))`` over the bins, each share floored at 0.0001.
 
 >>> round(psi([50, 50], [50, 50]), 4), round(psi([90, 10], [10, 90]), 2)
@@ -37,6 +39,8 @@ KS_P_VALUE = 0.001
 UNKNOWN_POINTS = 0.02
 EMPTY_SHARE = 0.01
 DUPLICATE_SHARE = 0.5
+#: Fewer reference (validation) or live values than this: a distribution signal is not judged.
+MIN_SAMPLE = 30
 _FLOOR = 1e-4
 
 
@@ -53,6 +57,16 @@ def _psi_verdict(value: float) -> str:
     return "drift" if value >= PSI_DRIFT else "watch" if value >= PSI_WATCH else "ok"
 
 
+def _enough(verdict: str, reference: int, live: int) -> str:
+    """``verdict``, or ``too few`` where either sample is below :data:`MIN_SAMPLE`: a
+    distribution of a handful of values says nothing.
+
+    >>> _enough("drift", 7, 500), _enough("drift", 40, 40)
+    ('too few', 'drift')
+    """
+    return verdict if min(reference, live) >= MIN_SAMPLE else "too few"
+
+
 def length_signal(reference: np.ndarray, live: np.ndarray) -> dict[str, Any]:
     """Token lengths: PSI over the reference's deciles and the KS test."""
     from scipy.stats import ks_2samp
@@ -64,6 +78,7 @@ def length_signal(reference: np.ndarray, live: np.ndarray) -> dict[str, Any]:
     verdict = _psi_verdict(index)
     if test.statistic >= KS_DRIFT and test.pvalue < KS_P_VALUE:
         verdict = "drift"
+    verdict = _enough(verdict, len(reference), len(live))
     return {"verdict": verdict, "psi": round(index, 4), "ks_statistic": round(float(
         test.statistic), 4), "ks_p_value": float(test.pvalue),
         "reference_median": float(np.median(reference)), "live_median": float(np.median(live)),
@@ -100,7 +115,8 @@ def label_signal(reference: dict[str, int], live: dict[str, int]) -> dict[str, A
     names = sorted(set(reference) | set(live))
     index = psi([reference.get(n, 0) for n in names], [live.get(n, 0) for n in names])
     total_ref, total_live = max(sum(reference.values()), 1), max(sum(live.values()), 1)
-    return {"verdict": _psi_verdict(index), "psi": round(index, 4),
+    verdict = _enough(_psi_verdict(index), total_ref, total_live)
+    return {"verdict": verdict, "psi": round(index, 4),
             "reference_shares": {n: round(reference.get(n, 0) / total_ref, 4) for n in names},
             "live_shares": {n: round(live.get(n, 0) / total_live, 4) for n in names},
             "unseen_labels": [n for n in names if n not in reference],

@@ -490,6 +490,20 @@ def _check_header(path: Path, header: list[str]) -> None:
         seen.add(name)
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
+
+
 def _jsonl_records(path: Path, lines: Iterable[str]) -> Iterator[Any]:
     """The column names seen so far (a dict that grows), then ``(record, "line N")``."""
     columns: dict[str, None] = {}
@@ -498,10 +512,14 @@ def _jsonl_records(path: Path, lines: Iterable[str]) -> Iterator[Any]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_refuse_repeated_keys)
         except json.JSONDecodeError as exc:
             raise DataError(str(path), f"line {line_number}", f"invalid JSON ({exc.msg})",
                             "write one JSON object per line") from exc
+        except _RepeatedKey as exc:
+            raise DataError(str(path), f"line {line_number}", f"the key {exc.key!r} occurs "
+                            "twice in one object (JSON keeps only the last value)",
+                            "give each key once") from None
         if not isinstance(record, dict):
             raise DataError(str(path), f"line {line_number}",
                             f"expected a JSON object, found {type(record).__name__}",

@@ -99,6 +99,11 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
                             "for several labels per text train --task "
                             "multi-label-classification; else give each row one label")
         label = normalize_label(value)
+        if isinstance(value, bool) and "true/false" not in spellings:
+            spellings["true/false"] = ("", where)
+            logger.warning("%s, %s: the label (column %r) is %s, a yes/no value: true/false "
+                           "labels are read as the classes '1' and '0'", source, where, column,
+                           str(value).lower())
         if isinstance(value, str) and label is not None:
             _warn_merged_spelling(spellings, label, value.strip(), source, where, column)
         refuse_missing_value_marker(label, source, where, column)
