@@ -252,6 +252,28 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def option_changes(saved: dict[str, Any], now: dict[str, Any],
+                   ignored: tuple[str, ...] = ("output_dir", "overwrite")) -> str:
+    """The options that differ between two :meth:`TrainConfig.to_dict` records (the task's
+    section read as options of their own), as ``"name: saved -> now"``; empty when none.
+
+    >>> option_changes({"task": "t", "epochs": 3, "t": {"pooling": "mean"}},
+    ...                {"task": "t", "epochs": 2, "t": {"pooling": "cls"}})
+    "epochs: 3 -> 2; pooling: 'mean' -> 'cls'"
+    """
+    def flat(record: dict[str, Any]) -> dict[str, Any]:
+        task = record.get("task")
+        section = record.get(task) if isinstance(task, str) else None
+        options = {k: v for k, v in record.items() if k != task}
+        return {**options, **(section if isinstance(section, dict) else {})}
+
+    before, after = flat(saved), flat(now)
+    differ = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
+              for k in sorted(set(before) | set(after))
+              if k not in ignored and before.get(k) != after.get(k)]
+    return "; ".join(differ[:4]) + ("; ..." if len(differ) > 4 else "")
+
+
 def parse_delimiter(value: str) -> str:
     r"""One delimiter character; ``\t`` (as typed in a shell) and ``tab`` mean a tab.
 

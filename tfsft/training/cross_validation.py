@@ -11,7 +11,7 @@ Fold ``k`` trains on the other parts and validates on part ``k``; it is a run fo
 - ``out_of_fold.jsonl``: every row's prediction by the fold that did not train on it, in the
   order of the training file, with the row's line and fold.
 
->>> from tfsft.config import TrainConfig
+>>> from tfsft.config import TrainConfig, option_changes
 >>> config = TrainConfig(train="train.tsv", model="minilm-l6", output_dir="cv/sst2")
 >>> summary = cross_validate(config, folds=5)                              # doctest: +SKIP
 >>> summary["mean"]["accuracy"]                                            # doctest: +SKIP
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tfsft.config import TrainConfig
+from tfsft.config import TrainConfig, option_changes
 from tfsft.data.examples import normalize_label
 from tfsft.data.readers import read_table, rows_copied_from
 from tfsft.errors import ConfigError, DataError
@@ -210,7 +210,8 @@ def _checked_folder(config: TrainConfig, folds: int, resume: bool, data_digest: 
             raise ConfigError(f"{output} holds an earlier cross-validation; pass --resume to "
                               "finish it, or --overwrite to start over")
         elif before is not None:
-            changed = _changes(_comparable(before), _comparable(now))
+            changed = option_changes({**before["config"], "folds": before["folds"]},
+                                     {**now["config"], "folds": folds})
             if changed:
                 raise ConfigError(f"{output} holds a cross-validation with other options "
                                   f"({changed}); resume it with the same options, or pass "
@@ -223,28 +224,6 @@ def _checked_folder(config: TrainConfig, folds: int, resume: bool, data_digest: 
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(output / "cv.json", now)
     return output
-
-
-def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """The options of a ``cv.json`` record, the task's section flattened (``task.option``)."""
-    options: dict[str, Any] = {"folds": record["folds"]}
-    for key, value in record["config"].items():
-        if isinstance(value, dict):
-            options.update({f"{key}.{name}": item for name, item in value.items()})
-        elif key != "overwrite":
-            options[key] = value
-    return options
-
-
-def _changes(before: dict[str, Any], now: dict[str, Any]) -> str:
-    """The options that differ, as ``name: old -> new``.
-
-    >>> _changes({"folds": 5, "epochs": 3}, {"folds": 5, "epochs": 2})
-    'epochs: 3 -> 2'
-    """
-    names = [k for k in dict.fromkeys([*before, *now]) if before.get(k) != now.get(k)]
-    return "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}".replace("'", "")
-                     for k in names[:4]) + ("; ..." if len(names) > 4 else "")
 
 
 def _clear_unresumable(run_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """One training run from a :class:`~tfsft.config.TrainConfig`: read, tokenize, fit, evaluate, save.
 
->>> from tfsft.config import TrainConfig
+>>> from tfsft.config import TrainConfig, option_changes
 >>> config = TrainConfig(train="train.tsv", model="minilm-l6", output_dir="runs/sst2",
 ...                      task_options={"text_column": "sentence"}, epochs=1)
 >>> result = train(config)                      # doctest: +SKIP
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from tfsft.config import TrainConfig
+from tfsft.config import TrainConfig, option_changes
 from tfsft.data.checks import (
     DATA_CHECK_FILE,
     LENGTHS_PLOT,
@@ -676,13 +676,7 @@ def _changed_options(config_file: Path, config: TrainConfig) -> str:
         saved = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return "its config.yaml cannot be read"
-    now = config.to_dict()
-    saved_task, now_task = saved.pop(config.task, None) or {}, now.pop(config.task, None) or {}
-    flat_saved, flat_now = {**saved, **saved_task}, {**now, **now_task}
-    differ = [f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
-              for k in sorted(set(flat_saved) | set(flat_now))
-              if k not in ("output_dir", "overwrite") and flat_saved.get(k) != flat_now.get(k)]
-    return "; ".join(differ[:4]) + ("; ..." if len(differ) > 4 else "")
+    return option_changes(saved if isinstance(saved, dict) else {}, config.to_dict())
 
 
 def _prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:

@@ -88,7 +88,8 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
     """
     excluded = {str(x) for x in exclude_labels}
     known = None if labels is None else set(labels)
-    spellings: dict[str, tuple[str, str]] = {}  # label -> its first spelling in a text cell
+    spellings: dict[str, tuple[str, str]] = {}  # label -> its first spelling and its row
+    warned: set[str | bool] = set()  # labels (and True: yes/no values) warned of once
 
     def read_label(row: dict[str, Any], where: str) -> Any:
         value = row.get(column)
@@ -99,13 +100,14 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
                             "for several labels per text train --task "
                             "multi-label-classification; else give each row one label")
         label = normalize_label(value)
-        if isinstance(value, bool) and "true/false" not in spellings:
-            spellings["true/false"] = ("", where)
+        if isinstance(value, bool) and True not in warned:
+            warned.add(True)
             logger.warning("%s, %s: the label (column %r) is %s, a yes/no value: true/false "
                            "labels are read as the classes '1' and '0'", source, where, column,
                            str(value).lower())
         if isinstance(value, str) and label is not None:
-            _warn_merged_spelling(spellings, label, value.strip(), source, where, column)
+            _warn_merged_spelling(spellings, warned, label, value.strip(), source, where,
+                                  column)
         refuse_missing_value_marker(label, source, where, column)
         if label is None:
             raise DataError(source, where, f"the label (column {column!r}) is empty",
@@ -123,17 +125,18 @@ def label_reader(source: str, column: str, labels: Sequence[str] | None = None,
     return read_label
 
 
-def _warn_merged_spelling(spellings: dict[str, tuple[str, str]], label: str, spelling: str,
-                          source: str, where: str, column: str) -> None:
+def _warn_merged_spelling(spellings: dict[str, tuple[str, str]], warned: set[str | bool],
+                          label: str, spelling: str, source: str, where: str,
+                          column: str) -> None:
     """Warn (once per label) where a number written another way ("01", "1.0") joins the
     label of an earlier spelling ("1"): numbers are one label however they are written."""
-    first = spellings.setdefault(label, (spelling, where))
-    if first[0] != spelling and first[1] != "warned":
-        spellings[label] = (first[0], "warned")
+    first, first_where = spellings.setdefault(label, (spelling, where))
+    if first != spelling and label not in warned:
+        warned.add(label)
         logger.warning("%s, %s: the label %r (column %r) is read as %r, the same class as %r at "
                        "%s: numbers are one label however they are written; if these are "
                        "different classes, write them as words (such as c01)", source, where,
-                       spelling, column, label, first[0], first[1])
+                       spelling, column, label, first, first_where)
 
 
 def classification_examples(rows: TextRows, source: str, labels: Sequence[str] | None,
